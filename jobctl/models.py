@@ -1,0 +1,62 @@
+"""Plain data shared by the layers: a validated job spec and its resource request.
+
+A JobSpec is what a job file (one YAML document) becomes after validation. It is stored as JSON
+in the database (`to_dict`/`from_dict`), so every field is a JSON-friendly value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MIB_PER_GIB = 1024
+
+
+@dataclass
+class Dependency:
+    ref: str | int  # a job name or a job ID
+    condition: str = "ok"  # ok | any | failed
+
+
+@dataclass
+class JobSpec:
+    name: str
+    run: str
+    setup: str | None = None
+    workdir: str = "."  # absolute after validation
+    num_nodes: int = 1
+    cpus: float | None = None  # None: the [defaults] of config.toml
+    memory_mib: int | None = None  # None: the [defaults] of config.toml
+    # Alternatives, "any one of these": [["H100", 8], ["A100", 8]]. Empty: no accelerators.
+    accelerators: list[list[Any]] = field(default_factory=list)
+    envs: dict[str, str | None] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # env names whose values are never shown
+    file_mounts: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    depends_on: list[Dependency] = field(default_factory=list)
+    retries: int = 0
+    timeout: float | None = None  # seconds per attempt
+    queue_timeout: float | None = None  # seconds
+    labels: dict[str, str] = field(default_factory=dict)
+    backend: str | None = None
+    source: str | None = None  # the job file this came from
+    ignored: dict[str, Any] = field(default_factory=dict)  # accepted keys the backend cannot honour
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        data = dict(data)
+        data["depends_on"] = [Dependency(**d) for d in data.get("depends_on", [])]
+        return cls(**data)
+
+
+@dataclass
+class LoadedFile:
+    """The result of loading one job file: one task, or a pipeline of several."""
+
+    path: str
+    tasks: list[JobSpec]
+    warnings: list[str] = field(default_factory=list)
+    pipeline_name: str | None = None
