@@ -1,0 +1,142 @@
+"""The local backend: each attempt is a forked runner process (see `jobctl/runner.py`).
+
+This module starts runners, signals them (only after checking PID *and* start time, since PIDs
+are reused) and reads back what they wrote. It never writes the database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from jobctl.backends.base import Observation, WorkerObservation
+from jobctl.errors import BackendError
+from jobctl.runner import read_json, run_attempt, write_json
+
+
+def backend_id(job_id: int, attempt: int) -> str:
+    return f"{job_id}/{attempt}"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+
+    def attempt_dir(self, bid: str) -> Path:
+        job, attempt = bid.split("/")
+        return self.logs / job / attempt
+
+    # -- starting ------------------------------------------------------------------------------
+    def start(self, bid: str, plan: dict[str, Any]) -> int:
+        """Fork a runner for one attempt; returns its PID. The caller reaps it (SIGCHLD)."""
+        folder = self.attempt_dir(bid)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_json(folder / "plan.json", plan)
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                os.closerange(3, 1 << 16)  # the lock, the socket and the database stay with the supervisor
+            finally:
+                run_attempt(folder)
+        return pid
+
+    # -- identity and signals ------------------------------------------------------------------
+    def runner(self, bid: str) -> dict[str, Any] | None:
+        return read_json(self.attempt_dir(bid) / "runner.json")
+
+    def runner_alive(self, bid: str) -> bool | None:
+        """True alive, False gone, None never started (no runner.json)."""
+        info = self.runner(bid)
+        if info is None:
+            return None
+        return _same_process(info["pid"], info["start"])
+
+    def _signal(self, bid: str, sig: int) -> bool:
+        info = self.runner(bid)
+        if info is None or not _same_process(info["pid"], info["start"]):
+            return False
+        try:
+            os.kill(info["pid"], sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError as exc:
+            raise BackendError(f"cannot signal the runner of job {bid.split('/')[0]}: {exc.strerror}") from None
+        return True
+
+    def suspend(self, bid: str) -> None:
+        self._signal(bid, signal.SIGUSR1)
+
+    def resume(self, bid: str) -> None:
+        self._signal(bid, signal.SIGUSR2)
+
+    def cancel(self, bid: str, grace: float = 10.0, reason: str = "killed", message: str | None = None) -> bool:
+        folder = self.attempt_dir(bid)
+        if (folder / "result.json").exists():
+            return False
+        if not (folder / "kill.json").exists():
+            write_json(folder / "kill.json", {"reason": reason, "grace": grace, "message": message})
+        return self._signal(bid, signal.SIGTERM)
+
+    # -- observing -----------------------------------------------------------------------------
+    def poll(self, backend_ids: list[str]) -> dict[str, Observation]:
+        return {bid: self.observe(bid) for bid in backend_ids}
+
+    def observe(self, bid: str, num_nodes: int | None = None) -> Observation:
+        folder = self.attempt_dir(bid)
+        plan = read_json(folder / "plan.json") or {}
+        n = num_nodes or plan.get("num_nodes", 1)
+        workers = []
+        for rank in range(n):
+            done = read_json(folder / f"rank{rank}.exit")
+            if done is None:
+                workers.append(WorkerObservation(rank, "running"))
+            else:
+                workers.append(WorkerObservation(rank, "exited", done["exit_code"]))
+        result = read_json(folder / "result.json")
+        if result is None:
+            alive = self.runner_alive(bid)
+            if alive is False or (alive is None and not plan):
+                for w in workers:
+                    if w.state == "running":
+                        w.state = "lost"
+                return Observation(bid, "FAILED", "worker_lost", "the job's processes vanished without an exit code",
+                                   ended_at=time.time(), workers=workers)
+            if alive is None:
+                return Observation(bid, "CREATED", workers=workers)  # forked, not yet started
+            failed = sum(1 for w in workers if w.state == "exited" and w.exit_code != 0)
+            return Observation(bid, "FAILING" if failed else "ACTIVE", "workers_failed" if failed else None,
+                               f"{failed}/{n} workers failed" if failed else None, workers=workers)
+        return _finished(bid, result, n, workers)
+
+
+def _finished(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObservation]) -> Observation:
+    outcome, code = result["outcome"], result.get("exit_code")
+    ended = result.get("ended_at")
+    msg = result.get("message")
+    if outcome == "completed":
+        return Observation(bid, "COMPLETED", None, None, 0, ended_at=ended, workers=workers)
+    if outcome in ("timed_out", "out_of_memory", "setup_failed", "start_error"):
+        return Observation(bid, "FAILED", outcome, msg, code, ended_at=ended, workers=workers)
+    if outcome == "failed":
+        failed = result.get("failed", 1)
+        if n > 1:
+            return Observation(bid, "FAILED", "workers_failed", f"{failed}/{n} workers failed", code, ended_at=ended,
+                               workers=workers)
+        return Observation(bid, "FAILED", "exit_code", f"exit {code}", code, ended_at=ended, workers=workers)
+    # ended on request (killed, released, preempted): the caller already holds the state it wants
+    return Observation(bid, "KILLED", outcome, msg, code, ended_at=ended, workers=workers)
+
+
+def _same_process(pid: int, start: float) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - start) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -1,0 +1,398 @@
+"""The command line: thin Typer commands over the service layer.
+
+One chokepoint (`main`) maps every JobctlError to a red one-line message on stderr and its exit
+code; `JOBCTL_DEBUG=1` shows the traceback instead. Data goes to stdout, everything else to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from jobctl import __version__
+from jobctl.errors import JobctlError, UsageError
+
+app = typer.Typer(
+    name="jobctl",
+    help="A batch job manager: launch job.yaml files, watch them in a table, control them.\n\n"
+    "Example: jobctl launch examples/hello.yaml --wait && jobctl status",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (see README: JSON output).")]
+JobsArg = Annotated[Optional[list[str]], typer.Argument(help="Job IDs, names or globs such as 'sweep-*'.",
+                                                         show_default=False)]
+AllOpt = Annotated[bool, typer.Option("--all", help="Act on every job.")]
+
+
+def _paths():
+    from jobctl import paths
+
+    return paths.resolve()
+
+
+def _service():
+    from jobctl.service import Service
+
+    return Service(_paths())
+
+
+def _err(text: str, style: str = "") -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text, style=style or None, markup=False)
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"jobctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
+    """jobctl: launch job files, see them in a table, stop/start/retry/kill them."""
+
+
+# -- launch ------------------------------------------------------------------------------------
+@app.command()
+def launch(
+    files: Annotated[list[str], typer.Argument(help="Job files (YAML). Several may be given.")],
+    name: Annotated[Optional[str], typer.Option(help="Job name (default: the file's `name`, else its stem).")] = None,
+    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE, or KEY to take it from this "
+                                                     "environment (shown as ***). Repeatable.")] = None,
+    env_file: Annotated[Optional[str], typer.Option(help="A file of KEY=VALUE lines (values shown as ***).")] = None,
+    cpus: Annotated[Optional[str], typer.Option(help='CPUs per node, e.g. 2 or "2+".')] = None,
+    memory: Annotated[Optional[str], typer.Option(help="Memory per node, e.g. 4GiB or 512MiB.")] = None,
+    gpus: Annotated[Optional[str], typer.Option(help="Accelerators per node, e.g. H100:2.")] = None,
+    num_nodes: Annotated[Optional[int], typer.Option(help="Number of workers (nodes).")] = None,
+    priority: Annotated[Optional[int], typer.Option(help="Higher runs first and may preempt lower.")] = None,
+    array: Annotated[Optional[str], typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="local or slurm (default: config `backend`).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; record nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Block until done; exit with the job's code.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream the logs while waiting.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate job files, record them and queue them. Prints the new job IDs, one a line.
+
+    Example: id=$(jobctl launch job.yaml --env TOKEN) && jobctl wait "$id"
+    """
+    from jobctl import launch as launch_mod
+    from jobctl import output
+
+    service = _service()
+    options = launch_mod.LaunchOptions(name=name, env=env, env_file=env_file, cpus=cpus, memory=memory, gpus=gpus,
+                                       num_nodes=num_nodes, array=array, backend=backend, priority=priority,
+                                       dry_run=dry_run)
+    ids, plan = launch_mod.launch(service, files, options)
+    for warning in plan.warnings:
+        _err(f"warning: {warning}", "yellow")
+    if dry_run:
+        output.print_plan(plan, as_json)
+        return
+    if as_json and not (wait or follow):
+        rows = service.select([str(i) for i in ids])
+        from jobctl.views import job_json
+
+        _print_json([job_json(r) for r in rows])
+    elif not as_json:
+        sys.stdout.write("".join(f"{i}\n" for i in ids))
+        sys.stdout.flush()
+        first = plan.jobs[0]
+        more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+        _err(f"launched job {ids[0]} ({first['name']}){more} on {first['backend']}: {first['resources']}")
+    if wait or follow:
+        raise typer.Exit(output.wait_and_report(service, ids, follow=follow, as_json=as_json))
+
+
+# -- status --------------------------------------------------------------------------------------
+@app.command()
+def status(
+    jobs: JobsArg = None,
+    all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include every finished job.")] = False,
+    state: Annotated[Optional[list[str]], typer.Option(help="Only jobs in this state (repeatable).")] = None,
+    label: Annotated[Optional[list[str]], typer.Option(help="Only jobs with label k=v (repeatable).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table in place until Ctrl-C.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show jobs in a table: unfinished ones and the 20 newest finished ones, newest first.
+
+    Example: jobctl status --state PENDING --label team=vision
+    """
+    from jobctl import output
+
+    labels = []
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--label: expected k=v, got {item!r}")
+        labels.append((key, value))
+    output.status(_service(), jobs or [], all_jobs=all_jobs, state=state, labels=labels, limit=limit,
+                  watch=watch, as_json=as_json)
+
+
+# -- control -------------------------------------------------------------------------------------
+@app.command()
+def stop(
+    jobs: JobsArg = None,
+    release: Annotated[bool, typer.Option("--release", help="Terminate and requeue instead of freezing.")] = False,
+    all_jobs: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Suspend jobs: freeze running ones (SIGSTOP), hold waiting ones.
+
+    Example: jobctl stop 12   (then: jobctl start 12)
+    """
+    from jobctl import control
+
+    svc = _service()
+    results = svc.control(jobs or [], all_jobs, lambda row: control.stop(svc, row, release))
+    from jobctl import output
+
+    raise typer.Exit(output.report(results, as_json))
+
+
+@app.command()
+def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Undo stop: resume a frozen job, or requeue a released or held one.
+
+    Example: jobctl start 12
+    """
+    from jobctl import control, output
+
+    svc = _service()
+    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.start(svc, r)), as_json))
+
+
+@app.command()
+def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Queue a FAILED or KILLED job again, as a new attempt (earlier logs are kept).
+
+    Example: jobctl retry 'sweep-*'
+    """
+    from jobctl import control, output
+
+    svc = _service()
+    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.retry(svc, r)), as_json))
+
+
+@app.command()
+def kill(
+    jobs: JobsArg = None,
+    grace: Annotated[Optional[str], typer.Option(help="Seconds between SIGTERM and SIGKILL (default 10s).")] = None,
+    all_jobs: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Kill jobs: SIGTERM to every process of the job, SIGKILL after the grace period.
+
+    Example: jobctl kill 12 --grace 2s
+    """
+    from jobctl import control, output
+    from jobctl.units import parse_duration
+
+    seconds = None
+    if grace is not None:
+        try:
+            seconds = 0.0 if grace.strip() in ("0", "0s") else parse_duration(grace)
+        except ValueError:
+            raise UsageError(f'--grace: expected a duration such as 10s, got "{grace}"') from None
+    svc = _service()
+    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.kill(svc, r, seconds)), as_json))
+
+
+@app.command()
+def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Forget finished jobs and delete their logs.
+
+    Example: jobctl rm 12 13
+    """
+    from jobctl import control, output
+
+    svc = _service()
+    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.remove(svc, r)), as_json))
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age of finished jobs to forget, e.g. 7d.")] = "7d",
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget finished jobs that ended before the given age, with their logs.
+
+    Example: jobctl prune --older-than 7d
+    """
+    from jobctl import control, output
+    from jobctl.units import parse_duration
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError:
+        raise UsageError(f'--older-than: expected a duration such as 7d, got "{older_than}"') from None
+    raise typer.Exit(output.report(control.prune(_service(), seconds), as_json, quiet_empty=True))
+
+
+# -- reading -------------------------------------------------------------------------------------
+@app.command()
+def logs(
+    job: Annotated[str, typer.Argument(help="A job ID or name.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as the job writes.")] = False,
+    rank: Annotated[Optional[int], typer.Option(help="Only this worker.")] = None,
+    attempt: Annotated[Optional[int], typer.Option(help="An earlier attempt (default: the latest).")] = None,
+    tail: Annotated[Optional[int], typer.Option(help="Only the last N lines.")] = None,
+) -> None:
+    """Print a job's output (stdout and stderr of each worker).
+
+    Example: jobctl logs 12 -f --rank 0
+    """
+    from jobctl import output
+
+    output.logs(_service(), job, follow=follow, rank=rank, attempt=attempt, tail=tail)
+
+
+@app.command()
+def describe(job: Annotated[str, typer.Argument(help="A job ID or name.")], as_json: JsonOpt = False) -> None:
+    """Everything about one job: spec, state, resources held, attempts, workers, timeline.
+
+    Example: jobctl describe 12 --json | jq .events
+    """
+    from jobctl import output
+
+    output.describe(_service(), job, as_json)
+
+
+@app.command()
+def wait(
+    jobs: JobsArg = None,
+    timeout: Annotated[Optional[str], typer.Option(help="Give up after this long (exit 2).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Block until the jobs end. Exit 0 if COMPLETED, else the job's code (124 timeout, 137 OOM/killed).
+
+    Example: jobctl wait 12 || echo "failed with $?"
+    """
+    from jobctl import output
+    from jobctl.units import parse_duration
+
+    svc = _service()
+    ids = [row["id"] for row in svc.select(jobs or [])]
+    raise typer.Exit(output.wait_and_report(svc, ids, as_json=as_json,
+                                            timeout=parse_duration(timeout) if timeout else None))
+
+
+# -- config and supervisor -----------------------------------------------------------------------
+config_app = typer.Typer(help="Settings in config.toml. Example: jobctl config set capacity.cpus 8",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(as_json: JsonOpt = False) -> None:
+    """Show every setting with its value. Example: jobctl config show --json"""
+    from jobctl import output
+
+    output.config_show(_service().config, as_json)
+
+
+@config_app.command("get")
+def config_get(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
+    """Print one setting. Example: jobctl config get defaults.memory"""
+    value = _service().config.get(key)
+    print(json.dumps(value) if not isinstance(value, str) else value)
+
+
+@config_app.command("set")
+def config_set(
+    key: Annotated[str, typer.Argument(help="A dotted key such as capacity.accelerators.")],
+    value: Annotated[str, typer.Argument(help="A TOML value, e.g. 8, '\"32GiB\"' or '{H100 = 4}'.")],
+) -> None:
+    """Change one setting. Example: jobctl config set capacity.accelerators '{H100 = 4}'"""
+    stored = _service().config.set(key, value)
+    _err(f"{key} = {json.dumps(stored)}")
+
+
+@config_app.command("path")
+def config_path() -> None:
+    """Print where config.toml lives. Example: $EDITOR "$(jobctl config path)" """
+    print(_paths().config_file)
+
+
+supervisor_app = typer.Typer(help="The local supervisor that runs jobs. It starts on demand.", no_args_is_help=True)
+app.add_typer(supervisor_app, name="supervisor")
+
+
+@supervisor_app.command("run")
+def supervisor_run() -> None:
+    """Run the supervisor in the foreground (for systemd). Example: jobctl supervisor run"""
+    from jobctl.supervisor import Supervisor
+
+    raise typer.Exit(Supervisor(_paths()).run())
+
+
+@supervisor_app.command("start")
+def supervisor_start() -> None:
+    """Start the supervisor in the background if it is not running. Example: jobctl supervisor start"""
+    from jobctl import output
+
+    output.supervisor_start(_service())
+
+
+@supervisor_app.command("stop")
+def supervisor_stop() -> None:
+    """Stop the supervisor; running jobs keep running. Example: jobctl supervisor stop"""
+    from jobctl import output
+
+    raise typer.Exit(output.supervisor_stop(_service()))
+
+
+@supervisor_app.command("status")
+def supervisor_status(as_json: JsonOpt = False) -> None:
+    """Show the supervisor's pid, uptime and capacity. Example: jobctl supervisor status --json"""
+    from jobctl import output
+
+    raise typer.Exit(output.supervisor_status(_service(), as_json))
+
+
+def main() -> None:
+    """Entry point: the one place where errors become a message and an exit code."""
+    os.umask(0o077)
+    debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
+    try:
+        code = app(standalone_mode=False)  # click returns the code of typer.Exit here
+        sys.exit(code if isinstance(code, int) else 0)
+    except JobctlError as exc:
+        if debug:
+            raise
+        _err(f"error: {exc.message}", "red")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _err("interrupted", "red")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        _err(f"error: {type(exc).__name__}: {exc} (set JOBCTL_DEBUG=1 for the traceback)", "red")
+        sys.exit(1)

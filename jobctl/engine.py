@@ -1,0 +1,292 @@
+"""One pass of the supervisor over the database: record what the backend observed, resolve
+dependencies and timeouts, and ask the scheduler what to start and what to preempt.
+
+Everything here runs inside one write transaction (`Engine.tick`); process work that must happen
+after the commit (forking runners, signalling) is returned as a list of actions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobctl import states
+from jobctl.backends.local import LocalBackend, backend_id
+from jobctl.models import JobSpec
+from jobctl.scheduler import Allocation, Capacity, Request, Running, schedule
+from jobctl.store import dumps, loads, transition
+
+RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before attempt 2, 3, ...
+NEVER_STARTED_AFTER = 10.0  # a runner that wrote nothing for this long after its fork never started
+
+
+@dataclass
+class Actions:
+    start: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)  # job, attempt, plan
+    cancel: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # bid, reason, grace, message
+    next_wake: float | None = None
+
+    def wake_at(self, when: float) -> None:
+        self.next_wake = when if self.next_wake is None else min(self.next_wake, when)
+
+
+def failure_detail(reason: str | None, message: str | None, exit_code: int | None) -> str | None:
+    if reason == "exit_code":
+        return f"exit {exit_code}"
+    if reason == "workers_failed":
+        return message
+    return states.REASON_TEXT.get(reason or "", reason)
+
+
+class Engine:
+    def __init__(self, backend: LocalBackend, capacity: Capacity, socket_path: str, grace: float):
+        self.backend = backend
+        self.capacity = capacity
+        self.socket_path = socket_path
+        self.grace = grace
+        self._specs: dict[int, JobSpec] = {}
+
+    def spec(self, conn: sqlite3.Connection, spec_id: int) -> JobSpec:
+        if spec_id not in self._specs:
+            body = conn.execute("SELECT body FROM specs WHERE id = ?", (spec_id,)).fetchone()[0]
+            self._specs[spec_id] = JobSpec.from_dict(json.loads(body))
+        return self._specs[spec_id]
+
+    # -- the pass --------------------------------------------------------------------------------
+    def tick(self, conn: sqlite3.Connection, now: float, children: set[int]) -> Actions:
+        actions = Actions()
+        self.observe(conn, now, children, actions)
+        self.resolve_dependencies(conn, now)
+        self.expire(conn, now, actions)
+        self.schedule(conn, now, actions)
+        return actions
+
+    def holding(self, conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        return conn.execute(
+            "SELECT * FROM jobs WHERE state NOT IN ('COMPLETED', 'FAILED', 'KILLED') AND alloc IS NOT NULL"
+            " AND backend = 'local'"
+        ).fetchall()
+
+    def observe(self, conn: sqlite3.Connection, now: float, children: set[int], actions: Actions) -> None:
+        for job in self.holding(conn) + self._killed_holding(conn):
+            bid = backend_id(job["id"], job["attempt"])
+            obs = self.backend.observe(bid, job["num_nodes"])
+            for w in obs.workers:
+                conn.execute(
+                    "UPDATE workers SET state = ?, exit_code = ? WHERE job_id = ? AND attempt = ? AND rank = ?"
+                    " AND (state != ? OR exit_code IS NOT ?)",
+                    (w.state, w.exit_code, job["id"], job["attempt"], w.rank, w.state, w.exit_code),
+                )
+            if obs.state == "CREATED":
+                started = conn.execute(
+                    "SELECT started_at, runner_pid FROM attempts WHERE job_id = ? AND n = ?", (job["id"], job["attempt"])
+                ).fetchone()
+                if started and started["runner_pid"] in children:
+                    continue  # our own fresh child, about to write runner.json
+                if started is None or now - (started["started_at"] or 0) > NEVER_STARTED_AFTER:
+                    self._requeue_unstarted(conn, job, now)
+                continue
+            if obs.state in ("ACTIVE", "FAILING"):
+                if obs.state == "FAILING" and job["state"] == states.ACTIVE:
+                    transition(conn, job["id"], states.FAILING, expect={states.ACTIVE}, reason="workers_failed",
+                               detail=obs.message, now=now)
+                continue
+            self._finish_attempt(conn, job, obs, now, actions)
+
+    def _killed_holding(self, conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        # killed by a user while running: processes may still be in their grace period
+        return conn.execute(
+            "SELECT * FROM jobs WHERE state = 'KILLED' AND alloc IS NOT NULL AND backend = 'local'"
+        ).fetchall()
+
+    def _requeue_unstarted(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float) -> None:
+        conn.execute("DELETE FROM workers WHERE job_id = ? AND attempt = ?", (job["id"], job["attempt"]))
+        conn.execute("DELETE FROM attempts WHERE job_id = ? AND n = ?", (job["id"], job["attempt"]))
+        fields = {"alloc": None, "attempt": job["attempt"] - 1}
+        if job["state"] in states.RUNNING:
+            transition(conn, job["id"], states.PENDING, reason=None, message="requeued: its runner never started",
+                       now=now, fields=fields)
+        else:
+            conn.execute("UPDATE jobs SET alloc = NULL, attempt = ? WHERE id = ?", (job["attempt"] - 1, job["id"]))
+
+    def _finish_attempt(self, conn: sqlite3.Connection, job: sqlite3.Row, obs: Any, now: float, actions: Actions) -> None:
+        job_id, state = job["id"], job["state"]
+        conn.execute(
+            "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ? WHERE job_id = ? AND n = ?",
+            (obs.ended_at or now, obs.reason or obs.state.lower(), obs.exit_code, job_id, job["attempt"]),
+        )
+        conn.execute("UPDATE jobs SET alloc = NULL WHERE id = ?", (job_id,))
+        if state == states.KILLED:
+            conn.execute("UPDATE jobs SET exit_code = COALESCE(exit_code, ?) WHERE id = ?", (obs.exit_code, job_id))
+            return
+        if state == states.SUSPENDED and job["reason"] in ("system", "released"):
+            return  # ended on purpose: waits to be started again
+        if obs.state == "COMPLETED":
+            transition(conn, job_id, states.COMPLETED, now=now, fields={"exit_code": 0})
+            return
+        reason = obs.reason if obs.state == "FAILED" else (obs.reason or "exit_code")
+        if reason == "worker_lost" and obs.exit_code is None:
+            obs.message = obs.message or "the job's processes vanished without an exit code"
+        failures = job["failures"] + 1
+        if failures < job["max_attempts"]:
+            delay = RETRY_BACKOFF[min(failures - 1, len(RETRY_BACKOFF) - 1)]
+            transition(
+                conn, job_id, states.RETRYING, reason=reason,
+                detail=f"attempt {failures + 1}/{job['max_attempts']}",
+                message=f"attempt {job['attempt']} failed ({failure_detail(reason, obs.message, obs.exit_code)}); "
+                f"next attempt in {delay:g}s",
+                now=now, fields={"failures": failures, "not_before": now + delay, "exit_code": obs.exit_code},
+            )
+            actions.wake_at(now + delay)
+            return
+        transition(
+            conn, job_id, states.FAILED, reason=reason, detail=failure_detail(reason, obs.message, obs.exit_code),
+            message=obs.message, now=now, fields={"failures": failures, "exit_code": obs.exit_code},
+        )
+
+    # -- dependencies and timeouts ---------------------------------------------------------------
+    def resolve_dependencies(self, conn: sqlite3.Connection, now: float) -> None:
+        for _ in range(100):  # to a fixed point: an upstream failure spreads down a chain at once
+            changed = False
+            blocked = conn.execute("SELECT id FROM jobs WHERE state = 'BLOCKED'").fetchall()
+            for (job_id,) in blocked:
+                deps = conn.execute(
+                    "SELECT d.dep_id, d.condition, j.state, j.name FROM deps d LEFT JOIN jobs j ON j.id = d.dep_id"
+                    " WHERE d.job_id = ?",
+                    (job_id,),
+                ).fetchall()
+                verdict = dependency_verdict(deps)
+                if verdict is None:
+                    continue
+                if verdict == "ok":
+                    changed |= transition(conn, job_id, states.PENDING, expect={states.BLOCKED}, now=now) is not None
+                else:
+                    changed |= transition(conn, job_id, states.FAILED, expect={states.BLOCKED}, reason="upstream_failed",
+                                          detail="upstream failed", message=verdict, now=now) is not None
+            if not changed:
+                return
+
+    def expire(self, conn: sqlite3.Connection, now: float, actions: Actions) -> None:
+        rows = conn.execute(
+            "SELECT id, spec_id, submitted_at FROM jobs WHERE state IN ('PENDING', 'BLOCKED', 'RETRYING', 'CREATED')"
+        ).fetchall()
+        for row in rows:
+            limit = self.spec(conn, row["spec_id"]).queue_timeout
+            if not limit:
+                continue
+            deadline = row["submitted_at"] + limit
+            if now >= deadline:
+                transition(conn, row["id"], states.FAILED, reason="queue_timeout", detail="queue timeout",
+                           message=f"waited longer than its queue_timeout of {limit:g}s", now=now)
+            else:
+                actions.wake_at(deadline)
+
+    # -- scheduling --------------------------------------------------------------------------------
+    def schedule(self, conn: sqlite3.Connection, now: float, actions: Actions) -> None:
+        rows = conn.execute(
+            "SELECT * FROM jobs WHERE backend = 'local' AND (state = 'PENDING' OR state = 'RETRYING'"
+            " OR (state = 'SUSPENDED' AND reason = 'system' AND alloc IS NULL))"
+        ).fetchall()
+        pending = []
+        for row in rows:
+            if row["state"] == states.RETRYING and (row["not_before"] or 0) > now:
+                actions.wake_at(row["not_before"])
+                continue
+            pending.append(row)
+        if not pending:
+            return
+        by_id = {row["id"]: row for row in pending}
+        requests = [request_of(row) for row in pending]
+        running = [running_of(row) for row in self.holding(conn) + self._killed_holding(conn)]
+        decisions = schedule(requests, running, self.capacity)
+        for job_id, alloc in decisions.start:
+            self._start(conn, by_id[job_id], alloc, now, actions)
+        for job_id in decisions.preempt:
+            row = conn.execute("SELECT attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if transition(conn, job_id, states.SUSPENDED, expect=states.RUNNING, reason="system", detail="by system",
+                          message="preempted by a higher-priority job", now=now) is not None:
+                actions.cancel.append((backend_id(job_id, row["attempt"]), "preempted", self.grace, None))
+        for job_id, why in decisions.waiting.items():
+            row = by_id[job_id]
+            if row["state"] == states.PENDING and row["reason"] != why:
+                conn.execute("UPDATE jobs SET reason = ?, detail = ? WHERE id = ?",
+                             (why, states.REASON_TEXT.get(why, why), job_id))
+
+    def _start(self, conn: sqlite3.Connection, job: sqlite3.Row, alloc: Allocation, now: float, actions: Actions) -> None:
+        attempt = job["attempt"] + 1
+        spec = self.spec(conn, job["spec_id"])
+        alloc_json = {"cpus": alloc.cpus, "memory_mib": alloc.memory_mib, "accelerator": alloc.accelerator,
+                      "devices": list(alloc.devices)}
+        src = transition(conn, job["id"], states.ACTIVE, reason=None, now=now,
+                         fields={"attempt": attempt, "started_at": now, "alloc": dumps(alloc_json), "not_before": None})
+        if src is None:
+            return
+        conn.execute("INSERT INTO attempts (job_id, n, started_at) VALUES (?, ?, ?)", (job["id"], attempt, now))
+        conn.executemany(
+            "INSERT INTO workers (job_id, attempt, rank, state) VALUES (?, ?, ?, 'running')",
+            [(job["id"], attempt, rank) for rank in range(job["num_nodes"])],
+        )
+        actions.start.append((job["id"], attempt, self.plan(job, spec, attempt, alloc)))
+
+    def plan(self, job: sqlite3.Row, spec: JobSpec, attempt: int, alloc: Allocation) -> dict[str, Any]:
+        n = job["num_nodes"]
+        env = {k: v for k, v in spec.envs.items() if v is not None}
+        env.update(loads(job["envs"], {}))
+        per_rank = len(alloc.devices) // n if alloc.devices else 0
+        rank_env = []
+        for rank in range(n):
+            e = {
+                "JOBCTL_JOB_ID": str(job["id"]), "JOBCTL_JOB_NAME": job["name"], "JOBCTL_ATTEMPT": str(attempt),
+                "JOBCTL_NODE_RANK": str(rank), "JOBCTL_NUM_NODES": str(n),
+                "SKYPILOT_NODE_RANK": str(rank), "SKYPILOT_NUM_NODES": str(n),
+                "SKYPILOT_NODE_IPS": "\n".join(["127.0.0.1"] * n), "SKYPILOT_NUM_GPUS_PER_NODE": str(per_rank),
+            }
+            if job["array_index"] is not None:
+                e["JOBCTL_ARRAY_INDEX"] = str(job["array_index"])
+            if per_rank:
+                mine = ",".join(str(d) for d in alloc.devices[rank * per_rank:(rank + 1) * per_rank])
+                e["CUDA_VISIBLE_DEVICES"] = mine
+                e["JOBCTL_ACCELERATORS"] = f"{alloc.accelerator}:{mine}"
+            rank_env.append(e)
+        from jobctl.units import format_duration
+
+        return {
+            "job_id": job["id"], "attempt": attempt, "num_nodes": n, "run": spec.run, "setup": spec.setup,
+            "workdir": spec.workdir, "env": env, "rank_env": rank_env, "timeout": spec.timeout,
+            "timeout_text": format_duration(spec.timeout) if spec.timeout else None,
+            "grace": self.grace, "socket": self.socket_path, "memory_mib": job["memory_mib"] * n,
+        }
+
+
+def dependency_verdict(deps: list[sqlite3.Row]) -> str | None:
+    """'ok' when every dependency is satisfied, a message when one never can be, else None."""
+    waiting = False
+    for dep_id, condition, state, name in deps:
+        label = f"{dep_id} ({name})" if name else str(dep_id)
+        if state is None:
+            return f"dependency {dep_id} no longer exists"
+        if state not in states.TERMINAL:
+            waiting = True
+        elif condition == "ok" and state != states.COMPLETED:
+            return f"dependency {label} ended {state}"
+        elif condition == "failed" and state == states.COMPLETED:
+            return f"dependency {label} completed, but this job runs only after a failure"
+    return None if waiting else "ok"
+
+
+def request_of(row: sqlite3.Row) -> Request:
+    n = row["num_nodes"]
+    accs = tuple((str(name).upper(), int(count) * n) for name, count in loads(row["accelerators"], []))
+    return Request(row["id"], row["priority"], row["submitted_at"], row["cpus"] * n, row["memory_mib"] * n, accs)
+
+
+def running_of(row: sqlite3.Row) -> Running:
+    alloc = loads(row["alloc"], {})
+    devices = ((alloc["accelerator"], tuple(alloc["devices"])),) if alloc.get("devices") else ()
+    frozen = row["state"] == states.SUSPENDED and row["reason"] not in ("system", "released")
+    releasing = row["state"] in (states.SUSPENDED, states.KILLED) and not frozen
+    return Running(row["id"], row["priority"], row["submitted_at"], alloc.get("cpus", 0.0), alloc.get("memory_mib", 0),
+                   devices, preemptible=not (frozen or releasing), releasing=releasing)

@@ -1,0 +1,291 @@
+"""The per-attempt runner of the local backend.
+
+The supervisor forks one runner per attempt. The runner starts its own session, makes itself a
+child subreaper (so a descendant that double-forks or calls setsid is re-parented to it, not to
+init), starts one bash worker per rank, and waits. It outlives the supervisor: everything it
+learns goes to files in the attempt folder, written atomically, and the supervisor (this one or
+the next) turns them into database rows. The runner never touches the database.
+
+Files in the attempt folder:
+  plan.json            what to run (written by the supervisor before the fork)
+  runner.json          {"pid", "start"}: written first thing, before any worker starts
+  rank<N>.log          the worker's stdout and stderr
+  rank<N>.exit         {"exit_code", "ended_at", "setup_failed"}: written when the worker exits
+  kill.json            {"reason", "grace", "message"}: a request to end the attempt (then SIGTERM)
+  result.json          the outcome, written last, just before the runner exits
+
+Signals (no handlers: they are blocked and taken with sigtimedwait, one loop, no races):
+  SIGTERM end the attempt (reason in kill.json), SIGUSR1 freeze the tree, SIGUSR2 thaw it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+PR_SET_CHILD_SUBREAPER = 36
+WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP}
+
+# Runs setup (if any) then run, in the job's workdir. A failing setup leaves a marker file.
+WORKER_SCRIPT = r"""
+dir=$1; rank=$2
+if [ -s "$dir/setup.sh" ]; then
+  bash "$dir/setup.sh"
+  code=$?
+  if [ $code -ne 0 ]; then
+    echo "jobctl: setup failed with exit code $code" >&2
+    : > "$dir/setup_failed.$rank"
+    exit $code
+  fi
+fi
+exec bash "$dir/run.sh"
+"""
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a small JSON file atomically (readers see the old file or the new, never half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def exit_code_of(status: int) -> int:
+    """A wait status as a shell would show it: the exit code, or 128 + the signal number."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def notify(sock_path: str) -> None:
+    """Wake the supervisor, if one is listening. Never fails."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            sock.connect(sock_path)
+            sock.sendall(b"w")
+    except OSError:
+        pass
+
+
+class Runner:
+    def __init__(self, attempt_dir: Path):
+        self.dir = attempt_dir
+        self.plan = read_json(attempt_dir / "plan.json") or {}
+        self.workers: dict[int, int] = {}  # pid -> rank
+        self.exits: dict[int, int] = {}  # rank -> exit code
+        self.frozen_since: float | None = None
+        self.frozen_total = 0.0
+        self.started = time.monotonic()
+        self.kill_request: dict[str, Any] | None = None
+        self.kill_deadline: float | None = None
+
+    # -- the tree ------------------------------------------------------------------------------
+    def descendants(self) -> list[Any]:
+        import psutil
+
+        try:
+            return psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def signal_tree(self, sig: int) -> None:
+        import psutil
+
+        for proc in self.descendants():
+            try:
+                proc.send_signal(sig)  # psutil checks the PID was not reused
+            except psutil.Error:
+                pass
+
+    # -- life ----------------------------------------------------------------------------------
+    def start_workers(self) -> None:
+        plan = self.plan
+        (self.dir / "run.sh").write_text(plan["run"])
+        (self.dir / "setup.sh").write_text(plan.get("setup") or "")
+        base = dict(os.environ)
+        base.update(plan.get("env") or {})
+        for rank in range(plan["num_nodes"]):
+            env = dict(base)
+            env.update(plan["rank_env"][rank])
+            log = os.open(self.dir / f"rank{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                pid = os.posix_spawn(
+                    "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash",
+                    ["bash", "-c", WORKER_SCRIPT, "jobctl-worker", str(self.dir), str(rank)],
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                        (os.POSIX_SPAWN_DUP2, log, 1),
+                        (os.POSIX_SPAWN_DUP2, log, 2),
+                        (os.POSIX_SPAWN_CLOSE, log),
+                    ],
+                    setsigmask=(),
+                    setsigdef=tuple(WATCHED),
+                )
+            finally:
+                os.close(log)
+            self.workers[pid] = rank
+
+    def chdir(self) -> None:
+        os.chdir(self.plan["workdir"])
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            rank = self.workers.pop(pid, None)
+            if rank is None:
+                continue  # an orphaned descendant re-parented to us
+            code = exit_code_of(status)
+            self.exits[rank] = code
+            write_json(
+                self.dir / f"rank{rank}.exit",
+                {"exit_code": code, "ended_at": time.time(), "setup_failed": (self.dir / f"setup_failed.{rank}").exists()},
+            )
+            notify(self.plan.get("socket", ""))
+
+    def active_seconds(self) -> float:
+        frozen = self.frozen_total + (time.monotonic() - self.frozen_since if self.frozen_since else 0.0)
+        return time.monotonic() - self.started - frozen
+
+    def request_end(self, reason: str, grace: float, message: str | None = None) -> None:
+        if self.kill_request is not None:
+            return
+        self.kill_request = {"reason": reason, "grace": grace, "message": message}
+        self.kill_deadline = time.monotonic() + grace
+        self.signal_tree(signal.SIGTERM)
+        self.signal_tree(signal.SIGCONT)  # a frozen process must wake to see SIGTERM
+        self.frozen_since = None
+
+    def handle(self, sig: int) -> None:
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            req = read_json(self.dir / "kill.json") or {}
+            grace = float(req.get("grace", self.plan.get("grace", 10.0)))
+            self.request_end(req.get("reason", "killed"), grace, req.get("message"))
+        elif sig == signal.SIGUSR1 and self.frozen_since is None and self.kill_request is None:
+            self.frozen_since = time.monotonic()
+            self.signal_tree(signal.SIGSTOP)
+        elif sig == signal.SIGUSR2 and self.frozen_since is not None:
+            self.signal_tree(signal.SIGCONT)
+            self.frozen_total += time.monotonic() - self.frozen_since
+            self.frozen_since = None
+
+    def loop(self) -> None:
+        timeout = self.plan.get("timeout")
+        while self.workers or (self.kill_request and self.descendants()):
+            wait = 1.0
+            if self.kill_deadline is not None:
+                left = self.kill_deadline - time.monotonic()
+                if left <= 0:
+                    self.signal_tree(signal.SIGKILL)
+                    wait = 0.05
+                else:
+                    wait = min(wait, left)
+            elif timeout and self.frozen_since is None:
+                left = timeout - self.active_seconds()
+                if left <= 0:
+                    limit = self.plan.get("timeout_text", f"{timeout:g}s")
+                    self.request_end("timed_out", float(self.plan.get("grace", 10.0)), f"ran longer than its timeout of {limit}")
+                    continue
+                wait = min(wait, left)
+            info = signal.sigtimedwait(WATCHED, max(wait, 0.01))
+            if info is not None:
+                self.handle(info.si_signo)
+            self.reap()
+        # Whatever the workers left running in the background does not outlive the attempt.
+        leftovers = self.descendants()
+        if leftovers:
+            self.signal_tree(signal.SIGTERM)
+            self.signal_tree(signal.SIGCONT)
+            deadline = time.monotonic() + 2.0
+            while self.descendants() and time.monotonic() < deadline:
+                signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+                self.reap()
+            self.signal_tree(signal.SIGKILL)
+            while self.descendants():
+                signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+                self.reap()
+
+    def result(self) -> dict[str, Any]:
+        n = self.plan["num_nodes"]
+        codes = [self.exits.get(rank) for rank in range(n)]
+        failed = [c for c in codes if c != 0]
+        setup_failed = any((self.dir / f"setup_failed.{r}").exists() for r in range(n))
+        req = self.kill_request
+        if req is not None:
+            outcome = req["reason"]
+        elif setup_failed:
+            outcome = "setup_failed"
+        elif not failed:
+            outcome = "completed"
+        else:
+            outcome = "failed"
+        exit_code = next((c for c in codes if c), 0)
+        return {
+            "outcome": outcome,
+            "message": req.get("message") if req else None,
+            "exit_codes": codes,
+            "failed": len(failed),
+            "exit_code": exit_code,
+            "ended_at": time.time(),
+        }
+
+
+def run_attempt(attempt_dir: Path) -> None:
+    """Body of the forked runner. Never returns: it ends the process with os._exit."""
+    code = 0
+    try:
+        os.setsid()
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+        for sig in WATCHED:
+            signal.signal(sig, signal.SIG_DFL)
+        import psutil
+
+        write_json(attempt_dir / "runner.json", {"pid": os.getpid(), "start": psutil.Process().create_time()})
+        runner = Runner(attempt_dir)
+        try:
+            runner.chdir()
+            runner.start_workers()
+        except OSError as exc:
+            write_json(attempt_dir / "result.json", {
+                "outcome": "start_error", "message": f"could not start the job: {exc}",
+                "exit_codes": [], "failed": 0, "exit_code": None, "ended_at": time.time(),
+            })
+            notify(runner.plan.get("socket", ""))
+            return
+        runner.loop()
+        write_json(attempt_dir / "result.json", runner.result())
+        notify(runner.plan.get("socket", ""))
+    except BaseException:  # noqa: BLE001 - the runner must always leave a trace and exit
+        import traceback
+
+        code = 70
+        with open(attempt_dir / "runner-error.log", "a") as handle:
+            traceback.print_exc(file=handle)
+    finally:
+        os._exit(code)

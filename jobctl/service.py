@@ -1,0 +1,238 @@
+"""The service layer: what the CLI calls. It validates, records and reads; it never prints.
+
+It opens the store lazily, so commands that do not need the database do not pay for it, and it
+talks to the supervisor only to wake it (or start it on demand).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobctl import states
+from jobctl.config import Config
+from jobctl.errors import NotFound, UsageError
+from jobctl.paths import Paths
+from jobctl.store import Store, dumps, loads, transition
+
+TERMINAL_SQL = "('COMPLETED', 'FAILED', 'KILLED')"
+
+
+def current_user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER", str(os.getuid()))
+
+
+@dataclass
+class ActionResult:
+    job_id: int
+    name: str
+    ok: bool
+    message: str
+    state: str | None = None
+
+
+@dataclass
+class LaunchPlan:
+    """What `launch` would record: one entry per job, and the warnings seen while loading."""
+
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # would be refused by a real launch
+
+
+class Service:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self._store: Store | None = None
+        self._config: Config | None = None
+        self.user = current_user()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.paths.ensure()
+            self._store = Store(self.paths.db)
+        return self._store
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = Config.load(self.paths.config_file)
+        return self._config
+
+    # -- the supervisor ------------------------------------------------------------------------
+    def wake_supervisor(self, start: bool = True) -> bool:
+        """Poke the supervisor; start one when none answers. True when one was already up."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                sock.connect(str(self.paths.socket))
+                sock.sendall(b"w")
+            return True
+        except OSError:
+            if start:
+                from jobctl.supervisor import spawn_detached
+
+                spawn_detached(self.paths)
+            return False
+
+    def ensure_supervisor_if_needed(self, live_local: bool) -> None:
+        if live_local:
+            self.wake_supervisor(start=True)
+
+    # -- selecting jobs ------------------------------------------------------------------------
+    def job(self, selector: str) -> sqlite3.Row:
+        rows = self.select([selector])
+        if len(rows) > 1:
+            raise UsageError(f"{selector!r} matches {len(rows)} jobs; give one job ID")
+        return rows[0]
+
+    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[sqlite3.Row]:
+        """Jobs named by IDs, names or globs, in the order given; newest first within a name."""
+        conn = self.store.conn
+        if all_jobs:
+            return conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+        if not selectors:
+            raise UsageError("name at least one job (an ID, a name or a glob such as 'sweep-*'), or use --all")
+        found: dict[int, sqlite3.Row] = {}
+        for sel in selectors:
+            if sel.isdigit():
+                rows = conn.execute("SELECT * FROM jobs WHERE id = ?", (int(sel),)).fetchall()
+            elif any(ch in sel for ch in "*?["):
+                rows = [r for r in conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+                        if fnmatch.fnmatchcase(r["name"], sel)]
+            else:
+                rows = conn.execute("SELECT * FROM jobs WHERE name = ? ORDER BY id", (sel,)).fetchall()
+            if not rows and not missing_ok:
+                raise NotFound(f"no job matches {sel!r}")
+            for row in rows:
+                found.setdefault(row["id"], row)
+        return list(found.values())
+
+    # -- reading -------------------------------------------------------------------------------
+    def status_rows(self, selectors: list[str], *, all_jobs: bool, state: list[str] | None,
+                    labels: list[tuple[str, str]] | None, limit: int | None) -> list[sqlite3.Row]:
+        conn = self.store.conn
+        if selectors:
+            rows = self.select(selectors)
+        elif all_jobs:
+            rows = conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+        else:
+            live = conn.execute(
+                f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY id DESC"
+            ).fetchall()
+            # scan from the newest row down: the newest finished jobs sit at the top of the table
+            done = conn.execute(
+                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL} ORDER BY id DESC LIMIT 20"
+            ).fetchall()
+            rows = sorted(live + done, key=lambda r: r["id"], reverse=True)
+            if any(r["backend"] == "local" for r in live):
+                self.wake_supervisor(start=True)
+        if state:
+            wanted = {s.upper() for s in state}
+            unknown = wanted - set(states.ALL_STATES)
+            if unknown:
+                raise UsageError(f"--state: unknown state {sorted(unknown)[0]} (states: {', '.join(states.ALL_STATES)})")
+            rows = [r for r in rows if r["state"] in wanted]
+        for key, value in labels or []:
+            rows = [r for r in rows if loads(r["labels"], {}).get(key) == value]
+        rows.sort(key=lambda r: r["id"], reverse=True)
+        return rows[:limit] if limit else rows
+
+    def spec_of(self, row: sqlite3.Row) -> dict[str, Any]:
+        body = self.store.conn.execute("SELECT body FROM specs WHERE id = ?", (row["spec_id"],)).fetchone()[0]
+        return json.loads(body)
+
+    def details(self, row: sqlite3.Row) -> dict[str, Any]:
+        conn = self.store.conn
+        job_id = row["id"]
+        attempts = [dict(a) for a in conn.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))]
+        workers = [dict(w) for w in conn.execute(
+            "SELECT * FROM workers WHERE job_id = ? ORDER BY attempt, rank", (job_id,))]
+        for w in workers:
+            w["log"] = str(self.paths.attempt_dir(job_id, w["attempt"]) / f"rank{w['rank']}.log")
+        events = [dict(e) for e in conn.execute(
+            "SELECT at, from_state, to_state, reason, actor, message FROM events WHERE job_id = ? ORDER BY id",
+            (job_id,))]
+        deps = [dict(d) for d in conn.execute("SELECT dep_id, condition FROM deps WHERE job_id = ?", (job_id,))]
+        return {"attempts": attempts, "workers": workers, "events": events, "depends_on": deps}
+
+    def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[sqlite3.Row]:
+        """Block until every job is terminal (polling the database with a growing interval)."""
+        delay, deadline = 0.02, None if timeout is None else time.monotonic() + timeout
+        marks = ",".join("?" * len(job_ids))
+        woke = False
+        while True:
+            rows = self.store.conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", job_ids).fetchall()
+            if len(rows) < len(set(job_ids)):
+                raise NotFound("a job being waited for was removed")
+            if all(r["state"] in states.TERMINAL for r in rows):
+                return rows
+            if on_tick:
+                on_tick(rows)
+            if not woke and any(r["backend"] == "local" for r in rows):
+                self.wake_supervisor(start=True)  # a supervisor may have died meanwhile
+                woke = True
+            if any(r["backend"] == "slurm" for r in rows):
+                self.refresh_slurm(rows)
+            if deadline is not None and time.monotonic() > deadline:
+                raise UsageError("gave up waiting (--timeout)")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    def refresh_slurm(self, rows: list[sqlite3.Row]) -> None:
+        from jobctl.slurm_sync import refresh
+
+        refresh(self, [r for r in rows if r["backend"] == "slurm" and r["state"] not in states.TERMINAL])
+
+    # -- control -------------------------------------------------------------------------------
+    def control(self, selectors: list[str], all_jobs: bool, action) -> list[ActionResult]:
+        rows = self.select(selectors, all_jobs=all_jobs)
+        results = []
+        for row in rows:
+            results.append(action(row))
+        if any(r.ok for r in results):
+            self.wake_supervisor(start=any(row["backend"] == "local" for row in rows))
+        return results
+
+    def _cas(self, row: sqlite3.Row, to: str, expect, **kw) -> str | None:
+        with self.store.write() as conn:
+            return transition(conn, row["id"], to, expect=expect, actor=self.user, **kw)
+
+    @staticmethod
+    def _contextual(row: sqlite3.Row) -> str:
+        return f"job {row['id']} is {states.status_text(row['state'], row['detail'])}"
+
+    @staticmethod
+    def digest(body: str) -> str:
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+def masked_envs(spec: dict[str, Any], job_envs: dict[str, Any]) -> dict[str, str | None]:
+    """The job's environment as shown to people: secrets as ***."""
+    secret = set(spec.get("secrets") or []) | set(job_envs.get("secret") or [])
+    values = {**(spec.get("envs") or {}), **(job_envs.get("env") or {})}
+    return {k: ("***" if k in secret and v is not None else v) for k, v in values.items()}
+
+
+@contextlib.contextmanager
+def opened(paths: Paths):
+    service = Service(paths)
+    try:
+        yield service
+    finally:
+        if service._store is not None:
+            service._store.close()

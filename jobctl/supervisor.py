@@ -1,0 +1,266 @@
+"""The local supervisor: one process per JOBCTL_HOME (an exclusive flock, not a hope).
+
+It sleeps until something happens (a CLI wake-up on its socket, a runner exiting, a timer),
+then runs one `Engine.tick` in one write transaction, commits, and only then forks runners and
+sends signals. Signal handlers only set flags or write to a wake-up pipe. It exits after
+`supervisor.idle_exit` with nothing to do; `launch` starts it again on demand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobctl import capacity as capacity_mod
+from jobctl.backends.local import LocalBackend
+from jobctl.config import Config
+from jobctl.engine import Engine
+from jobctl.paths import Paths, make_private_dir
+from jobctl.store import Store, loads
+from jobctl.units import parse_duration
+
+MEMORY_CHECK_EVERY = 0.25  # seconds, while jobs run
+LIVENESS_CHECK_EVERY = 1.0  # seconds, for runners adopted from an earlier supervisor
+
+
+def peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class Supervisor:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.config = Config.load(paths.config_file)
+        self.idle_exit = parse_duration(self.config.get("supervisor.idle_exit"))
+        self.grace = parse_duration(self.config.get("kill.grace"))
+        self.children: set[int] = set()
+        self.stop_requested = False
+        self.started = time.time()
+
+    # -- process plumbing ----------------------------------------------------------------------
+    def acquire_lock(self, wait: float) -> bool:
+        make_private_dir(self.paths.runtime)
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "started": self.started}).encode())
+        self.lock_fd = fd
+        return True
+
+    def bind(self) -> None:
+        path = self.paths.socket
+        make_private_dir(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            self.listener.bind(str(path))
+        finally:
+            os.umask(old)
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+
+    def unbind(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.socket.unlink()
+
+    def install_signals(self) -> None:
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+        def on_stop(signum: int, frame: object) -> None:
+            self.stop_requested = True
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to wake select via the wake-up fd
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while os.read(self.wake_r, 4096):
+                pass
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            with conn:
+                if peer_uid(conn) != os.getuid():
+                    continue  # only the owning user may talk to this supervisor
+                conn.setblocking(False)
+                with contextlib.suppress(OSError):
+                    conn.recv(64)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        if not self.acquire_lock(wait=5.0):
+            return 0  # another supervisor holds this home
+        self.paths.ensure()
+        self.install_signals()
+        self.bind()
+        self.store = Store(self.paths.db)
+        capacity = capacity_mod.detect(self.config)
+        self.backend = LocalBackend(self.paths.logs)
+        self.engine = Engine(self.backend, capacity, str(self.paths.socket), self.grace)
+        (self.paths.runtime / "capacity.json").write_text(json.dumps(
+            {"cpus": capacity.cpus, "memory_mib": capacity.memory_mib,
+             "accelerators": {k: len(v) for k, v in capacity.devices.items()}}))
+        idle_since = time.monotonic()
+        next_memory_check = 0.0
+        try:
+            while not self.stop_requested:
+                self.reap()
+                now = time.time()
+                with self.store.write() as conn:
+                    actions = self.engine.tick(conn, now, self.children)
+                    live = conn.execute(
+                        "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
+                    ).fetchone()[0]
+                    holding = self.engine.holding(conn) + self.engine._killed_holding(conn)
+                self.act(actions)
+                if actions.start:
+                    with self.store.write() as conn:
+                        conn.executemany("UPDATE attempts SET runner_pid = ? WHERE job_id = ? AND n = ?",
+                                         [(pid, job, n) for job, n, pid in self.started_now])
+                    continue  # look again at once: fast jobs may already be done
+                timeout = None if actions.next_wake is None else max(0.0, actions.next_wake - time.time())
+                if holding:
+                    if time.monotonic() >= next_memory_check:
+                        self.check_memory(holding)
+                        next_memory_check = time.monotonic() + MEMORY_CHECK_EVERY
+                    adopted = any(loads(r["alloc"]) and not self._is_child(r) for r in holding)
+                    step = MEMORY_CHECK_EVERY if not adopted else min(MEMORY_CHECK_EVERY, LIVENESS_CHECK_EVERY)
+                    timeout = step if timeout is None else min(timeout, step)
+                if live or self.children:
+                    idle_since = time.monotonic()
+                else:
+                    left = self.idle_exit - (time.monotonic() - idle_since)
+                    if left <= 0 and self.try_exit():
+                        break
+                    timeout = max(left, 0.05) if timeout is None else min(timeout, max(left, 0.05))
+                with contextlib.suppress(InterruptedError):
+                    select.select([self.listener, self.wake_r], [], [], timeout)
+                self.drain()
+        finally:
+            self.unbind()
+        return 0
+
+    def _is_child(self, row) -> bool:
+        info = self.backend.runner(f"{row['id']}/{row['attempt']}")
+        return bool(info) and info["pid"] in self.children
+
+    def act(self, actions) -> None:
+        self.started_now = []
+        for job_id, attempt, plan in actions.start:
+            pid = self.backend.start(f"{job_id}/{attempt}", plan)
+            self.children.add(pid)
+            self.started_now.append((job_id, attempt, pid))
+        for bid, reason, grace, message in actions.cancel:
+            self.backend.cancel(bid, grace, reason, message)
+
+    def try_exit(self) -> bool:
+        """Stop listening, then check once more under the lock: a launch may have just landed."""
+        self.unbind()
+        with self.store.write() as conn:
+            live = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
+            ).fetchone()[0]
+        if live:
+            self.bind()
+            return False
+        return True
+
+    def check_memory(self, holding) -> None:
+        """Kill a job whose process tree uses more memory than it asked for (SPEC section 7).
+
+        One pass over /proc for all jobs: a map of parent -> children, then each runner's tree.
+        """
+        import psutil
+
+        from jobctl.units import format_gib
+
+        roots = {}
+        for row in holding:
+            if row["state"] in ("ACTIVE", "FAILING"):
+                bid = f"{row['id']}/{row['attempt']}"
+                info = self.backend.runner(bid)
+                if info:
+                    roots[info["pid"]] = (bid, row["memory_mib"] * row["num_nodes"])
+        if not roots:
+            return
+        kids: dict[int, list[psutil.Process]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            kids.setdefault(proc.info["ppid"], []).append(proc)
+        for root, (bid, limit) in roots.items():
+            used, stack = 0, list(kids.get(root, []))
+            while stack:
+                proc = stack.pop()
+                stack.extend(kids.get(proc.pid, []))
+                with contextlib.suppress(psutil.Error):
+                    used += proc.memory_info().rss
+            used_mib = used / (1024 * 1024)
+            if used_mib > limit:
+                message = (f"used {format_gib(int(used_mib))} GiB of its {format_gib(limit)} GiB memory limit; "
+                           "raise resources.memory in the job file (or --memory) to allow more")
+                self.backend.cancel(bid, 0.0, "out_of_memory", message)
+
+
+def spawn_detached(paths: Paths) -> None:
+    """Start a supervisor in the background, detached from the terminal (its own session)."""
+    paths.ensure()
+    log = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "jobctl.supervisor"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+        )
+    finally:
+        os.close(log)
+
+
+def main() -> int:
+    from jobctl import paths as paths_mod
+
+    os.umask(0o077)
+    return Supervisor(paths_mod.resolve()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
