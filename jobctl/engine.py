@@ -234,7 +234,7 @@ class Engine:
     def plan(self, job: sqlite3.Row, spec: JobSpec, attempt: int, alloc: Allocation) -> dict[str, Any]:
         n = job["num_nodes"]
         env = {k: v for k, v in spec.envs.items() if v is not None}
-        env.update(loads(job["envs"], {}))
+        env.update(loads(job["envs"], {}).get("env") or {})
         per_rank = len(alloc.devices) // n if alloc.devices else 0
         rank_env = []
         for rank in range(n):

@@ -271,7 +271,8 @@ def run_attempt(attempt_dir: Path) -> None:
         try:
             runner.chdir()
             runner.start_workers()
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
+            runner.signal_tree(signal.SIGKILL)
             write_json(attempt_dir / "result.json", {
                 "outcome": "start_error", "message": f"could not start the job: {exc}",
                 "exit_codes": [], "failed": 0, "exit_code": None, "ended_at": time.time(),

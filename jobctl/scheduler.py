@@ -202,7 +202,7 @@ def _plan_preemption(
     # trying the highest-ranked ones first. `fits` is monotone, so the result is 1-minimal.
     for job in reversed(victims[:]):
         pool.add_running(job, -1)
-        if False:
+        if fits(pool):
             victims.remove(job)
         else:
             pool.add_running(job)

@@ -207,6 +207,17 @@ ConstrainRAMSpace=yes
 ConstrainSwapSpace=no
 AllowedRAMSpace=100"
 
+# Stop a running cluster before its configuration changes under it (e.g.
+# another JOBCTL_SLURM_GPUS); it is started again below with the new files.
+for f in slurm.conf gres.conf cgroup.conf; do
+    [[ -f $DIR/etc/$f ]] || continue
+    case $f in slurm.conf) want=$SLURM_CONF_TEXT ;; gres.conf) want=$GRES_CONF_TEXT ;; *) want=$CGROUP_CONF_TEXT ;; esac
+    if [[ $(cat "$DIR/etc/$f") != "$want" ]] && { running_pid slurmctld || running_pid slurmd; } >/dev/null; then
+        say "slurm-dev-cluster: $f changed, restarting the cluster"
+        JOBCTL_SLURM_DIR="$DIR" "$(dirname -- "$0")/slurm-dev-cluster-stop.sh" >/dev/null
+        break
+    fi
+done
 write_if_changed "$DIR/etc/slurm.conf" "$SLURM_CONF_TEXT"
 write_if_changed "$DIR/etc/gres.conf" "$GRES_CONF_TEXT"
 write_if_changed "$DIR/etc/cgroup.conf" "$CGROUP_CONF_TEXT"

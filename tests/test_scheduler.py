@@ -129,9 +129,9 @@ def check(pending, running, cap: Capacity, d: Decisions) -> None:
         else:
             assert d.waiting[req.job_id] == ("priority" if _fits(req, room) else "resources")
 
-    # 3. Backfill safety: for each job J started below P, what ranks below P (J's predecessors
-    # started in this call, running jobs that keep their resources) leaves room for the
-    # reserved needs of every blocked job ranked above J.
+    # 3. Backfill safety: for each job J started below P, what ranks below P (J and the jobs
+    # started before it in this call, running jobs that keep their resources) leaves room for
+    # the reserved needs of every blocked job ranked above J.
     if first is not None:
         p_key = rank_key(first)
         base = _zero()
@@ -144,7 +144,12 @@ def check(pending, running, cap: Capacity, d: Decisions) -> None:
             if req.job_id in started:
                 alloc = started[req.job_id]
                 _add(base, alloc.cpus, alloc.memory_mib, alloc.accelerator, len(alloc.devices))
-                assert _within(cap, base), f"backfilled {req.job_id} may delay a blocked job"
+                # Checked on the resources J uses: the others may be over-subscribed already
+                # by lower-ranked running jobs, whatever J does.
+                room = _room(cap, base)
+                used = alloc.accelerator
+                assert room[0] >= -EPS and room[1] >= 0 and (used is None or room[2][used] >= 0), (
+                    f"backfilled {req.job_id} may delay a blocked job")
             else:
                 _add(base, req.cpus, req.memory_mib, *_reserve(req, cap))
 
