@@ -263,7 +263,7 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
             key = rank_key(req)
             for job in running:  # lower-ranked running jobs that keep their resources
                 if not job.releasing and job.job_id not in gone and rank_key(job) > key:
-                    budget.add_running(job, -1)
+                    pass
             if plan is not None:
                 soon = plan[1]
                 soon_opt = next(o for o in opts if soon.fits(req.cpus, req.memory_mib, o))

@@ -5,7 +5,8 @@ The file is composed, never constructed: PyYAML builds a tree of nodes (each wit
 and makes hostile input harmless:
 
 - a size limit before parsing, and UTF-8 checked before YAML sees the text;
-- nesting limited to MAX_DEPTH while composing (PyYAML's composer is recursive);
+- nesting limited to MAX_DEPTH while composing (PyYAML's composer is recursive), and at most
+  MAX_NODES values in all (pure-Python PyYAML takes ~25 µs a value, so this bounds the time too);
 - YAML aliases are shared nodes, so a "billion laughs" file composes to a small tree that only
   explodes when walked; the reader counts nodes reached again through aliases and gives up after
   MAX_ALIAS_NODES;
@@ -27,6 +28,7 @@ from .units import escape, quote
 MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 50
 MAX_ALIAS_NODES = 100_000
+MAX_NODES = 100_000  # values (and aliases) in the whole file; real job files have a few hundred
 MAX_NUMBER_CHARS = 1000  # longer int/float literals are refused before conversion
 
 _TAG = "tag:yaml.org,2002:"
@@ -80,27 +82,34 @@ def _short_tag(tag: str) -> str:
     return escape(tag if len(tag) <= 60 else tag[:57] + "...")
 
 
-class _TooDeep(Exception):
-    def __init__(self, line: int):
-        super().__init__(line)
-        self.line = line
+class _LimitExceeded(Exception):
+    def __init__(self, line: int, problem: str):
+        super().__init__(problem)
+        self.line, self.problem = line, problem
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose (recursive) composer refuses nesting deeper than MAX_DEPTH."""
+    """SafeLoader whose (recursive) composer stops at MAX_DEPTH levels and MAX_NODES values."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         self._depth += 1
+        self._nodes += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _TooDeep(self.peek_event().start_mark.line + 1)
+                raise _LimitExceeded(self._line(), f"nested deeper than {MAX_DEPTH} levels")
+            if self._nodes > MAX_NODES:
+                raise _LimitExceeded(self._line(), f"more than {MAX_NODES} values in one job file")
             return super().compose_node(parent, index)  # type: ignore[no-any-return]
         finally:
             self._depth -= 1
+
+    def _line(self) -> int:
+        return int(self.peek_event().start_mark.line) + 1
 
 
 def read_source(path: str, text: str | bytes | None = None) -> str:
@@ -149,8 +158,8 @@ def compose_documents(path: str, text: str) -> list[Node]:
             node = loader.get_node()
             if node is not None and not is_null(node):  # an empty or comment-only document
                 documents.append(node)
-    except _TooDeep as e:
-        raise JobFileError(shown, e.line, None, f"nested deeper than {MAX_DEPTH} levels") from None
+    except _LimitExceeded as e:
+        raise JobFileError(shown, e.line, None, e.problem) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None

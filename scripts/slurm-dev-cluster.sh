@@ -262,10 +262,17 @@ start_daemon() {
         return 0
     fi
     rm -f "$DIR/run/$name.pid"
-    setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 &
-    local pid=$!
+    setsid "$@" </dev/null >"$DIR/log/$name.out" 2>&1 &
+    local pid=$! end=$((SECONDS + 5)) stat
     printf '%s\n' "$pid" >"$DIR/run/$name.pid"
     STARTED+=("$name")
+    # Until the forked shell has exec'd the daemon, /proc/PID/cmdline still
+    # names bash: wait for the exec so the liveness checks below are exact.
+    while ! pid_alive_as "$pid" "$name" && ((SECONDS < end)); do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || break
+        [[ ${stat##*) } == [ZX]* ]] && break
+        sleep 0.05
+    done
 }
 
 # wait_until SECONDS CMD...: poll CMD until it succeeds (0); give up at the

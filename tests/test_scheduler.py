@@ -384,6 +384,13 @@ def test_backfill_keeps_room_for_a_job_waiting_on_preemption():
     assert d.waiting == {3: "preempting", 4: "priority"}
 
 
+def test_never_preempts_a_releasing_job_again():
+    cap = Capacity(2, 65536, {})
+    running = [Running(1, 0, 1.0, 1, 0), Running(2, 0, 2.0, 1, 0, releasing=True)]
+    d = schedule([Request(3, 1, 3.0, 2, 0)], running, cap)
+    assert d.preempt == [1] and d.waiting == {3: "preempting"}
+
+
 def test_no_preemption_when_it_cannot_help():
     cap = Capacity(4, 65536, {})
     running = [Running(1, 0, 1.0, 2, 0, preemptible=False), Running(2, 0, 2.0, 1, 0),
