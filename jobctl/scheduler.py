@@ -184,7 +184,7 @@ def _plan_preemption(
     if fits(pool):
         return [], pool
     candidates = sorted(
-        (j for j in running if j.preemptible and not j.releasing and j.priority < req.priority),
+        (j for j in running if not j.releasing and j.priority < req.priority),
         key=lambda j: (j.priority, -j.order, -j.job_id),  # lowest priority, then newest, first
     )
     everything = pool.copy()
@@ -263,7 +263,7 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
             key = rank_key(req)
             for job in running:  # lower-ranked running jobs that keep their resources
                 if not job.releasing and job.job_id not in gone and rank_key(job) > key:
-                    pass
+                    budget.add_running(job, -1)
             if plan is not None:
                 soon = plan[1]
                 soon_opt = next(o for o in opts if soon.fits(req.cpus, req.memory_mib, o))

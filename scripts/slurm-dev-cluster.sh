@@ -11,6 +11,8 @@
 #   JOBCTL_SLURM_GPUS  number of fake GPUs on the node (default 4)
 #   JOBCTL_SLURM_GPU_TYPE  GPU type name (default h100; empty = untyped)
 #   JOBCTL_SLURM_WAIT  seconds to wait for the node to come up (default 60)
+#   JOBCTL_SLURM_NO_CGROUP=1  use proctrack/linuxproc + task/none even when
+#                      cgroup v1 memory+freezer controllers exist (no OOM kill)
 #
 # Needs root (Debian/Ubuntu: installs slurm-wlm + munge with apt-get when
 # missing). Works without systemd: all daemons run in the foreground under

@@ -90,16 +90,14 @@ class LocalBackend:
         folder = self.attempt_dir(bid)
         plan = read_json(folder / "plan.json") or {}
         n = num_nodes or plan.get("num_nodes", 1)
-        workers = []
-        for rank in range(n):
-            done = read_json(folder / f"rank{rank}.exit")
-            if done is None:
-                workers.append(WorkerObservation(rank, "running"))
-            else:
-                workers.append(WorkerObservation(rank, "exited", done["exit_code"]))
+        workers = self._workers(folder, n)
         result = read_json(folder / "result.json")
         if result is None:
             alive = self.runner_alive(bid)
+            if alive is False:  # it may have written its result and exited since we looked
+                result = read_json(folder / "result.json")
+                if result is not None:
+                    return _finished(bid, result, n, self._workers(folder, n))
             if alive is False or (alive is None and not plan):
                 for w in workers:
                     if w.state == "running":
@@ -112,6 +110,17 @@ class LocalBackend:
             return Observation(bid, "FAILING" if failed else "ACTIVE", "workers_failed" if failed else None,
                                f"{failed}/{n} workers failed" if failed else None, workers=workers)
         return _finished(bid, result, n, workers)
+
+    @staticmethod
+    def _workers(folder: Path, n: int) -> list[WorkerObservation]:
+        workers = []
+        for rank in range(n):
+            done = read_json(folder / f"rank{rank}.exit")
+            if done is None:
+                workers.append(WorkerObservation(rank, "running"))
+            else:
+                workers.append(WorkerObservation(rank, "exited", done["exit_code"]))
+        return workers
 
 
 def _finished(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObservation]) -> Observation:
