@@ -184,7 +184,7 @@ def _plan_preemption(
     if fits(pool):
         return [], pool
     candidates = sorted(
-        (j for j in running if not j.releasing and j.priority < req.priority),
+        (j for j in running if j.preemptible and not j.releasing and j.priority < req.priority),
         key=lambda j: (j.priority, -j.order, -j.job_id),  # lowest priority, then newest, first
     )
     everything = pool.copy()

@@ -1,4 +1,4 @@
-"""Parsing and formatting of the quantities in a job file: CPUs, memory and durations.
+"""Parsing and formatting of the quantities in a job file: CPUs, memory, durations, accelerators.
 
 Parsers take what YAML or a command-line option gives (a number or a string) and raise ValueError
 with a complete, one-line problem such as `expected a number or "N+", got "two"`; the caller adds
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
+from typing import Any
 
 MIB_PER_GIB = 1024
 MAX_MEMORY_MIB = 1 << 30  # 1 PiB: far beyond any machine, small enough to catch typos
@@ -190,3 +191,58 @@ def format_duration(seconds: float) -> str:
                     text += f" {rest}{next_unit}"
             return text
     raise AssertionError("unreachable")
+
+
+# -- accelerators ---------------------------------------------------------------------------------
+
+MAX_ACCELERATORS = 1024  # per node, per alternative
+ACCELERATOR_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+ACCELERATOR_EXPECTED = 'expected an accelerator such as "H100" or "H100:8"'
+_FRACTION_PROBLEM = "expected a whole number of accelerators (fractions are not supported)"
+_COUNT_RE = re.compile(r"[0-9]{1,9}")
+_FRACTION_RE = re.compile(r"[0-9]*\.[0-9]+")
+
+
+def parse_accelerator(text: str) -> tuple[str, int]:
+    """ "H100:8" -> ("H100", 8); "H100" -> ("H100", 1)."""
+    name, colon, count_text = text.strip().rpartition(":")
+    if not colon:
+        name, count_text = count_text, "1"
+    name, count_text = name.strip(), count_text.strip()
+    if not ACCELERATOR_NAME_RE.fullmatch(name):
+        raise ValueError(f"{ACCELERATOR_EXPECTED}, got {quote(text)}")
+    if _COUNT_RE.fullmatch(count_text):
+        return name, accelerator_count(int(count_text))
+    if _FRACTION_RE.fullmatch(count_text):  # SkyPilot allows "A100:0.5"; we hand out whole devices
+        raise ValueError(f"{_FRACTION_PROBLEM}, got {quote(text)}")
+    raise ValueError(f"{ACCELERATOR_EXPECTED}, got {quote(text)}")
+
+
+def accelerator_count(value: object) -> int:
+    """A count of accelerators per node: a whole number (8 or 8.0) from 1 to MAX_ACCELERATORS."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, float) and math.isfinite(value):
+        raise ValueError(f"{_FRACTION_PROBLEM}, got {describe_value(value)}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a number of accelerators, got {describe_value(value)}")
+    if not 1 <= value <= MAX_ACCELERATORS:
+        raise ValueError(f"expected from 1 to {MAX_ACCELERATORS} accelerators, got {describe_value(value)}")
+    return value
+
+
+def parse_gpus_option(value: object, current: list[list[Any]]) -> list[list[Any]]:
+    """The value of `--gpus`: "H100:2", "A100:8,H100:8" (alternatives), or a bare count, which keeps
+    the accelerator name of `current` when it has exactly one alternative (else "GPU"); 0: none."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 1000:
+        raise ValueError(f"{ACCELERATOR_EXPECTED}, got {describe_value(value)}")
+    text = value.strip()
+    if _COUNT_RE.fullmatch(text):
+        if int(text) == 0:
+            return []
+        name = current[0][0] if len(current) == 1 else "GPU"
+        return [[name, accelerator_count(int(text))]]
+    alternatives = [parse_accelerator(part) for part in text.split(",")]
+    return [[name, count] for name, count in dict.fromkeys(alternatives)]
