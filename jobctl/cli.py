@@ -27,8 +27,15 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (see README: JSON output).")]
+def _complete_jobs(incomplete: str) -> list[str]:
+    from jobctl.completions import complete_jobs
+
+    return complete_jobs(incomplete)
+
+
 JobsArg = Annotated[Optional[list[str]], typer.Argument(help="Job IDs, names or globs such as 'sweep-*'.",
-                                                         show_default=False)]
+                                                         show_default=False, autocompletion=_complete_jobs)]
+OneJob = Annotated[str, typer.Argument(help="A job ID or name.", autocompletion=_complete_jobs)]
 AllOpt = Annotated[bool, typer.Option("--all", help="Act on every job.")]
 
 
@@ -248,7 +255,7 @@ def prune(
 # -- reading -------------------------------------------------------------------------------------
 @app.command()
 def logs(
-    job: Annotated[str, typer.Argument(help="A job ID or name.")],
+    job: OneJob,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as the job writes.")] = False,
     rank: Annotated[Optional[int], typer.Option(help="Only this worker.")] = None,
     attempt: Annotated[Optional[int], typer.Option(help="An earlier attempt (default: the latest).")] = None,
@@ -264,7 +271,7 @@ def logs(
 
 
 @app.command()
-def describe(job: Annotated[str, typer.Argument(help="A job ID or name.")], as_json: JsonOpt = False) -> None:
+def describe(job: OneJob, as_json: JsonOpt = False) -> None:
     """Everything about one job: spec, state, resources held, attempts, workers, timeline.
 
     Example: jobctl describe 12 --json | jq .events
@@ -371,7 +378,7 @@ def main() -> None:
     os.umask(0o077)
     debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
     try:
-        code = app(standalone_mode=False)  # click returns the code of typer.Exit here
+        code = app(prog_name="jobctl", standalone_mode=False)  # click returns typer.Exit's code here
         sys.exit(code if isinstance(code, int) else 0)
     except JobctlError as exc:
         if debug:

@@ -18,17 +18,18 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import JobFileError, UsageError
 from .models import Dependency, JobSpec, LoadedFile
-from .units import describe_value, parse_cpus, parse_duration, parse_memory, quote
-from .yamlnodes import NodeReader, compose_documents, describe, is_null, join_key, line_of, read_source
+from .units import (ACCELERATOR_EXPECTED, ACCELERATOR_NAME_RE, accelerator_count, describe_value,
+                    parse_accelerator, parse_cpus, parse_duration, parse_gpus_option, parse_memory, quote)
+from .yamlnodes import NodeReader, compose_documents, describe, is_null, join_key, read_source
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ACCELERATOR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-MAX_ACCELERATORS = 1024  # per node, per alternative
 MAX_NUM_NODES = 1024
-MAX_PRIORITY = 1_000_000
 MAX_RETRIES = 1000
 MAX_JOB_ID = 2**63 - 1
+# Whole-number keys and their bounds.
+INT_RANGES = {"num_nodes": (1, MAX_NUM_NODES), "priority": (-1_000_000, 1_000_000),
+              "retries": (0, MAX_RETRIES)}
 BACKENDS = ("local", "slurm")
 DEPENDENCY_CONDITIONS = ("ok", "any", "failed")
 
@@ -45,10 +46,7 @@ IGNORED_RESOURCE_KEYS = ("cloud", "infra", "region", "zone", "image_id", "disk_s
                          "use_spot", "spot_recovery", "job_recovery", "ports", "instance_type",
                          "network_tier", "any_of", "ordered", "accelerator_args", "autostop")
 _IGNORED = "ignored (only meaningful on a cloud or Kubernetes)"
-_ACCELERATOR_EXPECTED = 'expected an accelerator such as "H100" or "H100:8"'
-_FRACTION_PROBLEM = "expected a whole number of accelerators (fractions are not supported)"
-_COUNT_RE = re.compile(r"[0-9]{1,9}")
-_FRACTION_RE = re.compile(r"[0-9]*\.[0-9]+")
+_NAME_PROBLEM = "expected letters, digits, '.', '_' and '-' starting with a letter or digit (at most 128)"
 
 
 def default_name(path: str) -> str:
@@ -103,16 +101,15 @@ class _TaskBuilder:
         self.labels: dict[str, str] = {}
         self.env_origin: dict[str, str] = {}  # env name -> "envs" or "secrets"
         self.max_restarts: int | None = None
-        self.retries_node: Node | None = None
 
     def build(self, document: Node, items: list[tuple[str, Node, Node]]) -> JobSpec:
         handlers: dict[str, Callable[[Node, str], None]] = {
-            "name": self._set_name, "workdir": self._workdir, "num_nodes": self._num_nodes,
-            "resources": self._resources, "envs": self._envs, "secrets": self._secrets,
-            "setup": self._setup, "run": self._run, "file_mounts": self._file_mounts,
-            "priority": self._priority, "depends_on": self._depends_on, "retries": self._retries,
-            "timeout": self._timeout, "queue_timeout": self._queue_timeout,
-            "labels": self._top_labels, "backend": self._backend,
+            "name": self._set_name, "workdir": self._workdir, "resources": self._resources,
+            "envs": self._environment, "secrets": self._environment, "setup": self._setup,
+            "run": self._run, "file_mounts": self._file_mounts, "depends_on": self._depends_on,
+            "timeout": self._duration, "queue_timeout": self._duration, "labels": self._top_labels,
+            "backend": self._backend, "num_nodes": self._bounded_int, "priority": self._bounded_int,
+            "retries": self._bounded_int,
         }
         for name, key_node, value in items:
             if name in IGNORED_TOP_KEYS:
@@ -122,10 +119,11 @@ class _TaskBuilder:
             else:
                 raise _unknown(self.r, key_node, name, "", TOP_KEYS + IGNORED_TOP_KEYS)
         spec = self.spec
-        if not any(name == "run" for name, _, _ in items):
+        names = {name for name, _, _ in items}
+        if "run" not in names:
             raise self.r.error(document, "run", "missing (every job needs a run command)")
-        if self.retries_node is None and self.max_restarts is not None:
-            spec.retries = self.max_restarts
+        if "retries" not in names and self.max_restarts is not None:
+            spec.retries = self.max_restarts  # Konduktor's spelling, used when ours is absent
         spec.labels = {**self.resource_labels, **self.labels}
         return spec
 
@@ -188,21 +186,11 @@ class _TaskBuilder:
             raise self.r.error(node, key, f"{quote(path, 200)} is not a directory")
         self.spec.workdir = path
 
-    def _num_nodes(self, node: Node, key: str) -> None:
-        self.spec.num_nodes = self._int(node, key, 1, MAX_NUM_NODES)
+    def _bounded_int(self, node: Node, key: str) -> None:  # num_nodes, priority, retries
+        setattr(self.spec, key, self._int(node, key, *INT_RANGES[key]))
 
-    def _priority(self, node: Node, key: str) -> None:
-        self.spec.priority = self._int(node, key, -MAX_PRIORITY, MAX_PRIORITY)
-
-    def _retries(self, node: Node, key: str) -> None:
-        self.spec.retries = self._int(node, key, 0, MAX_RETRIES)
-        self.retries_node = node
-
-    def _timeout(self, node: Node, key: str) -> None:
-        self.spec.timeout = self._unit(parse_duration, node, key)
-
-    def _queue_timeout(self, node: Node, key: str) -> None:
-        self.spec.queue_timeout = self._unit(parse_duration, node, key)
+    def _duration(self, node: Node, key: str) -> None:  # timeout, queue_timeout
+        setattr(self.spec, key, self._unit(parse_duration, node, key))
 
     def _setup(self, node: Node, key: str) -> None:
         if not is_null(node):
@@ -227,12 +215,6 @@ class _TaskBuilder:
             raise self.r.error(node, key, f"expected a mapping, got {describe(node)}")
         self.spec.file_mounts = self.r.data(node, key, json_safe=True) or {}
 
-    def _envs(self, node: Node, key: str) -> None:
-        self._environment(node, key)
-
-    def _secrets(self, node: Node, key: str) -> None:
-        self._environment(node, key)
-
     def _environment(self, node: Node, key: str) -> None:
         """envs or secrets: NAME -> value, null meaning "give it with --env at launch"."""
         for name, key_node, value in self.r.items(node, key):
@@ -252,7 +234,7 @@ class _TaskBuilder:
         labels = {}
         for name, _, value in self.r.items(node, key):
             text = self._scalar_text(value, join_key(key, name), "a string, a number or true/false", "")
-            labels[name] = text or ""
+            labels[name] = text or ""  # null reads as an empty label
         return labels
 
     def _top_labels(self, node: Node, key: str) -> None:
@@ -267,7 +249,8 @@ class _TaskBuilder:
             if not isinstance(entry, MappingNode):
                 self.spec.depends_on.append(Dependency(self._job_ref(entry, entry_key)))
                 continue
-            fields = {name: (key_node, value) for name, key_node, value in self.r.items(entry, entry_key)}
+            fields = {name: (key_node, value)
+                      for name, key_node, value in self.r.items(entry, entry_key)}
             for name, (key_node, _) in fields.items():
                 if name not in DEPENDENCY_KEYS:
                     raise _unknown(self.r, key_node, name, entry_key, DEPENDENCY_KEYS)
@@ -279,7 +262,8 @@ class _TaskBuilder:
                 condition_key = join_key(entry_key, "condition")
                 condition = self._string(value, condition_key, ", ".join(DEPENDENCY_CONDITIONS))
                 if condition not in DEPENDENCY_CONDITIONS:
-                    raise self.r.error(value, condition_key, f"expected ok, any or failed, got {quote(condition)}")
+                    raise self.r.error(value, condition_key,
+                                       f"expected ok, any or failed, got {quote(condition)}")
                 dependency.condition = condition
             self.spec.depends_on.append(dependency)
 
@@ -301,7 +285,8 @@ class _TaskBuilder:
             elif name == "cpus":
                 self.spec.cpus = self._unit(parse_cpus, value, sub_key)
             elif name == "memory":
-                self.spec.memory_mib = self._unit(lambda v: parse_memory(v, where_key=sub_key), value, sub_key)
+                self.spec.memory_mib = self._unit(lambda v: parse_memory(v, where_key=sub_key),
+                                                  value, sub_key)
             elif name == "accelerators":
                 self.spec.accelerators = _accelerators(self.r, value, sub_key)
             elif name == "labels":
@@ -320,8 +305,8 @@ class _TaskBuilder:
             elif name == "completions":
                 if not is_null(value) and self._int(value, sub_key, 1, MAX_RETRIES) != 1:
                     self.spec.ignored[sub_key] = self.r.data(value, sub_key)
-                    self.warnings.append(self.r.warning(
-                        key_node, sub_key, "ignored (a job runs to completion once; use --array for copies)"))
+                    self.warnings.append(self.r.warning(key_node, sub_key, "ignored (a job runs to "
+                                                        "completion once; use --array for copies)"))
             else:
                 raise _unknown(self.r, key_node, name, key, JOB_CONFIG_KEYS)
 
@@ -340,40 +325,11 @@ def _name(reader: NodeReader, node: Node, key: str) -> str:
         name = value if isinstance(value, str) else str(node.value)
         if NAME_RE.fullmatch(name):
             return name
-        problem = "expected a name of letters, digits, '.', '_' and '-' starting with a letter or digit (at most 128)"
-        raise reader.error(node, key, f"{problem}, got {quote(name)}")
+        raise reader.error(node, key, f"{_NAME_PROBLEM}, got {quote(name)}")
     raise reader.error(node, key, f"expected a name, got {describe(node)}")
 
 
 # -- accelerators ---------------------------------------------------------------------------------
-
-def parse_accelerator(text: str) -> tuple[str, int]:
-    """ "H100:8" -> ("H100", 8); "H100" -> ("H100", 1). Raises ValueError with the problem."""
-    name, colon, count_text = text.strip().rpartition(":")
-    if not colon:
-        name, count_text = count_text, "1"
-    name, count_text = name.strip(), count_text.strip()
-    if not _ACCELERATOR_RE.fullmatch(name):
-        raise ValueError(f"{_ACCELERATOR_EXPECTED}, got {quote(text)}")
-    if _COUNT_RE.fullmatch(count_text):
-        return name, _checked_count(int(count_text))
-    if _FRACTION_RE.fullmatch(count_text):
-        raise ValueError(f"{_FRACTION_PROBLEM}, got {quote(text)}")
-    raise ValueError(f"{_ACCELERATOR_EXPECTED}, got {quote(text)}")
-
-
-def _checked_count(value: Any) -> int:
-    """A count of accelerators per node: a whole number from 1 to MAX_ACCELERATORS."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 8.0 is 8
-    if isinstance(value, float) and value == value and abs(value) != float("inf"):
-        raise ValueError(f"{_FRACTION_PROBLEM}, got {describe_value(value)}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a number of accelerators, got {describe_value(value)}")
-    if not 1 <= value <= MAX_ACCELERATORS:
-        raise ValueError(f"expected from 1 to {MAX_ACCELERATORS} accelerators, got {describe_value(value)}")
-    return value
-
 
 def _accelerators(reader: NodeReader, node: Node, key: str) -> list[list[Any]]:
     """Every SkyPilot form, as alternatives [[name, count], ...] in the order written."""
@@ -396,7 +352,7 @@ def _accelerators(reader: NodeReader, node: Node, key: str) -> list[list[Any]]:
 def _accelerator_text(reader: NodeReader, node: Node, key: str) -> tuple[str, int]:
     value = reader.data(node, key)
     if not isinstance(value, str):
-        raise reader.error(node, key, f"{_ACCELERATOR_EXPECTED}, got {describe(node)}")
+        raise reader.error(node, key, f"{ACCELERATOR_EXPECTED}, got {describe(node)}")
     try:
         return parse_accelerator(value)
     except ValueError as e:
@@ -411,11 +367,11 @@ def _accelerator_mapping(reader: NodeReader, node: Node, key: str) -> list[tuple
         if is_null(value):  # set form: the count is in the key, or 1
             found.append(_accelerator_text(reader, key_node, sub_key))
             continue
-        if not _ACCELERATOR_RE.fullmatch(name):
-            raise reader.error(key_node, sub_key, f'expected an accelerator name such as "H100" '
-                                                  f'(the count goes in the value), got {quote(name)}')
+        if not ACCELERATOR_NAME_RE.fullmatch(name):
+            raise reader.error(key_node, sub_key, 'expected an accelerator name such as "H100" (the '
+                                                  f"count goes in the value), got {quote(name)}")
         try:
-            found.append((name, _checked_count(reader.data(value, sub_key))))
+            found.append((name, accelerator_count(reader.data(value, sub_key))))
         except ValueError as e:
             raise reader.error(value, sub_key, str(e)) from None
     return found
@@ -435,13 +391,12 @@ def apply_overrides(spec: JobSpec, *, cpus: Any = None, memory: Any = None, gpus
     if memory is not None:
         spec.memory_mib = _option("--memory", lambda v: parse_memory(v, where_key="--memory"), memory)
     if gpus is not None:
-        spec.accelerators = _option("--gpus", lambda v: _gpus_option(v, spec.accelerators), gpus)
+        spec.accelerators = _option("--gpus", lambda v: parse_gpus_option(v, spec.accelerators), gpus)
     if num_nodes is not None:
         spec.num_nodes = _option("--num-nodes", _num_nodes_option, num_nodes)
     if name is not None:
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise UsageError(f"--name: expected letters, digits, '.', '_' and '-' starting with a "
-                             f"letter or digit (at most 128), got {describe_value(name)}")
+            raise UsageError(f"--name: {_NAME_PROBLEM}, got {describe_value(name)}")
         spec.name = name
     return spec
 
@@ -454,23 +409,9 @@ def _option(option: str, parse: Callable[[Any], Any], value: Any) -> Any:
 
 
 def _num_nodes_option(value: Any) -> int:
-    if isinstance(value, str) and _COUNT_RE.fullmatch(value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,9}\s*", value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NUM_NODES:
-        raise ValueError(f"expected a whole number from 1 to {MAX_NUM_NODES}, got {describe_value(value)}")
+        raise ValueError(f"expected a whole number from 1 to {MAX_NUM_NODES}, "
+                         f"got {describe_value(value)}")
     return value
-
-
-def _gpus_option(value: Any, current: list[list[Any]]) -> list[list[Any]]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or len(value) > 1000:
-        raise ValueError(f"{_ACCELERATOR_EXPECTED}, got {describe_value(value)}")
-    text = value.strip()
-    if _COUNT_RE.fullmatch(text):  # a bare count
-        if int(text) == 0:
-            return []
-        name = current[0][0] if len(current) == 1 else "GPU"
-        return [[name, _checked_count(int(text))]]
-    alternatives = [parse_accelerator(part) for part in text.split(",")]
-    return [[name, count] for name, count in dict.fromkeys(alternatives)]

@@ -15,14 +15,15 @@ reserves anything and waits with reason "resources".
 Backfill: job durations are unknown, so "does not delay a blocked job" is defined on resources
 alone. Every job that does not start (a *blocked* job, whatever its reason) reserves its need: the
 first alternative that could fit an empty machine. Let P be the first (highest-ranked) blocked job.
-A job J ranked below P may start only if, besides fitting the free resources now, it fits
+A job J ranked below P may start only if, besides fitting the free resources now, it fits (on
+each resource J uses: CPUs, memory, and its accelerator if any)
 
     capacity - reserved needs of the blocked jobs ranked above J
              - jobs started in this call ranked between P and J (J included)
              - running jobs ranked below P (except those already releasing or preempted now)
 
-so once the running jobs ranked above P end, every blocked job ranked above J fits alongside
-everything ranked below P. Counting the lower-ranked *running* jobs as well (not only this call's
+so once the running jobs ranked above P (and the releasing ones) end, every blocked job ranked
+above J fits alongside everything ranked below P. Counting the lower-ranked *running* jobs as well (not only this call's
 starts) is what stops a stream of small jobs, each backfilled in a different call, from starving
 P forever. When P is waiting on preemption (below), J must also fit in what P leaves of
 `free + resources of releasing/preempted jobs`, so P starts as soon as those have ended.
@@ -41,10 +42,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-EPS = 1e-6  # CPU counts are floats: tolerate rounding when comparing them
-MIB_PER_GIB = 1024
+from jobctl.models import MIB_PER_GIB
 
-Option = tuple[str | None, int]  # one accelerator alternative: (name, device count); (None, 0): none
+EPS = 1e-6  # CPU counts are floats: tolerate rounding when comparing them
+
+Option = tuple[str | None, int]  # an accelerator alternative (name, device count); (None, 0): none
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class Allocation:
 class Decisions:
     start: list[tuple[int, Allocation]] = field(default_factory=list)  # in start order
     preempt: list[int] = field(default_factory=list)  # running job IDs to terminate gracefully
-    waiting: dict[int, str] = field(default_factory=dict)  # job ID -> "resources" | "priority" | "preempting"
+    # job ID -> why it does not start: "resources" | "priority" | "preempting"
+    waiting: dict[int, str] = field(default_factory=dict)
 
 
 def rank_key(job: Request | Running) -> tuple[int, float, int]:
@@ -110,7 +113,8 @@ class _Pool:
 
     @classmethod
     def of(cls, capacity: Capacity) -> _Pool:
-        return cls(capacity.cpus, capacity.memory_mib, {n: len(i) for n, i in capacity.devices.items()})
+        counts = {name: len(indices) for name, indices in capacity.devices.items()}
+        return cls(capacity.cpus, capacity.memory_mib, counts)
 
     def copy(self) -> _Pool:
         return _Pool(self.cpus, self.memory_mib, dict(self.devices))
@@ -123,7 +127,9 @@ class _Pool:
             and (name is None or count <= self.devices.get(name, 0))
         )
 
-    def add(self, cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]], sign: int = 1) -> None:
+    def add(
+        self, cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]], sign: int = 1
+    ) -> None:
         self.cpus += sign * cpus
         self.memory_mib += sign * memory_mib
         for name, count in devices:
@@ -209,7 +215,9 @@ def _plan_preemption(
     return victims, pool
 
 
-def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: Capacity) -> Decisions:
+def schedule(
+    pending: Sequence[Request], running: Sequence[Running], capacity: Capacity
+) -> Decisions:
     """Decide which pending jobs start now, which running jobs to preempt, and why others wait."""
     free = _Pool.of(capacity)
     free_sets = {name: set(indices) for name, indices in capacity.devices.items()}

@@ -167,10 +167,10 @@ def compose_documents(path: str, text: str) -> list[Node]:
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, most controls)
         line = text.count("\n", 0, max(0, e.position)) + 1
         char = f"U+{e.character:04X}" if isinstance(e.character, int) else ascii(e.character)
-        raise JobFileError(shown, line, None, f"not a text file: character {char} is not allowed "
-                                              "in YAML") from None
+        raise JobFileError(shown, line, None, f"invalid YAML: character {char} is not allowed") from None
     except yaml.YAMLError as e:
-        raise JobFileError(shown, None, None, f"invalid YAML: {escape(str(e).splitlines()[0])}") from None
+        first_line = (str(e).splitlines() or [type(e).__name__])[0]
+        raise JobFileError(shown, None, None, f"invalid YAML: {escape(first_line)}") from None
     except RecursionError:
         raise JobFileError(shown, None, None, "nested too deeply") from None
     finally:

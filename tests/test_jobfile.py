@@ -289,7 +289,7 @@ def test_default_name(file_name: str, name: str) -> None:
          'job.yaml:3: resources.accelerators: expected an accelerator such as "H100" or "H100:8", got 8'),
         ("run: echo\nresources:\n  accelerators:\n    - V100\n    - [A100]\n",
          'job.yaml:5: resources.accelerators[1]: expected an accelerator such as "H100" or "H100:8", got a list'),
-        ("run: echo\nname: -bad\n", "job.yaml:2: name: expected a name of letters, digits, '.', '_' and '-' "
+        ("run: echo\nname: -bad\n", "job.yaml:2: name: expected letters, digits, '.', '_' and '-' "
                                     'starting with a letter or digit (at most 128), got "-bad"'),
         ("run: echo\nworkdir: nope\n", 'job.yaml:2: workdir: "{tmp}/nope" does not exist'),
         ("run: echo\nworkdir: job.yaml\n", 'job.yaml:2: workdir: "{tmp}/job.yaml" is not a directory'),
@@ -324,9 +324,9 @@ def test_default_name(file_name: str, name: str) -> None:
         ("run: echo\nx: " + "[" * 60 + "]" * 60 + "\n", "job.yaml:2: nested deeper than 50 levels"),
         ("run: echo\nlabels:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(60)),
          "job.yaml:51: nested deeper than 50 levels"),
-        ("run: echo\x00\n", "job.yaml:1: not a text file: character U+0000 is not allowed in YAML"),
+        ("run: echo\x00\n", "job.yaml:1: invalid YAML: character U+0000 is not allowed"),
         (b"run: echo\n\xff\xfe\x00garbage\n", "job.yaml:2: not UTF-8 text (byte 0xff)"),
-        ('run: echo\nname: "a\\u2028b\\nc"\n', "job.yaml:2: name: expected a name of letters, digits, "
+        ('run: echo\nname: "a\\u2028b\\nc"\n', "job.yaml:2: name: expected letters, digits, "
                                                "'.', '_' and '-' starting with a letter or digit (at most 128), "
                                                'got "a\\u2028b\\nc"'),
     ],

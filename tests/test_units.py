@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobctl.units import format_duration, format_gib, parse_cpus, parse_duration, parse_memory
+from jobctl.units import (
+    accelerator_count,
+    format_duration,
+    format_gib,
+    parse_accelerator,
+    parse_cpus,
+    parse_duration,
+    parse_gpus_option,
+    parse_memory,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,9 +123,55 @@ def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
 
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("H100:8", ("H100", 8)), ("A100", ("A100", 1)), (" A100-80GB : 2 ", ("A100-80GB", 2)), ("tpu-v3-8", ("tpu-v3-8", 1))],
+)
+def test_parse_accelerator(text: str, parsed: tuple[str, int]) -> None:
+    assert parse_accelerator(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("A100:0.5", 'expected a whole number of accelerators (fractions are not supported), got "A100:0.5"'),
+        ("A100:0", "expected from 1 to 1024 accelerators, got 0"),
+        ("A100:x", 'expected an accelerator such as "H100" or "H100:8", got "A100:x"'),
+        (":8", 'got ":8"'),
+        ("", 'got ""'),
+        ("a b", 'got "a b"'),
+    ],
+)
+def test_parse_accelerator_errors(text: str, problem: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_accelerator(text)
+    assert problem in str(info.value)
+
+
+def test_accelerator_count() -> None:
+    assert accelerator_count(8) == 8
+    assert accelerator_count(8.0) == 8
+    for bad in (0, -1, 1025, 1.5, True, None, "8", math.inf, math.nan):
+        with pytest.raises(ValueError):
+            accelerator_count(bad)
+
+
+def test_parse_gpus_option() -> None:
+    assert parse_gpus_option("2", [["H100", 8]]) == [["H100", 2]]
+    assert parse_gpus_option(2, [["H100", 8], ["A100", 8]]) == [["GPU", 2]]
+    assert parse_gpus_option("0", [["H100", 8]]) == []
+    assert parse_gpus_option("A100:8,H100:8", []) == [["A100", 8], ["H100", 8]]
+    with pytest.raises(ValueError, match="expected from 1 to 1024 accelerators"):
+        parse_gpus_option("99999", [])
+    with pytest.raises(ValueError):
+        parse_gpus_option(None, [])
+
+
 @given(st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.booleans(), st.none()))
 def test_parsers_raise_only_value_error(value: object) -> None:
-    for parse in (parse_cpus, parse_duration, parse_memory):
+    for parse in (parse_cpus, parse_duration, parse_memory, accelerator_count,
+                  lambda v: parse_accelerator(v) if isinstance(v, str) else None,
+                  lambda v: parse_gpus_option(v, [["H100", 1]])):
         try:
             parse(value)
         except ValueError as e:

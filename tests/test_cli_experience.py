@@ -1,0 +1,169 @@
+"""Issue: terminal and scripting experience. Help, completions, version, JSON with jq, live views."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, wait_until, write_job
+from jobctl.cli import app
+from jobctl.completions import SHELLS, generate
+
+
+def all_commands():
+    import typer.main
+
+    root = typer.main.get_command(app)
+    out = []
+
+    def walk(cmd, path):
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                walk(sub, path + [name])
+        else:
+            out.append(path)
+
+    walk(root, [])
+    return out
+
+
+@pytest.mark.parametrize("command", all_commands(), ids=lambda c: " ".join(c))
+def test_every_command_has_help_with_an_example(jobctl, command):
+    proc = jobctl(*command, "--help", check=True)
+    assert "Usage:" in proc.stdout
+    assert "Example" in proc.stdout, f"jobctl {' '.join(command)} --help has no example"
+    # every option is explained
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    for part in command:
+        cmd = cmd.commands[part]
+    for param in cmd.params:
+        if param.param_type_name == "option" and param.name not in ("help",):
+            assert param.help, f"{' '.join(command)} {param.opts[0]} has no help"
+
+
+def test_version(jobctl):
+    from jobctl import __version__
+
+    assert jobctl("--version", check=True).stdout.strip() == f"jobctl {__version__}"
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_completion_files_are_up_to_date(shell):
+    path = REPO / "completions" / SHELLS[shell]
+    assert path.read_text() == generate(shell), f"run: python -m jobctl.completions ({path} is stale)"
+
+
+def test_completion_offers_commands_and_job_names(jobctl, home):
+    jobctl.launch(write_job(home, "sweep-lr", "run: 'true'\n"), "--wait")
+    env = {"COMP_WORDS": "jobctl describe sw", "COMP_CWORD": "2", "_JOBCTL_COMPLETE": "complete_bash"}
+    assert "sweep-lr" in jobctl(env=env).stdout.split()
+    env = {"COMP_WORDS": "jobctl st", "COMP_CWORD": "1", "_JOBCTL_COMPLETE": "complete_bash"}
+    assert {"status", "stop", "start"} <= set(jobctl(env=env).stdout.split())
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_a_shell_script_can_drive_jobctl(jobctl, home):
+    ok = write_job(home, "ok", "run: echo fine\n")
+    bad = write_job(home, "bad", "labels: {kind: demo}\nrun: exit 3\n")
+    script = f"""
+set -u
+id=$(jobctl launch {ok})
+jobctl wait "$id" || exit 10
+bad=$(jobctl launch {bad})
+jobctl wait "$bad"
+code=$?
+[ "$code" = 3 ] || exit 11
+[ "$(jobctl status "$bad" --json | jq -r '.[0].status')" = "FAILED (exit 3)" ] || exit 12
+[ "$(jobctl describe "$bad" --json | jq -r '.reason')" = "exit_code" ] || exit 13
+[ "$(jobctl status --label kind=demo --json | jq length)" = 1 ] || exit 14
+jobctl kill "$id" >/dev/null 2>&1; [ $? = 1 ] || exit 15
+jobctl launch /does/not/exist.yaml 2>/dev/null; [ $? = 2 ] || exit 16
+echo all-good
+"""
+    bindir = home / "bin"
+    bindir.mkdir()
+    (bindir / "jobctl").write_text(f"#!/bin/sh\nexec {sys.executable} -m jobctl \"$@\"\n")
+    (bindir / "jobctl").chmod(0o755)
+    env = {**jobctl.env, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "all-good"
+
+
+def test_json_never_has_colour_and_errors_go_to_stderr(jobctl, home):
+    jobctl.launch(write_job(home, "c", "run: 'true'\n"), "--wait")
+    proc = jobctl("status", "--json", env={"NO_COLOR": "", "FORCE_COLOR": "1"})
+    assert "\x1b[" not in proc.stdout
+    json.loads(proc.stdout)
+    proc = jobctl("status", "nope", "--json")
+    assert proc.returncode == 1 and proc.stdout == "" and "nope" in proc.stderr
+
+
+def test_logs_tail_rm_and_prune(jobctl, home):
+    job_id = jobctl.launch(write_job(home, "many", "run: seq 1 100\n"), "--wait")
+    assert jobctl("logs", str(job_id), "--tail", "3").stdout.split() == ["98", "99", "100"]
+    live = jobctl.launch(write_job(home, "live", "run: sleep 30\n"))
+    proc = jobctl("rm", str(live))
+    assert proc.returncode == 1 and "only finished jobs can be removed" in proc.stderr
+    assert jobctl("rm", str(job_id)).returncode == 0
+    assert not (home / "state" / "logs" / str(job_id)).exists()
+    assert jobctl("describe", str(job_id)).returncode == 1
+    jobctl("kill", str(live), "--grace", "0", check=True)
+    jobctl.wait_state(live, "KILLED")
+    assert jobctl("prune", "--older-than", "1d").returncode == 0
+    assert jobctl.state(live) == "KILLED"  # too young to prune
+
+
+def test_config_show_get_set_path(jobctl):
+    assert jobctl("config", "set", "defaults.cpus", "2").returncode == 0
+    assert jobctl("config", "get", "defaults.cpus").stdout.strip() == "2"
+    proc = jobctl("config", "set", "defaults.cpus", "many")
+    assert proc.returncode == 2 and "defaults.cpus" in proc.stderr and "expected" in proc.stderr
+    proc = jobctl("config", "set", "defaults.cpu", "2")
+    assert proc.returncode == 2 and 'did you mean "defaults.cpus"' in proc.stderr
+    doc = json.loads(jobctl("config", "show", "--json").stdout)
+    assert doc["defaults.cpus"] == 2 and doc["backend"] == "local"
+    assert jobctl("config", "path").stdout.strip() == str(jobctl.home / "config.toml")
+
+
+def _tmux(*args):
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_watch_redraws_in_place_and_follow_streams_under_tmux(jobctl, home):
+    session = f"jc{os.getpid()}"
+    bindir = home / "bin"
+    bindir.mkdir()
+    (bindir / "jobctl").write_text(f"#!/bin/sh\nexec {sys.executable} -m jobctl \"$@\"\n")
+    (bindir / "jobctl").chmod(0o755)
+    path = write_job(home, "ticker", "run: |\n  for i in 1 2 3 4 5; do echo tick-$i; sleep 0.6; done\n")
+    env = f"JOBCTL_HOME={home} PATH={bindir}:$PATH"
+    _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40")
+    try:
+        _tmux("send-keys", "-t", session, f"{env} jobctl launch {path} --follow", "Enter")
+        seen = wait_until(lambda: "tick-2" in (s := _tmux("capture-pane", "-p", "-t", session).stdout) and s,
+                          timeout=15, what="streamed lines")
+        assert "tick-5" not in seen  # lines arrive while the job still runs
+        wait_until(lambda: "tick-5" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
+        wait_until(lambda: "COMPLETED" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
+        _tmux("send-keys", "-t", session, "clear", "Enter")
+        job_id = jobctl.launch(write_job(home, "sleeper", "run: sleep 4\n"))
+        _tmux("send-keys", "-t", session, f"{env} jobctl status --watch", "Enter")
+        wait_until(lambda: "ACTIVE" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
+        wait_until(lambda: "sleeper" in (s := _tmux("capture-pane", "-p", "-t", session).stdout)
+                   and "COMPLETED" in s.split("sleeper")[1].splitlines()[0], timeout=20, what="table redrawn")
+        screen = _tmux("capture-pane", "-p", "-t", session).stdout
+        assert screen.count("User:") == 1, screen  # redrawn in place, not appended
+        _tmux("send-keys", "-t", session, "C-c", "")
+    finally:
+        _tmux("kill-session", "-t", session)
