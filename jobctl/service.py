@@ -138,6 +138,11 @@ class Service:
             done = conn.execute(
                 f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL} ORDER BY id DESC LIMIT 20"
             ).fetchall()
+            if any(r["backend"] == "slurm" for r in live):
+                self.refresh_slurm(live)  # Slurm is the source of truth: mirror it in one batched query
+                live = conn.execute(
+                    f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY id DESC"
+                ).fetchall()
             rows = sorted(live + done, key=lambda r: r["id"], reverse=True)
             if any(r["backend"] == "local" for r in live):
                 self.wake_supervisor(start=True)
@@ -223,7 +228,9 @@ class Service:
 
 def masked_envs(spec: dict[str, Any], job_envs: dict[str, Any]) -> dict[str, str | None]:
     """The job's environment as shown to people: secrets as ***."""
+    declared = spec.get("envs") or {}
     secret = set(spec.get("secrets") or []) | set(job_envs.get("secret") or [])
+    secret |= {k for k, v in declared.items() if v is None}  # a null in the file: supplied at launch
     values = {**(spec.get("envs") or {}), **(job_envs.get("env") or {})}
     return {k: ("***" if k in secret and v is not None else v) for k, v in values.items()}
 

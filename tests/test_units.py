@@ -125,7 +125,8 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "parsed"),
-    [("H100:8", ("H100", 8)), ("A100", ("A100", 1)), (" A100-80GB : 2 ", ("A100-80GB", 2)), ("tpu-v3-8", ("tpu-v3-8", 1))],
+    [("H100:8", ("H100", 8)), ("A100", ("A100", 1)), (" A100-80GB : 2 ", ("A100-80GB", 2)),
+     ("tpu-v3-8", ("tpu-v3-8", 1))],
 )
 def test_parse_accelerator(text: str, parsed: tuple[str, int]) -> None:
     assert parse_accelerator(text) == parsed
