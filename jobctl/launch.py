@@ -96,9 +96,8 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
 
     plan = LaunchPlan()
     env_values, env_secret = parse_env(options)
-    backend = options.backend or service.config.get("backend")
-    if backend not in ("local", "slurm"):
-        raise UsageError(f'--backend: expected "local" or "slurm", got "{backend}"')
+    if options.backend not in (None, "local", "slurm"):
+        raise UsageError(f'--backend: expected "local" or "slurm", got "{options.backend}"')
     default_cpus = float(service.config.get("defaults.cpus"))
     default_mem = parse_memory(service.config.get("defaults.memory"), where_key="defaults.memory")
     tasks: list[dict[str, Any]] = []
@@ -113,6 +112,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                                    num_nodes=options.num_nodes, name=options.name if len(loaded.tasks) == 1 else None)
             if options.priority is not None:
                 spec = replace(spec, priority=options.priority)
+            backend = options.backend or spec.backend or service.config.get("backend")
             spec.backend = backend
             missing = [k for k, v in spec.envs.items() if v is None and k not in env_values]
             for key in missing:
@@ -134,6 +134,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
         spec = task["spec"]
         text = resources_text(spec.num_nodes, task["cpus"], task["memory_mib"], spec.accelerators)
         fit = None
+        backend = spec.backend
         if backend == "local":
             capacity = capacity or local_capacity(service, any(t["spec"].accelerators for t in tasks))
             fit = fits(task, capacity)
@@ -170,18 +171,20 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
             raise DoesNotFit(problem)
         raise UsageError(problem)
     ids = record(service, tasks, plan)
-    if plan.jobs and plan.jobs[0]["backend"] == "slurm":
+    slurm = [job_id for job_id, backend in ids if backend == "slurm"]
+    if slurm:
         from jobctl.slurm_sync import submit
 
-        submit(service, ids)
-    else:
+        submit(service, slurm)
+    if len(slurm) < len(ids):
         service.wake_supervisor(start=True)
-    return ids, plan
+    return [job_id for job_id, _ in ids], plan
 
 
-def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> list[int]:
+def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> list[tuple[int, str]]:
+    """Insert every job of the launch in one transaction; returns (job ID, backend) pairs."""
     now = time.time()
-    ids: list[int] = []
+    ids: list[tuple[int, str]] = []
     with service.store.write() as conn:
         resolved = resolve_dependencies(conn, tasks)
         created: list[list[int]] = []
@@ -219,7 +222,7 @@ def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> l
                     transition(conn, job_id, states.PENDING, actor=service.user, now=now)
                 mine.append(job_id)
             created.append(mine)
-            ids.extend(mine)
+            ids.extend((job_id, spec.backend) for job_id in mine)
     return ids
 
 

@@ -58,8 +58,17 @@ class Paths:
         return self.logs / str(job_id) / str(attempt)
 
     def ensure(self) -> None:
+        from jobctl.errors import StoreError
+
         for folder in (self.data, self.state, self.logs, self.config, self.runtime):
-            make_private_dir(folder)
+            try:
+                make_private_dir(folder)
+            except FileExistsError:
+                raise StoreError(f"{folder}: exists and is not a folder") from None
+            except OSError as exc:
+                if folder.is_dir():
+                    continue  # e.g. a read-only file system: reading may still work
+                raise StoreError(f"{folder}: cannot create ({exc.strerror})") from None
 
 
 def make_private_dir(path: Path) -> None:

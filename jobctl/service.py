@@ -188,7 +188,7 @@ class Service:
                 return rows
             if on_tick:
                 on_tick(rows)
-            if not woke and any(r["backend"] == "local" for r in rows):
+            if not woke and delay >= 0.25 and any(r["backend"] == "local" for r in rows):
                 self.wake_supervisor(start=True)  # a supervisor may have died meanwhile
                 woke = True
             if any(r["backend"] == "slurm" for r in rows):

@@ -107,8 +107,8 @@ def _explain(exc: sqlite3.Error, db: Path) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return StoreError(f"{db}: database is busy (locked by another jobctl for over {BUSY_TIMEOUT_MS // 1000} s)")
-    if "full" in text:
-        return StoreError(f"{db}: the disk is full; nothing was changed")
+    if "full" in text or ("disk I/O" in text and _disk_full(db)):
+        return StoreError(f"{db}: the disk is full; nothing was changed (free some space and try again)")
     if "readonly" in text or "read-only" in text:
         return StoreError(f"{db}: the database is read-only; check the permissions of {db.parent}")
     if "unable to open" in text:
@@ -118,19 +118,40 @@ def _explain(exc: sqlite3.Error, db: Path) -> StoreError:
     return StoreError(f"{db}: database error: {text}")
 
 
+def _disk_full(db: Path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(db.parent).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 class Store:
     """One connection to the jobctl database. Cheap to open; not shared between processes."""
 
     def __init__(self, db: Path):
         self.db = db
+        self.read_only = db.exists() and _read_only_fs(db.parent)
         try:
-            db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not db.exists():
-                os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+            if not self.read_only:
+                db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if not db.exists():
+                    os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
         except OSError as exc:
             raise StoreError(f"{db}: cannot create the database ({exc.strerror})") from None
         try:
-            self.conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            if self.read_only:  # a read-only file system: reading still works, writing says why not
+                self.conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True, isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA foreign_keys = ON")
@@ -149,7 +170,7 @@ class Store:
                 f"{self.db}: written by a newer jobctl (schema {version}; this one knows up to {SCHEMA_VERSION}); "
                 "upgrade jobctl, nothing was changed"
             )
-        if version == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION or self.read_only:
             return
         if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -168,6 +189,8 @@ class Store:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A read-then-write transaction: BEGIN IMMEDIATE takes the write lock up front."""
+        if self.read_only:
+            raise StoreError(f"{self.db}: the database is on a read-only file system; nothing was changed")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:

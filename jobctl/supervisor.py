@@ -39,8 +39,9 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 class Supervisor:
-    def __init__(self, paths: Paths):
+    def __init__(self, paths: Paths, on_demand: bool = False):
         self.paths = paths
+        self.on_demand = on_demand  # started by a CLI call, not by `supervisor run`
         self.config = Config.load(paths.config_file)
         self.idle_exit = parse_duration(self.config.get("supervisor.idle_exit"))
         self.grace = parse_duration(self.config.get("kill.grace"))
@@ -130,9 +131,12 @@ class Supervisor:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
+        waited = time.monotonic()
         if not self.acquire_lock(wait=5.0):
             return 0  # another supervisor holds this home
         self.paths.ensure()
+        if time.monotonic() - waited > 0.2 and self.on_demand and not self._live_work():
+            return 0  # started on demand while another was exiting or stopping, and nothing is left to do
         self.install_signals()
         self.bind()
         self.store = Store(self.paths.db)
@@ -194,6 +198,15 @@ class Supervisor:
             self.started_now.append((job_id, attempt, pid))
         for bid, reason, grace, message in actions.cancel:
             self.backend.cancel(bid, grace, reason, message)
+
+    def _live_work(self) -> bool:
+        store = Store(self.paths.db)
+        try:
+            return store.conn.execute(
+                "SELECT 1 FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local' LIMIT 1"
+            ).fetchone() is not None
+        finally:
+            store.close()
 
     def try_exit(self) -> bool:
         """Stop listening, then check once more under the lock: a launch may have just landed."""
@@ -259,7 +272,7 @@ def main() -> int:
     from jobctl import paths as paths_mod
 
     os.umask(0o077)
-    return Supervisor(paths_mod.resolve()).run()
+    return Supervisor(paths_mod.resolve(), on_demand=True).run()
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ from jobctl.models import Dependency, JobSpec, LoadedFile
 
 
 def _fixtures_dir() -> Path:
-    env = os.environ.get("JOBCTL_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "skypilot"
+    """shared/fixtures/skypilot beside the checkout, else $JOBCTL_FIXTURES."""
+    beside = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "skypilot"
+    return beside if beside.is_dir() else Path(os.environ.get("JOBCTL_FIXTURES", beside))
 
 
 FIXTURES = _fixtures_dir()
