@@ -20,7 +20,10 @@ def main() -> None:
     for i in range(20):
         table.add_row(str(1000 - i), f"job-{i}", "COMPLETED", "1x(1CPU, 1GiMEM)", "2 hrs, 5 mins",
                       "08/08/25 04:11PM", "08/08/25 04:12PM", "1m 3s")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # as jobctl does when piped: a wide console, so no cell is wrapped
+        console = Console(width=400)
+    console.print(table)
 
 
 if __name__ == "__main__":

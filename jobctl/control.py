@@ -72,8 +72,10 @@ def start(service: Service, row: sqlite3.Row) -> ActionResult:
         target = states.BLOCKED if has_deps else states.PENDING
         if service._cas(row, target, {states.SUSPENDED}, reason="dependency" if has_deps else None,
                         detail="after dependencies" if has_deps else None, message="requeued"):
-            if row["backend"] == "slurm" and row["backend_id"] and row["reason"] == "held":
-                _backend(service, row).release(row["backend_id"])
+            if row["backend"] == "slurm":  # release a held/released Slurm job, resubmit a preempted one
+                from jobctl.slurm_sync import restart
+
+                restart(service, row)
             return _result(row, True, f"job {row['id']} requeued ({target})", target)
     return _refuse(service, _fresh(service, row), "only SUSPENDED jobs can be started")
 

@@ -180,6 +180,9 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     from jobctl.views import clock, iso, job_json, resources
 
     row = service.job(selector)
+    if row["backend"] == "slurm":
+        service.refresh_slurm([row])
+        row = service.job(str(row["id"]))
     spec = service.spec_of(row)
     details = service.details(row)
     spec["envs"] = masked_envs(spec, loads(row["envs"], {}))

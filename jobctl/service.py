@@ -126,10 +126,11 @@ class Service:
     def status_rows(self, selectors: list[str], *, all_jobs: bool, state: list[str] | None,
                     labels: list[tuple[str, str]] | None, limit: int | None) -> list[sqlite3.Row]:
         conn = self.store.conn
-        if selectors:
-            rows = self.select(selectors)
-        elif all_jobs:
-            rows = conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+        if selectors or all_jobs:
+            rows = self.select(selectors) if selectors else conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+            if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for r in rows):
+                self.refresh_slurm(rows)  # mirror Slurm here too (one batched query)
+                rows = [conn.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone() or r for r in rows]
         else:
             live = conn.execute(
                 f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY id DESC"
@@ -206,6 +207,9 @@ class Service:
     # -- control -------------------------------------------------------------------------------
     def control(self, selectors: list[str], all_jobs: bool, action) -> list[ActionResult]:
         rows = self.select(selectors, all_jobs=all_jobs)
+        if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for r in rows):
+            self.refresh_slurm(rows)  # act on Slurm's current state, not on what was last recorded
+            rows = [self.store.conn.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone() or r for r in rows]
         results = []
         for row in rows:
             results.append(action(row))

@@ -1,12 +1,396 @@
-"""Placeholder until the Slurm backend lands: every call says so in one line."""
+"""The service side of the Slurm backend: submit jobs, and record what Slurm reports about them.
+
+Slurm is the source of truth for these jobs; jobctl mirrors it. `refresh` asks Slurm about many
+jobs at once (one squeue, one sacct) and records each change with a compare-and-set on the state
+the caller saw before asking, so two jobctl processes refreshing at once never record a change
+twice. The backend (`jobctl/backends/slurm.py`) runs the commands and never writes the database.
+"""
 
 from __future__ import annotations
 
-from jobctl.errors import BackendError
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from jobctl import states
+from jobctl.backends.slurm import (AFTER, SlurmBackend, SlurmObservation, SlurmUnreachable, Submission, batch_script,
+                                   choose_gres)
+from jobctl.engine import dependency_verdict, failure_detail
+from jobctl.errors import BackendError, JobctlError, UsageError
+from jobctl.store import loads, transition
+from jobctl.units import format_duration, format_gib
+
+STALE = "slurm controller unreachable; showing the last known state"
+SETTLE = 5.0  # seconds during which a user's own stop/start may not show in Slurm yet
+SUBMITTABLE = frozenset({states.PENDING, states.BLOCKED, states.RETRYING, states.SUSPENDED})
+_poll = {"last": 0.0, "gap": 0.0, "down": -60.0}  # per process: at most one squeue per gap (0.5 s growing to 5 s)
 
 
-def _missing(*_args, **_kwargs):
-    raise BackendError("the slurm backend is not available in this build")
+def backend_for(service) -> SyncedBackend:
+    return SyncedBackend(service)
 
 
-submit = refresh = backend_for = _missing
+def _row(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def _deps(conn: sqlite3.Connection, job_id: int) -> list[sqlite3.Row]:
+    return conn.execute("SELECT d.dep_id, d.condition, j.state, j.name, j.backend, j.backend_id FROM deps d"
+                        " LEFT JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? ORDER BY d.dep_id", (job_id,)).fetchall()
+
+
+def _verdict(deps: list[sqlite3.Row]) -> str | None:
+    return dependency_verdict([(d["dep_id"], d["condition"], d["state"], d["name"]) for d in deps])
+
+
+# -- submitting ------------------------------------------------------------------------------------
+def submit(service, ids: list[int], again: bool = False) -> None:
+    """sbatch each job as a new attempt (the members of one `--array` launch as one array job).
+
+    A refused submission marks its jobs FAILED (submit error) and is raised once the others were tried.
+    `again`: also jobs that already had a Slurm job (preempted, or re-linked behind a retried upstream).
+    """
+    conn = service.store.conn
+    rows = [r for r in (_row(conn, i) for i in sorted(set(ids))) if r is not None and r["state"] in SUBMITTABLE
+            and (again or not r["backend_id"] or r["state"] == states.RETRYING)]
+    local = [(r, d) for r in rows for d in _deps(conn, r["id"]) if d["backend"] not in (None, "slurm")]
+    if local:
+        row, dep = local[0]
+        error = UsageError(f"job {row['id']} depends on job {dep['dep_id']} ({dep['name']}), which runs on the "
+                           f"{dep['backend']} backend; a Slurm job can only depend on Slurm jobs")
+        _fail(service, rows, "submit_error", str(error))
+        raise error
+    backend, errors, offers = SlurmBackend(), [], {}
+    for group in _groups(conn, rows):
+        try:
+            _submit_group(service, backend, group, offers, again)
+        except JobctlError as exc:
+            _fail(service, group, "submit_error", str(exc))
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _groups(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[list[sqlite3.Row]]:
+    """Jobs of one `--array` launch (consecutive IDs and indices, same spec and dependencies) go together."""
+    groups: list[list[sqlite3.Row]] = []
+    same = ("spec_id", "attempt", "state", "cpus", "memory_mib", "accelerators", "num_nodes", "envs", "labels")
+    for row in rows:
+        first = groups[-1][0] if groups else None
+        if (first is not None and row["array_index"] is not None and first["array_index"] is not None
+                and all(row[k] == first[k] for k in same)
+                and row["id"] - first["id"] == row["array_index"] - first["array_index"] == len(groups[-1])
+                and [tuple(d) for d in _deps(conn, row["id"])] == [tuple(d) for d in _deps(conn, first["id"])]):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _submit_group(service, backend: SlurmBackend, group: list[sqlite3.Row], offers: dict, again: bool) -> None:
+    conn, first = service.store.conn, group[0]
+    live = [d["dep_id"] for d in _deps(conn, first["id"]) if d["state"] not in states.TERMINAL]
+    if live:  # Slurm takes a purged job for a satisfied dependency: learn how the live ones ended first
+        refresh(service, [_row(conn, i) for i in live], force=True)
+    deps = _deps(conn, first["id"])
+    verdict = _verdict(deps)
+    if verdict not in (None, "ok"):
+        return _fail(service, group, "upstream_failed", verdict)
+    after: dict[str, list[str]] = {}
+    for d in (d for d in deps if d["state"] not in states.TERMINAL):
+        if not d["backend_id"]:
+            raise BackendError(f"dependency {d['dep_id']} has not been submitted to Slurm yet")
+        after.setdefault(AFTER[d["condition"]], []).append(d["backend_id"])
+    spec, partition = service.spec_of(first), service.config.get("slurm.partition")
+    accelerators = loads(first["accelerators"], [])
+    if accelerators and partition not in offers:
+        offers[partition] = backend.gpu_offer(partition)
+    gres, accelerator, per_node = choose_gres(accelerators, offers.get(partition))
+    never_ran = conn.execute("SELECT 1 FROM attempts WHERE job_id = ? AND n = ? AND started_at IS NULL",
+                             (first["id"], first["attempt"])).fetchone()
+    attempt = first["attempt"] if again and never_ran else first["attempt"] + 1
+    array = [r["array_index"] for r in group] if len(group) > 1 else None
+    sub = Submission(
+        job_id=first["id"], job_name=spec["name"] if array else first["name"], attempt=attempt,
+        logs=str(service.paths.logs), workdir=spec["workdir"], run=spec["run"], setup=spec.get("setup"),
+        num_nodes=first["num_nodes"], cpus=first["cpus"], memory_mib=first["memory_mib"], gres=gres,
+        accelerator=accelerator, gpus_per_node=per_node, timeout=spec.get("timeout"),
+        env={**{k: v for k, v in (spec.get("envs") or {}).items() if v is not None},
+             **(loads(first["envs"], {}).get("env") or {})},
+        array=array, array_index=None if array else first["array_index"],
+        dependency=",".join(f"{kind}:{':'.join(bids)}" for kind, bids in after.items()) or None,
+        partition=partition, account=service.config.get("slurm.account"),
+        comment=",".join(f"{k}={v}" for k, v in loads(first["labels"], {}).items()) or None,
+        hold=first["state"] == states.SUSPENDED, mounts=_mounts(spec))
+    for row in group:
+        _new_attempt_dir(service, row["id"], attempt)
+    script = service.paths.attempt_dir(first["id"], attempt) / "sbatch.sh"
+    _write(script, batch_script(sub))
+    slurm_id = backend.submit(str(script), sub)
+    late: list[tuple[str, str]] = []  # stopped or killed while sbatch ran
+    with service.store.write() as wconn:
+        for row in group:
+            bid = f"{slurm_id}_{row['array_index']}" if array else slurm_id
+            wconn.execute("UPDATE jobs SET backend_id = ?, attempt = ?, exit_code = NULL WHERE id = ?",
+                          (bid, attempt, row["id"]))
+            wconn.execute("INSERT OR REPLACE INTO attempts (job_id, n) VALUES (?, ?)", (row["id"], attempt))
+            transition(wconn, row["id"], states.PENDING, expect={states.RETRYING},
+                       message=f"attempt {attempt} submitted as Slurm job {bid}")
+            state = _row(wconn, row["id"])["state"]
+            if state == states.KILLED or (state == states.SUSPENDED and not sub.hold):
+                late.append((bid, state))
+    for bid, state in late:
+        _quietly(backend.cancel if state == states.KILLED else backend.hold, bid)
+
+
+def _new_attempt_dir(service, job_id: int, attempt: int) -> None:
+    """The attempt's log folder, and the number the batch script reads to find it (see batch_script)."""
+    service.paths.attempt_dir(job_id, attempt).mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write(service.paths.job_dir(job_id) / "slurm-attempt", f"{attempt}\n")
+
+
+def _mounts(spec: dict[str, Any]) -> dict[str, str]:
+    """file_mounts with a local source, which each node links to (so it must be on shared storage)."""
+    base = Path(spec["source"]).parent if spec.get("source") else Path(spec["workdir"])
+    mounts = {}
+    for dest, source in (spec.get("file_mounts") or {}).items():
+        if not isinstance(source, str) or "://" in source:
+            raise UsageError(f"file_mounts: {dest}: the slurm backend links local paths only (got {source!r}); "
+                             "copy the data to storage the nodes share and use that path")
+        mounts[str(dest)] = str((base / os.path.expanduser(source)).resolve())
+    return mounts
+
+
+def _write(path: Path, text: str) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+
+
+def _fail(service, rows: list[sqlite3.Row], reason: str, message: str) -> None:
+    with service.store.write() as conn:
+        for row in rows:
+            transition(conn, row["id"], states.FAILED, expect=SUBMITTABLE | {states.CREATED}, reason=reason,
+                       detail=states.REASON_TEXT[reason], message=message)
+
+
+def _quietly(action: Callable[[str], None], bid: str) -> None:
+    try:
+        action(bid)
+    except JobctlError:
+        pass  # the next refresh shows what Slurm did
+
+
+# -- mirroring -------------------------------------------------------------------------------------
+def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
+    """Mirror Slurm's view of these jobs into the database (one squeue and one sacct for all of them)."""
+    rows = sorted((r for r in rows if r is not None and r["backend"] == "slurm" and r["backend_id"]
+                   and r["state"] not in states.TERMINAL), key=lambda r: r["id"])
+    now = time.monotonic()
+    if not rows or (not force and now - _poll["last"] < _poll["gap"]):
+        return
+    _poll["last"], _poll["gap"] = now, min(5.0, max(0.5, _poll["gap"] * 1.25))
+    backend, by_bid = SlurmBackend(), {r["backend_id"]: r for r in rows}
+    try:
+        seen = backend.poll(list(by_bid), lambda bid: _read(service, by_bid[bid], "slurm-jobid"))
+    except BackendError as exc:  # never fail a status for it: show what was known, marked stale
+        _poll["down"] = time.monotonic() if isinstance(exc, SlurmUnreachable) else -60.0
+        text = STALE if isinstance(exc, SlurmUnreachable) else f"{exc}; showing the last known state"
+        with service.store.write() as conn:
+            conn.executemany("UPDATE jobs SET message = ? WHERE id = ? AND state NOT IN ('COMPLETED', 'FAILED',"
+                             " 'KILLED')", [(text, r["id"]) for r in rows])
+        return
+    todo: dict[str, list] = {"cancel": [], "again": []}
+    with service.store.write() as conn:
+        for row in rows:
+            cur = _row(conn, row["id"])
+            if cur is None or cur["state"] != row["state"] or cur["backend_id"] != row["backend_id"]:
+                continue  # changed by someone else since the caller looked: their change stands
+            if (cur["message"] or "").endswith("showing the last known state"):
+                conn.execute("UPDATE jobs SET message = NULL WHERE id = ?", (cur["id"],))
+            action = _apply(service, conn, cur, seen.get(cur["backend_id"]) or _from_files(service, cur), time.time())
+            if action:
+                todo[action].append(cur["backend_id"] if action == "cancel" else cur["id"])
+    for bid in todo["cancel"]:
+        _quietly(backend.cancel, bid)
+    if todo["again"]:
+        try:
+            submit(service, todo["again"], again=True)
+        except JobctlError:
+            pass  # recorded on the jobs (FAILED, submit error); a refresh raises no errors of its own
+
+
+def _read(service, row: sqlite3.Row, name: str) -> str | None:
+    try:
+        return (service.paths.attempt_dir(row["id"], row["attempt"]) / name).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _exit_codes(service, row: sqlite3.Row) -> list[int | None]:
+    """What each worker's rank<N>.exit says (None: it wrote none)."""
+    codes = [_read(service, row, f"rank{rank}.exit") for rank in range(row["num_nodes"])]
+    return [int(c) if c and c.lstrip("-").isdigit() else None for c in codes]
+
+
+def _from_files(service, row: sqlite3.Row) -> SlurmObservation:
+    """A job Slurm no longer knows (purged, no accounting): what its workers wrote, else lost."""
+    codes, bid = _exit_codes(service, row), row["backend_id"]
+    if codes and None not in codes:
+        bad = next((c for c in codes if c), 0)
+        return SlurmObservation(bid, "FAILED" if bad else "COMPLETED", "exit_code" if bad else None, exit_code=bad)
+    return SlurmObservation(bid, "FAILED", "worker_lost", f"Slurm has no record of job {bid} any more")
+
+
+def target_state(state: str, reason: str | None, obs: SlurmObservation, recent: bool) -> str | None:
+    """Where a job in `state` goes after Slurm reported `obs`; None: leave it."""
+    if obs.transient or obs.state == state:
+        return None
+    if state == states.SUSPENDED and reason in ("released", "system"):
+        if obs.state == states.KILLED or (reason == "released" and obs.state in (states.SUSPENDED, states.PENDING)):
+            return None  # put aside by jobctl itself: `jobctl start` brings it back
+    if recent and obs.state not in states.TERMINAL:
+        return None  # a user's stop/start a moment ago may not show in Slurm yet
+    return obs.state
+
+
+def route(src: str, dst: str, ran: bool = False) -> list[str]:
+    """The states from src to dst: a job that ran between two looks went PENDING -> ACTIVE -> COMPLETED."""
+    ways = [(), (states.ACTIVE,), (states.PENDING,), (states.PENDING, states.ACTIVE)]
+    for via in (ways[1], ways[3], ways[0], ways[2]) if ran else ways:
+        path = [src, *via, dst]
+        if all(states.allowed(a, b) for a, b in zip(path, path[1:])):
+            return path[1:]
+    return []
+
+
+def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObservation, now: float) -> str | None:
+    """Record one observation; returns "cancel" or "again" when Slurm must be told something."""
+    state, job_id, n = cur["state"], cur["id"], cur["num_nodes"]
+    if state == states.RETRYING:
+        return "again" if obs.state in states.TERMINAL else None  # its resubmission did not happen yet
+    last = conn.execute("SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)).fetchone()
+    recent = (last is not None and last["actor"] != "system" and now - last["at"] < SETTLE
+              and states.SUSPENDED in (last["from_state"], last["to_state"]))  # a user's stop or start
+    target = target_state(state, cur["reason"], obs, recent)
+    if target is None:
+        if state == obs.state == states.PENDING and cur["reason"] != obs.reason:
+            conn.execute("UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE id = ?",
+                         (obs.reason, states.REASON_TEXT.get(obs.reason or ""), obs.message, job_id))
+        return None
+    reason, message, code, action = obs.reason, obs.message, obs.exit_code, None
+    deps, codes = _deps(conn, job_id), _exit_codes(service, cur)
+    spec_timeout = service.spec_of(cur).get("timeout")
+    if reason == "upstream_failed":
+        message = _verdict(deps)
+        if message in (None, "ok"):
+            return "again"  # jobctl is retrying its upstream: submit it again behind the new attempt
+        action = "cancel" if obs.slurm_state == "PENDING" else None
+    elif reason == "exit_code" and any(service.paths.attempt_dir(job_id, cur["attempt"]).glob("setup_failed.*")):
+        reason, message = "setup_failed", f"setup failed with exit code {code}"
+    elif reason == "exit_code" and n > 1 and any(c is not None for c in codes):
+        reason, message = "workers_failed", f"{sum(1 for c in codes if c)}/{n} workers failed"
+    elif reason == "out_of_memory":
+        message = f"used more than its {format_gib(cur['memory_mib'])} GiB of memory; raise resources.memory"
+    elif reason == "timed_out" and spec_timeout:
+        message = f"ran longer than its timeout of {format_duration(spec_timeout)}"
+    detail = {states.BLOCKED: "after " + ", ".join(str(d["dep_id"]) for d in deps[:3]) if deps else None,
+              states.SUSPENDED: "by system" if reason == "system" else "in Slurm", states.KILLED: "in Slurm",
+              states.PENDING: states.REASON_TEXT.get(reason or "")}.get(target)
+    fields: dict[str, Any] = {"exit_code": 0} if target == states.COMPLETED else {}
+    if target == states.FAILED:
+        detail = failure_detail(reason, message, code) if code is not None or reason != "exit_code" else None
+        fields = {"exit_code": code}
+        if reason != "upstream_failed":
+            fields["failures"] = cur["failures"] + 1
+            if cur["failures"] + 1 < cur["max_attempts"]:  # automatic retry: a new Slurm job
+                message = f"attempt {cur['attempt']} failed ({detail or 'failed'}); submitting the next one"
+                target, action, detail = states.RETRYING, "again", f"attempt {cur['failures'] + 2}/{cur['max_attempts']}"
+    if target in states.TERMINAL:
+        fields["ended_at"] = obs.ended_at or now
+    started = obs.started_at or (now if target in (states.ACTIVE, states.COMPLETED) else None)
+    for step in route(state, target, ran=obs.started_at is not None and state != states.SUSPENDED):
+        extra = {"started_at": started} if step == states.ACTIVE and started else {}
+        if step != target:
+            transition(conn, job_id, step, now=now, fields=extra)
+        else:
+            transition(conn, job_id, step, reason=reason, detail=detail, message=message, now=now,
+                       fields={**fields, **extra})
+    key = (job_id, cur["attempt"])  # the attempts and workers rows that `describe` shows
+    if started:
+        conn.execute("UPDATE attempts SET started_at = COALESCE(started_at, ?) WHERE job_id = ? AND n = ?",
+                     (started, *key))
+        conn.executemany("INSERT OR IGNORE INTO workers (job_id, attempt, rank, state) VALUES (?, ?, ?, 'running')",
+                         [(*key, rank) for rank in range(n)])
+    if target in states.TERMINAL or target == states.RETRYING:
+        conn.execute("UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ? WHERE job_id = ? AND n = ?",
+                     (obs.ended_at or now, reason or target.lower(), code, *key))
+        conn.executemany("UPDATE workers SET state = ?, exit_code = ? WHERE job_id = ? AND attempt = ? AND rank = ?",
+                         [("lost" if c is None and reason == "worker_lost" else "exited", c, *key, r)
+                          for r, c in enumerate(codes)])
+    return action
+
+
+# -- control ---------------------------------------------------------------------------------------
+def restart(service, row: sqlite3.Row) -> None:
+    """`jobctl start` of a held, released or preempted job (control.py already moved it to PENDING/BLOCKED)."""
+    if not row["backend_id"] or row["reason"] == "system":
+        return submit(service, [row["id"]], again=True)
+    if row["reason"] == "released":  # it runs again as a new attempt, like a released local job
+        _new_attempt_dir(service, row["id"], row["attempt"] + 1)
+        with service.store.write() as conn:
+            conn.execute("UPDATE jobs SET attempt = ? WHERE id = ?", (row["attempt"] + 1, row["id"]))
+            conn.execute("INSERT OR REPLACE INTO attempts (job_id, n) VALUES (?, ?)", (row["id"], row["attempt"] + 1))
+    SyncedBackend(service).release(row["backend_id"])
+
+
+class SyncedBackend:
+    """The Slurm backend as control.py uses it (suspend, resume, hold, release, cancel). When Slurm
+    refuses, the state change control.py recorded a moment before is undone, with the reason as the
+    job's message, so the database never claims what Slurm did not do."""
+
+    name = "slurm"
+
+    def __init__(self, service, backend: SlurmBackend | None = None):
+        self.service, self.backend = service, backend or SlurmBackend()
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        action = getattr(self.backend, name)  # suspend resume hold release cancel
+
+        def act(bid: str, *args: Any) -> None:
+            try:
+                if time.monotonic() - _poll["down"] < 30:  # this process just saw it down: do not wait again
+                    raise SlurmUnreachable("slurm controller unreachable; nothing was changed in Slurm")
+                action(bid, *args)
+            except BackendError as exc:
+                self._undo(bid, str(exc))
+                raise
+            if name == "cancel":  # killed or released: this attempt's workers are done
+                with self.service.store.write() as conn:
+                    job = conn.execute("SELECT id, attempt FROM jobs WHERE backend = 'slurm' AND backend_id = ?",
+                                       (bid,)).fetchone()
+                    if job is not None:
+                        conn.execute("UPDATE workers SET state = 'exited' WHERE job_id = ? AND attempt = ?"
+                                     " AND state = 'running'", tuple(job))
+                        conn.execute("UPDATE attempts SET ended_at = COALESCE(ended_at, ?) WHERE job_id = ? AND n = ?",
+                                     (time.time(), *tuple(job)))
+        return act
+
+    def _undo(self, bid: str, text: str) -> None:
+        with self.service.store.write() as conn:
+            job = conn.execute("SELECT * FROM jobs WHERE backend = 'slurm' AND backend_id = ? ORDER BY id DESC",
+                               (bid,)).fetchone()
+            events = [] if job is None else conn.execute(
+                "SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT 2", (job["id"],)).fetchall()
+            if not events or events[0]["to_state"] != job["state"] or events[0]["actor"] == "system":
+                return
+            prev = events[0]["from_state"]
+            entered = events[1] if len(events) > 1 and events[1]["to_state"] == prev else None
+            detail = {states.SUSPENDED: f"by {entered['actor'] if entered else 'system'}",
+                      states.BLOCKED: "after dependencies"}.get(prev)
+            conn.execute("UPDATE jobs SET state = ?, reason = ?, detail = ?, message = ?, ended_at = NULL WHERE id = ?",
+                         (prev, entered["reason"] if entered else None, detail, f"unchanged: {text}", job["id"]))
+            conn.execute("INSERT INTO events (job_id, at, from_state, to_state, reason, actor, message)"
+                         " VALUES (?, ?, ?, ?, 'backend_error', 'system', ?)",
+                         (job["id"], time.time(), job["state"], prev, text))

@@ -140,6 +140,8 @@ class Supervisor:
         self.install_signals()
         self.bind()
         self.store = Store(self.paths.db)
+        import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
+
         capacity = capacity_mod.detect(self.config)
         self.backend = LocalBackend(self.paths.logs)
         self.engine = Engine(self.backend, capacity, str(self.paths.socket), self.grace)
