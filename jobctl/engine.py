@@ -122,8 +122,8 @@ class Engine:
         if state == states.KILLED:
             conn.execute("UPDATE jobs SET exit_code = COALESCE(exit_code, ?) WHERE id = ?", (obs.exit_code, job_id))
             return
-        if state == states.SUSPENDED and job["reason"] in ("system", "released"):
-            return  # ended on purpose: waits to be started again
+        if state == states.SUSPENDED and job["reason"] in ("system", "released") and obs.state == "KILLED":
+            return  # ended on purpose: waits to be started again (a natural end just before is recorded)
         if obs.state == "COMPLETED":
             transition(conn, job_id, states.COMPLETED, now=now, fields={"exit_code": 0})
             return

@@ -36,7 +36,7 @@ TRANSITIONS: dict[str | None, frozenset[str]] = {
     RETRYING: frozenset({ACTIVE, SUSPENDED, FAILED, KILLED, PENDING}),
     # A suspended job resumes (ACTIVE/FAILING), is requeued (PENDING/BLOCKED), or ends; a frozen job
     # whose processes ended on their own just before the freeze is recorded as it ended.
-    SUSPENDED: frozenset({ACTIVE, FAILING, PENDING, BLOCKED, COMPLETED, FAILED, KILLED}),
+    SUSPENDED: frozenset({ACTIVE, FAILING, PENDING, BLOCKED, RETRYING, COMPLETED, FAILED, KILLED}),
     COMPLETED: frozenset(),
     FAILED: frozenset({PENDING, BLOCKED}),  # retry
     KILLED: frozenset({PENDING, BLOCKED}),  # retry

@@ -26,7 +26,7 @@ from jobctl.backends.local import LocalBackend
 from jobctl.config import Config
 from jobctl.engine import Engine
 from jobctl.paths import Paths, make_private_dir
-from jobctl.store import Store, loads
+from jobctl.store import Store
 from jobctl.units import parse_duration
 
 MEMORY_CHECK_EVERY = 0.25  # seconds, while jobs run
@@ -46,6 +46,8 @@ class Supervisor:
         self.idle_exit = parse_duration(self.config.get("supervisor.idle_exit"))
         self.grace = parse_duration(self.config.get("kill.grace"))
         self.children: set[int] = set()
+        self.runner_pids: dict[str, int] = {}  # backend id -> runner pid, read once from runner.json
+        self.started_now: list[tuple[int, int, int]] = []
         self.stop_requested = False
         self.started = time.time()
 
@@ -148,55 +150,106 @@ class Supervisor:
         (self.paths.runtime / "capacity.json").write_text(json.dumps(
             {"cpus": capacity.cpus, "memory_mib": capacity.memory_mib,
              "accelerators": {k: len(v) for k, v in capacity.devices.items()}}))
+        self.loop()
+        return 0
+
+    def loop(self) -> None:
+        """Tick on events (a CLI wake-up, a runner's note, SIGCHLD) and timers, never on a fast clock.
+
+        Between ticks, only the memory check runs (no database), at a pace that slows down as the
+        number of running jobs grows; runners adopted from an earlier supervisor are looked at once
+        a second, since no SIGCHLD will come for them.
+        """
         idle_since = time.monotonic()
-        next_memory_check = 0.0
+        next_memory_check = next_liveness = 0.0
+        need_tick, holding, live, next_wake = True, [], 0, None
         try:
             while not self.stop_requested:
                 self.reap()
-                now = time.time()
-                with self.store.write() as conn:
-                    actions = self.engine.tick(conn, now, self.children)
-                    live = conn.execute(
-                        "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
-                    ).fetchone()[0]
-                    holding = self.engine.holding(conn) + self.engine._killed_holding(conn)
-                self.act(actions)
-                if actions.start:
-                    with self.store.write() as conn:
-                        conn.executemany("UPDATE attempts SET runner_pid = ? WHERE job_id = ? AND n = ?",
-                                         [(pid, job, n) for job, n, pid in self.started_now])
-                    continue  # look again at once: fast jobs may already be done
-                timeout = None if actions.next_wake is None else max(0.0, actions.next_wake - time.time())
+                if need_tick:
+                    holding, live, next_wake = self.tick()
+                    need_tick = False
+                    if self.started_now:
+                        need_tick = True  # look again at once: fast jobs may already be done
+                        continue
+                mono = time.monotonic()
+                deadlines = []
+                if next_wake is not None:
+                    deadlines.append(mono + max(0.0, next_wake - time.time()))
                 if holding:
-                    if time.monotonic() >= next_memory_check:
+                    if mono >= next_memory_check:
                         self.check_memory(holding)
-                        next_memory_check = time.monotonic() + MEMORY_CHECK_EVERY
-                    adopted = any(loads(r["alloc"]) and not self._is_child(r) for r in holding)
-                    step = MEMORY_CHECK_EVERY if not adopted else min(MEMORY_CHECK_EVERY, LIVENESS_CHECK_EVERY)
-                    timeout = step if timeout is None else min(timeout, step)
+                        next_memory_check = mono + MEMORY_CHECK_EVERY * max(1.0, len(holding) / 25)
+                    deadlines.append(next_memory_check)
+                    if any(not self._is_child(r) for r in holding):
+                        if mono >= next_liveness:
+                            next_liveness = mono + LIVENESS_CHECK_EVERY
+                        deadlines.append(next_liveness)
                 if live or self.children:
-                    idle_since = time.monotonic()
+                    idle_since = mono
                 else:
-                    left = self.idle_exit - (time.monotonic() - idle_since)
+                    left = self.idle_exit - (mono - idle_since)
                     if left <= 0 and self.try_exit():
                         break
-                    timeout = max(left, 0.05) if timeout is None else min(timeout, max(left, 0.05))
+                    deadlines.append(mono + max(left, 0.05))
+                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 with contextlib.suppress(InterruptedError):
-                    select.select([self.listener, self.wake_r], [], [], timeout)
+                    ready, _, _ = select.select([self.listener, self.wake_r], [], [], timeout)
                 self.drain()
+                mono = time.monotonic()
+                due = next_wake is not None and time.time() >= next_wake
+                need_tick = bool(ready) or due or (holding and mono >= next_liveness > 0)
         finally:
             self.unbind()
-        return 0
+
+    def tick(self):
+        """One pass in one write transaction; then fork and signal. Never lets one bad job kill the loop."""
+        self.started_now = []
+        try:
+            with self.store.write() as conn:
+                actions = self.engine.tick(conn, time.time(), self.children)
+                live = conn.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
+                ).fetchone()[0]
+                holding = self.engine.holding(conn) + self.engine._killed_holding(conn)
+            self.act(actions)
+            if self.started_now:
+                with self.store.write() as conn:
+                    conn.executemany("UPDATE attempts SET runner_pid = ? WHERE job_id = ? AND n = ?",
+                                     [(pid, job, n) for job, n, pid in self.started_now])
+            return holding, live, actions.next_wake
+        except Exception:  # noqa: BLE001 - logged; the next event retries
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            return [], 1, time.time() + 1.0
 
     def _is_child(self, row) -> bool:
-        info = self.backend.runner(f"{row['id']}/{row['attempt']}")
-        return bool(info) and info["pid"] in self.children
+        pid = self._runner_pid(f"{row['id']}/{row['attempt']}")
+        return pid is not None and pid in self.children
+
+    def _runner_pid(self, bid: str) -> int | None:
+        if bid not in self.runner_pids:
+            info = self.backend.runner(bid)
+            if not info:
+                return None
+            self.runner_pids[bid] = info["pid"]
+        return self.runner_pids[bid]
 
     def act(self, actions) -> None:
-        self.started_now = []
         for job_id, attempt, plan in actions.start:
-            pid = self.backend.start(f"{job_id}/{attempt}", plan)
+            try:
+                pid = self.backend.start(f"{job_id}/{attempt}", plan)
+            except OSError as exc:  # no fork possible now: the runner never started, say so
+                from jobctl.runner import write_json
+
+                write_json(self.paths.attempt_dir(job_id, attempt) / "result.json", {
+                    "outcome": "start_error", "message": f"could not start a runner: {exc.strerror}",
+                    "exit_codes": [], "failed": 0, "exit_code": None, "ended_at": time.time()})
+                continue
             self.children.add(pid)
+            self.runner_pids[f"{job_id}/{attempt}"] = pid
             self.started_now.append((job_id, attempt, pid))
         for bid, reason, grace, message in actions.cancel:
             self.backend.cancel(bid, grace, reason, message)
@@ -235,9 +288,9 @@ class Supervisor:
         for row in holding:
             if row["state"] in ("ACTIVE", "FAILING"):
                 bid = f"{row['id']}/{row['attempt']}"
-                info = self.backend.runner(bid)
-                if info:
-                    roots[info["pid"]] = (bid, row["memory_mib"] * row["num_nodes"])
+                pid = self._runner_pid(bid)
+                if pid:
+                    roots[pid] = (bid, row["memory_mib"] * row["num_nodes"])
         if not roots:
             return
         kids: dict[int, list[psutil.Process]] = {}
