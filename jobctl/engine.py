@@ -76,9 +76,9 @@ class Engine:
             obs = self.backend.observe(bid, job["num_nodes"])
             for w in obs.workers:
                 conn.execute(
-                    "UPDATE workers SET state = ?, exit_code = ? WHERE job_id = ? AND attempt = ? AND rank = ?"
-                    " AND (state != ? OR exit_code IS NOT ?)",
-                    (w.state, w.exit_code, job["id"], job["attempt"], w.rank, w.state, w.exit_code),
+                    "UPDATE workers SET state = ?, exit_code = ?, pid = ? WHERE job_id = ? AND attempt = ? AND rank = ?"
+                    " AND (state != ? OR exit_code IS NOT ? OR pid IS NOT ?)",
+                    (w.state, w.exit_code, w.pid, job["id"], job["attempt"], w.rank, w.state, w.exit_code, w.pid),
                 )
             if obs.state == "CREATED":
                 started = conn.execute(

@@ -221,7 +221,8 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         out.print("\nWorkers:", style="bold")
         for w in details["workers"]:
             code = "-" if w["exit_code"] is None else w["exit_code"]
-            out.print(f"  attempt {w['attempt']} rank {w['rank']}: {w['state']}, exit {code}, log {w['log']}",
+            out.print(f"  attempt {w['attempt']} rank {w['rank']}: pid {w['pid'] or '-'}, {w['state']}, exit {code}, "
+                      f"log {w['log']}",
                       markup=False, highlight=False)
     out.print("\nEvents:", style="bold")
     for e in details["events"]:

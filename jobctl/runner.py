@@ -9,6 +9,7 @@ the next) turns them into database rows. The runner never touches the database.
 Files in the attempt folder:
   plan.json            what to run (written by the supervisor before the fork)
   runner.json          {"pid", "start"}: written first thing, before any worker starts
+  workers.json         {rank: pid} of the workers, once they are started
   rank<N>.log          the worker's stdout and stderr
   rank<N>.exit         {"exit_code", "ended_at", "setup_failed"}: written when the worker exits
   kill.json            {"reason", "grace", "message"}: a request to end the attempt (then SIGTERM)
@@ -141,6 +142,7 @@ class Runner:
             finally:
                 os.close(log)
             self.workers[pid] = rank
+        write_json(self.dir / "workers.json", {str(rank): pid for pid, rank in self.workers.items()})
 
     def chdir(self) -> None:
         os.chdir(self.plan["workdir"])

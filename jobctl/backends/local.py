@@ -113,13 +113,15 @@ class LocalBackend:
 
     @staticmethod
     def _workers(folder: Path, n: int) -> list[WorkerObservation]:
+        pids = read_json(folder / "workers.json") or {}
         workers = []
         for rank in range(n):
             done = read_json(folder / f"rank{rank}.exit")
+            pid = pids.get(str(rank))
             if done is None:
-                workers.append(WorkerObservation(rank, "running"))
+                workers.append(WorkerObservation(rank, "running", pid=pid))
             else:
-                workers.append(WorkerObservation(rank, "exited", done["exit_code"]))
+                workers.append(WorkerObservation(rank, "exited", done["exit_code"], pid=pid))
         return workers
 
 
