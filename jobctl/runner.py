@@ -95,6 +95,7 @@ class Runner:
         self.started = time.monotonic()
         self.kill_request: dict[str, Any] | None = None
         self.kill_deadline: float | None = None
+        self.cgroup: Any = None  # a MemoryCgroup when the machine offers one
 
     # -- the tree ------------------------------------------------------------------------------
     def descendants(self) -> list[Any]:
@@ -214,6 +215,8 @@ class Runner:
             if info is not None:
                 self.handle(info.si_signo)
             self.reap()
+            if self.cgroup is not None and self.kill_request is None and self.cgroup.oom_killed():
+                self.request_end("out_of_memory", 0.0, self.oom_message())
         # Whatever the workers left running in the background does not outlive the attempt.
         leftovers = self.descendants()
         if leftovers:
@@ -228,12 +231,25 @@ class Runner:
                 signal.sigtimedwait({signal.SIGCHLD}, 0.05)
                 self.reap()
 
+    def oom_message(self) -> str:
+        from jobctl.units import format_gib
+
+        limit = self.plan.get("memory_mib") or 0
+        peak = self.cgroup.peak_mib() if self.cgroup is not None else None
+        if peak and peak < limit:
+            what = f"used {format_gib(peak)} GiB of its {format_gib(limit)} GiB memory limit"
+        else:
+            what = f"reached its {format_gib(limit)} GiB memory limit"
+        return f"{what} and was killed by the kernel; raise resources.memory in the job file (or --memory) to allow more"
+
     def result(self) -> dict[str, Any]:
         n = self.plan["num_nodes"]
         codes = [self.exits.get(rank) for rank in range(n)]
         failed = [c for c in codes if c != 0]
         setup_failed = any((self.dir / f"setup_failed.{r}").exists() for r in range(n))
         req = self.kill_request
+        if req is None and self.cgroup is not None and self.cgroup.oom_killed():
+            req = self.kill_request = {"reason": "out_of_memory", "grace": 0.0, "message": self.oom_message()}
         if req is not None:
             outcome = req["reason"]
         elif setup_failed:
@@ -270,11 +286,17 @@ def run_attempt(attempt_dir: Path) -> None:
 
         write_json(attempt_dir / "runner.json", {"pid": os.getpid(), "start": psutil.Process().create_time()})
         runner = Runner(attempt_dir)
+        if runner.plan.get("memory_mib"):
+            from jobctl.cgroups import MemoryCgroup
+
+            runner.cgroup = MemoryCgroup.create(f"jobctl-{os.getpid()}", int(runner.plan["memory_mib"]))
         try:
             runner.chdir()
             runner.start_workers()
         except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
             runner.signal_tree(signal.SIGKILL)
+            if runner.cgroup is not None:
+                runner.cgroup.remove()
             write_json(attempt_dir / "result.json", {
                 "outcome": "start_error", "message": f"could not start the job: {exc}",
                 "exit_codes": [], "failed": 0, "exit_code": None, "ended_at": time.time(),
@@ -282,7 +304,10 @@ def run_attempt(attempt_dir: Path) -> None:
             notify(runner.plan.get("socket", ""))
             return
         runner.loop()
-        write_json(attempt_dir / "result.json", runner.result())
+        result = runner.result()
+        if runner.cgroup is not None:
+            runner.cgroup.remove()
+        write_json(attempt_dir / "result.json", result)
         notify(runner.plan.get("socket", ""))
     except BaseException:  # noqa: BLE001 - the runner must always leave a trace and exit
         import traceback

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import wait_until, write_job
 
 
@@ -96,6 +98,19 @@ def test_out_of_memory_is_killed_and_the_neighbour_completes(jobctl, home):
     assert job["status"] == "FAILED (out of memory)"
     assert "resources.memory" in job["message"] and "GiB" in job["message"]
     assert jobctl.wait_state(calm_id, "COMPLETED", timeout=20)["state"] == "COMPLETED"
+
+
+def test_a_short_memory_spike_is_caught_where_cgroups_exist(jobctl, home):
+    from jobctl.cgroups import MemoryCgroup
+
+    if not MemoryCgroup.available():
+        pytest.skip("no writable memory cgroup here: only sampling guards memory")
+    path = write_job(home, "spike", "resources: {memory: 256MiB}\nrun: |\n"
+                     "  python3 -c \"b = bytearray(1 << 30); b[::4096] = b'x' * len(b[::4096])\"\n  echo went on\n")
+    proc = jobctl("launch", str(path), "--wait")
+    assert proc.returncode == 137
+    job = jobctl.job(int(proc.stdout))
+    assert job["status"] == "FAILED (out of memory)" and "killed by the kernel" in job["message"]
 
 
 def test_array_of_500_true_jobs_with_two_slots(jobctl, home):
