@@ -72,6 +72,17 @@ class Jobctl:
         self("config", "set", key, value, check=True)
 
 
+def count_jobs(home: Path) -> int:
+    """Rows in the jobs table, read straight from the SQLite file (0 when there is no database yet)."""
+    import sqlite3
+
+    db = home / "data" / "jobctl.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+
 def write_job(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(text)

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import stat
 
 import pytest
 
-from conftest import FIXTURES, REPO, wait_until, write_job
-
-
-def count_jobs(home) -> int:
-    db = home / "data" / "jobctl.db"
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+from conftest import FIXTURES, REPO, count_jobs, wait_until, write_job
 
 
 def test_hello_example_completes_and_shows_in_table(jobctl):

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Jobctl, write_job
+from conftest import Jobctl, count_jobs, write_job
 
 
 def assert_clean_refusal(proc, code=2):
@@ -21,14 +21,6 @@ def assert_clean_refusal(proc, code=2):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
-
-
-def db_rows(home) -> int:
-    db = home / "data" / "jobctl.db"
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
 
 
 @pytest.mark.parametrize("content", [
@@ -54,7 +46,7 @@ def test_hostile_job_files_are_refused_cleanly(jobctl, home, content):
     proc = jobctl("launch", str(path), timeout=30)
     assert_clean_refusal(proc)
     assert str(path) in proc.stderr
-    assert db_rows(home) == 0
+    assert count_jobs(home) == 0
     assert not Path("/tmp/jobctl-pwned").exists()
 
 
@@ -80,7 +72,7 @@ def test_random_bytes_never_crash_the_cli(jobctl, home, blob):
     assert "Traceback" not in proc.stderr
     if proc.returncode == 2:
         assert len(proc.stderr.strip().splitlines()) == 1
-    assert db_rows(home) == 0
+    assert count_jobs(home) == 0
 
 
 @pytest.mark.parametrize("selector", ["$(touch /tmp/jobctl-pwned)", "`id`", "a;b", "; rm -rf /", "../../etc/passwd",
