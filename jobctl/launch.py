@@ -17,6 +17,7 @@ from jobctl.errors import DoesNotFit, JobFileError, UsageError
 from jobctl.models import JobSpec
 from jobctl.service import LaunchPlan, Service
 from jobctl.store import dumps, transition
+from jobctl.views import resources_text
 
 
 @dataclass
@@ -78,16 +79,6 @@ def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
         else:
             raise UsageError(f"--env {key}: {key} is not set in this environment")
     return values, secret
-
-
-def resources_text(num_nodes: int, cpus: float, memory_mib: int, accelerators: list[list[Any]]) -> str:
-    from jobctl.units import format_gib
-
-    cpu = f"{cpus:g}"
-    parts = [f"{cpu}CPU", f"{format_gib(memory_mib)}GiMEM"]
-    if accelerators:
-        parts.append(" | ".join(f"{name}:{count}" for name, count in accelerators))
-    return f"{num_nodes}x({', '.join(parts)})"
 
 
 def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tuple[LaunchPlan, list[dict[str, Any]]]:

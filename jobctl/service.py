@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobctl import states
-from jobctl.config import Config
 from jobctl.errors import NotFound, UsageError
 from jobctl.paths import Paths
 from jobctl.store import Store, dumps, loads, transition
@@ -57,7 +56,7 @@ class Service:
     def __init__(self, paths: Paths):
         self.paths = paths
         self._store: Store | None = None
-        self._config: Config | None = None
+        self._config = None
         self.user = current_user()
 
     @property
@@ -68,8 +67,10 @@ class Service:
         return self._store
 
     @property
-    def config(self) -> Config:
+    def config(self):
         if self._config is None:
+            from jobctl.config import Config
+
             self._config = Config.load(self.paths.config_file)
         return self._config
 

@@ -84,9 +84,17 @@ def duration(row: sqlite3.Row, now: float) -> str:
     return f"{hours}h {mins}m {sec}s" if hours else (f"{mins}m {sec}s" if mins else f"{sec}s")
 
 
-def resources(row: sqlite3.Row) -> str:
-    from jobctl.launch import resources_text
+def resources_text(num_nodes: int, cpus: float, memory_mib: int, accelerators: list[list[Any]]) -> str:
+    from jobctl.units import format_gib
 
+    cpu = f"{cpus:g}"
+    parts = [f"{cpu}CPU", f"{format_gib(memory_mib)}GiMEM"]
+    if accelerators:
+        parts.append(" | ".join(f"{name}:{count}" for name, count in accelerators))
+    return f"{num_nodes}x({', '.join(parts)})"
+
+
+def resources(row: sqlite3.Row) -> str:
     return resources_text(row["num_nodes"], row["cpus"], row["memory_mib"], loads(row["accelerators"], []))
 
 
