@@ -68,10 +68,10 @@ def start(service: Service, row: sqlite3.Row) -> ActionResult:
             _backend(service, row).resume(_bid(row))
             return _result(row, True, f"job {row['id']} resumed (ACTIVE)", states.ACTIVE)
     else:
-        has_deps = service.store.conn.execute("SELECT 1 FROM deps WHERE job_id = ?", (row["id"],)).fetchone()
-        target = states.BLOCKED if has_deps else states.PENDING
-        if service._cas(row, target, {states.SUSPENDED}, reason="dependency" if has_deps else None,
-                        detail="after dependencies" if has_deps else None, message="requeued"):
+        after = _after(service, row)
+        target = states.BLOCKED if after else states.PENDING
+        if service._cas(row, target, {states.SUSPENDED}, reason="dependency" if after else None,
+                        detail=after, message="requeued"):
             if row["backend"] == "slurm":  # release a held/released Slurm job, resubmit a preempted one
                 from jobctl.slurm_sync import restart
 
@@ -101,11 +101,11 @@ def retry(service: Service, row: sqlite3.Row) -> ActionResult:
         return _refuse(service, row, "only FAILED or KILLED jobs can be retried")
     if row["alloc"] is not None:
         return _result(row, False, f"job {row['id']} is still stopping; try again in a moment", row["state"])
-    has_deps = service.store.conn.execute("SELECT 1 FROM deps WHERE job_id = ?", (row["id"],)).fetchone()
-    target = states.BLOCKED if has_deps else states.PENDING
+    after = _after(service, row)
+    target = states.BLOCKED if after else states.PENDING
     fields = {"failures": 0, "ended_at": None, "exit_code": None, "not_before": None, "backend_id": None}
-    if service._cas(row, target, {states.FAILED, states.KILLED}, reason="dependency" if has_deps else None,
-                    detail="after dependencies" if has_deps else None, message="retried by user", fields=fields):
+    if service._cas(row, target, {states.FAILED, states.KILLED}, reason="dependency" if after else None,
+                    detail=after, message="retried by user", fields=fields):
         if row["backend"] == "slurm":
             from jobctl.slurm_sync import submit
 
@@ -130,6 +130,15 @@ def prune(service: Service, older_than: float) -> list[ActionResult]:
         (cutoff,),
     ).fetchall()
     return [remove(service, row) for row in rows]
+
+
+def _after(service: Service, row: sqlite3.Row) -> str | None:
+    """The BLOCKED detail ("after 12, 13") for a job with dependencies; None without any."""
+    deps = [str(d[0]) for d in service.store.conn.execute(
+        "SELECT dep_id FROM deps WHERE job_id = ? ORDER BY dep_id", (row["id"],))]
+    if not deps:
+        return None
+    return "after " + ", ".join(deps[:3]) + ("…" if len(deps) > 3 else "")
 
 
 def _grace(service: Service) -> float:
