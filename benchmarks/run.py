@@ -335,7 +335,7 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
         log(f"  {n:,} jobs in {time.perf_counter() - t0:.1f}s ({home.path})")
         home.start_supervisor()
         homes[n] = home
-    small = {n: homes[n].job_file("small", TRUE_JOB.format(name="small")) for n in sizes}
+    small = {n: homes[n].job_file("small", STAMP_JOB) for n in sizes}  # prints its start time: see pick-up below
 
     cases: list[tuple[str, list[str], dict[str, str], Home | None]] = [("floor", FLOOR, dict(os.environ), None)]
     for n in sizes:
@@ -347,6 +347,7 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
     wall: dict[str, list[float]] = {c[0]: [] for c in cases}
     cpu: dict[str, list[float]] = {c[0]: [] for c in cases}
     log(f"CLI latency: {rounds} rounds (+{warmup} warm-up) of {len(cases)} commands, interleaved")
+    pickup: dict[str, list[float]] = {}  # launch label -> seconds from the PENDING event to the job's first output
     rng = random.Random(1)
     for r in range(warmup + rounds):
         order = cases[:]
@@ -354,7 +355,13 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
         for label, cmd, env, home in order:
             w, c, proc = timed(cmd, env)
             if home is not None:  # a launch: let the job finish (untimed) so it does not overlap the next run
-                home.wait_job(int(proc.stdout.split()[0]))
+                job_id = int(proc.stdout.split()[0])
+                home.wait_job(job_id)
+                at = dict(home.conn.execute("SELECT to_state, at FROM events WHERE job_id = ?", (job_id,)).fetchall())
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stamp = float((home.path / "state" / "logs" / str(job_id) / "1" / "rank0.log").read_text().split()[0])
+                    if r >= warmup:
+                        pickup.setdefault(label, []).append(stamp - at["PENDING"])
                 time.sleep(0.05)
             if r >= warmup:
                 wall[label].append(w)
@@ -379,6 +386,9 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
                f"{ms(med[f'status@{lo}'])} ({lo:,} jobs)", f"{rscale:.2f}×", "≤ 1.3×", verdict(rscale <= 1.3))
     report.add("4 Scale", f"`launch`, {hi:,} vs {lo:,} jobs in history", ms(med[f"launch@{hi}"]),
                f"{ms(med[f'launch@{lo}'])} ({lo:,} jobs)", f"{lscale:.2f}×", "(none)", "info")
+    phi, plo = median(pickup[f"launch@{hi}"]), median(pickup[f"launch@{lo}"])
+    report.add("4 Scale", f"dispatch (job recorded → its first output line), {hi:,} vs {lo:,} jobs in history", ms(phi),
+               f"{ms(plo)} ({lo:,} jobs)", f"{phi / plo:.1f}×" if plo > 0 else "", "(none)", "info")
     lines = [f"### CLI latency and scale ({rounds} interleaved rounds after {warmup} warm-up; output to a pipe)", "",
              "| command | history | wall median | wall min | CPU median (user+sys) | wall / floor | CPU / floor |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -390,13 +400,16 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
         ref = "floor-nocache" if "nocache" in label else "floor"
         lines[-1] += (f" {ms(med[label])} | {ms(min(wall[label]))} | {ms(medc[label])} | {med[label] / med[ref]:.2f}× |"
                       f" {medc[label] / medc[ref]:.2f}× |")
+    lines += ["", "Dispatch of each launched job (`run: date +%s.%N`; from its PENDING event, written by `launch` "
+              "just before its commit, to the timestamp it printed), median by history size: " + ", ".join(f"{int(k.partition('@')[2]):,} jobs {ms(median(v))}"
+                                                    for k, v in pickup.items()) + "."]
     paired = [s / f for s, f in zip(wall[f"status@{mid}"], wall["floor"])]
     paired_l = [s / f for s, f in zip(wall[f"launch@{mid}"], wall["floor"])]
     lines += ["", f"Paired per-round ratios (median): status@{mid:,}/floor {median(paired):.2f}×, "
               f"launch@{mid:,}/floor {median(paired_l):.2f}×."]
     lines += ["", "Histories were made by running one real `true` job with jobctl and copying its rows with SQL "
               "(1 jobs row, the shared specs row, 1 attempts row, 1 workers row, 4 events rows per job). "
-              "Each `launch` runs a `true` job; the harness waits (untimed) for it to finish before the next command. "
+              "Each `launch` runs a one-line job (`date +%s.%N`); the harness waits (untimed) for it to finish before the next command. "
               "The supervisor is already running (idle_exit raised to 30m so it stays up). "
               "Python runs with its bytecode cache (a private PYTHONPYCACHEPREFIX), as an installed package does; "
               "the no-cache rows are compared with the floor run with the same setting."]
@@ -627,14 +640,15 @@ def window(pid: int, seconds: float, runners: list[psutil.Process] | None = None
     mem = sup.memory_full_info()
     out.update(rss=mem.rss, pss=getattr(mem, "pss", 0), uss=mem.uss, peak=max(peak, mem.rss))
     if runners is not None:
-        cpu = rss = pss = 0.0
+        cpu = rss = pss = uss = 0.0
         for proc, c0 in start_run.values():
             with contextlib.suppress(psutil.Error):
                 cpu += cpu_seconds(proc) - c0
                 m = proc.memory_full_info()
                 rss += m.rss
                 pss += getattr(m, "pss", 0)
-        out.update(run_cpu=cpu, run_rss=rss, run_pss=pss, runners=len(start_run))
+                uss += m.uss
+        out.update(run_cpu=cpu, run_rss=rss, run_pss=pss, run_uss=uss, runners=len(start_run))
     return out
 
 
@@ -670,13 +684,15 @@ def bench_footprint(report: Report, jobs: int, seconds: float) -> None:
                f"{busy['cpu']:.2f} CPU-s ({busy_pct:.1f}% of a core)", "", "", "(none)", "info")
     report.detail("\n".join([
         f"### Supervisor footprint ({seconds:g} s windows; capacity 256 CPUs / 1 TiB; each job 1 CPU, 64 MiB, `sleep 600`)",
-        "", "| | supervisor CPU | supervisor RSS | PSS | USS | runners (sum) CPU | runners RSS (sum) | runners PSS (sum) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "", "| | supervisor CPU | supervisor RSS | PSS | USS | runners (sum) CPU | runners RSS (sum) | runners PSS (sum) "
+        "| runners USS (sum) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| idle, 0 jobs | {idle['cpu']:.3f} s ({idle_pct:.2f}%) | {idle['rss'] / mib:.1f} MiB | "
-        f"{idle['pss'] / mib:.1f} MiB | {idle['uss'] / mib:.1f} MiB | - | - | - |",
+        f"{idle['pss'] / mib:.1f} MiB | {idle['uss'] / mib:.1f} MiB | - | - | - | - |",
         f"| {jobs} running | {busy['cpu']:.2f} s ({busy_pct:.1f}%) | {busy['rss'] / mib:.1f} MiB (peak "
         f"{busy['peak'] / mib:.1f}) | {busy['pss'] / mib:.1f} MiB | {busy['uss'] / mib:.1f} MiB | "
-        f"{busy['run_cpu']:.2f} s | {busy['run_rss'] / mib:.0f} MiB | {busy['run_pss'] / mib:.0f} MiB |",
+        f"{busy['run_cpu']:.2f} s | {busy['run_rss'] / mib:.0f} MiB | {busy['run_pss'] / mib:.0f} MiB | "
+        f"{busy['run_uss'] / mib:.0f} MiB |",
         "", f"Runners: {int(busy['runners'])} forked runner processes (children of the supervisor); "
         "their RSS counts pages shared with the supervisor through fork once per runner, PSS splits them.",
     ]))
@@ -769,7 +785,7 @@ def main() -> int:
             if quick:
                 bench_cli(report, [100, 1_000, 10_000], rounds=5, warmup=1)
             else:
-                bench_cli(report, [100, 10_000, 100_000], rounds=15, warmup=2)
+                bench_cli(report, [100, 10_000, 100_000], rounds=25, warmup=2)
         if "throughput" in only:
             bench_throughput(report, 100 if quick else 500, 1 if quick else 3, tools)
         if "bytes" in only:

@@ -1,6 +1,6 @@
 """A memory cgroup per attempt, where the machine offers one (cgroup v1 or v2, writable).
 
-The runner moves itself into a fresh child of its own cgroup before it starts the workers, so
+The runner moves itself into a child of its own cgroup before it starts the workers, so
 everything the job starts is charged there and the kernel enforces the limit exactly (no sampling
 gap). When no cgroup can be made (no controller, no permission), `MemoryCgroup.create` returns
 None and the supervisor's sampling of the process tree's RSS remains the only guard.
@@ -28,59 +28,96 @@ def _own_cgroups() -> dict[str, str]:
     return found
 
 
+def _prefix(pool_dir: Path) -> str:
+    """Cgroup names of one jobctl home's pool: homes that share a parent cgroup never share a slot."""
+    import hashlib
+
+    return f"jobctl-{hashlib.sha1(os.fsencode(pool_dir)).hexdigest()[:8]}-"
+
+
 class MemoryCgroup:
-    def __init__(self, path: Path, version: int):
+    """One memory cgroup, claimed from a pool for the life of a runner.
+
+    Making a memory cgroup costs the kernel ~15 ms, more than a short job runs, so cgroups are
+    reused: slot N is `jobctl-<home>-N` under this process's own cgroup, and a runner owns slot N
+    while it holds an flock on `<pool_dir>/N.lock` (released by the kernel if the runner dies).
+    """
+
+    def __init__(self, path: Path, version: int, lock_fd: int):
         self.path = path
         self.version = version
+        self.lock_fd = lock_fd
+        self.oom_base = self._oom_count()
+
+    @staticmethod
+    def _parents() -> list[tuple[Path, int]]:
+        own = _own_cgroups()
+        found = []
+        if "memory" in own:
+            found.append((ROOT / "memory" / own["memory"].lstrip("/"), 1))
+        if "" in own and (ROOT / "cgroup.controllers").exists():
+            found.append((ROOT / own[""].lstrip("/"), 2))
+        return found
 
     @classmethod
-    def create(cls, name: str, limit_mib: int) -> MemoryCgroup | None:
-        own = _own_cgroups()
+    def claim(cls, pool_dir: Path, limit_mib: int, slots: int = 4096) -> MemoryCgroup | None:
+        import fcntl
+
         limit = str(limit_mib * 1024 * 1024)
-        candidates = []
-        if "memory" in own:
-            candidates.append((ROOT / "memory" / own["memory"].lstrip("/"), 1))
-        if "" in own and (ROOT / "cgroup.controllers").exists():
-            candidates.append((ROOT / own[""].lstrip("/"), 2))
-        for parent, version in candidates:
-            path = parent / name
-            try:
-                path.mkdir()
-            except OSError:
+        try:
+            pool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            return None
+        for parent, version in cls._parents():
+            if not os.access(parent, os.W_OK):
                 continue
-            try:
-                if version == 1:
-                    (path / "memory.limit_in_bytes").write_text(limit)
-                    with contextlib.suppress(OSError):  # no swap accounting: fine
-                        (path / "memory.memsw.limit_in_bytes").write_text(limit)
-                else:
-                    (path / "memory.max").write_text(limit)
-                    with contextlib.suppress(OSError):
-                        (path / "memory.swap.max").write_text("0")
-                (path / "cgroup.procs").write_text(str(os.getpid()))
-                return cls(path, version)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    path.rmdir()
+            for slot in range(slots):
+                fd = os.open(pool_dir / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                path = parent / f"{_prefix(pool_dir)}{slot}"
+                try:
+                    with contextlib.suppress(FileExistsError):
+                        path.mkdir()
+                    if (path / "cgroup.procs").read_text().strip():
+                        raise OSError("slot still has processes")  # left by a runner killed with -9
+                    cls._configure(path, version, limit)
+                    (path / "cgroup.procs").write_text(str(os.getpid()))
+                    return cls(path, version, fd)
+                except OSError:
+                    os.close(fd)
+                    if not path.exists():
+                        break  # cannot make cgroups under this parent at all
         return None
+
+    @staticmethod
+    def _configure(path: Path, version: int, limit: str) -> None:
+        if version == 1:
+            for name in ("memory.failcnt", "memory.max_usage_in_bytes"):
+                with contextlib.suppress(OSError):
+                    (path / name).write_text("0")
+            (path / "memory.limit_in_bytes").write_text(limit)
+            with contextlib.suppress(OSError):  # no swap accounting: fine
+                (path / "memory.memsw.limit_in_bytes").write_text(limit)
+        else:
+            (path / "memory.max").write_text(limit)
+            with contextlib.suppress(OSError):
+                (path / "memory.swap.max").write_text("0")
 
     @classmethod
     def available(cls) -> bool:
         """Whether a memory cgroup could be made here (tried without moving this process)."""
-        own = _own_cgroups()
-        parents = []
-        if "memory" in own:
-            parents.append((ROOT / "memory" / own["memory"].lstrip("/"), "memory.limit_in_bytes"))
-        if "" in own and (ROOT / "cgroup.controllers").exists():
-            parents.append((ROOT / own[""].lstrip("/"), "memory.max"))
-        for parent, knob in parents:
+        for parent, version in cls._parents():
             path = parent / f"jobctl-probe-{os.getpid()}"
             try:
                 path.mkdir()
             except OSError:
                 continue
             try:
-                (path / knob).write_text(str(64 * 1024 * 1024))
+                cls._configure(path, version, str(64 * 1024 * 1024))
                 return True
             except OSError:
                 pass
@@ -89,17 +126,26 @@ class MemoryCgroup:
                     path.rmdir()
         return False
 
-    def oom_killed(self) -> bool:
+    def _oom_count(self) -> int:
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
         try:
-            name = "memory.oom_control" if self.version == 1 else "memory.events"
             for line in (self.path / name).read_text().splitlines():
                 key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-            if self.version == 1:  # old kernels have no oom_kill counter: the limit was hit
-                return int((self.path / "memory.failcnt").read_text()) > 0
+                if key == "oom_kill":
+                    return int(value)
         except (OSError, ValueError):
             pass
+        return -1
+
+    def oom_killed(self) -> bool:
+        count = self._oom_count()
+        if count >= 0:
+            return count > self.oom_base
+        if self.version == 1:  # old kernels have no oom_kill counter: the limit was hit
+            try:
+                return int((self.path / "memory.failcnt").read_text()) > 0
+            except (OSError, ValueError):
+                pass
         return False
 
     def peak_mib(self) -> int | None:
@@ -109,9 +155,30 @@ class MemoryCgroup:
         except (OSError, ValueError):
             return None
 
-    def remove(self) -> None:
-        """Move this process back to the parent and delete the (now empty) cgroup."""
+    def release(self) -> None:
+        """Move this process back to the parent and give the slot back (the cgroup stays for reuse)."""
         with contextlib.suppress(OSError):
             (self.path.parent / "cgroup.procs").write_text(str(os.getpid()))
         with contextlib.suppress(OSError):
-            self.path.rmdir()
+            os.close(self.lock_fd)
+
+
+def remove_pool(pool_dir: Path) -> None:
+    """Delete the pool's cgroups that no runner holds (the supervisor calls this when it exits)."""
+    import fcntl
+
+    for parent, _ in MemoryCgroup._parents():
+        for path in parent.glob(f"{_prefix(pool_dir)}*"):
+            slot = path.name.rsplit("-", 1)[-1]
+            try:
+                fd = os.open(pool_dir / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(fd)

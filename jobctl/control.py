@@ -73,7 +73,7 @@ def start(service: Service, row: sqlite3.Row) -> ActionResult:
         if service._cas(row, target, {states.SUSPENDED}, reason="dependency" if after else None,
                         detail=after, message="requeued"):
             if row["backend"] == "slurm":  # release a held/released Slurm job, resubmit a preempted one
-                from jobctl.slurm_sync import restart
+                from jobctl.slurm_control import restart
 
                 restart(service, row)
             return _result(row, True, f"job {row['id']} requeued ({target})", target)

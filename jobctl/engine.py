@@ -8,6 +8,7 @@ after the commit (forking runners, signalling) is returned as a list of actions.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from jobctl.scheduler import Allocation, Capacity, Request, Running, schedule
 from jobctl.store import dumps, loads, transition
 
 RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before attempt 2, 3, ...
-NEVER_STARTED_AFTER = 10.0  # a runner that wrote nothing for this long after its fork never started
+NEVER_STARTED_AFTER = 10.0
+QUEUE_WINDOW = 64  # waiting jobs the scheduler looks at in one pass, best-ranked first
 
 
 @dataclass
@@ -42,11 +44,13 @@ def failure_detail(reason: str | None, message: str | None, exit_code: int | Non
 
 
 class Engine:
-    def __init__(self, backend: LocalBackend, capacity: Capacity, socket_path: str, grace: float):
+    def __init__(self, backend: LocalBackend, capacity: Capacity, socket_path: str, grace: float,
+                 cgroup_pool: str | None = None):
         self.backend = backend
         self.capacity = capacity
         self.socket_path = socket_path
         self.grace = grace
+        self.cgroup_pool = cgroup_pool  # folder of the memory cgroup pool's lock files
         self._specs: dict[int, JobSpec] = {}
 
     def spec(self, conn: sqlite3.Connection, spec_id: int) -> JobSpec:
@@ -56,22 +60,21 @@ class Engine:
         return self._specs[spec_id]
 
     # -- the pass --------------------------------------------------------------------------------
-    def tick(self, conn: sqlite3.Connection, now: float, children: set[int]) -> Actions:
+    def tick(self, conn: sqlite3.Connection, now: float, own: dict[str, int]) -> Actions:
+        """`own`: backend id -> PID of the runners this supervisor forked and that still live."""
         actions = Actions()
-        self.observe(conn, now, children, actions)
+        self.observe(conn, now, own, actions)
         self.resolve_dependencies(conn, now)
         self.expire(conn, now, actions)
         self.schedule(conn, now, actions)
         return actions
 
     def holding(self, conn: sqlite3.Connection) -> list[sqlite3.Row]:
-        return conn.execute(
-            "SELECT * FROM jobs WHERE state NOT IN ('COMPLETED', 'FAILED', 'KILLED') AND alloc IS NOT NULL"
-            " AND backend = 'local'"
-        ).fetchall()
+        """Jobs whose processes may exist: running, frozen, or still ending after a kill or preemption."""
+        return conn.execute("SELECT * FROM jobs WHERE alloc IS NOT NULL AND backend = 'local'").fetchall()
 
-    def observe(self, conn: sqlite3.Connection, now: float, children: set[int], actions: Actions) -> None:
-        for job in self.holding(conn) + self._killed_holding(conn):
+    def observe(self, conn: sqlite3.Connection, now: float, own: dict[str, int], actions: Actions) -> None:
+        for job in self.holding(conn):
             bid = backend_id(job["id"], job["attempt"])
             obs = self.backend.observe(bid, job["num_nodes"])
             for w in obs.workers:
@@ -80,11 +83,14 @@ class Engine:
                     " AND (state != ? OR exit_code IS NOT ? OR pid IS NOT ?)",
                     (w.state, w.exit_code, w.pid, job["id"], job["attempt"], w.rank, w.state, w.exit_code, w.pid),
                 )
+            if bid in own:
+                conn.execute("UPDATE attempts SET runner_pid = ? WHERE job_id = ? AND n = ? AND runner_pid IS NULL",
+                             (own[bid], job["id"], job["attempt"]))
             if obs.state == "CREATED":
                 started = conn.execute(
-                    "SELECT started_at, runner_pid FROM attempts WHERE job_id = ? AND n = ?", (job["id"], job["attempt"])
+                    "SELECT started_at FROM attempts WHERE job_id = ? AND n = ?", (job["id"], job["attempt"])
                 ).fetchone()
-                if started and started["runner_pid"] in children:
+                if bid in own:
                     continue  # our own fresh child, about to write runner.json
                 if started is None or now - (started["started_at"] or 0) > NEVER_STARTED_AFTER:
                     self._requeue_unstarted(conn, job, now)
@@ -95,12 +101,6 @@ class Engine:
                                detail=obs.message, now=now)
                 continue
             self._finish_attempt(conn, job, obs, now, actions)
-
-    def _killed_holding(self, conn: sqlite3.Connection) -> list[sqlite3.Row]:
-        # killed by a user while running: processes may still be in their grace period
-        return conn.execute(
-            "SELECT * FROM jobs WHERE state = 'KILLED' AND alloc IS NOT NULL AND backend = 'local'"
-        ).fetchall()
 
     def _requeue_unstarted(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float) -> None:
         conn.execute("DELETE FROM workers WHERE job_id = ? AND attempt = ?", (job["id"], job["attempt"]))
@@ -151,7 +151,7 @@ class Engine:
     def resolve_dependencies(self, conn: sqlite3.Connection, now: float) -> None:
         for _ in range(100):  # to a fixed point: an upstream failure spreads down a chain at once
             changed = False
-            blocked = conn.execute("SELECT id FROM jobs WHERE state = 'BLOCKED'").fetchall()
+            blocked = conn.execute("SELECT id FROM jobs WHERE state = 'BLOCKED' AND backend = 'local'").fetchall()
             for (job_id,) in blocked:
                 deps = conn.execute(
                     "SELECT d.dep_id, d.condition, j.state, j.name FROM deps d LEFT JOIN jobs j ON j.id = d.dep_id"
@@ -171,24 +171,27 @@ class Engine:
 
     def expire(self, conn: sqlite3.Connection, now: float, actions: Actions) -> None:
         rows = conn.execute(
-            "SELECT id, spec_id, submitted_at FROM jobs WHERE state IN ('PENDING', 'BLOCKED', 'RETRYING', 'CREATED')"
+            "SELECT id, queue_deadline, spec_id FROM jobs WHERE queue_deadline IS NOT NULL"
+            " AND state IN ('PENDING', 'BLOCKED', 'RETRYING', 'CREATED') AND backend = 'local'"
         ).fetchall()
         for row in rows:
-            limit = self.spec(conn, row["spec_id"]).queue_timeout
-            if not limit:
-                continue
-            deadline = row["submitted_at"] + limit
-            if now >= deadline:
+            if now >= row["queue_deadline"]:
+                limit = self.spec(conn, row["spec_id"]).queue_timeout or 0
                 transition(conn, row["id"], states.FAILED, reason="queue_timeout", detail="queue timeout",
                            message=f"waited longer than its queue_timeout of {limit:g}s", now=now)
             else:
-                actions.wake_at(deadline)
+                actions.wake_at(row["queue_deadline"])
 
     # -- scheduling --------------------------------------------------------------------------------
     def schedule(self, conn: sqlite3.Connection, now: float, actions: Actions) -> None:
+        # The queue window: the best-ranked waiting jobs (an index keeps this cheap however long the
+        # queue and the history are). Jobs beyond it wait for a later pass; rank order is kept.
         rows = conn.execute(
-            "SELECT * FROM jobs WHERE backend = 'local' AND (state = 'PENDING' OR state = 'RETRYING'"
-            " OR (state = 'SUSPENDED' AND reason = 'system' AND alloc IS NULL))"
+            "SELECT * FROM jobs WHERE state IN ('PENDING', 'RETRYING') AND backend = 'local'"
+            " ORDER BY priority DESC, submitted_at, id LIMIT ?", (QUEUE_WINDOW,)
+        ).fetchall()
+        rows += conn.execute(
+            "SELECT * FROM jobs WHERE state = 'SUSPENDED' AND reason = 'system' AND alloc IS NULL AND backend = 'local'"
         ).fetchall()
         pending = []
         for row in rows:
@@ -200,7 +203,7 @@ class Engine:
             return
         by_id = {row["id"]: row for row in pending}
         requests = [request_of(row) for row in pending]
-        running = [running_of(row) for row in self.holding(conn) + self._killed_holding(conn)]
+        running = [running_of(row) for row in self.holding(conn)]
         decisions = schedule(requests, running, self.capacity)
         for job_id, alloc in decisions.start:
             self._start(conn, by_id[job_id], alloc, now, actions)
@@ -258,6 +261,7 @@ class Engine:
             "workdir": spec.workdir, "env": env, "rank_env": rank_env, "timeout": spec.timeout,
             "timeout_text": format_duration(spec.timeout) if spec.timeout else None,
             "grace": self.grace, "socket": self.socket_path, "memory_mib": job["memory_mib"] * n,
+            "supervisor_pid": os.getpid(), "cgroup_pool": self.cgroup_pool,
         }
 
 

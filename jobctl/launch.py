@@ -192,11 +192,11 @@ def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> l
                 name = spec.name if index is None else f"{spec.name}-{index}"
                 cur = conn.execute(
                     "INSERT INTO jobs (name, state, spec_id, priority, cpus, memory_mib, accelerators, num_nodes,"
-                    " labels, envs, array_index, backend, user, submitted_at, max_attempts)"
-                    " VALUES (?, 'CREATED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " labels, envs, array_index, backend, user, submitted_at, max_attempts, queue_deadline)"
+                    " VALUES (?, 'CREATED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, spec_id, spec.priority, task["cpus"], task["memory_mib"], dumps(spec.accelerators),
                      spec.num_nodes, dumps(spec.labels), envs, index, spec.backend, service.user, now,
-                     spec.retries + 1),
+                     spec.retries + 1, now + spec.queue_timeout if spec.queue_timeout else None),
                 )
                 job_id = cur.lastrowid
                 conn.execute("INSERT INTO events (job_id, at, from_state, to_state, actor) VALUES (?, ?, NULL, 'CREATED', ?)",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
+BASH = "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash"
 WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP}
 
 # Runs setup (if any) then run, in the job's workdir. A failing setup leaves a marker file.
@@ -99,12 +100,22 @@ class Runner:
 
     # -- the tree ------------------------------------------------------------------------------
     def descendants(self) -> list[Any]:
+        if not self.has_children():
+            return []  # a subreaper with no child has no descendant at all: skip the /proc scan
         import psutil
 
         try:
             return psutil.Process().children(recursive=True)
         except psutil.Error:
             return []
+
+    @staticmethod
+    def has_children() -> bool:
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            return True
+        except ChildProcessError:
+            return False
 
     def signal_tree(self, sig: int) -> None:
         import psutil
@@ -126,10 +137,14 @@ class Runner:
             env = dict(base)
             env.update(plan["rank_env"][rank])
             log = os.open(self.dir / f"rank{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if plan.get("setup"):
+                argv = ["bash", "-c", WORKER_SCRIPT, "jobctl-worker", str(self.dir), str(rank)]
+            else:
+                argv = ["bash", str(self.dir / "run.sh")]  # one bash fewer per job
             try:
                 pid = os.posix_spawn(
-                    "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash",
-                    ["bash", "-c", WORKER_SCRIPT, "jobctl-worker", str(self.dir), str(rank)],
+                    BASH,
+                    argv,
                     env,
                     file_actions=[
                         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -165,7 +180,8 @@ class Runner:
                 self.dir / f"rank{rank}.exit",
                 {"exit_code": code, "ended_at": time.time(), "setup_failed": (self.dir / f"setup_failed.{rank}").exists()},
             )
-            notify(self.plan.get("socket", ""))
+            if self.workers:  # the last worker's end is told by the result that follows
+                notify(self.plan.get("socket", ""))
 
     def active_seconds(self) -> float:
         frozen = self.frozen_total + (time.monotonic() - self.frozen_since if self.frozen_since else 0.0)
@@ -289,14 +305,15 @@ def run_attempt(attempt_dir: Path) -> None:
         if runner.plan.get("memory_mib"):
             from jobctl.cgroups import MemoryCgroup
 
-            runner.cgroup = MemoryCgroup.create(f"jobctl-{os.getpid()}", int(runner.plan["memory_mib"]))
+            pool = runner.plan.get("cgroup_pool")
+            runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan["memory_mib"])) if pool else None
         try:
             runner.chdir()
             runner.start_workers()
         except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
             runner.signal_tree(signal.SIGKILL)
             if runner.cgroup is not None:
-                runner.cgroup.remove()
+                runner.cgroup.release()
             write_json(attempt_dir / "result.json", {
                 "outcome": "start_error", "message": f"could not start the job: {exc}",
                 "exit_codes": [], "failed": 0, "exit_code": None, "ended_at": time.time(),
@@ -306,9 +323,10 @@ def run_attempt(attempt_dir: Path) -> None:
         runner.loop()
         result = runner.result()
         if runner.cgroup is not None:
-            runner.cgroup.remove()
+            runner.cgroup.release()
         write_json(attempt_dir / "result.json", result)
-        notify(runner.plan.get("socket", ""))
+        if os.getppid() != runner.plan.get("supervisor_pid"):
+            notify(runner.plan.get("socket", ""))  # our supervisor is gone: tell the next one (else SIGCHLD does)
     except BaseException:  # noqa: BLE001 - the runner must always leave a trace and exit
         import traceback
 

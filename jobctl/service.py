@@ -128,7 +128,8 @@ class Service:
                     labels: list[tuple[str, str]] | None, limit: int | None) -> list[sqlite3.Row]:
         conn = self.store.conn
         if selectors or all_jobs:
-            rows = self.select(selectors) if selectors else conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+            rows = self.select(selectors) if selectors else conn.execute(
+                "SELECT * FROM jobs ORDER BY id DESC").fetchall()
             if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for r in rows):
                 self.refresh_slurm(rows)  # mirror Slurm here too (one batched query)
                 rows = [conn.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone() or r for r in rows]
@@ -136,15 +137,15 @@ class Service:
             live = conn.execute(
                 f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY id DESC"
             ).fetchall()
-            # scan from the newest row down: the newest finished jobs sit at the top of the table
-            done = conn.execute(
-                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL} ORDER BY id DESC LIMIT 20"
-            ).fetchall()
             if any(r["backend"] == "slurm" for r in live):
                 self.refresh_slurm(live)  # Slurm is the source of truth: mirror it in one batched query
                 live = conn.execute(
                     f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY id DESC"
                 ).fetchall()
+            # scan from the newest row down: the newest finished jobs sit at the top of the table
+            done = conn.execute(
+                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL} ORDER BY id DESC LIMIT 20"
+            ).fetchall()
             rows = sorted(live + done, key=lambda r: r["id"], reverse=True)
             if any(r["backend"] == "local" for r in live):
                 self.wake_supervisor(start=True)

@@ -28,7 +28,10 @@ SUBMITTABLE = frozenset({states.PENDING, states.BLOCKED, states.RETRYING, states
 _poll = {"last": 0.0, "gap": 0.0, "down": -60.0}  # per process: at most one squeue per gap (0.5 s growing to 5 s)
 
 
-def backend_for(service) -> SyncedBackend:
+def backend_for(service):
+    """What control.py uses for stop/start/kill of Slurm jobs (see jobctl/slurm_control.py)."""
+    from jobctl.slurm_control import SyncedBackend
+
     return SyncedBackend(service)
 
 
@@ -37,8 +40,8 @@ def _row(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
 
 
 def _deps(conn: sqlite3.Connection, job_id: int) -> list[sqlite3.Row]:
-    return conn.execute("SELECT d.dep_id, d.condition, j.state, j.name, j.backend, j.backend_id FROM deps d"
-                        " LEFT JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? ORDER BY d.dep_id", (job_id,)).fetchall()
+    return conn.execute("SELECT d.dep_id, d.condition, j.state, j.name, j.backend, j.backend_id FROM deps d LEFT"
+                        " JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? ORDER BY d.dep_id", (job_id,)).fetchall()
 
 
 def _verdict(deps: list[sqlite3.Row]) -> str | None:
@@ -273,28 +276,37 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
     last = conn.execute("SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)).fetchone()
     recent = (last is not None and last["actor"] != "system" and now - last["at"] < SETTLE
               and states.SUSPENDED in (last["from_state"], last["to_state"]))  # a user's stop or start
+    spec = service.spec_of(cur)
+    limit = spec.get("queue_timeout")
+    if limit and obs.state in (states.PENDING, states.BLOCKED) and now >= cur["submitted_at"] + limit:
+        obs = SlurmObservation(obs.backend_id, states.FAILED, "queue_timeout", "waited longer than its queue_timeout"
+                               f" of {format_duration(limit)}", slurm_state=obs.slurm_state)
     target = target_state(state, cur["reason"], obs, recent)
+    deps = _deps(conn, job_id)
+    if state == states.BLOCKED and target == states.PENDING and _verdict(deps) != "ok":
+        target = None  # Slurm has not looked at its dependencies yet (reason None)
     if target is None:
         if state == obs.state == states.PENDING and cur["reason"] != obs.reason:
             conn.execute("UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE id = ?",
                          (obs.reason, states.REASON_TEXT.get(obs.reason or ""), obs.message, job_id))
         return None
     reason, message, code, action = obs.reason, obs.message, obs.exit_code, None
-    deps, codes = _deps(conn, job_id), _exit_codes(service, cur)
-    spec_timeout = service.spec_of(cur).get("timeout")
+    codes = _exit_codes(service, cur)
     if reason == "upstream_failed":
         message = _verdict(deps)
         if message in (None, "ok"):
             return "again"  # jobctl is retrying its upstream: submit it again behind the new attempt
         action = "cancel" if obs.slurm_state == "PENDING" else None
+    elif reason == "queue_timeout":
+        action = "cancel"
     elif reason == "exit_code" and any(service.paths.attempt_dir(job_id, cur["attempt"]).glob("setup_failed.*")):
         reason, message = "setup_failed", f"setup failed with exit code {code}"
     elif reason == "exit_code" and n > 1 and any(c is not None for c in codes):
         reason, message = "workers_failed", f"{sum(1 for c in codes if c)}/{n} workers failed"
     elif reason == "out_of_memory":
         message = f"used more than its {format_gib(cur['memory_mib'])} GiB of memory; raise resources.memory"
-    elif reason == "timed_out" and spec_timeout:
-        message = f"ran longer than its timeout of {format_duration(spec_timeout)}"
+    elif reason == "timed_out" and spec.get("timeout"):
+        message = f"ran longer than its timeout of {format_duration(spec['timeout'])}"
     detail = {states.BLOCKED: "after " + ", ".join(str(d["dep_id"]) for d in deps[:3]) if deps else None,
               states.SUSPENDED: "by system" if reason == "system" else "in Slurm", states.KILLED: "in Slurm",
               states.PENDING: states.REASON_TEXT.get(reason or "")}.get(target)
@@ -302,11 +314,12 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
     if target == states.FAILED:
         detail = failure_detail(reason, message, code) if code is not None or reason != "exit_code" else None
         fields = {"exit_code": code}
-        if reason != "upstream_failed":
+        if reason not in ("upstream_failed", "queue_timeout"):
             fields["failures"] = cur["failures"] + 1
             if cur["failures"] + 1 < cur["max_attempts"]:  # automatic retry: a new Slurm job
                 message = f"attempt {cur['attempt']} failed ({detail or 'failed'}); submitting the next one"
-                target, action, detail = states.RETRYING, "again", f"attempt {cur['failures'] + 2}/{cur['max_attempts']}"
+                target, action = states.RETRYING, "again"
+                detail = f"attempt {cur['failures'] + 2}/{cur['max_attempts']}"
     if target in states.TERMINAL:
         fields["ended_at"] = obs.ended_at or now
     started = obs.started_at or (now if target in (states.ACTIVE, states.COMPLETED) else None)
@@ -330,67 +343,3 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
                          [("lost" if c is None and reason == "worker_lost" else "exited", c, *key, r)
                           for r, c in enumerate(codes)])
     return action
-
-
-# -- control ---------------------------------------------------------------------------------------
-def restart(service, row: sqlite3.Row) -> None:
-    """`jobctl start` of a held, released or preempted job (control.py already moved it to PENDING/BLOCKED)."""
-    if not row["backend_id"] or row["reason"] == "system":
-        return submit(service, [row["id"]], again=True)
-    if row["reason"] == "released":  # it runs again as a new attempt, like a released local job
-        _new_attempt_dir(service, row["id"], row["attempt"] + 1)
-        with service.store.write() as conn:
-            conn.execute("UPDATE jobs SET attempt = ? WHERE id = ?", (row["attempt"] + 1, row["id"]))
-            conn.execute("INSERT OR REPLACE INTO attempts (job_id, n) VALUES (?, ?)", (row["id"], row["attempt"] + 1))
-    SyncedBackend(service).release(row["backend_id"])
-
-
-class SyncedBackend:
-    """The Slurm backend as control.py uses it (suspend, resume, hold, release, cancel). When Slurm
-    refuses, the state change control.py recorded a moment before is undone, with the reason as the
-    job's message, so the database never claims what Slurm did not do."""
-
-    name = "slurm"
-
-    def __init__(self, service, backend: SlurmBackend | None = None):
-        self.service, self.backend = service, backend or SlurmBackend()
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        action = getattr(self.backend, name)  # suspend resume hold release cancel
-
-        def act(bid: str, *args: Any) -> None:
-            try:
-                if time.monotonic() - _poll["down"] < 30:  # this process just saw it down: do not wait again
-                    raise SlurmUnreachable("slurm controller unreachable; nothing was changed in Slurm")
-                action(bid, *args)
-            except BackendError as exc:
-                self._undo(bid, str(exc))
-                raise
-            if name == "cancel":  # killed or released: this attempt's workers are done
-                with self.service.store.write() as conn:
-                    job = conn.execute("SELECT id, attempt FROM jobs WHERE backend = 'slurm' AND backend_id = ?",
-                                       (bid,)).fetchone()
-                    if job is not None:
-                        conn.execute("UPDATE workers SET state = 'exited' WHERE job_id = ? AND attempt = ?"
-                                     " AND state = 'running'", tuple(job))
-                        conn.execute("UPDATE attempts SET ended_at = COALESCE(ended_at, ?) WHERE job_id = ? AND n = ?",
-                                     (time.time(), *tuple(job)))
-        return act
-
-    def _undo(self, bid: str, text: str) -> None:
-        with self.service.store.write() as conn:
-            job = conn.execute("SELECT * FROM jobs WHERE backend = 'slurm' AND backend_id = ? ORDER BY id DESC",
-                               (bid,)).fetchone()
-            events = [] if job is None else conn.execute(
-                "SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT 2", (job["id"],)).fetchall()
-            if not events or events[0]["to_state"] != job["state"] or events[0]["actor"] == "system":
-                return
-            prev = events[0]["from_state"]
-            entered = events[1] if len(events) > 1 and events[1]["to_state"] == prev else None
-            detail = {states.SUSPENDED: f"by {entered['actor'] if entered else 'system'}",
-                      states.BLOCKED: "after dependencies"}.get(prev)
-            conn.execute("UPDATE jobs SET state = ?, reason = ?, detail = ?, message = ?, ended_at = NULL WHERE id = ?",
-                         (prev, entered["reason"] if entered else None, detail, f"unchanged: {text}", job["id"]))
-            conn.execute("INSERT INTO events (job_id, at, from_state, to_state, reason, actor, message)"
-                         " VALUES (?, ?, ?, ?, 'backend_error', 'system', ?)",
-                         (job["id"], time.time(), job["state"], prev, text))

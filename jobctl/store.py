@@ -98,6 +98,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_job ON events(job_id);
     """,
+    # 2: indexes for every query of the supervisor's tick, so its cost does not grow with history
+    """
+    ALTER TABLE jobs ADD COLUMN queue_deadline REAL;
+    CREATE INDEX jobs_state ON jobs(state);
+    CREATE INDEX jobs_holding ON jobs(id) WHERE alloc IS NOT NULL;
+    CREATE INDEX jobs_queue ON jobs(priority DESC, submitted_at, id) WHERE state IN ('PENDING', 'RETRYING');
+    CREATE INDEX jobs_deadline ON jobs(queue_deadline) WHERE queue_deadline IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -250,6 +258,8 @@ def transition(
     values = {"state": to, "reason": reason, "detail": detail, "message": message, **(fields or {})}
     if to in states.TERMINAL and "ended_at" not in values:
         values["ended_at"] = now
+    if to in states.TERMINAL or to == states.ACTIVE:
+        values.setdefault("queue_deadline", None)  # no longer waiting in the queue
     assignments = ", ".join(f"{key} = ?" for key in values)
     cursor = conn.execute(
         f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", (*values.values(), job_id, src)

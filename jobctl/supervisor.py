@@ -130,6 +130,8 @@ class Supervisor:
             if pid == 0:
                 return
             self.children.discard(pid)
+            for bid in [b for b, p in self.runner_pids.items() if p == pid]:
+                del self.runner_pids[bid]
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -146,7 +148,8 @@ class Supervisor:
 
         capacity = capacity_mod.detect(self.config)
         self.backend = LocalBackend(self.paths.logs)
-        self.engine = Engine(self.backend, capacity, str(self.paths.socket), self.grace)
+        self.engine = Engine(self.backend, capacity, str(self.paths.socket), self.grace,
+                             str(self.paths.runtime / "cgroups"))
         (self.paths.runtime / "capacity.json").write_text(json.dumps(
             {"cpus": capacity.cpus, "memory_mib": capacity.memory_mib,
              "accelerators": {k: len(v) for k, v in capacity.devices.items()}}))
@@ -169,9 +172,6 @@ class Supervisor:
                 if need_tick:
                     holding, live, next_wake = self.tick()
                     need_tick = False
-                    if self.started_now:
-                        need_tick = True  # look again at once: fast jobs may already be done
-                        continue
                 mono = time.monotonic()
                 deadlines = []
                 if next_wake is not None:
@@ -201,22 +201,22 @@ class Supervisor:
                 need_tick = bool(ready) or due or (holding and mono >= next_liveness > 0)
         finally:
             self.unbind()
+            from jobctl.cgroups import remove_pool
+
+            remove_pool(self.paths.runtime / "cgroups")
 
     def tick(self):
         """One pass in one write transaction; then fork and signal. Never lets one bad job kill the loop."""
         self.started_now = []
         try:
             with self.store.write() as conn:
-                actions = self.engine.tick(conn, time.time(), self.children)
+                own = {bid: pid for bid, pid in self.runner_pids.items() if pid in self.children}
+                actions = self.engine.tick(conn, time.time(), own)
                 live = conn.execute(
                     "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
                 ).fetchone()[0]
-                holding = self.engine.holding(conn) + self.engine._killed_holding(conn)
+                holding = self.engine.holding(conn)
             self.act(actions)
-            if self.started_now:
-                with self.store.write() as conn:
-                    conn.executemany("UPDATE attempts SET runner_pid = ? WHERE job_id = ? AND n = ?",
-                                     [(pid, job, n) for job, n, pid in self.started_now])
             return holding, live, actions.next_wake
         except Exception:  # noqa: BLE001 - logged; the next event retries
             import traceback

@@ -73,6 +73,8 @@ def test_sigkill_of_the_supervisor_loses_nothing_and_runs_nothing_twice(jobctl, 
     assert kills >= 3
     jobs = {j["id"]: j for j in all_jobs(jobctl)}
     assert sorted(jobs) == sorted(ids)
+    crashes = "".join(p.read_text() for p in (home / "state" / "logs").rglob("runner-error.log"))
+    assert not crashes, crashes
     for job_id, code in expected.items():
         job = jobs[job_id]
         if code == 0:

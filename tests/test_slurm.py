@@ -27,8 +27,9 @@ def _cluster_up() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _cluster_up(), reason="no Slurm cluster reachable (sinfo failed); start one "
-                                "with: sudo bash scripts/slurm-dev-cluster.sh")
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(
+    not _cluster_up(), reason="no Slurm cluster reachable (sinfo failed); start one with: "
+                              "sudo bash scripts/slurm-dev-cluster.sh")]
 
 
 @pytest.fixture
@@ -287,3 +288,12 @@ def test_an_unreachable_controller_shows_the_last_known_state(slurm, home):
     assert proc.returncode == 1 and "slurm controller unreachable" in proc.stderr
     job = slurm.job(job_id)
     assert job["state"] == "ACTIVE" and "unchanged: slurm controller unreachable" in job["message"]
+
+
+def test_queue_timeout_fails_a_job_still_waiting_and_cancels_it(slurm, home):
+    upstream = slurm.launch(write_job(home, "upstream", "run: sleep 300\n"))
+    waiting = slurm.launch(write_job(home, "impatient", f"depends_on: [{upstream}]\nqueue_timeout: 2s\nrun: echo\n"))
+    assert slurm.state(waiting) == "BLOCKED"
+    job = slurm.wait_state(waiting, "FAILED", timeout=20)
+    assert job["status"] == "FAILED (queue timeout)" and "queue_timeout of 2s" in job["message"]
+    wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", ""), timeout=15, what="Slurm to cancel it")

@@ -264,7 +264,8 @@ def test_sbatch_options_map_the_job_request():
                      "--comment=team=vision", "--array=0-2,5", "--chdir=/work",
                      "--output=/jc/state/logs/12/1/slurm-array-%a.out"):
         assert expected in opts
-    assert "--hold" in sbatch_options(sub(hold=True)) and "--output=/jc/state/logs/12/1/slurm.out" in sbatch_options(sub())
+    assert "--hold" in sbatch_options(sub(hold=True))
+    assert "--output=/jc/state/logs/12/1/slurm.out" in sbatch_options(sub())
     assert array_spec([3]) == "3" and array_spec([1, 2, 3, 7, 8]) == "1-3,7-8"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import secrets
 import shlex
 import subprocess
@@ -44,15 +45,9 @@ def run_command(argv: list[str], timeout: float) -> Result:
 
 def error_text(err: str) -> str:
     """Slurm's stderr as one line, without the repeated 'sbatch: error:' prefixes."""
-    parts: list[str] = []
-    for line in err.splitlines():
-        line = line.strip()
-        for prefix in ("sbatch: error: ", "scontrol: error: ", "scancel: error: ", "squeue: error: ", "error: ",
-                       "Batch job submission failed: ", "slurm_load_jobs error: "):
-            line = line.removeprefix(prefix)
-        if line and line not in parts:
-            parts.append(line)
-    return "; ".join(parts) or "no error message"
+    parts = [re.sub(r"^(\w+:? )?error: ", "", line.strip()).removeprefix("Batch job submission failed: ")
+             for line in err.splitlines()]
+    return "; ".join(dict.fromkeys(p for p in parts if p)) or "no error message"
 
 
 def classify(what: str, result: Result) -> BackendError | UsageError:
@@ -197,14 +192,8 @@ def batch_script(sub: Submission) -> str:
 def gpu_offer(sinfo_out: str) -> dict[str, int]:
     """`sinfo -h -o %G` -> {"h100": 4, "": 2}: GPU types ("" for untyped) and the largest count a node has."""
     offer: dict[str, int] = {}
-    for line in sinfo_out.split():
-        for item in line.split(","):
-            parts = item.split("(")[0].split(":")
-            if parts[0] != "gpu" or len(parts) < 2:
-                continue
-            kind, count = (parts[1], parts[2]) if len(parts) > 2 else ("", parts[1])
-            if count.isdigit():
-                offer[kind.lower()] = max(offer.get(kind.lower(), 0), int(count))
+    for kind, count in re.findall(r"(?:^|[\s,])gpu(?::([^:,(\s]+))?:(\d+)", sinfo_out):
+        offer[kind.lower()] = max(offer.get(kind.lower(), 0), int(count))
     return offer
 
 
@@ -302,16 +291,6 @@ def observe(bid: str, state: str, reason: str = "", exit_text: str | None = None
     return obs
 
 
-def parse_squeue(out: str) -> dict[str, list[str]]:
-    """squeue lines (SQUEUE_FORMAT) by display ID ("12", "12_3")."""
-    found = {}
-    for line in out.splitlines():
-        fields = line.split("|", 8)
-        if len(fields) == 9:
-            found[fields[0].strip()] = [f.strip() for f in fields]
-    return found
-
-
 class SlurmBackend:
     name = "slurm"
 
@@ -353,7 +332,8 @@ class SlurmBackend:
             return {}
         result = self._call("squeue", ["squeue", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT,
                                         "-j", ",".join(backend_ids)], ok=("Invalid job id",))
-        queued = parse_squeue(result.stdout) if result.returncode == 0 else {}
+        lines = [line.split("|", 8) for line in result.stdout.splitlines()] if result.returncode == 0 else []
+        queued = {f[0]: f for f in lines if len(f) == 9}  # by display ID: "12", "12_3"
         raws = {bid: f[1] for bid, f in queued.items()}
         for bid in backend_ids:
             if bid not in raws:
