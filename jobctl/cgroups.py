@@ -9,7 +9,9 @@ None and the supervisor's sampling of the process tree's RSS remains the only gu
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import zlib
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -30,9 +32,7 @@ def _own_cgroups() -> dict[str, str]:
 
 def _prefix(pool_dir: Path) -> str:
     """Cgroup names of one jobctl home's pool: homes that share a parent cgroup never share a slot."""
-    import hashlib
-
-    return f"jobctl-{hashlib.sha1(os.fsencode(pool_dir)).hexdigest()[:8]}-"
+    return f"jobctl-{zlib.crc32(os.fsencode(pool_dir)):08x}-"
 
 
 class MemoryCgroup:
@@ -61,8 +61,6 @@ class MemoryCgroup:
 
     @classmethod
     def claim(cls, pool_dir: Path, limit_mib: int, slots: int = 4096) -> MemoryCgroup | None:
-        import fcntl
-
         limit = str(limit_mib * 1024 * 1024)
         try:
             pool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -165,8 +163,6 @@ class MemoryCgroup:
 
 def remove_pool(pool_dir: Path) -> None:
     """Delete the pool's cgroups that no runner holds (the supervisor calls this when it exits)."""
-    import fcntl
-
     for parent, _ in MemoryCgroup._parents():
         for path in parent.glob(f"{_prefix(pool_dir)}*"):
             slot = path.name.rsplit("-", 1)[-1]

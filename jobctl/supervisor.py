@@ -146,6 +146,11 @@ class Supervisor:
         self.store = Store(self.paths.db)
         import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
 
+        import jobctl.cgroups  # noqa: F401 - likewise
+        import gc
+
+        gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
+
         capacity = capacity_mod.detect(self.config)
         self.backend = LocalBackend(self.paths.logs)
         self.engine = Engine(self.backend, capacity, str(self.paths.socket), self.grace,

@@ -88,8 +88,7 @@ class LocalBackend:
 
     def observe(self, bid: str, num_nodes: int | None = None) -> Observation:
         folder = self.attempt_dir(bid)
-        plan = read_json(folder / "plan.json") or {}
-        n = num_nodes or plan.get("num_nodes", 1)
+        n = num_nodes or (read_json(folder / "plan.json") or {}).get("num_nodes", 1)
         workers = self._workers(folder, n)
         result = read_json(folder / "result.json")
         if result is None:
@@ -98,7 +97,7 @@ class LocalBackend:
                 result = read_json(folder / "result.json")
                 if result is not None:
                     return _finished(bid, result, n, self._workers(folder, n))
-            if alive is False or (alive is None and not plan):
+            if alive is False or (alive is None and not (folder / "plan.json").exists()):
                 for w in workers:
                     if w.state == "running":
                         w.state = "lost"
