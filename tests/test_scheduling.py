@@ -110,7 +110,7 @@ def test_a_short_memory_spike_is_caught_where_cgroups_exist(jobctl, home):
     proc = jobctl("launch", str(path), "--wait")
     assert proc.returncode == 137
     job = jobctl.job(int(proc.stdout))
-    assert job["status"] == "FAILED (out of memory)" and "killed by the kernel" in job["message"]
+    assert job["status"] == "FAILED (out of memory)" and "resources.memory" in job["message"]
 
 
 def test_array_of_500_true_jobs_with_two_slots(jobctl, home):
