@@ -728,9 +728,13 @@ def machine() -> list[str]:
         f"- jobctl {pkg('jobctl')}, typer {pkg('typer')}, rich {pkg('rich')}, click {pkg('click')}, psutil {pkg('psutil')}",
         f"- task-spooler: {version([shutil.which('tsp') or 'tsp', '-V'])}; GNU parallel: "
         f"{version([shutil.which('parallel') or 'parallel', '--version'])}",
-        f"- jobctl invoked as: `{' '.join(JOBCTL)}`; jobctl sources sha256 {source_digest()} "
-        "(of jobctl/**/*.py, to tell which code was measured)",
+        f"- jobctl invoked as: `{' '.join(JOBCTL)}`; jobctl sources sha256 {START_DIGEST} "
+        "(of jobctl/**/*.py, to tell which code was measured)"
+        + ("" if source_digest() == START_DIGEST else f" — **the sources changed during the run** (now {source_digest()})"),
     ]
+
+
+START_DIGEST = ""
 
 
 def source_digest() -> str:
@@ -768,6 +772,8 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary JOBCTL_HOMEs (for profiling)")
     args = parser.parse_args()
+    global START_DIGEST
+    START_DIGEST = source_digest()
     only = set(args.only.split(","))
     Home.keep = args.keep
     quick = args.quick

@@ -392,6 +392,13 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:  # click usage errors and anything unexpected
         import click
+        import sqlite3
+
+        if isinstance(exc, sqlite3.Error) and not debug:  # a query outside a mapped transaction
+            from jobctl.store import explain
+
+            _err(f"error: {explain(exc, _paths().db).message}", "red")
+            sys.exit(1)
 
         if isinstance(exc, click.exceptions.UsageError):
             exc.show()

@@ -111,7 +111,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _explain(exc: sqlite3.Error, db: Path) -> StoreError:
+def explain(exc: sqlite3.Error, db: Path) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return StoreError(f"{db}: database is busy (locked by another jobctl for over {BUSY_TIMEOUT_MS // 1000} s)")
@@ -157,7 +157,7 @@ class Store:
             raise StoreError(f"{db}: cannot create the database ({exc.strerror})") from None
         try:
             if self.read_only:  # a read-only file system: reading still works, writing says why not
-                self.conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True, isolation_level=None)
+                self.conn = self._open_read_only(db)
             else:
                 self.conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
@@ -166,9 +166,23 @@ class Store:
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.Error as exc:
-            raise _explain(exc, db) from None
+            raise explain(exc, db) from None
 
-    def close(self) -> None:
+    @staticmethod
+    def _open_read_only(db: Path) -> sqlite3.Connection:
+        # With its -wal and -shm files present SQLite reads a WAL database in place; without them
+        # (a clean shutdown checkpointed everything) only `immutable` can open it.
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error:
+            return sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+    def close(self, checkpoint: bool = False) -> None:
+        if checkpoint and not self.read_only:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
     def _migrate(self) -> None:
@@ -202,13 +216,13 @@ class Store:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _explain(exc, self.db) from None
+            raise explain(exc, self.db) from None
         try:
             yield self.conn
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise _explain(exc, self.db) from None
+            raise explain(exc, self.db) from None
         except BaseException:
             self._rollback()
             raise
@@ -223,7 +237,7 @@ class Store:
             finally:
                 self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise _explain(exc, self.db) from None
+            raise explain(exc, self.db) from None
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -206,6 +206,7 @@ class Supervisor:
                 need_tick = bool(ready) or due or (holding and mono >= next_liveness > 0)
         finally:
             self.unbind()
+            self.store.close(checkpoint=True)  # leaves a self-contained database file behind
             from jobctl.cgroups import remove_pool
 
             remove_pool(self.paths.runtime / "cgroups")
