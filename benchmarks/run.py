@@ -661,7 +661,12 @@ def bench_footprint(report: Report, jobs: int, seconds: float) -> None:
     idle = window(pid, seconds)
     path = home.job_file("sleeper", SLEEP_JOB)
     home.jc("launch", path, "--array", str(jobs))
-    home.wait_until("state = 'ACTIVE'", jobs, timeout=300)
+    try:
+        home.wait_until("state = 'ACTIVE'", jobs, timeout=60)
+    except RuntimeError:
+        rows = home.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        raise RuntimeError(f"{jobs} jobs launched on a machine with room for all, but after 60 s: "
+                           f"{', '.join(f'{n} {st}' for st, n in rows)}") from None
     deadline = time.monotonic() + 60
     while len(list((home.path / "state" / "logs").glob("*/1/runner.json"))) < jobs and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -786,20 +791,27 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    sections = [
+        ("cli", "1 CLI latency / 4 Scale", lambda: bench_cli(report, [100, 1_000, 10_000], rounds=5, warmup=1) if quick
+         else bench_cli(report, [100, 10_000, 100_000], rounds=25, warmup=2)),
+        ("throughput", "2 Throughput", lambda: bench_throughput(report, 100 if quick else 500, 1 if quick else 3, tools)),
+        ("bytes", "4 Scale", lambda: bench_bytes(report, 200 if quick else 1_000, 1_000 if quick else 10_000)),
+        ("dispatch", "3 Dispatch", lambda: bench_dispatch(report, 5 if quick else 20, 1 if quick else 2)),
+        ("footprint", "5 Supervisor", lambda: bench_footprint(report, 50 if quick else 200, 3.0 if quick else 10.0)),
+    ]
     try:
-        if "cli" in only:
-            if quick:
-                bench_cli(report, [100, 1_000, 10_000], rounds=5, warmup=1)
-            else:
-                bench_cli(report, [100, 10_000, 100_000], rounds=25, warmup=2)
-        if "throughput" in only:
-            bench_throughput(report, 100 if quick else 500, 1 if quick else 3, tools)
-        if "bytes" in only:
-            bench_bytes(report, 200 if quick else 1_000, 1_000 if quick else 10_000)
-        if "dispatch" in only:
-            bench_dispatch(report, 5 if quick else 20, 1 if quick else 2)
-        if "footprint" in only:
-            bench_footprint(report, 50 if quick else 200, 3.0 if quick else 10.0)
+        for key, area, bench in sections:
+            if key not in only:
+                continue
+            try:
+                bench()
+            except Exception as exc:  # noqa: BLE001 - one broken scenario must not hide the others' results
+                log(f"{key}: failed: {exc}")
+                report.add(area, f"`{key}` scenario", "did not complete", "", "", "", "**ERROR**")
+                report.detail(f"### `{key}` scenario failed\n\n{type(exc).__name__}: {exc}")
+            finally:
+                for home in Home.all:
+                    home.cleanup()
     finally:
         for home in Home.all:
             home.cleanup()
@@ -811,7 +823,7 @@ def main() -> int:
     out.write_text(text + "\n")
     print(text)
     log(f"wrote {out}")
-    missed = [r for r in report.rows if "MISS" in r.result]
+    missed = [r for r in report.rows if "MISS" in r.result or "ERROR" in r.result]
     return 1 if (args.strict and missed) else 0
 
 

@@ -25,7 +25,13 @@ from jobctl.units import format_duration, format_gib
 STALE = "slurm controller unreachable; showing the last known state"
 SETTLE = 5.0  # seconds during which a user's own stop/start may not show in Slurm yet
 SUBMITTABLE = frozenset({states.PENDING, states.BLOCKED, states.RETRYING, states.SUSPENDED})
-_poll = {"last": 0.0, "gap": 0.0, "down": -60.0}  # per process: at most one squeue per gap (0.5 s growing to 5 s)
+
+
+def _poll_state(service) -> dict[str, float]:
+    """Per service (one CLI process): at most one squeue per gap, 0.5 s growing to 5 s."""
+    if not hasattr(service, "slurm_poll"):
+        service.slurm_poll = {"last": 0.0, "gap": 0.0, "down": -60.0}
+    return service.slurm_poll
 
 
 def backend_for(service):
@@ -191,6 +197,7 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
     rows = sorted((r for r in rows if r is not None and r["backend"] == "slurm" and r["backend_id"]
                    and r["state"] not in states.TERMINAL), key=lambda r: r["id"])
     now = time.monotonic()
+    _poll = _poll_state(service)
     if not rows or (not force and now - _poll["last"] < _poll["gap"]):
         return
     _poll["last"], _poll["gap"] = now, min(5.0, max(0.5, _poll["gap"] * 1.25))
