@@ -14,7 +14,7 @@ from typing import Any, Callable
 from jobctl import states
 from jobctl.backends.slurm import SlurmBackend, SlurmUnreachable
 from jobctl.errors import BackendError
-from jobctl.slurm_sync import _new_attempt_dir, _poll, submit
+from jobctl.slurm_sync import _new_attempt_dir, _poll_state, submit
 
 
 def restart(service, row: sqlite3.Row) -> None:
@@ -46,7 +46,7 @@ class SyncedBackend:
 
         def act(bid: str, *args: Any) -> None:
             try:
-                if time.monotonic() - _poll["down"] < 30:  # this process just saw it down: do not wait again
+                if time.monotonic() - _poll_state(self.service)["down"] < 30:  # just seen down: do not wait again
                     raise SlurmUnreachable("slurm controller unreachable; nothing was changed in Slurm")
                 action(bid, *args)
             except BackendError as exc:
