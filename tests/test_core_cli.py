@@ -159,6 +159,9 @@ def test_files_are_owner_only(jobctl, home):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for folder in [home / "data", home / "state", home / "run"]:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    jobctl("supervisor", "start", check=True)
+    sock = wait_until(lambda: next(iter((home / "run").glob("*.sock")), None), what="the supervisor's socket")
+    assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
 
 
 def test_status_json_fields(jobctl, home):
