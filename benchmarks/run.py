@@ -468,7 +468,7 @@ def run_shell(script: str) -> float:
 
 
 def ensure_tools() -> dict[str, str | None]:
-    tools = {"tsp": shutil.which("tsp") or shutil.which("ts") and _is_tsp(shutil.which("ts")),
+    tools = {"tsp": shutil.which("tsp") or (shutil.which("ts") and _is_tsp(shutil.which("ts"))),
              "parallel": shutil.which("parallel")}
     missing = [pkg for tool, pkg in (("tsp", "task-spooler"), ("parallel", "parallel")) if not tools[tool]]
     if missing:

@@ -187,7 +187,7 @@ class Engine:
         # The queue window: the best-ranked waiting jobs (an index keeps this cheap however long the
         # queue and the history are). Jobs beyond it wait for a later pass; rank order is kept.
         rows = conn.execute(
-            "SELECT * FROM jobs WHERE state IN ('PENDING', 'RETRYING') AND backend = 'local'"
+            "SELECT * FROM jobs INDEXED BY jobs_queue WHERE state IN ('PENDING', 'RETRYING') AND backend = 'local'"
             " ORDER BY priority DESC, submitted_at, id LIMIT ?", (QUEUE_WINDOW,)
         ).fetchall()
         rows += conn.execute(

@@ -135,12 +135,12 @@ class Service:
                 rows = [conn.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone() or r for r in rows]
         else:
             live = conn.execute(
-                f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY id DESC"
+                f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY +id DESC"
             ).fetchall()
             if any(r["backend"] == "slurm" for r in live):
                 self.refresh_slurm(live)  # Slurm is the source of truth: mirror it in one batched query
                 live = conn.execute(
-                    f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY id DESC"
+                    f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY +id DESC"
                 ).fetchall()
             # scan from the newest row down: the newest finished jobs sit at the top of the table
             done = conn.execute(

@@ -177,6 +177,9 @@ class Supervisor:
                 if need_tick:
                     holding, live, next_wake = self.tick()
                     need_tick = False
+                    if self.started_now:
+                        need_tick = True  # the queue window may have been full: look again at once
+                        continue
                 mono = time.monotonic()
                 deadlines = []
                 if next_wake is not None:

@@ -136,3 +136,16 @@ def test_array_range_and_several_files(jobctl, home):
     assert names == ["a-3", "a-4", "a-5"]
     b = write_job(home, "b", "run: 'true'\n")
     assert len(jobctl("launch", str(a), str(b), check=True).stdout.split()) == 2
+
+
+def test_more_jobs_than_the_scheduler_window_all_start_when_there_is_room(jobctl, home):
+    from jobctl.engine import QUEUE_WINDOW
+
+    jobctl.config("capacity.cpus", "1000")
+    jobctl.config("capacity.memory", '"1TiB"')
+    count = QUEUE_WINDOW * 2 + 5
+    path = write_job(home, "wide", "resources: {cpus: 1, memory: 16MiB}\nrun: sleep 20\n")
+    ids = jobctl("launch", str(path), "--array", str(count), check=True).stdout.split()
+    wait_until(lambda: all(j["state"] == "ACTIVE" for j in statuses(jobctl, [int(i) for i in ids])),
+               timeout=60, what=f"all {count} jobs ACTIVE")
+    jobctl("kill", "--all", "--grace", "0")
