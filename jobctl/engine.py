@@ -30,6 +30,7 @@ class Actions:
     start: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)  # job, attempt, plan
     cancel: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # bid, reason, grace, message
     next_wake: float | None = None
+    more: bool = False  # the scheduler saw a full window and room may be left: pass again at once
 
     def wake_at(self, when: float) -> None:
         self.next_wake = when if self.next_wake is None else min(self.next_wake, when)
@@ -205,6 +206,8 @@ class Engine:
         requests = [request_of(row) for row in pending]
         running = [running_of(row) for row in self.holding(conn)]
         decisions = schedule(requests, running, self.capacity)
+        actions.more = (len(rows) >= QUEUE_WINDOW and bool(decisions.start)
+                        and "resources" not in decisions.waiting.values())
         for job_id, alloc in decisions.start:
             self._start(conn, by_id[job_id], alloc, now, actions)
         for job_id in decisions.preempt:

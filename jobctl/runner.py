@@ -7,11 +7,12 @@ learns goes to files in the attempt folder, written atomically, and the supervis
 the next) turns them into database rows. The runner never touches the database.
 
 Files in the attempt folder:
-  plan.json            what to run (written by the supervisor before the fork)
-  runner.json          {"pid", "start"}: written first thing, before any worker starts
-  workers.json         {rank: pid} of the workers, once they are started
+  plan.json            what to run (written by the runner itself, first thing after the fork)
+  runner.json          {"pid", "start"}: written first thing, before any worker starts; then again
+                       with "workers": {rank: pid} once they are started
   rank<N>.log          the worker's stdout and stderr
-  rank<N>.exit         {"exit_code", "ended_at", "setup_failed"}: written when the worker exits
+  rank<N>.exit         {"exit_code", "ended_at"}: written when a worker exits while others still run
+                       (every exit code is in result.json at the end)
   kill.json            {"reason", "grace", "message"}: a request to end the attempt (then SIGTERM)
   result.json          the outcome, written last, just before the runner exits
 
@@ -34,20 +35,20 @@ PR_SET_CHILD_SUBREAPER = 36
 BASH = "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash"
 WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP}
 
-# Runs setup (if any) then run, in the job's workdir. A failing setup leaves a marker file.
+# Runs setup then run, in the job's workdir; the scripts come as arguments ($3, $4), so nothing
+# is written to disk for them. A failing setup leaves a marker file.
 WORKER_SCRIPT = r"""
 dir=$1; rank=$2
-if [ -s "$dir/setup.sh" ]; then
-  bash "$dir/setup.sh"
-  code=$?
-  if [ $code -ne 0 ]; then
-    echo "jobctl: setup failed with exit code $code" >&2
-    : > "$dir/setup_failed.$rank"
-    exit $code
-  fi
+bash -c "$3" jobctl-setup
+code=$?
+if [ $code -ne 0 ]; then
+  echo "jobctl: setup failed with exit code $code" >&2
+  : > "$dir/setup_failed.$rank"
+  exit $code
 fi
-exec bash "$dir/run.sh"
+exec bash -c "$4" jobctl-run
 """
+ARG_LIMIT = 100_000  # bytes: a longer script goes through a file (Linux caps one argument at 128 KiB)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -86,9 +87,9 @@ def notify(sock_path: str) -> None:
 
 
 class Runner:
-    def __init__(self, attempt_dir: Path):
+    def __init__(self, attempt_dir: Path, plan: dict[str, Any]):
         self.dir = attempt_dir
-        self.plan = read_json(attempt_dir / "plan.json") or {}
+        self.plan = plan
         self.workers: dict[int, int] = {}  # pid -> rank
         self.exits: dict[int, int] = {}  # rank -> exit code
         self.frozen_since: float | None = None
@@ -97,6 +98,7 @@ class Runner:
         self.kill_request: dict[str, Any] | None = None
         self.kill_deadline: float | None = None
         self.cgroup: Any = None  # a MemoryCgroup when the machine offers one
+        self.identity: dict[str, Any] = {}
 
     # -- the tree ------------------------------------------------------------------------------
     def descendants(self) -> list[Any]:
@@ -129,18 +131,23 @@ class Runner:
     # -- life ----------------------------------------------------------------------------------
     def start_workers(self) -> None:
         plan = self.plan
-        (self.dir / "run.sh").write_text(plan["run"])
-        (self.dir / "setup.sh").write_text(plan.get("setup") or "")
+        run, setup = plan["run"], plan.get("setup") or ""
+        if len(run.encode()) > ARG_LIMIT:
+            (self.dir / "run.sh").write_text(run)
+            run = f'exec bash "{self.dir}/run.sh"'
+        if len(setup.encode()) > ARG_LIMIT:
+            (self.dir / "setup.sh").write_text(setup)
+            setup = f'exec bash "{self.dir}/setup.sh"'
         base = dict(os.environ)
         base.update(plan.get("env") or {})
         for rank in range(plan["num_nodes"]):
             env = dict(base)
             env.update(plan["rank_env"][rank])
             log = os.open(self.dir / f"rank{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            if plan.get("setup"):
-                argv = ["bash", "-c", WORKER_SCRIPT, "jobctl-worker", str(self.dir), str(rank)]
+            if setup:
+                argv = ["bash", "-c", WORKER_SCRIPT, "jobctl-worker", str(self.dir), str(rank), setup, run]
             else:
-                argv = ["bash", str(self.dir / "run.sh")]  # one bash fewer per job
+                argv = ["bash", "-c", run, "jobctl-run"]  # one bash per worker
             try:
                 pid = os.posix_spawn(
                     BASH,
@@ -158,7 +165,8 @@ class Runner:
             finally:
                 os.close(log)
             self.workers[pid] = rank
-        write_json(self.dir / "workers.json", {str(rank): pid for pid, rank in self.workers.items()})
+        # the workers' PIDs join the runner's identity (one file fewer per job)
+        write_json(self.dir / "runner.json", {**self.identity, "workers": {str(r): p for p, r in self.workers.items()}})
 
     def chdir(self) -> None:
         os.chdir(self.plan["workdir"])
@@ -176,11 +184,8 @@ class Runner:
                 continue  # an orphaned descendant re-parented to us
             code = exit_code_of(status)
             self.exits[rank] = code
-            write_json(
-                self.dir / f"rank{rank}.exit",
-                {"exit_code": code, "ended_at": time.time(), "setup_failed": (self.dir / f"setup_failed.{rank}").exists()},
-            )
-            if self.workers:  # the last worker's end is told by the result that follows
+            if self.workers:  # others still run: say so now (the last one's end is in result.json)
+                write_json(self.dir / f"rank{rank}.exit", {"exit_code": code, "ended_at": time.time()})
                 notify(self.plan.get("socket", ""))
 
     def active_seconds(self) -> float:
@@ -285,10 +290,16 @@ class Runner:
         }
 
 
-def run_attempt(attempt_dir: Path) -> None:
-    """Body of the forked runner. Never returns: it ends the process with os._exit."""
+def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
+    """Body of the forked runner. Never returns: it ends the process with os._exit.
+
+    The attempt folder and plan.json are made here, not in the supervisor: file system work is off
+    the supervisor's path, which is shared by every job.
+    """
     code = 0
     try:
+        attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_json(attempt_dir / "plan.json", plan)
         os.setsid()
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -300,8 +311,10 @@ def run_attempt(attempt_dir: Path) -> None:
             signal.signal(sig, signal.SIG_DFL)
         import psutil
 
-        write_json(attempt_dir / "runner.json", {"pid": os.getpid(), "start": psutil.Process().create_time()})
-        runner = Runner(attempt_dir)
+        identity = {"pid": os.getpid(), "start": psutil.Process().create_time()}
+        write_json(attempt_dir / "runner.json", identity)
+        runner = Runner(attempt_dir, plan)
+        runner.identity = identity
         if runner.plan.get("memory_mib"):
             from jobctl.cgroups import MemoryCgroup
 

@@ -175,10 +175,10 @@ class Supervisor:
             while not self.stop_requested:
                 self.reap()
                 if need_tick:
-                    holding, live, next_wake = self.tick()
+                    holding, live, next_wake, more = self.tick()
                     need_tick = False
-                    if self.started_now:
-                        need_tick = True  # the queue window may have been full: look again at once
+                    if more:
+                        need_tick = True  # the queue window was full and there may be room left
                         continue
                 mono = time.monotonic()
                 deadlines = []
@@ -226,13 +226,13 @@ class Supervisor:
                 ).fetchone()[0]
                 holding = self.engine.holding(conn)
             self.act(actions)
-            return holding, live, actions.next_wake
+            return holding, live, actions.next_wake, actions.more
         except Exception:  # noqa: BLE001 - logged; the next event retries
             import traceback
 
             traceback.print_exc()
             sys.stderr.flush()
-            return [], 1, time.time() + 1.0
+            return [], 1, time.time() + 1.0, False
 
     def _is_child(self, row) -> bool:
         pid = self._runner_pid(f"{row['id']}/{row['attempt']}")

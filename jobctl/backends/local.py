@@ -35,14 +35,12 @@ class LocalBackend:
     def start(self, bid: str, plan: dict[str, Any]) -> int:
         """Fork a runner for one attempt; returns its PID. The caller reaps it (SIGCHLD)."""
         folder = self.attempt_dir(bid)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_json(folder / "plan.json", plan)
         pid = os.fork()
         if pid == 0:  # the child: never returns
             try:
                 os.closerange(3, 1 << 16)  # the lock, the socket and the database stay with the supervisor
             finally:
-                run_attempt(folder)
+                run_attempt(folder, plan)
         return pid
 
     # -- identity and signals ------------------------------------------------------------------
@@ -97,7 +95,7 @@ class LocalBackend:
                 result = read_json(folder / "result.json")
                 if result is not None:
                     return _finished(bid, result, n, self._workers(folder, n))
-            if alive is False or (alive is None and not (folder / "plan.json").exists()):
+            if alive is False:
                 for w in workers:
                     if w.state == "running":
                         w.state = "lost"
@@ -112,7 +110,7 @@ class LocalBackend:
 
     @staticmethod
     def _workers(folder: Path, n: int) -> list[WorkerObservation]:
-        pids = read_json(folder / "workers.json") or {}
+        pids = (read_json(folder / "runner.json") or {}).get("workers") or {}
         workers = []
         for rank in range(n):
             done = read_json(folder / f"rank{rank}.exit")
@@ -125,6 +123,10 @@ class LocalBackend:
 
 
 def _finished(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObservation]) -> Observation:
+    codes = result.get("exit_codes") or []
+    for w in workers:  # the last worker's exit code is only in the result
+        if w.state == "running" and w.rank < len(codes) and codes[w.rank] is not None:
+            w.state, w.exit_code = "exited", codes[w.rank]
     outcome, code = result["outcome"], result.get("exit_code")
     ended = result.get("ended_at")
     msg = result.get("message")
