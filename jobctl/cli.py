@@ -325,7 +325,9 @@ def config_set(
     value: Annotated[str, typer.Argument(help="A TOML value, e.g. 8, '\"32GiB\"' or '{H100 = 4}'.")],
 ) -> None:
     """Change one setting. Example: jobctl config set capacity.accelerators '{H100 = 4}'"""
-    stored = _service().config.set(key, value)
+    service = _service()
+    stored = service.config.set(key, value)
+    service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
     _err(f"{key} = {json.dumps(stored)}")
 
 

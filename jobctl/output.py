@@ -119,7 +119,6 @@ def wait_and_report(service: Service, ids: list[int], *, follow: bool = False, a
 
 
 def _follow_jobs(service: Service, ids: list[int]) -> None:
-    from jobctl.logs import follow, log_files
 
     for job_id in ids:
         _follow_one(service, job_id, None, from_start=True)

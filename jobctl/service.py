@@ -6,7 +6,6 @@ talks to the supervisor only to wake it (or start it on demand).
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import hashlib
 import json
@@ -20,7 +19,7 @@ from typing import Any
 from jobctl import states
 from jobctl.errors import NotFound, UsageError
 from jobctl.paths import Paths
-from jobctl.store import Store, dumps, loads, transition
+from jobctl.store import Store, loads, transition
 
 TERMINAL_SQL = "('COMPLETED', 'FAILED', 'KILLED')"
 
@@ -239,13 +238,3 @@ def masked_envs(spec: dict[str, Any], job_envs: dict[str, Any]) -> dict[str, str
     secret |= {k for k, v in declared.items() if v is None}  # a null in the file: supplied at launch
     values = {**(spec.get("envs") or {}), **(job_envs.get("env") or {})}
     return {k: ("***" if k in secret and v is not None else v) for k, v in values.items()}
-
-
-@contextlib.contextmanager
-def opened(paths: Paths):
-    service = Service(paths)
-    try:
-        yield service
-    finally:
-        if service._store is not None:
-            service._store.close()

@@ -19,7 +19,6 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from jobctl import capacity as capacity_mod
 from jobctl.backends.local import LocalBackend
@@ -151,13 +150,9 @@ class Supervisor:
 
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 
-        capacity = capacity_mod.detect(self.config)
         self.backend = LocalBackend(self.paths.logs)
-        self.engine = Engine(self.backend, capacity, str(self.paths.socket), self.grace,
+        self.engine = Engine(self.backend, self.detect_capacity(), str(self.paths.socket), self.grace,
                              str(self.paths.runtime / "cgroups"))
-        (self.paths.runtime / "capacity.json").write_text(json.dumps(
-            {"cpus": capacity.cpus, "memory_mib": capacity.memory_mib,
-             "accelerators": {k: len(v) for k, v in capacity.devices.items()}}))
         self.loop()
         return 0
 
@@ -214,10 +209,30 @@ class Supervisor:
 
             remove_pool(self.paths.runtime / "cgroups")
 
+    def config_stamp(self) -> float | None:
+        try:
+            return self.paths.config_file.stat().st_mtime
+        except OSError:
+            return None
+
+    def detect_capacity(self):
+        """Capacity from config.toml (re-read when it changes: `jobctl config set` takes effect at once)."""
+        self.config_mtime = self.config_stamp()
+        self.config = Config.load(self.paths.config_file)
+        self.grace = parse_duration(self.config.get("kill.grace"))
+        capacity = capacity_mod.detect(self.config)
+        (self.paths.runtime / "capacity.json").write_text(json.dumps(
+            {"cpus": capacity.cpus, "memory_mib": capacity.memory_mib,
+             "accelerators": {k: len(v) for k, v in capacity.devices.items()}}))
+        return capacity
+
     def tick(self):
         """One pass in one write transaction; then fork and signal. Never lets one bad job kill the loop."""
         self.started_now = []
         try:
+            if self.config_stamp() != self.config_mtime:
+                self.engine.capacity = self.detect_capacity()
+                self.engine.grace = self.grace
             with self.store.write() as conn:
                 own = {bid: pid for bid, pid in self.runner_pids.items() if pid in self.children}
                 actions = self.engine.tick(conn, time.time(), own)

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -157,7 +156,7 @@ def test_watch_redraws_in_place_and_follow_streams_under_tmux(jobctl, home):
         wait_until(lambda: "tick-5" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
         wait_until(lambda: "COMPLETED" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
         _tmux("send-keys", "-t", session, "clear", "Enter")
-        job_id = jobctl.launch(write_job(home, "sleeper", "run: sleep 4\n"))
+        jobctl.launch(write_job(home, "sleeper", "run: sleep 4\n"))
         _tmux("send-keys", "-t", session, f"{env} jobctl status --watch", "Enter")
         wait_until(lambda: "ACTIVE" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
         wait_until(lambda: "sleeper" in (s := _tmux("capture-pane", "-p", "-t", session).stdout)

@@ -133,6 +133,12 @@ def test_every_skypilot_fixture_loads_with_dry_run(jobctl, fixture):
     assert "Plan" in proc.stdout
 
 
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").glob("*.yaml")))
+def test_every_example_loads(jobctl, example):
+    proc = jobctl("launch", "--dry-run", str(REPO / "examples" / example))
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+
+
 def test_dry_run_says_when_a_request_does_not_fit_and_real_launch_refuses(jobctl, home):
     path = write_job(home, "big", "resources:\n  accelerators: H100:8\nrun: nvidia-smi\n")
     proc = jobctl("launch", "--dry-run", str(path))
@@ -180,7 +186,7 @@ def test_supervisor_is_single_per_home(jobctl, home):
     first = json.loads(jobctl("supervisor", "status", "--json", check=True).stdout)
     assert first["running"] and first["pid"]
     jobctl("supervisor", "start", check=True)
-    import subprocess, sys, os
+    import subprocess, sys
     procs = [subprocess.Popen([sys.executable, "-m", "jobctl", "supervisor", "run"], env=jobctl.env) for _ in range(3)]
     for p in procs:
         assert p.wait(timeout=30) == 0  # each gives up: the lock is held

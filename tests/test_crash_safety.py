@@ -12,7 +12,6 @@ import sys
 import time
 
 import psutil
-import pytest
 
 from conftest import wait_until, write_job
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import psutil
-import pytest
 
 from conftest import wait_until, write_job
 

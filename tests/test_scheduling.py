@@ -149,3 +149,14 @@ def test_more_jobs_than_the_scheduler_window_all_start_when_there_is_room(jobctl
     wait_until(lambda: all(j["state"] == "ACTIVE" for j in statuses(jobctl, [int(i) for i in ids])),
                timeout=60, what=f"all {count} jobs ACTIVE")
     jobctl("kill", "--all", "--grace", "0")
+
+
+def test_a_capacity_change_reaches_a_running_supervisor(jobctl, home):
+    jobctl("supervisor", "start", check=True)
+    jobctl.config("capacity.accelerators", "{H100 = 2}")
+    path = write_job(home, "late", "resources: {accelerators: H100:2}\nrun: echo $CUDA_VISIBLE_DEVICES\n")
+    proc = jobctl("launch", str(path), "--wait", timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert jobctl("logs", proc.stdout.strip()).stdout.strip() == "0,1"
+    capacity = json.loads(jobctl("supervisor", "status", "--json", check=True).stdout)["capacity"]
+    assert capacity["accelerators"] == {"H100": 2}
