@@ -89,10 +89,6 @@ class Service:
                 spawn_detached(self.paths)
             return False
 
-    def ensure_supervisor_if_needed(self, live_local: bool) -> None:
-        if live_local:
-            self.wake_supervisor(start=True)
-
     # -- selecting jobs ------------------------------------------------------------------------
     def job(self, selector: str) -> sqlite3.Row:
         rows = self.select([selector])

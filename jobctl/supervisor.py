@@ -46,7 +46,6 @@ class Supervisor:
         self.grace = parse_duration(self.config.get("kill.grace"))
         self.children: set[int] = set()
         self.runner_pids: dict[str, int] = {}  # backend id -> runner pid, read once from runner.json
-        self.started_now: list[tuple[int, int, int]] = []
         self.stop_requested = False
         self.started = time.time()
 
@@ -228,7 +227,6 @@ class Supervisor:
 
     def tick(self):
         """One pass in one write transaction; then fork and signal. Never lets one bad job kill the loop."""
-        self.started_now = []
         try:
             if self.config_stamp() != self.config_mtime:
                 self.engine.capacity = self.detect_capacity()
@@ -274,7 +272,6 @@ class Supervisor:
                 continue
             self.children.add(pid)
             self.runner_pids[f"{job_id}/{attempt}"] = pid
-            self.started_now.append((job_id, attempt, pid))
         for bid, reason, grace, message in actions.cancel:
             self.backend.cancel(bid, grace, reason, message)
 
