@@ -63,8 +63,9 @@ def jobctl_cmd() -> list[str]:
 
 JOBCTL = jobctl_cmd()
 
-# Run everything as an installed package runs: with bytecode cached. This sandbox (and some CI images) set
-# PYTHONDONTWRITEBYTECODE=1, which makes an editable install recompile every jobctl module on every command;
+# Run everything as an installed package runs: with bytecode cached. Some environments (some CI images, the
+# machine of docs/benchmarks.md) set PYTHONDONTWRITEBYTECODE=1, which makes an editable install recompile every
+# jobctl module on every command;
 # a private PYTHONPYCACHEPREFIX keeps the cache out of the repository. The no-cache case is measured separately.
 NOCACHE_ENV = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
 NOCACHE_ENV.pop("PYTHONPYCACHEPREFIX", None)
