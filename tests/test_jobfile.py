@@ -59,7 +59,7 @@ def test_skypilot_fixture_loads(path: Path) -> None:
     assert loaded.tasks
     for spec in loaded.tasks:
         assert spec.run.strip()
-        assert spec.source == str(path.resolve())
+        assert Path(spec.source).resolve() == path.resolve()
         assert spec.workdir == str(path.parent.resolve())
         assert JobSpec.from_dict(spec.to_dict()) == spec
     for warning in loaded.warnings:
