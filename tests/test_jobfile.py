@@ -60,7 +60,7 @@ def test_skypilot_fixture_loads(path: Path) -> None:
     for spec in loaded.tasks:
         assert spec.run.strip()
         assert Path(spec.source).resolve() == path.resolve()
-        assert spec.workdir == str(path.parent.resolve())
+        assert Path(spec.workdir).resolve() == path.parent.resolve()
         assert JobSpec.from_dict(spec.to_dict()) == spec
     for warning in loaded.warnings:
         assert warning.startswith(f"{path}:") and len(warning.splitlines()) == 1
