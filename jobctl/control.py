@@ -134,11 +134,9 @@ def prune(service: Service, older_than: float) -> list[ActionResult]:
 
 def _after(service: Service, row: sqlite3.Row) -> str | None:
     """The BLOCKED detail ("after 12, 13") for a job with dependencies; None without any."""
-    deps = [str(d[0]) for d in service.store.conn.execute(
+    deps = [d[0] for d in service.store.conn.execute(
         "SELECT dep_id FROM deps WHERE job_id = ? ORDER BY dep_id", (row["id"],))]
-    if not deps:
-        return None
-    return "after " + ", ".join(deps[:3]) + ("…" if len(deps) > 3 else "")
+    return states.blocked_detail(deps) if deps else None
 
 
 def _grace(service: Service) -> float:

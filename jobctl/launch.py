@@ -206,9 +206,8 @@ def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> l
                 conn.executemany("INSERT OR IGNORE INTO deps (job_id, dep_id, condition) VALUES (?, ?, ?)",
                                  [(job_id, d, c) for d, c in all_deps])
                 if all_deps:
-                    after = ", ".join(str(d) for d, _ in all_deps[:3]) + ("…" if len(all_deps) > 3 else "")
-                    transition(conn, job_id, states.BLOCKED, reason="dependency", detail=f"after {after}",
-                               actor=service.user, now=now)
+                    transition(conn, job_id, states.BLOCKED, reason="dependency",
+                               detail=states.blocked_detail([d for d, _ in all_deps]), actor=service.user, now=now)
                 else:
                     transition(conn, job_id, states.PENDING, actor=service.user, now=now)
                 mine.append(job_id)

@@ -314,7 +314,7 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
         message = f"used more than its {format_gib(cur['memory_mib'])} GiB of memory; raise resources.memory"
     elif reason == "timed_out" and spec.get("timeout"):
         message = f"ran longer than its timeout of {format_duration(spec['timeout'])}"
-    detail = {states.BLOCKED: "after " + ", ".join(str(d["dep_id"]) for d in deps[:3]) if deps else None,
+    detail = {states.BLOCKED: states.blocked_detail([d["dep_id"] for d in deps]) if deps else None,
               states.SUSPENDED: "by system" if reason == "system" else "in Slurm", states.KILLED: "in Slurm",
               states.PENDING: states.REASON_TEXT.get(reason or "")}.get(target)
     fields: dict[str, Any] = {"exit_code": 0} if target == states.COMPLETED else {}

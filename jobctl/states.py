@@ -103,6 +103,11 @@ def allowed(src: str | None, dst: str) -> bool:
     return dst in TRANSITIONS.get(src, frozenset())
 
 
+def blocked_detail(dep_ids: list[int]) -> str:
+    """The bracket of `BLOCKED (after 12, 13)`: the first three dependencies."""
+    return "after " + ", ".join(str(d) for d in dep_ids[:3]) + ("…" if len(dep_ids) > 3 else "")
+
+
 def status_text(state: str, detail: str | None) -> str:
     return f"{state} ({detail})" if detail else state
 

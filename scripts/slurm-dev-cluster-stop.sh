@@ -16,17 +16,8 @@ DIR="${DIR%/}"
 
 say() { printf '%s\n' "$*" >&2; }
 
-# alive = /proc/PID/stat exists, not a zombie, argv[0] basename == name
-pid_alive_as() { # pid name
-    local pid=$1 name=$2 stat state argv0
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    state=${stat##*) }
-    state=${state%% *}
-    [[ $state == Z || $state == X ]] && return 1
-    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
-    [[ $(basename -- "$argv0") == "$name" ]]
-}
+# shellcheck source=scripts/slurm-dev-common.sh
+. "$(dirname -- "$0")/slurm-dev-common.sh"
 
 stop_one() { # name
     local name=$1 file="$DIR/run/$1.pid" pid end
