@@ -14,8 +14,12 @@ import time
 from jobctl import states
 from jobctl.backends.local import LocalBackend, backend_id
 from jobctl.service import ActionResult, Service
+from jobctl.store import transition
 
 WAITING = {states.CREATED, states.PENDING, states.BLOCKED, states.RETRYING}
+# an unfinished job that depends on a given job (`rm` keeps the dependencies of unfinished jobs)
+LIVE_DEPENDENT = ("SELECT j.id, j.name, j.state FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = ?"
+                  " AND j.state NOT IN ('COMPLETED', 'FAILED', 'KILLED') ORDER BY j.id LIMIT 1")
 
 
 def _result(row: sqlite3.Row, ok: bool, message: str, state: str | None = None) -> ActionResult:
@@ -97,27 +101,106 @@ def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> Acti
 
 
 def retry(service: Service, row: sqlite3.Row) -> ActionResult:
+    """Queue a FAILED or KILLED job again as a new attempt, with a fresh budget of automatic retries.
+
+    Refused while a dependency it needs is itself FAILED or KILLED (retry that one first): a job
+    queued again behind such a dependency would only fail again at once. Its dependents that failed
+    only because of it (`FAILED (upstream failed)`) wait for it again (BLOCKED), down the chain.
+    """
     if row["state"] not in (states.FAILED, states.KILLED):
         return _refuse(service, row, "only FAILED or KILLED jobs can be retried")
     if row["alloc"] is not None:
         return _result(row, False, f"job {row['id']} is still stopping; try again in a moment", row["state"])
-    after = _after(service, row)
-    target = states.BLOCKED if after else states.PENDING
-    fields = {"failures": 0, "ended_at": None, "exit_code": None, "not_before": None, "backend_id": None}
-    if service._cas(row, target, {states.FAILED, states.KILLED}, reason="dependency" if after else None,
-                    detail=after, message="retried by user", fields=fields):
+    retries = int(service.spec_of(row).get("retries") or 0)
+    attempt, last = row["attempt"] + 1, row["attempt"] + retries + 1
+    now = time.time()
+    with service.store.write() as conn:
+        problem = _unmet_dependency(conn, row)
+        if problem:
+            return _result(row, False, problem, row["state"])
+        after = _after(service, row)
+        target = states.BLOCKED if after else states.PENDING
+        fields = {"failures": 0, "ended_at": None, "exit_code": None, "not_before": None, "backend_id": None,
+                  "max_attempts": last}
+        src = transition(conn, row["id"], target, expect={states.FAILED, states.KILLED},
+                         reason="dependency" if after else None, detail=after, actor=service.user, now=now,
+                         message=f"retried by {service.user}: attempt {attempt} of at most {last}", fields=fields)
+        again = _requeue_dependents(conn, row["id"], service.user, now) if src else []
+    if src:
         if row["backend"] == "slurm":
             from jobctl.slurm_sync import submit
 
             submit(service, [row["id"]])
-        return _result(row, True, f"job {row['id']} queued again as attempt {row['attempt'] + 1}", target)
-    return _refuse(service, _fresh(service, row), "only FAILED or KILLED jobs can be retried")
+        text = f"job {row['id']} queued again as attempt {attempt} of at most {last}"
+        if again:
+            text += f"; its dependents {', '.join(map(str, again))} wait for it again (BLOCKED)"
+        return _result(row, True, text, target)
+    fresh = _fresh(service, row)
+    if row["reason"] == "upstream_failed" and fresh["state"] == states.BLOCKED:
+        # its upstream was retried a moment ago (e.g. `jobctl retry up down`): it waits for it again
+        return _result(row, True, f"job {row['id']} waits for its upstream again "
+                                  f"({states.status_text(fresh['state'], fresh['detail'])})", fresh["state"])
+    return _refuse(service, fresh, "only FAILED or KILLED jobs can be retried")
+
+
+def _dependencies(conn: sqlite3.Connection, job_id: int) -> list[sqlite3.Row]:
+    return conn.execute("SELECT d.dep_id, d.condition, j.state, j.name FROM deps d LEFT JOIN jobs j ON j.id = d.dep_id"
+                        " WHERE d.job_id = ? ORDER BY d.dep_id", (job_id,)).fetchall()
+
+
+def _unmet_dependency(conn: sqlite3.Connection, row: sqlite3.Row) -> str | None:
+    """Why a retried `row` could not run because of a dependency, or None.
+
+    A dependency that was removed (`rm`, `prune`) no longer holds back a job that had got past it
+    (it ran, or failed for another reason): that dependency is dropped. A job that failed because of
+    it (upstream failed or completed) cannot run any more: launch it again."""
+    me = f"job {row['id']} ({row['name']})"
+    held_back = row["reason"] in ("upstream_failed", "upstream_completed")
+    removed = []
+    for dep_id, condition, state, name in _dependencies(conn, row["id"]):
+        if state is None:
+            if held_back:
+                return f"{me} depends on job {dep_id}, which was removed; it can never run (launch it again)"
+            removed.append(dep_id)
+        elif condition == "ok" and state in (states.FAILED, states.KILLED):
+            return f"{me} depends on job {dep_id} ({name}), which is {state}; retry {dep_id} first"
+        elif condition == "failed" and state == states.COMPLETED:
+            return (f"{me} runs only if job {dep_id} ({name}) fails (condition: failed), and it COMPLETED;"
+                    " it cannot run")
+    conn.executemany("DELETE FROM deps WHERE job_id = ? AND dep_id = ?", [(row["id"], d) for d in removed])
+    return None
+
+
+def _requeue_dependents(conn: sqlite3.Connection, job_id: int, actor: str, now: float) -> list[int]:
+    """Dependents failed only because `job_id` (now queued again) had failed: BLOCKED again, down the chain."""
+    from jobctl.engine import dependency_outcome
+
+    again, todo = [], [job_id]
+    while todo:
+        up = todo.pop(0)
+        for dep in conn.execute("SELECT j.* FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = ?"
+                                " AND j.state = 'FAILED' AND j.reason = 'upstream_failed' AND j.backend = 'local'"
+                                " AND j.alloc IS NULL ORDER BY j.id", (up,)).fetchall():
+            deps = _dependencies(conn, dep["id"])
+            if dependency_outcome(deps)[0] != "wait":
+                continue  # another dependency still holds it back (or none does any more)
+            after = states.blocked_detail([d["dep_id"] for d in deps])
+            if transition(conn, dep["id"], states.BLOCKED, expect={states.FAILED}, reason="dependency", detail=after,
+                          message=f"job {up} was retried; waits for it again", actor=actor, now=now,
+                          fields={"ended_at": None, "exit_code": None}):
+                again.append(dep["id"])
+                todo.append(dep["id"])
+    return again
 
 
 def remove(service: Service, row: sqlite3.Row) -> ActionResult:
     if row["state"] not in states.TERMINAL or row["alloc"] is not None:
         return _refuse(service, row, "only finished jobs can be removed (kill it first)")
     with service.store.write() as conn:
+        needed = conn.execute(LIVE_DEPENDENT, (row["id"],)).fetchone()
+        if needed:  # it would fail at once ("dependency no longer exists"): keep the upstream
+            return _result(row, False, f"job {row['id']} is a dependency of job {needed['id']} ({needed['name']}),"
+                                       f" which is {needed['state']}; kill or remove that job first", row["state"])
         conn.execute("DELETE FROM jobs WHERE id = ? AND state IN ('COMPLETED', 'FAILED', 'KILLED')", (row["id"],))
     shutil.rmtree(service.paths.job_dir(row["id"]), ignore_errors=True)
     return _result(row, True, f"job {row['id']} removed")
@@ -126,7 +209,9 @@ def remove(service: Service, row: sqlite3.Row) -> ActionResult:
 def prune(service: Service, older_than: float) -> list[ActionResult]:
     cutoff = time.time() - older_than
     rows = service.store.conn.execute(
-        "SELECT * FROM jobs WHERE state IN ('COMPLETED', 'FAILED', 'KILLED') AND alloc IS NULL AND ended_at < ?",
+        "SELECT * FROM jobs WHERE state IN ('COMPLETED', 'FAILED', 'KILLED') AND alloc IS NULL AND ended_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = jobs.id"
+        " AND j.state NOT IN ('COMPLETED', 'FAILED', 'KILLED'))",  # kept while an unfinished job needs it
         (cutoff,),
     ).fetchall()
     return [remove(service, row) for row in rows]

@@ -123,7 +123,10 @@ class Engine:
             conn.execute("UPDATE jobs SET exit_code = COALESCE(exit_code, ?) WHERE id = ?", (obs.exit_code, job_id))
             return
         if state == states.SUSPENDED and job["reason"] in ("system", "released") and obs.state == "KILLED":
-            return  # ended on purpose: waits to be started again (a natural end just before is recorded)
+            # ended on purpose: waits to be started again (a natural end just before is recorded); an
+            # attempt that did not fail does not use up the retries, so the last allowed number moves on
+            conn.execute("UPDATE jobs SET max_attempts = max_attempts + 1 WHERE id = ?", (job_id,))
+            return
         if obs.state == "COMPLETED":
             transition(conn, job_id, states.COMPLETED, now=now, fields={"exit_code": 0})
             return
@@ -131,13 +134,14 @@ class Engine:
         if reason == "worker_lost" and obs.exit_code is None:
             obs.message = obs.message or "the job's processes vanished without an exit code"
         failures = job["failures"] + 1
-        if failures < job["max_attempts"]:
+        attempt, last = job["attempt"], job["max_attempts"]  # one numbering: see states.attempt_text
+        if attempt < last:
             delay = RETRY_BACKOFF[min(failures - 1, len(RETRY_BACKOFF) - 1)]
             transition(
                 conn, job_id, states.RETRYING, reason=reason,
-                detail=f"attempt {failures + 1}/{job['max_attempts']}",
-                message=f"attempt {job['attempt']} failed ({failure_detail(reason, obs.message, obs.exit_code)}); "
-                f"next attempt in {delay:g}s",
+                detail=f"attempt {attempt + 1}/{last}",
+                message=f"attempt {attempt} failed ({failure_detail(reason, obs.message, obs.exit_code)}); "
+                f"attempt {attempt + 1} of at most {last} in {delay:g}s",
                 now=now, fields={"failures": failures, "not_before": now + delay, "exit_code": obs.exit_code},
             )
             actions.wake_at(now + delay)
@@ -158,14 +162,14 @@ class Engine:
                     " WHERE d.job_id = ?",
                     (job_id,),
                 ).fetchall()
-                verdict = dependency_verdict(deps)
-                if verdict is None:
+                verdict, reason, message = dependency_outcome(deps)
+                if verdict == "wait":
                     continue
                 if verdict == "ok":
                     changed |= transition(conn, job_id, states.PENDING, expect={states.BLOCKED}, now=now) is not None
                 else:
-                    changed |= transition(conn, job_id, states.FAILED, expect={states.BLOCKED}, reason="upstream_failed",
-                                          detail="upstream failed", message=verdict, now=now) is not None
+                    changed |= transition(conn, job_id, states.FAILED, expect={states.BLOCKED}, reason=reason,
+                                          detail=states.REASON_TEXT[reason], message=message, now=now) is not None
             if not changed:
                 return
 
@@ -269,18 +273,29 @@ class Engine:
 
 def dependency_verdict(deps: list[sqlite3.Row]) -> str | None:
     """'ok' when every dependency is satisfied, a message when one never can be, else None."""
+    verdict, _, message = dependency_outcome(deps)
+    return {"ok": "ok", "wait": None}.get(verdict, message)
+
+
+def dependency_outcome(deps: list[sqlite3.Row]) -> tuple[str, str | None, str | None]:
+    """('ok', None, None) when every dependency (dep_id, condition, state, name) is satisfied,
+    ('never', reason code, message) when one never can be, else ('wait', None, None).
+
+    The reason says which way it went: `upstream_failed` (a dependency that had to succeed did
+    not, or was removed) or `upstream_completed` (one with `condition: failed` succeeded)."""
     waiting = False
     for dep_id, condition, state, name in deps:
         label = f"{dep_id} ({name})" if name else str(dep_id)
         if state is None:
-            return f"dependency {dep_id} no longer exists"
+            return "never", "upstream_failed", f"dependency {dep_id} no longer exists"
         if state not in states.TERMINAL:
             waiting = True
         elif condition == "ok" and state != states.COMPLETED:
-            return f"dependency {label} ended {state}"
+            return "never", "upstream_failed", f"dependency {label} ended {state}"
         elif condition == "failed" and state == states.COMPLETED:
-            return f"dependency {label} completed, but this job runs only after a failure"
-    return None if waiting else "ok"
+            return "never", "upstream_completed", (f"dependency {label} completed, but this job runs only after"
+                                                   " a failure (condition: failed)")
+    return ("wait", None, None) if waiting else ("ok", None, None)
 
 
 def request_of(row: sqlite3.Row) -> Request:

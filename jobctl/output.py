@@ -199,8 +199,7 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         ("ID", row["id"]), ("Name", row["name"]), ("Status", doc["status"]), ("Reason", row["reason"] or "-"),
         ("Message", row["message"] or "-"), ("Resources", resources(row)), ("Backend", f"{row['backend']}"
          + (f" ({row['backend_id']})" if row["backend_id"] else "")), ("User", row["user"]),
-        ("Priority", spec.get("priority", 0)), ("Attempt", f"{row['attempt']} (at most {row['max_attempts']} runs "
-                                                           "before failing)"),
+        ("Priority", spec.get("priority", 0)), ("Attempt", states.attempt_text(row["attempt"], row["max_attempts"])),
         ("Submitted", clock(row["submitted_at"])), ("Started", clock(row["started_at"])),
         ("Ended", clock(row["ended_at"])), ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
         ("Workdir", spec.get("workdir")), ("Source", spec.get("source") or "-"),

@@ -27,7 +27,8 @@ def restart(service, row: sqlite3.Row) -> None:
     SyncedBackend(service).release(row["backend_id"])
     if released:
         with service.store.write() as conn:
-            conn.execute("UPDATE jobs SET attempt = ? WHERE id = ?", (attempt, row["id"]))
+            conn.execute("UPDATE jobs SET attempt = ?, max_attempts = max_attempts + 1 WHERE id = ?",  # not a failure
+                         (attempt, row["id"]))
             conn.execute("INSERT OR REPLACE INTO attempts (job_id, n) VALUES (?, ?)", (row["id"], attempt))
 
 

@@ -323,10 +323,10 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
         fields = {"exit_code": code}
         if reason not in ("upstream_failed", "queue_timeout"):
             fields["failures"] = cur["failures"] + 1
-            if cur["failures"] + 1 < cur["max_attempts"]:  # automatic retry: a new Slurm job
+            if cur["attempt"] < cur["max_attempts"]:  # automatic retry: a new Slurm job
                 message = f"attempt {cur['attempt']} failed ({detail or 'failed'}); submitting the next one"
                 target, action = states.RETRYING, "again"
-                detail = f"attempt {cur['failures'] + 2}/{cur['max_attempts']}"
+                detail = f"attempt {cur['attempt'] + 1}/{cur['max_attempts']}"
     if target in states.TERMINAL:
         fields["ended_at"] = obs.ended_at or now
     started = obs.started_at or (now if target in (states.ACTIVE, states.COMPLETED) else None)

@@ -85,6 +85,7 @@ REASON_TEXT = {
     "timed_out": "timed out",
     "queue_timeout": "queue timeout",
     "upstream_failed": "upstream failed",
+    "upstream_completed": "upstream completed",  # `condition: failed` and the upstream succeeded
     "setup_failed": "setup failed",
     "start_error": "start error",
     "worker_lost": "worker lost",
@@ -106,6 +107,17 @@ def allowed(src: str | None, dst: str) -> bool:
 def blocked_detail(dep_ids: list[int]) -> str:
     """The bracket of `BLOCKED (after 12, 13)`: the first three dependencies."""
     return "after " + ", ".join(str(d) for d in dep_ids[:3]) + ("…" if len(dep_ids) > 3 else "")
+
+
+def attempt_text(attempt: int, max_attempts: int) -> str:
+    """`describe`'s Attempt line. Attempts are numbered 1, 2, 3 ... over the job's whole life (the
+    log folders, JOBCTL_ATTEMPT, `logs --attempt`); `max_attempts` is the number of the last attempt
+    the automatic retries may reach: `retries` + 1 at launch, moved on by each manual `retry` (a
+    fresh budget of `retries` automatic retries) and by each attempt that ended without failing
+    (preempted or released). `RETRYING (attempt k/n)` names the next attempt, k = attempt + 1."""
+    if attempt == 0:
+        return f"none yet (at most {max_attempts})"
+    return f"{attempt} of at most {max_attempts}"
 
 
 def status_text(state: str, detail: str | None) -> str:
