@@ -27,7 +27,18 @@ above J fits alongside everything ranked below P. Counting the lower-ranked *run
 starts) is what stops a stream of small jobs, each backfilled in a different call, from starving
 P forever. When P is waiting on preemption (below), J must also fit in what P leaves of
 `free + resources of releasing/preempted jobs`, so P starts as soon as those have ended.
-A job that fits the free resources but is refused by these rules waits with reason "priority".
+A job that fits the free resources but is refused by these rules waits with reason "priority",
+and `Decisions.behind` names P, the job it must not delay.
+
+Backfill with time limits (EASY): when P waits for resources alone (no preemption can help) and
+every job it needs to end has a known bound on its end (`Running.ends_by`: its timeout), P has a
+*reserved start*: the first of those ends at which P fits, counting every job started in this call
+as holding its resources until its own bound (`now + Request.limit`), or for good when it has none.
+Then the rule above is replaced by: a job J ranked below P may start when it fits the free
+resources now and either ends by P's reserved start (its `limit` is known and `now + limit` is not
+later), or fits in what P leaves free at its reserved start (`extra`, which it then takes). So no
+job started in a call moves P's reserved start later. Without known bounds (a running job with no
+timeout, a frozen one) the resource-only rule above applies unchanged.
 
 Preemption, for P only (at most one target per call): if P fits `free + releasing` nothing more is
 preempted. Otherwise, if terminating preemptible, not-yet-releasing running jobs of strictly lower
@@ -66,6 +77,7 @@ class Request:
     cpus: float  # total for the job (all nodes)
     memory_mib: int  # total
     accelerators: tuple[tuple[str, int], ...] = ()  # alternatives ("any one of these"); (): none
+    limit: float | None = None  # once started, it ends within this many seconds; None: unknown
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class Running:
     devices: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (name, indices) it holds
     preemptible: bool = True  # False: frozen by a user, or already being terminated
     releasing: bool = False  # True: already being terminated; its resources will free soon
+    ends_by: float | None = None  # a time by which it will have ended (its timeout); None: unknown
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,8 @@ class Decisions:
     preempt: list[int] = field(default_factory=list)  # running job IDs to terminate gracefully
     # job ID -> why it does not start: "resources" | "priority" | "preempting"
     waiting: dict[int, str] = field(default_factory=dict)
+    behind: dict[int, int] = field(default_factory=dict)  # "priority" job ID -> the blocked job P
+    reserved: tuple[int, float] | None = None  # (P, its reserved start) when known (EASY backfill)
 
 
 def rank_key(job: Request | Running) -> tuple[int, float, int]:
@@ -215,8 +230,36 @@ def _plan_preemption(
     return victims, pool
 
 
+def reserved_start(
+    req: Request, free: _Pool, holders: Iterable[tuple[float | None, _Pool]], now: float
+) -> tuple[float, _Pool] | None:
+    """When the blocked `req` is sure to fit, and what it then leaves free; None if unknown.
+
+    `free`: resources free now; `holders`: (end bound or None, resources) of what holds the rest.
+    """
+    opts = _options(req)
+    pool = free.copy()
+    ends = sorted(((end, res) for end, res in holders if end is not None), key=lambda x: x[0])
+    at = now
+    for end, res in [(now, None), *ends]:
+        if res is not None:
+            pool.add(res.cpus, res.memory_mib, res.devices.items())
+            at = max(now, end)
+        opt = next((o for o in opts if pool.fits(req.cpus, req.memory_mib, o)), None)
+        if opt is not None:
+            pool.take(req.cpus, req.memory_mib, opt)
+            return at, pool
+    return None
+
+
+def _held(cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]]) -> _Pool:
+    pool = _Pool(0.0, 0, {})
+    pool.add(cpus, memory_mib, devices)
+    return pool
+
+
 def schedule(
-    pending: Sequence[Request], running: Sequence[Running], capacity: Capacity
+    pending: Sequence[Request], running: Sequence[Running], capacity: Capacity, now: float = 0.0
 ) -> Decisions:
     """Decide which pending jobs start now, which running jobs to preempt, and why others wait."""
     free = _Pool.of(capacity)
@@ -232,6 +275,11 @@ def schedule(
     out = Decisions()
     budget: _Pool | None = None  # backfill budget, set at the first blocked job P
     soon: _Pool | None = None  # what P leaves of free + releasing/preempted, when P is preempting
+    first: int | None = None  # P's job ID
+    shadow: float | None = None  # P's reserved start, when known (EASY backfill)
+    extra: _Pool | None = None  # what P leaves free at its reserved start
+    holders = [(job.ends_by, _held(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices)))
+               for job in running]  # and the jobs started in this call, appended below
 
     for req in sorted(pending, key=rank_key):
         if never_fits(req, capacity):
@@ -239,14 +287,20 @@ def schedule(
             continue
         opts = _options(req)
         fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
-        chosen = next(
-            (
-                o
-                for o in fit_now
-                if all(p is None or p.fits(req.cpus, req.memory_mib, o) for p in (budget, soon))
-            ),
-            None,
-        )
+        if shadow is not None:  # EASY: ends before P's reserved start, or fits what P leaves
+            ends_in_time = req.limit is not None and now + req.limit <= shadow
+            chosen = next((o for o in fit_now if ends_in_time or extra.fits(req.cpus, req.memory_mib, o)), None)
+            if chosen is not None and not ends_in_time:
+                extra.take(req.cpus, req.memory_mib, chosen)
+        else:
+            chosen = next(
+                (
+                    o
+                    for o in fit_now
+                    if all(p is None or p.fits(req.cpus, req.memory_mib, o) for p in (budget, soon))
+                ),
+                None,
+            )
         if chosen is not None:
             name, count = chosen
             devices: tuple[int, ...] = ()
@@ -258,6 +312,8 @@ def schedule(
                 if pool is not None:
                     pool.take(req.cpus, req.memory_mib, chosen)
             out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, name, devices)))
+            end = None if req.limit is None else now + req.limit
+            holders.append((end, _held(req.cpus, req.memory_mib, [chosen] if name is not None else [])))
             continue
 
         # Blocked. It reserves the first alternative that could fit an empty machine.
@@ -272,6 +328,7 @@ def schedule(
             for job in running:  # lower-ranked running jobs that keep their resources
                 if not job.releasing and job.job_id not in gone and rank_key(job) > key:
                     budget.add_running(job, -1)
+            first = req.job_id
             if plan is not None:
                 soon = plan[1]
                 soon_opt = next(o for o in opts if soon.fits(req.cpus, req.memory_mib, o))
@@ -279,7 +336,13 @@ def schedule(
                 out.waiting[req.job_id] = "preempting"
             else:
                 out.waiting[req.job_id] = "resources"
+                known = reserved_start(req, free, holders, now)
+                if known is not None:
+                    shadow, extra = known
+                    out.reserved = (req.job_id, shadow)
         else:
             out.waiting[req.job_id] = "priority" if fit_now else "resources"
+            if fit_now:
+                out.behind[req.job_id] = first
         budget.take(req.cpus, req.memory_mib, reserve)
     return out

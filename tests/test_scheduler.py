@@ -72,7 +72,38 @@ def _reserve(req: Request, cap: Capacity):
     return next(o for o in _opts(req) if _fits(req, _room(cap, _zero()), o))
 
 
-def check(pending, running, cap: Capacity, d: Decisions) -> None:
+def ref_reserved_start(req: Request, cap: Capacity, holders: list, now: float):
+    """When `req` is sure to fit, given holders (end bound or None, load); None if never known."""
+    load = _zero()
+    for _, held in holders:
+        for i, v in enumerate(held[:2]):
+            load[i] += v
+        load[2].update(held[2])
+    times = sorted({max(now, end) for end, _ in holders if end is not None} | {now})
+    for t in times:
+        gone = _zero()
+        for end, held in holders:
+            if end is not None and max(now, end) <= t:
+                gone[0] += held[0]
+                gone[1] += held[1]
+                gone[2].update(held[2])
+        room = _room(cap, [load[0] - gone[0], load[1] - gone[1], load[2] - gone[2]])
+        if _fits(req, room):
+            return t
+    return None
+
+
+def _holders(running, started, reqs, now):
+    out = [(job.ends_by, [job.cpus, job.memory_mib, Counter({n: len(i) for n, i in job.devices})])
+           for job in running]
+    for job_id, alloc in started:
+        limit = reqs[job_id].limit
+        out.append((None if limit is None else now + limit, [alloc.cpus, alloc.memory_mib, Counter(
+            {alloc.accelerator: len(alloc.devices)} if alloc.accelerator else {})]))
+    return out
+
+
+def check(pending, running, cap: Capacity, d: Decisions, now: float = 0.0) -> None:
     """Assert every property of one scheduling decision."""
     reqs = {r.job_id: r for r in pending}
     run = {r.job_id: r for r in running}
@@ -128,6 +159,25 @@ def check(pending, running, cap: Capacity, d: Decisions) -> None:
             first, free_at_p = req, room
         else:
             assert d.waiting[req.job_id] == ("priority" if _fits(req, room) else "resources")
+            if d.waiting[req.job_id] == "priority":  # it says which job it must not delay
+                assert d.behind[req.job_id] == first.job_id
+    assert set(d.behind) == {j for j, why in d.waiting.items() if why == "priority"}
+
+    # 3'. EASY backfill: with known end bounds, P has a reserved start, and nothing started in this
+    # call moves it later; it is used whenever P waits on resources alone and the bounds are known.
+    if first is not None:
+        above = [(j, a) for j, a in d.start if rank_of[j] < rank_of[first.job_id]]
+        expected = None
+        if d.waiting[first.job_id] == "resources":
+            expected = ref_reserved_start(first, cap, _holders(running, above, reqs, now), now)
+        assert d.reserved == (None if expected is None else (first.job_id, expected))
+        if expected is not None:
+            assert ref_reserved_start(first, cap, _holders(running, d.start, reqs, now), now) == expected, (
+                "a backfilled job delays the reserved start of the first blocked job")
+            assert not d.preempt
+            return
+    else:
+        assert d.reserved is None
 
     # 3. Backfill safety: for each job J started below P, what ranks below P (J and the jobs
     # started before it in this call, running jobs that keep their resources) leaves room for
@@ -237,6 +287,30 @@ def scenarios(draw):
 def test_properties_of_one_decision(scenario):
     pending, running, cap = scenario
     check(pending, running, cap, schedule(pending, running, cap))
+
+
+BOUND = st.one_of(st.none(), st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0]))
+
+
+@st.composite
+def timed_scenarios(draw):
+    """Like `scenarios`, with end bounds on most running jobs and limits on most pending ones."""
+    pending, running, cap = draw(scenarios())
+    now = draw(st.sampled_from([0.0, 100.0]))
+    all_known = draw(st.booleans())  # often every bound is known, so EASY applies
+    def bound():
+        b = draw(BOUND)
+        return draw(st.sampled_from([1.0, 4.0, 9.0])) if b is None and all_known else b
+    running = [replace(r, ends_by=None if (b := bound()) is None else now - 1.0 + b) for r in running]
+    pending = [replace(r, limit=bound()) for r in pending]
+    return pending, running, cap, now
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(timed_scenarios())
+def test_properties_of_one_decision_with_time_limits(scenario):
+    pending, running, cap, now = scenario
+    check(pending, running, cap, schedule(pending, running, cap, now), now)
 
 
 # --------------------------------------------------------------------------------------------
