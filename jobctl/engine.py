@@ -22,6 +22,9 @@ from jobctl.store import dumps, loads, transition
 RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before attempt 2, 3, ...
 NEVER_STARTED_AFTER = 10.0
 QUEUE_WINDOW = 64  # waiting jobs the scheduler looks at in one pass, best-ranked first
+# Past its timeout a job still gets the kill grace, and a moment to be seen ending: the end bounds
+# that backfill plans with (scheduler.py) add both, to running jobs and to candidates alike.
+END_SLACK = 5.0
 
 
 @dataclass
@@ -206,9 +209,9 @@ class Engine:
         if not pending:
             return
         by_id = {row["id"]: row for row in pending}
-        requests = [request_of(row) for row in pending]
-        running = [running_of(row) for row in self.holding(conn)]
-        decisions = schedule(requests, running, self.capacity)
+        requests = [request_of(row, self.limit(conn, row)) for row in pending]
+        running = [running_of(row, self.ends_by(conn, row)) for row in self.holding(conn)]
+        decisions = schedule(requests, running, self.capacity, now)
         actions.more = (len(rows) >= QUEUE_WINDOW and bool(decisions.start)
                         and "resources" not in decisions.waiting.values())
         for job_id, alloc in decisions.start:
@@ -220,9 +223,36 @@ class Engine:
                 actions.cancel.append((backend_id(job_id, row["attempt"]), "preempted", self.grace, None))
         for job_id, why in decisions.waiting.items():
             row = by_id[job_id]
-            if row["state"] == states.PENDING and row["reason"] != why:
-                conn.execute("UPDATE jobs SET reason = ?, detail = ? WHERE id = ?",
-                             (why, states.REASON_TEXT.get(why, why), job_id))
+            detail, message = states.REASON_TEXT.get(why, why), row["message"]
+            if job_id in decisions.behind:  # fits the free resources, but a blocked job comes first
+                ahead = decisions.behind[job_id]
+                detail = f"behind {ahead}"
+                message = f"waits behind job {ahead} ({by_id[ahead]['name']}), which needs the free resources first"
+                if decisions.reserved and decisions.reserved[0] == ahead:
+                    import datetime as dt
+
+                    due = dt.datetime.fromtimestamp(decisions.reserved[1]).strftime("%H:%M:%S")
+                    message += f" (due to start by {due}); it would still run then"
+            elif (message or "").startswith("waits behind job"):
+                message = None  # no longer true
+            if row["state"] == states.PENDING and (row["reason"], row["detail"], row["message"]) != (why, detail, message):
+                conn.execute("UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE id = ?",
+                             (why, detail, message, job_id))
+
+    def limit(self, conn: sqlite3.Connection, row: sqlite3.Row) -> float | None:
+        """How long a waiting job may hold resources once started (None: no timeout)."""
+        timeout = self.spec(conn, row["spec_id"]).timeout
+        return None if timeout is None else timeout + self.grace + END_SLACK
+
+    def ends_by(self, conn: sqlite3.Connection, row: sqlite3.Row) -> float | None:
+        """A time by which a job holding resources will have ended: its timeout; None when unknown
+        (no timeout, or frozen during this attempt: frozen time does not count against it)."""
+        limit = self.limit(conn, row)
+        if limit is None or row["started_at"] is None or (row["state"] == states.SUSPENDED and row["reason"] == "user"):
+            return None
+        frozen = conn.execute("SELECT 1 FROM events WHERE job_id = ? AND to_state = 'SUSPENDED' AND reason = 'user'"
+                              " AND at >= ? LIMIT 1", (row["id"], row["started_at"])).fetchone()
+        return None if frozen else row["started_at"] + limit
 
     def _start(self, conn: sqlite3.Connection, job: sqlite3.Row, alloc: Allocation, now: float, actions: Actions) -> None:
         attempt = job["attempt"] + 1
@@ -298,16 +328,17 @@ def dependency_outcome(deps: list[sqlite3.Row]) -> tuple[str, str | None, str | 
     return ("wait", None, None) if waiting else ("ok", None, None)
 
 
-def request_of(row: sqlite3.Row) -> Request:
+def request_of(row: sqlite3.Row, limit: float | None = None) -> Request:
     n = row["num_nodes"]
     accs = tuple((str(name).upper(), int(count) * n) for name, count in loads(row["accelerators"], []))
-    return Request(row["id"], row["priority"], row["submitted_at"], row["cpus"] * n, row["memory_mib"] * n, accs)
+    return Request(row["id"], row["priority"], row["submitted_at"], row["cpus"] * n, row["memory_mib"] * n, accs,
+                   limit)
 
 
-def running_of(row: sqlite3.Row) -> Running:
+def running_of(row: sqlite3.Row, ends_by: float | None = None) -> Running:
     alloc = loads(row["alloc"], {})
     devices = ((alloc["accelerator"], tuple(alloc["devices"])),) if alloc.get("devices") else ()
     frozen = row["state"] == states.SUSPENDED and row["reason"] not in ("system", "released")
     releasing = row["state"] in (states.SUSPENDED, states.KILLED) and not frozen
     return Running(row["id"], row["priority"], row["submitted_at"], alloc.get("cpus", 0.0), alloc.get("memory_mib", 0),
-                   devices, preemptible=not (frozen or releasing), releasing=releasing)
+                   devices, preemptible=not (frozen or releasing), releasing=releasing, ends_by=ends_by)

@@ -160,3 +160,42 @@ def test_a_capacity_change_reaches_a_running_supervisor(jobctl, home):
     assert jobctl("logs", proc.stdout.strip()).stdout.strip() == "0,1"
     capacity = json.loads(jobctl("supervisor", "status", "--json", check=True).stdout)["capacity"]
     assert capacity["accelerators"] == {"H100": 2}
+
+
+def test_backfill_starts_a_short_job_that_cannot_delay_the_blocked_one(jobctl, home):
+    """A (1 CPU, timeout) runs, B (2 CPUs) waits; C (0.5 CPU) ends before A's timeout: it starts
+    now; D (0.5 CPU) would still run when B is due to start: it waits, and says behind which job."""
+    jobctl.config("capacity.cpus", "2")
+    a = jobctl.launch(write_job(home, "a", "timeout: 10m\nresources: {cpus: 1}\nrun: sleep 120\n"))
+    jobctl.wait_state(a, "ACTIVE", timeout=30)
+    b = jobctl.launch(write_job(home, "b", "resources: {cpus: 2}\nrun: 'true'\n"))
+    c = jobctl.launch(write_job(home, "c", "timeout: 30s\nresources: {cpus: 0.5}\nrun: echo backfilled\n"))
+    d = jobctl.launch(write_job(home, "d", "timeout: 1h\nresources: {cpus: 0.5}\nrun: 'true'\n"))
+    e = jobctl.launch(write_job(home, "e", "resources: {cpus: 0.5}\nrun: 'true'\n"))  # no timeout
+    job = jobctl.wait_state(c, "COMPLETED", timeout=30)
+    assert jobctl("logs", str(c)).stdout == "backfilled\n"
+    for waiting in (d, e):
+        job = wait_until(lambda: (j := jobctl.job(waiting))["status"] == f"PENDING (behind {b})" and j, 30,
+                         f"job {waiting} to wait behind job {b}")
+        assert job["reason"] == "priority" and f"waits behind job {b} (b)" in job["message"]
+    assert "due to start by" in jobctl.job(d)["message"]
+    row = next(j for j in json.loads(jobctl("status", "--json", check=True).stdout) if j["id"] == d)
+    assert row["status"] == f"PENDING (behind {b})"
+    assert (jobctl.state(a), jobctl.state(b)) == ("ACTIVE", "PENDING")
+    jobctl("kill", str(a), "--grace", "0", check=True)
+    for job_id in (b, d, e):  # B first, then the others
+        jobctl.wait_state(job_id, "COMPLETED", timeout=30)
+    assert jobctl.job(b)["started_at"] <= jobctl.job(d)["started_at"]
+
+
+def test_without_time_limits_backfill_stays_conservative(jobctl, home):
+    jobctl.config("capacity.cpus", "2")
+    a = jobctl.launch(write_job(home, "a", "resources: {cpus: 1}\nrun: sleep 120\n"))  # no timeout
+    jobctl.wait_state(a, "ACTIVE", timeout=30)
+    b = jobctl.launch(write_job(home, "b", "resources: {cpus: 2}\nrun: 'true'\n"))
+    c = jobctl.launch(write_job(home, "c", "timeout: 5s\nresources: {cpus: 0.5}\nrun: 'true'\n"))
+    job = wait_until(lambda: (j := jobctl.job(c))["status"] == f"PENDING (behind {b})" and j, 30,
+                     f"job {c} to wait behind job {b}")
+    assert job["attempt"] == 0 and "due to start" not in job["message"]
+    jobctl("kill", str(a), "--grace", "0", check=True)
+    jobctl.wait_state(c, "COMPLETED", timeout=30)
