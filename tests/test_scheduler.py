@@ -331,14 +331,15 @@ def simulate(cap: Capacity, workload: list, rounds: int, arrive=None) -> dict[in
             reqs[req.job_id] = (req, 3, False)
             pending[req.job_id] = req
         current = [r for r, _ in running.values()]
-        d = schedule(list(pending.values()), current, cap)
-        check(list(pending.values()), current, cap, d)
+        d = schedule(list(pending.values()), current, cap, float(rnd))
+        check(list(pending.values()), current, cap, d, float(rnd))
         for job_id, alloc in d.start:
             req, duration, frozen = reqs[job_id]
             del pending[job_id]
             devices = ((alloc.accelerator, alloc.devices),) if alloc.accelerator else ()
+            ends_by = None if req.limit is None or frozen else rnd + req.limit
             running[job_id] = [Running(job_id, req.priority, req.order, alloc.cpus,
-                                       alloc.memory_mib, devices, not frozen), duration]
+                                       alloc.memory_mib, devices, not frozen, ends_by=ends_by), duration]
         for job_id in d.preempt:
             running[job_id][0] = replace(running[job_id][0], preemptible=False, releasing=True)
         for job_id, (job, left) in list(running.items()):  # time passes
@@ -361,9 +362,11 @@ def workloads(draw):
     jobs = []
     for job_id in range(1, draw(st.integers(1, 15)) + 1):
         at = draw(st.integers(0, 10))
+        duration = draw(st.integers(1, 5))
+        limit = draw(st.one_of(st.none(), st.integers(0, 3).map(lambda k: float(duration + k))))
         req = Request(job_id, draw(st.integers(0, 2)), float(at), draw(CPUS), draw(MEM),
-                      tuple(draw(ALTS)))
-        jobs.append((at, req, draw(st.integers(1, 5)), draw(st.booleans())))
+                      tuple(draw(ALTS)), limit)  # some with a known limit (>= the duration)
+        jobs.append((at, req, duration, draw(st.booleans())))
     return cap, jobs
 
 
