@@ -83,7 +83,7 @@ def test_a_kill_then_retry_gives_a_fresh_budget(jobctl, home):
 def test_a_preempted_attempt_does_not_use_up_the_retries(jobctl, home):
     jobctl.config("capacity.cpus", "1")
     low = jobctl.launch(write_job(home, "low", "retries: 1\nrun: |\n  echo attempt $JOBCTL_ATTEMPT\n"
-                                               "  sleep 3\n  exit 1\n"))
+                                               "  if [ $JOBCTL_ATTEMPT = 1 ]; then sleep 60; fi\n  exit 1\n"))
     jobctl.wait_state(low, "ACTIVE", timeout=20)
     high = jobctl.launch(write_job(home, "high", "priority: 5\nrun: echo attempt $JOBCTL_ATTEMPT\n"))
     jobctl.wait_state(high, "COMPLETED", timeout=30)
