@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from jobctl import capacity as capacity_mod
 from jobctl.backends.local import LocalBackend
@@ -134,6 +135,7 @@ class Supervisor:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
         waited = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])  # whoever started us may have blocked signals
         if not self.acquire_lock(wait=5.0):
             return 0  # another supervisor holds this home
         self.paths.ensure()
@@ -332,16 +334,64 @@ class Supervisor:
 
 
 def spawn_detached(paths: Paths) -> None:
-    """Start a supervisor in the background, detached from the terminal (its own session)."""
+    """Start a supervisor in the background, fully detached: its own session, no terminal, and nobody's
+    child (an intermediate process starts it and exits at once; it is reaped here), so a long-lived
+    caller such as `launch --wait` never holds it as an unreaped zombie. The caller's blocked signals
+    (a runner blocks several) do not carry over."""
     paths.ensure()
-    log = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    env = dict(os.environ)
+    if env.get("JOBCTL_HOME"):  # the same home whatever the folder the supervisor and its runners work in
+        env["JOBCTL_HOME"] = str(Path(env["JOBCTL_HOME"]).expanduser().resolve())
+    argv = [sys.executable, "-m", "jobctl.supervisor"]
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, str(paths.supervisor_log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+               (os.POSIX_SPAWN_DUP2, 1, 2)]
+    defaults = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+    pid = os.fork()
+    if pid == 0:  # the intermediate: start the supervisor in a new session and leave at once
+        code = 0
+        try:
+            os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True, setsigmask=(),
+                           setsigdef=defaults)
+        except BaseException:  # noqa: BLE001 - nothing to report to: the caller only sees no supervisor
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+def supervisor_running(paths: Paths) -> bool:
+    """True when a supervisor holds this home's lock (alive, or starting). Never blocks, never wakes it."""
     try:
-        subprocess.Popen(
-            [sys.executable, "-m", "jobctl.supervisor"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-        )
+        fd = os.open(paths.lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
     finally:
-        os.close(log)
+        os.close(fd)
+
+
+def start_if_absent(paths: Paths) -> bool:
+    """Start a supervisor unless one holds the lock; True when one was started.
+
+    The lock is held while the new one is started, so of many callers at once (runners ending together
+    after a crash, several waiters) only one starts a supervisor; it takes the lock when this returns.
+    """
+    make_private_dir(paths.runtime)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        spawn_detached(paths)
+        return True
+    finally:
+        os.close(fd)
 
 
 def main() -> int:
