@@ -3,7 +3,8 @@
 It sleeps until something happens (a CLI wake-up on its socket, a runner exiting, a timer),
 then runs one `Engine.tick` in one write transaction, commits, and only then forks runners and
 sends signals. Signal handlers only set flags or write to a wake-up pipe. It exits after
-`supervisor.idle_exit` with nothing to do; `launch` starts it again on demand.
+`supervisor.idle_exit` with nothing to do; `launch` starts it again on demand, and so do a runner
+whose attempt ends while none listens and every command that shows or waits on live local jobs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -358,21 +358,6 @@ def spawn_detached(paths: Paths) -> None:
         finally:
             os._exit(code)
     os.waitpid(pid, 0)
-
-
-def supervisor_running(paths: Paths) -> bool:
-    """True when a supervisor holds this home's lock (alive, or starting). Never blocks, never wakes it."""
-    try:
-        fd = os.open(paths.lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def start_if_absent(paths: Paths) -> bool:
