@@ -85,9 +85,12 @@ class Service:
             return True
         except OSError:
             if start:
-                from jobctl.supervisor import spawn_detached
+                from jobctl.supervisor import exiting, spawn_detached, start_if_absent
 
-                spawn_detached(self.paths)
+                # None answers: start one, unless one holds the lock and is still starting (its first pass
+                # sees what we just recorded). One that is leaving gets a successor, which waits for the lock.
+                if not start_if_absent(self.paths) and exiting(self.paths):
+                    spawn_detached(self.paths)
             return False
 
     def refresh_local(self) -> None:
