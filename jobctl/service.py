@@ -100,8 +100,6 @@ class Service:
         does, so doing it twice is harmless); and when live local jobs exist and no supervisor holds the
         lock (it was killed or stopped), one is started (SPEC section 7: the supervisor comes back by itself).
         """
-        from jobctl.errors import JobctlError
-
         store = self.store
         conn = store.conn
         holding = conn.execute("SELECT id, attempt FROM jobs WHERE alloc IS NOT NULL AND backend = 'local'").fetchall()
@@ -114,8 +112,9 @@ class Service:
             try:
                 with store.write() as wconn:
                     engine.record_ended(wconn, time.time())
-            except JobctlError:
-                pass  # shown as recorded; a supervisor records it later
+            except Exception:  # noqa: BLE001 - a busy or damaged file: show what is recorded; a supervisor retries
+                if os.environ.get("JOBCTL_DEBUG") not in (None, "", "0"):
+                    raise
         if store.read_only or time.monotonic() < self._started_supervisor + 5.0:
             return
         live = conn.execute(
