@@ -96,7 +96,10 @@ def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> Acti
     if row["backend"] == "slurm" and row["backend_id"]:
         _backend(service, row).cancel(row["backend_id"])
     elif fresh["alloc"] is not None:
-        LocalBackend(service.paths.logs).cancel(backend_id(row["id"], fresh["attempt"]), grace, "killed")
+        try:
+            LocalBackend(service.paths.logs).cancel(backend_id(row["id"], fresh["attempt"]), grace, "killed")
+        except OSError:
+            pass  # the kill is recorded: the runner reads kill.json as it starts, the supervisor sends it again
     return _result(row, True, f"job {row['id']} killed", states.KILLED)
 
 

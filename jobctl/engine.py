@@ -76,9 +76,17 @@ class Engine:
         """Jobs whose processes may exist: running, frozen, or still ending after a kill or preemption."""
         return conn.execute("SELECT * FROM jobs WHERE alloc IS NOT NULL AND backend = 'local'").fetchall()
 
-    def observe(self, conn: sqlite3.Connection, now: float, own: dict[str, int], actions: Actions) -> None:
+    def record_ended(self, conn: sqlite3.Connection, now: float) -> None:
+        """Record only the attempts whose runner wrote its result: safe from any process, with or without a
+        supervisor (each end is a compare-and-set), so a command shows the true end even after a crash."""
+        self.observe(conn, now, {}, Actions(), ended_only=True)
+
+    def observe(self, conn: sqlite3.Connection, now: float, own: dict[str, int], actions: Actions,
+                ended_only: bool = False) -> None:
         for job in self.holding(conn):
             bid = backend_id(job["id"], job["attempt"])
+            if ended_only and not (self.backend.attempt_dir(bid) / "result.json").exists():
+                continue
             obs = self.backend.observe(bid, job["num_nodes"])
             for w in obs.workers:
                 conn.execute(
@@ -99,11 +107,26 @@ class Engine:
                     self._requeue_unstarted(conn, job, now)
                 continue
             if obs.state in ("ACTIVE", "FAILING"):
+                ending = self._ending_reason(job)
+                if ending:  # recorded as ending, yet its attempt runs: the signal may have been lost, send it again
+                    actions.cancel.append((bid, ending, self.grace, None))
+                    continue
                 if obs.state == "FAILING" and job["state"] == states.ACTIVE:
                     transition(conn, job["id"], states.FAILING, expect={states.ACTIVE}, reason="workers_failed",
                                detail=obs.message, now=now)
                 continue
             self._finish_attempt(conn, job, obs, now, actions)
+
+    @staticmethod
+    def _ending_reason(job: sqlite3.Row) -> str | None:
+        """Why a job's attempt must end although it still runs: killed, released or preempted; else None."""
+        if job["state"] == states.KILLED:
+            return "killed"
+        if job["state"] == states.SUSPENDED and job["reason"] == "released":
+            return "released"
+        if job["state"] == states.SUSPENDED and job["reason"] == "system":
+            return "preempted"
+        return None
 
     def _requeue_unstarted(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float) -> None:
         conn.execute("DELETE FROM workers WHERE job_id = ? AND attempt = ?", (job["id"], job["attempt"]))
@@ -117,9 +140,11 @@ class Engine:
 
     def _finish_attempt(self, conn: sqlite3.Connection, job: sqlite3.Row, obs: Any, now: float, actions: Actions) -> None:
         job_id, state = job["id"], job["state"]
+        # the job's real end (the runner's own clock), not the moment a supervisor noticed it
+        now = min(obs.ended_at or now, now)  # (a retry's backoff counts from there too)
         conn.execute(
             "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ? WHERE job_id = ? AND n = ?",
-            (obs.ended_at or now, obs.reason or obs.state.lower(), obs.exit_code, job_id, job["attempt"]),
+            (now, obs.reason or obs.state.lower(), obs.exit_code, job_id, job["attempt"]),
         )
         conn.execute("UPDATE jobs SET alloc = NULL WHERE id = ?", (job_id,))
         if state == states.KILLED:

@@ -141,14 +141,22 @@ def _follow_one(service: Service, job_id: int, rank: int | None, from_start: boo
             return None
         return log_files(service.paths.job_dir(job_id), r["attempt"], r["num_nodes"], rank)
 
+    next_check = [time.monotonic() + 1.0]
+
     def finished():
         r = row()
         if r["backend"] == "slurm":
             service.refresh_slurm([r])
             r = row()
+        elif r["state"] not in states.TERMINAL or r["alloc"] is not None:
+            if time.monotonic() >= next_check[0]:  # record an end nobody recorded; bring a killed supervisor back
+                service.refresh_local()
+                next_check[0] = time.monotonic() + 1.0
+                r = row()
         return r["state"] in states.TERMINAL and r["alloc"] is None
 
     service.wake_supervisor(start=True)
+    service.refresh_local()
     follow(files, finished, from_start=from_start)
 
 
@@ -178,6 +186,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail) 
 def describe(service: Service, selector: str, as_json: bool) -> None:
     from jobctl.views import clock, iso, job_json, resources
 
+    service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
     if row["backend"] == "slurm":
         service.refresh_slurm([row])
@@ -297,11 +306,20 @@ def supervisor_stop(service: Service) -> int:
     if info is None:
         console(stderr=True).print("supervisor not running", markup=False)
         return 0
-    info["proc"].terminate()
-    try:
-        info["proc"].wait(10)
-    except psutil.TimeoutExpired:
-        console(stderr=True).print(f"supervisor {info['pid']} did not stop within 10 s", markup=False)
-        return 1
+    proc = info["proc"]
+    proc.terminate()
+
+    def stopped() -> bool:  # a zombie (someone's unreaped child) has stopped too
+        try:
+            return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + 10
+    while not stopped():
+        if time.monotonic() > deadline:
+            console(stderr=True).print(f"supervisor {info['pid']} did not stop within 10 s", markup=False)
+            return 1
+        time.sleep(0.05)
     console(stderr=True).print(f"supervisor {info['pid']} stopped; running jobs keep running", markup=False)
     return 0

@@ -13,7 +13,8 @@ Files in the attempt folder:
   rank<N>.log          the worker's stdout and stderr
   rank<N>.exit         {"exit_code", "ended_at"}: written when a worker exits while others still run
                        (every exit code is in result.json at the end)
-  kill.json            {"reason", "grace", "message"}: a request to end the attempt (then SIGTERM)
+  kill.json            {"reason", "grace", "message"}: a request to end the attempt (then SIGTERM); read
+                       again after runner.json is written, so a kill that raced the start starts nothing
   result.json          the outcome, written last, just before the runner exits
 
 Signals (no handlers: they are blocked and taken with sigtimedwait, one loop, no races):
@@ -75,14 +76,60 @@ def exit_code_of(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def notify(sock_path: str) -> None:
-    """Wake the supervisor, if one is listening. Never fails."""
+def notify(sock_path: str) -> bool:
+    """Wake the supervisor, if one is listening; True when one was. Never fails."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(0.2)
             sock.connect(sock_path)
             sock.sendall(b"w")
+        return True
     except OSError:
+        return False
+
+
+def tell_supervisor(plan: dict[str, Any], home: Any) -> None:
+    """The attempt has ended: make sure a supervisor records it and moves the queue on (SPEC section 7).
+
+    The supervisor that forked us learns it from SIGCHLD; another one that adopted us, from the socket;
+    with none listening (it was killed), we start one, so a chain of jobs moves on with nobody typing.
+    """
+    if os.getppid() == plan.get("supervisor_pid"):
+        return
+    if notify(plan.get("socket", "")) or home is None:
+        return
+    try:
+        from jobctl.supervisor import start_if_absent
+
+        start_if_absent(home)
+    except Exception:  # noqa: BLE001 - the next jobctl command starts one as well
+        pass
+
+
+PR_SET_NAME = 15
+
+
+def set_title(title: str) -> None:
+    """Tell this runner apart from the supervisor it was forked from, in ps, top and psutil.
+
+    The short name (`comm`) through prctl(PR_SET_NAME); the command line by overwriting the argument
+    area in place, as setproctitle(3) does: when its last byte is not NUL, Linux shows the text up to
+    the first NUL. Best effort: a failure leaves the old title.
+    """
+    raw = title.encode()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw.split()[0][:15]), 0, 0, 0)  # its first word
+        with open("/proc/self/stat", "rb") as handle:
+            stat = handle.read()
+        fields = stat[stat.rindex(b")") + 2:].split()  # fields from the third (state) on
+        start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end (fields 48 and 49)
+        size = end - start
+        if start <= 0 or size < 2:
+            return
+        data = raw[:size - 1] + b"\0"
+        ctypes.memmove(start, data + b" " * (size - len(data)), size)
+    except (OSError, AttributeError, ValueError, IndexError):
         pass
 
 
@@ -300,6 +347,13 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
     try:
         attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_json(attempt_dir / "plan.json", plan)
+        set_title(f"jobctl-runner job {plan.get('job_id')} attempt {plan.get('attempt')}")
+        try:
+            from jobctl.paths import resolve
+
+            home = resolve()  # before the chdir into the job's workdir (JOBCTL_HOME may be relative)
+        except Exception:  # noqa: BLE001 - only needed to start a supervisor at the end
+            home = None
         os.setsid()
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -313,6 +367,16 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
 
         identity = {"pid": os.getpid(), "start": psutil.Process().create_time()}
         write_json(attempt_dir / "runner.json", identity)
+        # A kill that raced the start wrote kill.json before it could signal us (no runner.json yet):
+        # look for it only now, after runner.json, so that one of the two sides always sees the other.
+        request = read_json(attempt_dir / "kill.json")
+        if request is not None:
+            write_json(attempt_dir / "result.json", {
+                "outcome": request.get("reason", "killed"), "message": request.get("message"),
+                "exit_codes": [None] * int(plan.get("num_nodes", 1)), "failed": 0, "exit_code": None,
+                "ended_at": time.time()})
+            tell_supervisor(plan, home)
+            return
         runner = Runner(attempt_dir, plan)
         runner.identity = identity
         if runner.plan.get("memory_mib"):
@@ -331,15 +395,14 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
                 "outcome": "start_error", "message": f"could not start the job: {exc}",
                 "exit_codes": [], "failed": 0, "exit_code": None, "ended_at": time.time(),
             })
-            notify(runner.plan.get("socket", ""))
+            tell_supervisor(runner.plan, home)
             return
         runner.loop()
         result = runner.result()
         if runner.cgroup is not None:
             runner.cgroup.release()
         write_json(attempt_dir / "result.json", result)
-        if os.getppid() != runner.plan.get("supervisor_pid"):
-            notify(runner.plan.get("socket", ""))  # our supervisor is gone: tell the next one (else SIGCHLD does)
+        tell_supervisor(runner.plan, home)
     except BaseException:  # noqa: BLE001 - the runner must always leave a trace and exit
         import traceback
 

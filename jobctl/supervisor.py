@@ -3,7 +3,8 @@
 It sleeps until something happens (a CLI wake-up on its socket, a runner exiting, a timer),
 then runs one `Engine.tick` in one write transaction, commits, and only then forks runners and
 sends signals. Signal handlers only set flags or write to a wake-up pipe. It exits after
-`supervisor.idle_exit` with nothing to do; `launch` starts it again on demand.
+`supervisor.idle_exit` with nothing to do; `launch` starts it again on demand, and so do a runner
+whose attempt ends while none listens and every command that shows or waits on live local jobs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 from jobctl import capacity as capacity_mod
 from jobctl.backends.local import LocalBackend
@@ -30,6 +31,7 @@ from jobctl.units import parse_duration
 
 MEMORY_CHECK_EVERY = 0.25  # seconds, while jobs run
 LIVENESS_CHECK_EVERY = 1.0  # seconds, for runners adopted from an earlier supervisor
+LOCK_FD_ENV = "JOBCTL_SUPERVISOR_LOCK_FD"  # a held lock handed over by whoever started the supervisor
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -52,7 +54,9 @@ class Supervisor:
     # -- process plumbing ----------------------------------------------------------------------
     def acquire_lock(self, wait: float) -> bool:
         make_private_dir(self.paths.runtime)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._inherited_lock()
+        if fd is None:
+            fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -63,10 +67,31 @@ class Supervisor:
                     os.close(fd)
                     return False
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "started": self.started}).encode())
         self.lock_fd = fd
+        self.mark(exiting=False)
         return True
+
+    def mark(self, exiting: bool) -> None:
+        """Say in the lock file who holds it, and whether it is on its way out (not answering any more)."""
+        info = {"pid": os.getpid(), "started": self.started, **({"exiting": True} if exiting else {})}
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.lock_fd, 0)
+            os.pwrite(self.lock_fd, json.dumps(info).encode(), 0)
+
+    def _inherited_lock(self) -> int | None:
+        """The lock handed over by `start_if_absent` (already held: the lock was never free meanwhile)."""
+        number = os.environ.pop(LOCK_FD_ENV, None)
+        if not number:
+            return None
+        try:
+            fd = int(number)
+            held, ours = os.fstat(fd), os.stat(self.paths.lock)
+            if (held.st_dev, held.st_ino) != (ours.st_dev, ours.st_ino):
+                return None  # not our lock file: leave that descriptor alone
+            os.set_inheritable(fd, False)
+            return fd
+        except (ValueError, OSError):
+            return None
 
     def bind(self) -> None:
         path = self.paths.socket
@@ -134,6 +159,7 @@ class Supervisor:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
         waited = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])  # whoever started us may have blocked signals
         if not self.acquire_lock(wait=5.0):
             return 0  # another supervisor holds this home
         self.paths.ensure()
@@ -202,6 +228,7 @@ class Supervisor:
                 due = next_wake is not None and time.time() >= next_wake
                 need_tick = bool(ready) or due or (holding and mono >= next_liveness > 0)
         finally:
+            self.mark(exiting=True)
             self.unbind()
             self.store.close(checkpoint=True)  # leaves a self-contained database file behind
             from jobctl.cgroups import remove_pool
@@ -285,7 +312,12 @@ class Supervisor:
             store.close()
 
     def try_exit(self) -> bool:
-        """Stop listening, then check once more under the lock: a launch may have just landed."""
+        """Stop listening, then check once more under the lock: a launch may have just landed.
+
+        A launch that lands after that check finds no socket and a lock marked "exiting": it starts the
+        next supervisor, which takes the lock as this one leaves.
+        """
+        self.mark(exiting=True)
         self.unbind()
         with self.store.write() as conn:
             live = conn.execute(
@@ -293,6 +325,7 @@ class Supervisor:
             ).fetchone()[0]
         if live:
             self.bind()
+            self.mark(exiting=False)
             return False
         return True
 
@@ -331,17 +364,64 @@ class Supervisor:
                 self.backend.cancel(bid, 0.0, "out_of_memory", message)
 
 
-def spawn_detached(paths: Paths) -> None:
-    """Start a supervisor in the background, detached from the terminal (its own session)."""
+def spawn_detached(paths: Paths, lock_fd: int | None = None) -> None:
+    """Start a supervisor in the background, fully detached: its own session, no terminal, and nobody's
+    child (an intermediate process starts it and exits at once; it is reaped here), so a long-lived
+    caller such as `launch --wait` never holds it as an unreaped zombie. The caller's blocked signals
+    (a runner blocks several) do not carry over."""
     paths.ensure()
-    log = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    env = dict(os.environ)
+    env.pop(LOCK_FD_ENV, None)
+    if lock_fd is not None:
+        env[LOCK_FD_ENV] = str(lock_fd)
+    if env.get("JOBCTL_HOME"):  # the same home whatever the folder the supervisor and its runners work in
+        env["JOBCTL_HOME"] = str(Path(env["JOBCTL_HOME"]).expanduser().resolve())
+    argv = [sys.executable, "-m", "jobctl.supervisor"]
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, str(paths.supervisor_log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+               (os.POSIX_SPAWN_DUP2, 1, 2)]
+    defaults = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+    pid = os.fork()
+    if pid == 0:  # the intermediate: start the supervisor in a new session and leave at once
+        code = 0
+        try:
+            if lock_fd is not None:
+                os.set_inheritable(lock_fd, True)  # in this process only: the new supervisor holds the lock too
+            os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True, setsigmask=(),
+                           setsigdef=defaults)
+        except BaseException:  # noqa: BLE001 - nothing to report to: the caller only sees no supervisor
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+def exiting(paths: Paths) -> bool:
+    """True when the supervisor holding the lock has said it is leaving (it no longer answers)."""
     try:
-        subprocess.Popen(
-            [sys.executable, "-m", "jobctl.supervisor"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-        )
+        return bool(json.loads(paths.lock.read_text() or "{}").get("exiting"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def start_if_absent(paths: Paths) -> bool:
+    """Start a supervisor unless one holds the lock; True when one was started.
+
+    The lock is taken here and handed over to the new supervisor (it inherits the locked file), so it is
+    never free while a supervisor starts: of many callers at once (runners ending together after a
+    crash, several waiters), only one starts a supervisor.
+    """
+    make_private_dir(paths.runtime)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        spawn_detached(paths, lock_fd=fd)
+        return True
     finally:
-        os.close(log)
+        os.close(fd)
 
 
 def main() -> int:

@@ -73,9 +73,12 @@ class LocalBackend:
         self._signal(bid, signal.SIGUSR2)
 
     def cancel(self, bid: str, grace: float = 10.0, reason: str = "killed", message: str | None = None) -> bool:
+        """Ask the attempt to end: kill.json first (the runner reads it before it starts any worker, so a
+        kill that races the start is not lost), then SIGTERM if the runner already runs."""
         folder = self.attempt_dir(bid)
         if (folder / "result.json").exists():
             return False
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # the runner may not have made it yet
         if not (folder / "kill.json").exists():
             write_json(folder / "kill.json", {"reason": reason, "grace": grace, "message": message})
         return self._signal(bid, signal.SIGTERM)
@@ -100,7 +103,7 @@ class LocalBackend:
                     if w.state == "running":
                         w.state = "lost"
                 return Observation(bid, "FAILED", "worker_lost", "the job's processes vanished without an exit code",
-                                   ended_at=time.time(), workers=workers)
+                                   ended_at=_last_sign_of_life(folder), workers=workers)
             if alive is None:
                 return Observation(bid, "CREATED", workers=workers)  # forked, not yet started
             failed = sum(1 for w in workers if w.state == "exited" and w.exit_code != 0)
@@ -142,6 +145,15 @@ def _finished(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObse
         return Observation(bid, "FAILED", "exit_code", f"exit {code}", code, ended_at=ended, workers=workers)
     # ended on request (killed, released, preempted): the caller already holds the state it wants
     return Observation(bid, "KILLED", outcome, msg, code, ended_at=ended, workers=workers)
+
+
+def _last_sign_of_life(folder: Path) -> float:
+    """When a runner that left no result ended: at the machine's restart if it started before it, else now."""
+    import psutil
+
+    started = (read_json(folder / "runner.json") or {}).get("start") or 0.0
+    booted = psutil.boot_time()
+    return booted if started < booted else time.time()
 
 
 def _same_process(pid: int, start: float) -> bool:
