@@ -46,7 +46,8 @@ GIT_WORKDIR_KEYS = ("url", "ref")
 # - SkyPilot, github.com/skypilot-org/skypilot, sky/utils/schemas.py: get_task_schema() (task keys),
 #   _get_single_resources_schema() and get_resources_schema() (resources, with any_of/ordered);
 #   older releases: resources.spot_recovery (now job_recovery), resources.candidates (SkyPilot
-#   Benchmark, the old any_of) and the task key `experimental`; sky/resources.py
+#   Benchmark, the old any_of), resources.use_queued_resource (schemas.py at commit 042eba0) and the
+#   task key `experimental`; sky/resources.py
 #   RESOURCE_CONFIG_ALIASES (gpus = accelerators); sky/utils/dag_utils.py: the header document of a
 #   pipeline or job group (name, execution, primary_tasks, termination_delay).
 # - Konduktor, github.com/Trainy-ai/konduktor, konduktor/utils/schemas.py (a subset of SkyPilot's)
@@ -68,10 +69,11 @@ SCHEMA_TOP_KEYS: dict[str, str] = {
     # header keys of a job group (read in the first document; see load_jobfile)
     "primary_tasks": "ignored (every task of a job group runs to its own end)",
     "termination_delay": "ignored (every task of a job group runs to its own end)",
+    "placement": _CLOUD,  # job-group header of dag_utils.py at commit 1d36858 (SAME_INFRA)
 }
 SCHEMA_RESOURCE_KEYS: dict[str, str] = {
     **{key: _CLOUD for key in (
-        "cloud", "region", "zone", "infra", "instance_type", "use_spot", "volumes", "disk_size",
+        "cloud", "region", "zone", "infra", "instance_type", "use_spot", "use_queued_resource", "volumes", "disk_size",
         "ephemeral_storage", "disk_tier", "network_tier", "local_disk", "max_hourly_cost", "ports",
         "image_id", "accelerator_args", "priority_class", "_no_missing_accel_warnings",
         "_docker_login_config", "_is_image_managed", "_requires_fuse", "_cluster_config_overrides")},
@@ -80,7 +82,7 @@ SCHEMA_RESOURCE_KEYS: dict[str, str] = {
 # Read by handlers (not only warned about): alternatives, recovery, priority, the gpus alias.
 ALTERNATIVE_KEYS = ("any_of", "ordered", "candidates")
 RECOVERY_KEYS = ("job_recovery", "spot_recovery")
-HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay")
+HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay", "placement")
 EXECUTIONS = ("serial", "parallel")
 SKY_PRIORITY = (-1000, 1000)  # sky/skylet/constants.py MIN_PRIORITY, MAX_PRIORITY
 ALL_TOP_KEYS = TOP_KEYS + tuple(SCHEMA_TOP_KEYS) + ("execution",)
@@ -151,7 +153,7 @@ def _read_header(reader: NodeReader, header: dict[str, tuple[Node, Node]], loade
         if value not in EXECUTIONS:
             raise reader.error(node, "execution", f"expected serial or parallel, got {describe(node)}")
         loaded.parallel = value == "parallel"
-    for key in ("primary_tasks", "termination_delay"):
+    for key in ("primary_tasks", "termination_delay", "placement"):
         if key in header and not is_null(header[key][1]):
             reader.data(header[key][1], key)  # refuses unsupported tags and alias bombs
             loaded.warnings.append(reader.warning(header[key][0], key, SCHEMA_TOP_KEYS[key]))
