@@ -129,7 +129,7 @@ def load_jobfile(path: str, text: str | bytes | None = None) -> LoadedFile:
         fallback = stem if len(documents) == 1 else f"{stem}-{i}"[:128]
         if document is None and loaded.pipeline_name:
             fallback = loaded.pipeline_name
-        builder = _TaskBuilder(reader, base_dir, fallback, loaded.warnings)
+        builder = _TaskBuilder(reader, base_dir, fallback, loaded.warnings, loaded.problems)
         spec = builder.build(document, items)
         spec.source = os.path.abspath(path)
         loaded.tasks.append(spec)
@@ -162,9 +162,11 @@ def _read_header(reader: NodeReader, header: dict[str, tuple[Node, Node]], loade
 class _TaskBuilder:
     """Validates one task document into a JobSpec."""
 
-    def __init__(self, reader: NodeReader, base_dir: str, fallback_name: str, warnings: list[str]):
+    def __init__(self, reader: NodeReader, base_dir: str, fallback_name: str, warnings: list[str],
+                 problems: list[str]):
         self.r = reader
         self.warnings = warnings
+        self.problems = problems  # what a real launch refuses (a dry run only warns)
         self.spec = JobSpec(name=fallback_name, run="", workdir=base_dir)
         self.base_dir = base_dir
         self.resource_labels: dict[str, str] = {}
@@ -213,10 +215,15 @@ class _TaskBuilder:
             problem = "missing: SkyPilot would only provision; a real launch runs setup alone"
         else:
             problem = "missing: nothing to run (no run, no setup); a real launch is refused"
+            self._refuse(at, "run", "missing (a job needs a run command, or at least setup)")
         if at is None:
             self.warnings.append(f"{self.r.path}: run: {problem}")
         else:
             self.warnings.append(self.r.warning(at, "run", problem))
+
+    def _refuse(self, at: Node | None, key: str, problem: str) -> None:
+        """Loads (a dry run shows the plan), but a real launch is refused with this line."""
+        self.problems.append(f"{self.r.path}: {key}: {problem}" if at is None else self.r.warning(at, key, problem))
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -284,6 +291,7 @@ class _TaskBuilder:
         problem = workdir_problem(path)
         if problem:
             self.warnings.append(self.r.warning(node, key, f"{problem} (a real launch is refused)"))
+            self._refuse(node, key, problem)
 
     def _git_workdir(self, node: Node, key: str) -> None:
         fields = {}
@@ -305,7 +313,11 @@ class _TaskBuilder:
                                    f"expected a branch, tag or commit, got {describe(fields['ref'])}")
         local = local_git_path(url)
         if local is not None and not url.startswith("file://"):
-            url = os.path.abspath(os.path.join(self.base_dir, os.path.expanduser(local)))
+            url = local = os.path.abspath(os.path.join(self.base_dir, os.path.expanduser(local)))
+        if local is not None and not os.path.exists(local):
+            problem = f"{quote(local, 200)} does not exist (the git repository to clone)"
+            self.warnings.append(self.r.warning(fields["url"], url_key, f"{problem}; a real launch is refused"))
+            self._refuse(fields["url"], url_key, problem)
         self.spec.workdir_git = {"url": url, "ref": ref}
 
     def _execution(self, node: Node, key: str) -> None:

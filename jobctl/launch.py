@@ -95,6 +95,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
     for path in files:
         loaded = load_jobfile(path)
         plan.warnings.extend(loaded.warnings)
+        plan.problems.extend(loaded.problems)  # a workdir missing here, nothing to run, ...
         if options.name and len(loaded.tasks) > 1 and not loaded.pipeline_name:
             raise UsageError("--name: this file holds several jobs; name them in the file instead")
         previous: int | None = None
@@ -109,7 +110,9 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
                 plan.problems.append(text)
-            plan.problems.extend(f"{loaded.path}: {problem}" for problem in _workdir_and_run_problems(spec, backend))
+            if spec.workdir_git and backend == "slurm":
+                plan.problems.append(f"{loaded.path}: workdir: a git repository is cloned by the local backend "
+                                     "only; clone it on the cluster's shared storage and give that folder")
             if spec.file_mounts and backend == "local":
                 plan.problems.append(f"{loaded.path}: file_mounts: not supported by the local backend "
                                      "(copy the files into the workdir, or use --backend slurm with shared storage)")
@@ -136,29 +139,6 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                           "why_not": fit, "array": len(indices) if indices != [None] else None,
                           "depends_on": [d.ref for d in spec.depends_on], "priority": spec.priority})
     return plan, [dict(t, indices=indices, env=env_values, secret=env_secret) for t in tasks]
-
-
-def _workdir_and_run_problems(spec: JobSpec, backend: str) -> list[str]:
-    """What a real launch refuses (a dry run shows it): a workdir missing here, a local git
-    repository that does not exist, a git workdir on Slurm, nothing to run."""
-    from jobctl.jobfile import local_git_path, workdir_problem
-
-    problems = []
-    git = spec.workdir_git
-    if git is None:
-        problem = workdir_problem(spec.workdir)
-        if problem:
-            problems.append(f"workdir: {problem}")
-    else:
-        local = local_git_path(git["url"])
-        if local is not None and not os.path.exists(local):
-            problems.append(f"workdir.url: {local} does not exist (the git repository to clone)")
-        if backend == "slurm":
-            problems.append("workdir: a git repository is cloned by the local backend only; "
-                            "clone it on the cluster's shared storage and give that folder")
-    if not spec.run.strip() and not spec.setup:
-        problems.append("run: missing (a job needs a run command, or at least setup)")
-    return problems
 
 
 def local_capacity(service: Service, with_gpus: bool):

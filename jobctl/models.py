@@ -62,3 +62,4 @@ class LoadedFile:
     warnings: list[str] = field(default_factory=list)
     pipeline_name: str | None = None
     parallel: bool = False  # a job group (`execution: parallel`): the tasks run side by side
+    problems: list[str] = field(default_factory=list)  # "file:line: key: why": a real launch refuses

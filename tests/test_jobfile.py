@@ -621,3 +621,13 @@ def test_fuzz_schema_key_space(documents: list[dict[str, object]]) -> None:
     assert loaded.tasks
     for spec in loaded.tasks:
         assert JobSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_what_a_real_launch_refuses_is_listed_with_its_place(load: Loader, tmp_path: Path) -> None:
+    loaded = load("workdir: nope\nresources: {cpus: 1}\n---\nworkdir: {url: ./no-repo}\nsetup: echo\n")
+    assert loaded.problems == [
+        f'job.yaml:1: workdir: "{tmp_path}/nope" does not exist here',
+        "job.yaml:1: run: missing (a job needs a run command, or at least setup)",
+        f'job.yaml:4: workdir.url: "{tmp_path}/no-repo" does not exist (the git repository to clone)',
+    ]
+    assert load("run: x\n").problems == []

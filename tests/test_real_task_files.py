@@ -90,7 +90,7 @@ def test_dry_run_warnings_of_real_files(jobctl: Jobctl) -> None:
     assert proc.returncode == 0
     missing = str(TASKS / "mistral")
     assert f'{axolotl}:10: workdir: "{missing}" does not exist here (a real launch is refused)' in proc.stderr
-    assert f'would refuse: {axolotl}: workdir: "{missing}" does not exist here' in proc.stdout
+    assert f'would refuse: {axolotl}:10: workdir: "{missing}" does not exist here' in proc.stdout
     proc = jobctl("launch", "--dry-run", str(TASKS / "skypilot__examples__job-group-sdk__job_group.yaml"))
     assert proc.returncode == 0 and "server" in proc.stdout and "client" in proc.stdout
 
@@ -147,7 +147,7 @@ def test_git_workdir_that_does_not_exist_here_is_refused(jobctl: Jobctl, tmp_pat
     job = write_job(tmp_path, "gone", f"workdir: {{url: 'file://{gone}', ref: v1}}\nrun: echo hi\n")
     proc = jobctl("launch", str(job))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"workdir.url: {gone} does not exist" in proc.stderr
+    assert f'{job}:1: workdir.url: "{gone}" does not exist (the git repository to clone)' in proc.stderr
     assert count_jobs(jobctl.home) == 0
     assert jobctl("launch", "--dry-run", str(job)).returncode == 0
 
@@ -160,7 +160,7 @@ def test_missing_workdir_dry_runs_but_a_real_launch_is_refused(jobctl: Jobctl, t
     proc = jobctl("launch", str(job))
     path = os.path.join(tmp_path, workdir)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f'workdir: "{path}" does not exist here' in proc.stderr
+    assert f'{job}:1: workdir: "{path}" does not exist here' in proc.stderr
     assert count_jobs(jobctl.home) == 0
 
 
@@ -179,7 +179,7 @@ def test_a_file_with_nothing_to_run_is_refused_naming_run(jobctl: Jobctl, tmp_pa
     assert jobctl("launch", "--dry-run", str(job)).returncode == 0
     proc = jobctl("launch", str(job))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "run: missing (a job needs a run command, or at least setup)" in proc.stderr
+    assert f"{job}:1: run: missing (a job needs a run command, or at least setup)" in proc.stderr
     assert count_jobs(jobctl.home) == 0
 
 
