@@ -319,7 +319,7 @@ class Engine:
 
         return {
             "job_id": job["id"], "attempt": attempt, "num_nodes": n, "run": spec.run, "setup": spec.setup,
-            "workdir": spec.workdir, "env": env, "rank_env": rank_env, "timeout": spec.timeout,
+            "workdir": spec.workdir, "workdir_git": spec.workdir_git, "env": env, "rank_env": rank_env, "timeout": spec.timeout,
             "timeout_text": format_duration(spec.timeout) if spec.timeout else None,
             "grace": self.grace, "socket": self.socket_path, "memory_mib": job["memory_mib"] * n,
             "supervisor_pid": os.getpid(), "cgroup_pool": self.cgroup_pool,

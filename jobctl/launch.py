@@ -95,6 +95,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
     for path in files:
         loaded = load_jobfile(path)
         plan.warnings.extend(loaded.warnings)
+        plan.problems.extend(loaded.problems)  # a workdir missing here, nothing to run, ...
         if options.name and len(loaded.tasks) > 1 and not loaded.pipeline_name:
             raise UsageError("--name: this file holds several jobs; name them in the file instead")
         previous: int | None = None
@@ -109,13 +110,16 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
                 plan.problems.append(text)
+            if spec.workdir_git and backend == "slurm":
+                plan.problems.append(f"{loaded.path}: workdir: a git repository is cloned by the local backend "
+                                     "only; clone it on the cluster's shared storage and give that folder")
             if spec.file_mounts and backend == "local":
                 plan.problems.append(f"{loaded.path}: file_mounts: not supported by the local backend "
                                      "(copy the files into the workdir, or use --backend slurm with shared storage)")
             task = {
                 "spec": spec, "cpus": spec.cpus if spec.cpus is not None else default_cpus,
                 "memory_mib": spec.memory_mib if spec.memory_mib is not None else default_mem,
-                "after": previous, "path": loaded.path,
+                "after": None if loaded.parallel else previous, "path": loaded.path,
             }
             previous = len(tasks)
             tasks.append(task)

@@ -24,6 +24,7 @@ class JobSpec:
     run: str
     setup: str | None = None
     workdir: str = "."  # absolute after validation
+    workdir_git: dict[str, Any] | None = None  # {"url", "ref"}: cloned into each attempt's folder
     num_nodes: int = 1
     cpus: float | None = None  # None: the [defaults] of config.toml
     memory_mib: int | None = None  # None: the [defaults] of config.toml
@@ -60,3 +61,5 @@ class LoadedFile:
     tasks: list[JobSpec]
     warnings: list[str] = field(default_factory=list)
     pipeline_name: str | None = None
+    parallel: bool = False  # a job group (`execution: parallel`): the tasks run side by side
+    problems: list[str] = field(default_factory=list)  # "file:line: key: why": a real launch refuses

@@ -216,6 +216,11 @@ class Runner:
         write_json(self.dir / "runner.json", {**self.identity, "workers": {str(r): p for p, r in self.workers.items()}})
 
     def chdir(self) -> None:
+        git = self.plan.get("workdir_git")
+        if git:  # a git workdir: a fresh clone at the ref, in this attempt's folder
+            from jobctl.gitworkdir import clone
+
+            self.plan["workdir"] = str(clone(git["url"], git.get("ref"), self.dir / "workdir"))
         os.chdir(self.plan["workdir"])
 
     def reap(self) -> None:

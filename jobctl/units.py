@@ -203,6 +203,20 @@ _COUNT_RE = re.compile(r"[0-9]{1,9}")
 _FRACTION_RE = re.compile(r"[0-9]*\.[0-9]+")
 
 
+class FractionalAccelerators(ValueError):
+    """A fraction of an accelerator (SkyPilot's "T4:0.5", a shared GPU). Devices are handed out
+    whole here: a job file may round it up to `whole` (with a warning); options refuse it."""
+
+    def __init__(self, message: str, whole: int):
+        super().__init__(message)
+        self.whole = whole
+
+
+def _fraction(message: str, value: float) -> ValueError:
+    whole = math.ceil(value) if math.isfinite(value) and value > 0 else 0
+    return FractionalAccelerators(message, whole) if 1 <= whole <= MAX_ACCELERATORS else ValueError(message)
+
+
 def parse_accelerator(text: str) -> tuple[str, int]:
     """ "H100:8" -> ("H100", 8); "H100" -> ("H100", 1)."""
     name, colon, count_text = text.strip().rpartition(":")
@@ -214,7 +228,7 @@ def parse_accelerator(text: str) -> tuple[str, int]:
     if _COUNT_RE.fullmatch(count_text):
         return name, accelerator_count(int(count_text))
     if _FRACTION_RE.fullmatch(count_text):  # SkyPilot allows "A100:0.5"; we hand out whole devices
-        raise ValueError(f"{_FRACTION_PROBLEM}, got {quote(text)}")
+        raise _fraction(f"{_FRACTION_PROBLEM}, got {quote(text)}", float(count_text))
     raise ValueError(f"{ACCELERATOR_EXPECTED}, got {quote(text)}")
 
 
@@ -223,7 +237,7 @@ def accelerator_count(value: object) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, float) and math.isfinite(value):
-        raise ValueError(f"{_FRACTION_PROBLEM}, got {describe_value(value)}")
+        raise _fraction(f"{_FRACTION_PROBLEM}, got {describe_value(value)}", value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a number of accelerators, got {describe_value(value)}")
     if not 1 <= value <= MAX_ACCELERATORS:
