@@ -215,7 +215,8 @@ def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    raise typer.Exit(output.report(control.bulk(svc, jobs or [], all_jobs, "start", lambda r: control.start(svc, r)), as_json))
+    results = control.bulk(svc, jobs or [], all_jobs, "start", lambda r: control.start(svc, r))
+    raise typer.Exit(output.report(results, as_json))
 
 
 @app.command()
@@ -228,7 +229,8 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    raise typer.Exit(output.report(control.bulk(svc, jobs or [], all_jobs, "retry", lambda r: control.retry(svc, r)), as_json))
+    results = control.bulk(svc, jobs or [], all_jobs, "retry", lambda r: control.retry(svc, r))
+    raise typer.Exit(output.report(results, as_json))
 
 
 @app.command()
@@ -261,7 +263,8 @@ def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False)
 
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    raise typer.Exit(output.report(control.bulk(svc, jobs or [], all_jobs, "rm", lambda r: control.remove(svc, r)), as_json))
+    results = control.bulk(svc, jobs or [], all_jobs, "rm", lambda r: control.remove(svc, r))
+    raise typer.Exit(output.report(results, as_json))
 
 
 @app.command()

@@ -161,7 +161,7 @@ def bulk(service: Service, selectors: list[str], all_jobs: bool, verb: str,
     for sel in selectors:
         matched = service.select([sel], missing_ok=True)
         if not matched:
-            results.append(ActionResult(None, None, False, f"{sel}: no such job", None, sel))  # type: ignore[arg-type]
+            results.append(ActionResult(None, None, False, f"{sel}: no such job", None, sel))
             continue
         rows = [r for r in matched if r["id"] not in seen]
         if len(rows) > 1:

@@ -35,8 +35,8 @@ def current_user() -> str:
 
 @dataclass
 class ActionResult:
-    job_id: int
-    name: str
+    job_id: int | None  # None: a selector that named no job
+    name: str | None
     ok: bool
     message: str
     state: str | None = None

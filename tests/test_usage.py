@@ -399,3 +399,24 @@ def test_ci_script_uses_a_fresh_virtualenv_and_the_readme_command():
     command = next(line for line in script.splitlines() if "pytest" in line and not line.lstrip().startswith("#"))
     assert "pip install" in command and "'.[test]'" in command
     assert "pip install -e '.[test]' && python -m pytest -q" in readme
+
+
+def test_one_jobs_error_does_not_stop_a_bulk_action(jobctl, home):
+    """A job whose attempt folder vanished (as in a race with the supervisor) fails alone."""
+    path = write_job(home, "long", "resources: {cpus: 0.1}\nrun: sleep 60\n")
+    first, second = jobctl.launch(path), jobctl.launch(path)
+    for job in (first, second):
+        jobctl.wait_state(job, "ACTIVE", timeout=30)
+    folder = home / "state" / "logs" / str(first) / "1"
+    moved = folder.with_name("1.moved")
+    folder.rename(moved)
+    try:
+        proc = jobctl("kill", str(first), str(second), "--grace", "0")
+    finally:
+        moved.rename(folder)
+    assert "Traceback" not in proc.stderr
+    assert jobctl.state(second) == "KILLED"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and f"job {second} killed" in lines[1], proc.stderr
+    if lines[0].startswith("error: "):  # the folder was missing when kill wrote its request
+        assert proc.returncode == 1 and f"job {first}" in lines[0], proc.stderr
