@@ -39,14 +39,14 @@ def parse_array(text: str) -> list[int]:
     try:
         if "-" in text:
             lo, hi = (int(p) for p in text.split("-", 1))
-            indices = list(range(lo, hi + 1))
         else:
-            indices = list(range(int(text)))
+            lo, hi = 0, int(text) - 1
     except ValueError:
         raise UsageError(f'--array: expected a count such as 10 or a range such as 1-100, got "{text}"') from None
-    if not indices or len(indices) > 100_000 or indices[0] < 0:
-        raise UsageError(f'--array: "{text}" gives {len(indices)} jobs; expected 1 to 100000 non-negative indices')
-    return indices
+    count = max(hi - lo + 1, 0)
+    if not 1 <= count <= 100_000 or lo < 0:  # checked before the list is made: `--array 0-1e12` is refused at once
+        raise UsageError(f'--array: "{text}" gives {count} jobs; expected 1 to 100000 non-negative indices')
+    return list(range(lo, hi + 1))
 
 
 def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
@@ -142,8 +142,9 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
         plan.jobs.append({"name": spec.name, "resources": text, "backend": backend, "fits": fit is None,
                           "why_not": fit, "array": len(indices) if indices != [None] else None,
-                          "depends_on": ([task["previous"]] if task["previous"] else [])
-                          + [d.ref for d in spec.depends_on], "priority": spec.priority})
+                          "depends_on": list(dict.fromkeys(([task["previous"]] if task["previous"] else [])
+                                                           + [d.ref for d in spec.depends_on])),
+                          "priority": spec.priority})
     return plan, [dict(t, indices=indices, env=env_values, secret=env_secret) for t in tasks]
 
 
