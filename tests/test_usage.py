@@ -176,6 +176,8 @@ def test_usage_errors_need_no_click_package(home):
 def test_debug_shows_the_traceback_of_a_usage_error(jobctl):
     proc = jobctl("wait", "1", "--timeout", "abc", env={"JOBCTL_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+    proc = jobctl("status", "--bogus", env={"JOBCTL_DEBUG": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "--bogus" in proc.stderr
 
 
 # -- bulk selectors ------------------------------------------------------------------------------
