@@ -153,28 +153,27 @@ def bulk(service: Service, selectors: list[str], all_jobs: bool, verb: str,
     import traceback
 
     applies = APPLIES[verb]
-    todo: list[tuple[str | None, sqlite3.Row]] = []
+    todo: list[tuple[str | None, sqlite3.Row, bool]] = []  # (selector, job, skip it if the action does not apply)
     results: list[ActionResult] = []
     seen: set[int] = set()
     if all_jobs:
-        todo = [(None, row) for row in service.select([], all_jobs=True) if applies(row)]
+        todo = [(None, row, True) for row in service.select([], all_jobs=True) if applies(row)]
     for sel in selectors:
         matched = service.select([sel], missing_ok=True)
         if not matched:
             results.append(ActionResult(None, None, False, f"{sel}: no such job", None, sel))
             continue
         rows = [r for r in matched if r["id"] not in seen]
-        if len(rows) > 1:
-            usable = [r for r in rows if applies(r)]
-            rows = usable or rows  # none applies: act anyway, so each refusal says why
-        for row in rows:
+        usable = [r for r in rows if applies(r)] if len(rows) > 1 else []
+        for row in usable or rows:  # none applies: act on each anyway, so each refusal says why
             seen.add(row["id"])
-            todo.append((sel, row))
-    if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for _, r in todo):
-        service.refresh_slurm([r for _, r in todo])  # act on Slurm's current state, not on what was last recorded
-        todo = [(sel, _fresh(service, r)) for sel, r in todo]
+            todo.append((sel, row, bool(usable)))
+    if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for _, r, _ in todo):
+        service.refresh_slurm([r for _, r, _ in todo])  # act on Slurm's current state, not on what was last recorded
+        todo = [(sel, _fresh(service, r), skip) for sel, r, skip in todo]
+        todo = [(sel, r, skip) for sel, r, skip in todo if applies(r) or not skip]
     debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
-    for sel, row in todo:
+    for sel, row, _ in todo:
         try:
             result = action(row)
         except Exception as exc:  # a race with the supervisor, a backend error, a full disk ...
@@ -188,7 +187,7 @@ def bulk(service: Service, selectors: list[str], all_jobs: bool, verb: str,
     order = {sel: i for i, sel in enumerate(selectors)}
     results.sort(key=lambda r: order.get(r.selector, len(order)))
     if any(r.ok for r in results):
-        service.wake_supervisor(start=any(row["backend"] == "local" for _, row in todo))
+        service.wake_supervisor(start=any(row["backend"] == "local" for _, row, _ in todo))
     return results
 
 
