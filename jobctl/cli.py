@@ -13,12 +13,14 @@ import typer
 
 from jobctl import __version__
 from jobctl.errors import JobctlError, UsageError
+from jobctl.states import TERMINAL
 
 app = typer.Typer(
     name="jobctl",
     help="A batch job manager: launch job.yaml files, watch them in a table, control them.\n\n"
     "Example: jobctl launch examples/hello.yaml --wait && jobctl status",
-    no_args_is_help=True,
+    no_args_is_help=False,  # plain `jobctl`: see _root; a group without a command is a usage error
+    invoke_without_command=True,
     add_completion=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -34,7 +36,8 @@ def _complete_jobs(incomplete: str) -> list[str]:
 JobsArg = Annotated[Optional[list[str]], typer.Argument(help="Job IDs, names or globs such as 'sweep-*'.",
                                                          show_default=False, autocompletion=_complete_jobs)]
 OneJob = Annotated[str, typer.Argument(help="A job ID or name.", autocompletion=_complete_jobs)]
-AllOpt = Annotated[bool, typer.Option("--all", help="Act on every job.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every job this command applies to (kill: unfinished ones; "
+                                               "rm: finished ones; retry: FAILED or KILLED ones).")]
 
 
 def _paths():
@@ -66,24 +69,31 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def _root(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Show the version and exit.")] = False) -> None:
     """jobctl: launch job files, see them in a table, stop/start/retry/kill them."""
+    if ctx.invoked_subcommand is None:  # plain `jobctl`: the help, on stderr, and exit 2 (no command given)
+        sys.stderr.write(ctx.get_help() + "\n")
+        raise typer.Exit(2)
 
 
 # -- launch ------------------------------------------------------------------------------------
 @app.command()
 def launch(
     files: Annotated[list[str], typer.Argument(help="Job files (YAML). Several may be given.")],
-    name: Annotated[Optional[str], typer.Option(help="Job name (default: the file's `name`, else its stem).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Job name (default: the file's `name`, else its stem); "
+                                                "on a pipeline, a prefix: NAME-TASK.")] = None,
     env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE, or KEY to take it from this "
                                                      "environment (shown as ***). Repeatable.")] = None,
-    env_file: Annotated[Optional[str], typer.Option(help="A file of KEY=VALUE lines (values shown as ***).")] = None,
+    env_file: Annotated[Optional[list[str]], typer.Option(help="A file of KEY=VALUE lines (values shown as ***). "
+                                                          "Repeatable; a later file wins.")] = None,
     cpus: Annotated[Optional[str], typer.Option(help='CPUs per node, e.g. 2 or "2+".')] = None,
     memory: Annotated[Optional[str], typer.Option(help="Memory per node, e.g. 4GiB or 512MiB.")] = None,
     gpus: Annotated[Optional[str], typer.Option(help="Accelerators per node, e.g. H100:2.")] = None,
-    num_nodes: Annotated[Optional[int], typer.Option(help="Number of workers (nodes).")] = None,
-    priority: Annotated[Optional[int], typer.Option(help="Higher runs first and may preempt lower.")] = None,
+    num_nodes: Annotated[Optional[int], typer.Option(help="Number of workers (nodes).", min=1)] = None,
+    priority: Annotated[Optional[int], typer.Option(help="Higher runs first and may preempt lower.",
+                                                    min=-1_000_000, max=1_000_000)] = None,
     array: Annotated[Optional[str], typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="local or slurm (default: config `backend`).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; record nothing.")] = False,
@@ -108,7 +118,7 @@ def launch(
     if dry_run:
         output.print_plan(plan, as_json)
         return
-    if as_json and not (wait or follow):
+    if as_json and not (wait or follow):  # a list of job objects, as `launch --wait --json` prints
         rows = service.select([str(i) for i in ids])
         from jobctl.views import job_json
 
@@ -120,7 +130,29 @@ def launch(
         more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
         _err(f"launched job {ids[0]} ({first['name']}){more} on {first['backend']}: {first['resources']}")
     if wait or follow:
-        raise typer.Exit(output.wait_and_report(service, ids, follow=follow, as_json=as_json))
+        raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
+
+
+def _wait(service, ids: list[int], **kw) -> int:
+    """Wait for jobs; Ctrl-C leaves them running and says how to wait again or stop them (exit 130)."""
+    from jobctl import output
+
+    try:
+        return output.wait_and_report(service, ids, **kw)
+    except KeyboardInterrupt:
+        if os.environ.get("JOBCTL_DEBUG") not in (None, "", "0"):
+            raise
+        live = [str(i) for i in ids]
+        try:
+            done = {r["id"] for r in service.select(live, missing_ok=True) if r["state"] in TERMINAL}
+            live = [i for i in live if int(i) not in done] or live
+        except Exception:  # the database is busy or gone: name every job
+            pass
+        text = " ".join(live)
+        verb = "keeps" if len(live) == 1 else "keep"
+        _err(f"job{'s' if len(live) > 1 else ''} {', '.join(live)} {verb} running; `jobctl wait {text}` to wait again, "
+             f"`jobctl kill {text}` to stop {'it' if len(live) == 1 else 'them'}")
+        return 130
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -130,7 +162,8 @@ def status(
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include every finished job.")] = False,
     state: Annotated[Optional[list[str]], typer.Option(help="Only jobs in this state (repeatable).")] = None,
     label: Annotated[Optional[list[str]], typer.Option(help="Only jobs with label k=v (repeatable).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Show the N newest finished jobs (default 20, every one "
+                                                 "with --all); 0: unfinished jobs only.", min=0)] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table in place until Ctrl-C.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -164,8 +197,9 @@ def stop(
     """
     from jobctl import control
 
+    _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = svc.control(jobs or [], all_jobs, lambda row: control.stop(svc, row, release))
+    results = control.bulk(svc, jobs or [], all_jobs, "stop", lambda row: control.stop(svc, row, release))
     from jobctl import output
 
     raise typer.Exit(output.report(results, as_json))
@@ -179,8 +213,10 @@ def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
     """
     from jobctl import control, output
 
+    _check_selectors(jobs, all_jobs)
     svc = _service()
-    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.start(svc, r)), as_json))
+    results = control.bulk(svc, jobs or [], all_jobs, "start", lambda r: control.start(svc, r))
+    raise typer.Exit(output.report(results, as_json))
 
 
 @app.command()
@@ -191,8 +227,10 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
     """
     from jobctl import control, output
 
+    _check_selectors(jobs, all_jobs)
     svc = _service()
-    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.retry(svc, r)), as_json))
+    results = control.bulk(svc, jobs or [], all_jobs, "retry", lambda r: control.retry(svc, r))
+    raise typer.Exit(output.report(results, as_json))
 
 
 @app.command()
@@ -207,16 +245,12 @@ def kill(
     Example: jobctl kill 12 --grace 2s
     """
     from jobctl import control, output
-    from jobctl.units import parse_duration
 
-    seconds = None
-    if grace is not None:
-        try:
-            seconds = 0.0 if grace.strip() in ("0", "0s") else parse_duration(grace)
-        except ValueError:
-            raise UsageError(f'--grace: expected a duration such as 10s, got "{grace}"') from None
+    seconds = 0.0 if grace is not None and grace.strip() in ("0", "0s") else _duration_option("--grace", grace)
+    _check_selectors(jobs, all_jobs)
     svc = _service()
-    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.kill(svc, r, seconds)), as_json))
+    results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds))
+    raise typer.Exit(output.report(results, as_json))
 
 
 @app.command()
@@ -227,8 +261,10 @@ def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False)
     """
     from jobctl import control, output
 
+    _check_selectors(jobs, all_jobs)
     svc = _service()
-    raise typer.Exit(output.report(svc.control(jobs or [], all_jobs, lambda r: control.remove(svc, r)), as_json))
+    results = control.bulk(svc, jobs or [], all_jobs, "rm", lambda r: control.remove(svc, r))
+    raise typer.Exit(output.report(results, as_json))
 
 
 @app.command()
@@ -241,12 +277,8 @@ def prune(
     Example: jobctl prune --older-than 7d
     """
     from jobctl import control, output
-    from jobctl.units import parse_duration
 
-    try:
-        seconds = parse_duration(older_than)
-    except ValueError:
-        raise UsageError(f'--older-than: expected a duration such as 7d, got "{older_than}"') from None
+    seconds = _duration_option("--older-than", older_than)
     raise typer.Exit(output.report(control.prune(_service(), seconds), as_json, quiet_empty=True))
 
 
@@ -255,9 +287,9 @@ def prune(
 def logs(
     job: OneJob,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as the job writes.")] = False,
-    rank: Annotated[Optional[int], typer.Option(help="Only this worker.")] = None,
-    attempt: Annotated[Optional[int], typer.Option(help="An earlier attempt (default: the latest).")] = None,
-    tail: Annotated[Optional[int], typer.Option(help="Only the last N lines.")] = None,
+    rank: Annotated[Optional[int], typer.Option(help="Only this worker.", min=0)] = None,
+    attempt: Annotated[Optional[int], typer.Option(help="An earlier attempt (default: the latest).", min=1)] = None,
+    tail: Annotated[Optional[int], typer.Option(help="Only the last N lines.", min=0)] = None,
 ) -> None:
     """Print a job's output (stdout and stderr of each worker).
 
@@ -283,24 +315,46 @@ def describe(job: OneJob, as_json: JsonOpt = False) -> None:
 def wait(
     jobs: JobsArg = None,
     timeout: Annotated[Optional[str], typer.Option(help="Give up after this long (exit 2).")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Wait for every unfinished job.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Block until the jobs end. Exit 0 if COMPLETED, else the job's code (124 timeout, 137 OOM/killed).
 
     Example: jobctl wait 12 || echo "failed with $?"
     """
-    from jobctl import output
+    seconds = _duration_option("--timeout", timeout)
+    _check_selectors(jobs, all_jobs)
+    svc = _service()
+    if all_jobs:
+        ids = [row["id"] for row in svc.select([], all_jobs=True) if row["state"] not in TERMINAL]
+        if not ids:
+            _err("no unfinished jobs")
+            raise typer.Exit(0)
+    else:
+        ids = [row["id"] for row in svc.select(jobs or [])]
+    raise typer.Exit(_wait(svc, ids, as_json=as_json, timeout=seconds))
+
+
+def _duration_option(option: str, value: Optional[str]) -> Optional[float]:
     from jobctl.units import parse_duration
 
-    svc = _service()
-    ids = [row["id"] for row in svc.select(jobs or [])]
-    raise typer.Exit(output.wait_and_report(svc, ids, as_json=as_json,
-                                            timeout=parse_duration(timeout) if timeout else None))
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _check_selectors(jobs: Optional[list[str]], all_jobs: bool) -> None:
+    if jobs and all_jobs:
+        raise UsageError("give job selectors or --all, not both")
+    if not jobs and not all_jobs:
+        raise UsageError("name at least one job (an ID, a name or a glob such as 'sweep-*'), or use --all")
 
 
 # -- config and supervisor -----------------------------------------------------------------------
-config_app = typer.Typer(help="Settings in config.toml. Example: jobctl config set capacity.cpus 8",
-                         no_args_is_help=True)
+config_app = typer.Typer(help="Settings in config.toml. Example: jobctl config set capacity.cpus 8")
 app.add_typer(config_app, name="config")
 
 
@@ -319,7 +373,7 @@ def config_get(key: Annotated[str, typer.Argument(help="A dotted key such as def
     print(json.dumps(value) if not isinstance(value, str) else value)
 
 
-@config_app.command("set")
+@config_app.command("set", context_settings={"ignore_unknown_options": True})  # `set capacity.cpus -2`: a value
 def config_set(
     key: Annotated[str, typer.Argument(help="A dotted key such as capacity.accelerators.")],
     value: Annotated[str, typer.Argument(help="A TOML value, e.g. 8, '\"32GiB\"' or '{H100 = 4}'.")],
@@ -331,13 +385,25 @@ def config_set(
     _err(f"{key} = {json.dumps(stored)}")
 
 
+@config_app.command("unset")
+def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
+    """Remove a setting from config.toml, so that it takes its default. Example: jobctl config unset capacity.cpus"""
+    service = _service()
+    was_set = service.config.unset(key)
+    if was_set:
+        service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
+    default = service.config.get(key)
+    shown = "(detected)" if default is None else json.dumps(default)
+    _err(f"{key} = {shown} (default)" + ("" if was_set else "; it was not set"))
+
+
 @config_app.command("path")
 def config_path() -> None:
     """Print where config.toml lives. Example: $EDITOR "$(jobctl config path)" """
     print(_paths().config_file)
 
 
-supervisor_app = typer.Typer(help="The local supervisor that runs jobs. It starts on demand.", no_args_is_help=True)
+supervisor_app = typer.Typer(help="The local supervisor that runs jobs. It starts on demand.")
 app.add_typer(supervisor_app, name="supervisor")
 
 
@@ -373,10 +439,42 @@ def supervisor_status(as_json: JsonOpt = False) -> None:
     raise typer.Exit(output.supervisor_status(_service(), as_json))
 
 
+def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
+    """(ClickException, UsageError) of the click that Typer runs on: the `click` package for older
+    Typer releases, the copy Typer vendors (`typer._click`) for newer ones. Found through
+    `typer.BadParameter`, which both export, so `click` itself is never imported."""
+    module = sys.modules[typer.BadParameter.__module__]
+    return module.ClickException, module.UsageError
+
+
+def _usage_line(exc) -> str:
+    """One line for a click usage error: what is wrong, and which --help to read."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "jobctl"
+    command = getattr(ctx, "command", None) if ctx is not None else None
+    if message == "Missing command" and hasattr(command, "list_commands"):
+        message = f"missing command (one of: {', '.join(command.list_commands(ctx))})"
+    elif message.startswith("No such command") and hasattr(command, "list_commands"):
+        import difflib
+        import re
+
+        typed = re.search(r"'(.*)'", message)
+        names = command.list_commands(ctx)
+        close = difflib.get_close_matches(typed.group(1), names, n=1) if typed else []
+        if "did you mean" not in message.lower():
+            message += f' (did you mean "{close[0]}"?)' if close else f" (commands: {', '.join(names)})"
+    return f"error: {message} (see '{path} --help')"
+
+
 def main() -> None:
-    """Entry point: the one place where errors become a message and an exit code."""
+    """Entry point: the one place where errors become a message and an exit code.
+
+    Typer runs with standalone_mode=False so that every click exception reaches this function;
+    usage errors become one line on stderr and exit 2 (SPEC section 4)."""
     os.umask(0o077)
     debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
+    click_exception, click_usage_error = _click_exceptions()
     try:
         code = app(prog_name="jobctl", standalone_mode=False)  # click returns typer.Exit's code here
         sys.exit(code if isinstance(code, int) else 0)
@@ -390,8 +488,17 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         _err("interrupted", "red")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
+    except click_usage_error as exc:
+        if debug:
+            raise
+        _err(_usage_line(exc), "red")
+        sys.exit(2)
+    except click_exception as exc:
+        if debug:
+            raise
+        _err(f"error: {' '.join(exc.format_message().split())}", "red")
+        sys.exit(exc.exit_code if exc.exit_code else 1)
+    except Exception as exc:  # anything unexpected
         import sqlite3
 
         if isinstance(exc, sqlite3.Error) and not debug:  # a query outside a mapped transaction
@@ -399,13 +506,6 @@ def main() -> None:
 
             _err(f"error: {explain(exc, _paths().db).message}", "red")
             sys.exit(1)
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         if debug:
             raise
         _err(f"error: {type(exc).__name__}: {exc} (set JOBCTL_DEBUG=1 for the traceback)", "red")

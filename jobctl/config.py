@@ -155,9 +155,15 @@ class Config:
         self._write()
         return value
 
-    def unset(self, key: str) -> None:
-        self.values.pop(key, None)
+    def unset(self, key: str) -> bool:
+        """Remove one setting from the file, so that it takes its default again. False when it was not set."""
+        if key not in KEYS:
+            raise UsageError(f"{key}: unknown setting{_suggest(key)}")
+        if key not in self.values:
+            return False
+        del self.values[key]
         self._write()
+        return True
 
     def _write(self) -> None:
         import tomli_w

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from typing import Callable
 
 from jobctl import states
 from jobctl.backends.local import LocalBackend, backend_id
@@ -218,6 +219,64 @@ def prune(service: Service, older_than: float) -> list[ActionResult]:
         (cutoff,),
     ).fetchall()
     return [remove(service, row) for row in rows]
+
+
+# For `--all`, and for a name or glob that matches several jobs: the jobs each action applies to.
+# The others are skipped without a word (like `scancel -u`, `pueue kill --all`); a job named on its
+# own (an ID, or a name that matches one job) is always acted on, so a wrong state is reported.
+APPLIES = {
+    "stop": lambda r: r["state"] in WAITING | states.RUNNING,
+    "start": lambda r: r["state"] == states.SUSPENDED,
+    "retry": lambda r: r["state"] in (states.FAILED, states.KILLED),
+    "kill": lambda r: r["state"] not in states.TERMINAL,
+    "rm": lambda r: r["state"] in states.TERMINAL,
+}
+
+
+def bulk(service: Service, selectors: list[str], all_jobs: bool, verb: str,
+         action: Callable[[sqlite3.Row], ActionResult]) -> list[ActionResult]:
+    """Act on every job the selectors name, one result per job (and one per selector that names
+    nothing). One job's error, whatever it is, never stops the others."""
+    import os
+    import traceback
+
+    applies = APPLIES[verb]
+    todo: list[tuple[str | None, sqlite3.Row, bool]] = []  # (selector, job, skip it if the action does not apply)
+    results: list[ActionResult] = []
+    seen: set[int] = set()
+    if all_jobs:
+        todo = [(None, row, True) for row in service.select([], all_jobs=True) if applies(row)]
+    for sel in selectors:
+        matched = service.select([sel], missing_ok=True)
+        if not matched:
+            results.append(ActionResult(None, None, False, f"{sel}: no such job", None, sel))
+            continue
+        rows = [r for r in matched if r["id"] not in seen]
+        usable = [r for r in rows if applies(r)] if len(rows) > 1 else []
+        for row in usable or rows:  # none applies: act on each anyway, so each refusal says why
+            seen.add(row["id"])
+            todo.append((sel, row, bool(usable)))
+    if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for _, r, _ in todo):
+        service.refresh_slurm([r for _, r, _ in todo])  # act on Slurm's current state, not on what was last recorded
+        todo = [(sel, _fresh(service, r), skip) for sel, r, skip in todo]
+        todo = [(sel, r, skip) for sel, r, skip in todo if applies(r) or not skip]
+    debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
+    for sel, row, _ in todo:
+        try:
+            result = action(row)
+        except Exception as exc:  # a race with the supervisor, a backend error, a full disk ...
+            if debug:
+                traceback.print_exc()
+            text = getattr(exc, "message", None) or (f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError)
+                                                    and exc.strerror else f"{type(exc).__name__}: {exc}")
+            result = _result(row, False, f"job {row['id']}: {text}", row["state"])
+        result.selector = sel if sel is not None else str(row["id"])
+        results.append(result)
+    order = {sel: i for i, sel in enumerate(selectors)}
+    results.sort(key=lambda r: order.get(r.selector, len(order)))
+    if any(r.ok for r in results):
+        service.wake_supervisor(start=any(row["backend"] == "local" for _, row, _ in todo))
+    return results
 
 
 def _after(service: Service, row: sqlite3.Row) -> str | None:

@@ -24,7 +24,7 @@ from jobctl.views import resources_text
 class LaunchOptions:
     name: str | None = None
     env: list[str] | None = None
-    env_file: str | None = None
+    env_file: list[str] | str | None = None  # several: read in order, a later file wins
     cpus: str | None = None
     memory: str | None = None
     gpus: str | None = None
@@ -39,34 +39,37 @@ def parse_array(text: str) -> list[int]:
     try:
         if "-" in text:
             lo, hi = (int(p) for p in text.split("-", 1))
-            indices = list(range(lo, hi + 1))
         else:
-            indices = list(range(int(text)))
+            lo, hi = 0, int(text) - 1
     except ValueError:
         raise UsageError(f'--array: expected a count such as 10 or a range such as 1-100, got "{text}"') from None
-    if not indices or len(indices) > 100_000 or indices[0] < 0:
-        raise UsageError(f'--array: "{text}" gives {len(indices)} jobs; expected 1 to 100000 non-negative indices')
-    return indices
+    count = max(hi - lo + 1, 0)
+    if not 1 <= count <= 100_000 or lo < 0:  # checked before the list is made: `--array 0-1e12` is refused at once
+        raise UsageError(f'--array: "{text}" gives {count} jobs; expected 1 to 100000 non-negative indices')
+    return list(range(lo, hi + 1))
 
 
 def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
-    """--env-file, then --env K=V / --env K (from this environment; treated as a secret)."""
+    """Each --env-file in order (a later one wins), then --env K=V / --env K (from this environment;
+    treated as a secret)."""
     values: dict[str, str] = {}
     secret: list[str] = []
-    if options.env_file:
+    env_files = [options.env_file] if isinstance(options.env_file, str) else list(options.env_file or [])
+    for env_file in env_files:
         try:
-            lines = Path(options.env_file).read_text().splitlines()
+            lines = Path(env_file).read_text().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--env-file: cannot read {options.env_file} ({exc})") from None
+            raise UsageError(f"--env-file: cannot read {env_file} ({exc})") from None
         for number, line in enumerate(lines, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             key, sep, value = line.removeprefix("export ").partition("=")
             if not sep or not key.strip().isidentifier():
-                raise UsageError(f"{options.env_file}:{number}: expected KEY=VALUE, got {line[:40]!r}")
+                raise UsageError(f"{env_file}:{number}: expected KEY=VALUE, got {line[:40]!r}")
             values[key.strip()] = value.strip().strip("'\"")
-            secret.append(key.strip())
+            if key.strip() not in secret:
+                secret.append(key.strip())
     for item in options.env or []:
         key, sep, value = item.partition("=")
         if not key.isidentifier():
@@ -96,12 +99,17 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
         loaded = load_jobfile(path)
         plan.warnings.extend(loaded.warnings)
         plan.problems.extend(loaded.problems)  # a workdir missing here, nothing to run, ...
-        if options.name and len(loaded.tasks) > 1 and not loaded.pipeline_name:
-            raise UsageError("--name: this file holds several jobs; name them in the file instead")
+        # --name on a file of several jobs (a pipeline) is a prefix: NAME-TASK, links between them kept
+        renamed = {t.name: f"{options.name}-{t.name}" for t in loaded.tasks} if options.name and \
+            len(loaded.tasks) > 1 else {}
         previous: int | None = None
         for spec in loaded.tasks:
+            name = renamed.get(spec.name) if renamed else (options.name if len(loaded.tasks) == 1 else None)
             spec = apply_overrides(spec, cpus=options.cpus, memory=options.memory, gpus=options.gpus,
-                                   num_nodes=options.num_nodes, name=options.name if len(loaded.tasks) == 1 else None)
+                                   num_nodes=options.num_nodes, name=name)
+            if renamed:
+                spec = replace(spec, depends_on=[replace(d, ref=renamed.get(d.ref, d.ref)) if isinstance(d.ref, str)
+                                                 else d for d in spec.depends_on])
             if options.priority is not None:
                 spec = replace(spec, priority=options.priority)
             backend = options.backend or spec.backend or service.config.get("backend")
@@ -120,6 +128,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 "spec": spec, "cpus": spec.cpus if spec.cpus is not None else default_cpus,
                 "memory_mib": spec.memory_mib if spec.memory_mib is not None else default_mem,
                 "after": None if loaded.parallel else previous, "path": loaded.path,
+                "previous": tasks[previous]["spec"].name if previous is not None and not loaded.parallel else None,
             }
             previous = len(tasks)
             tasks.append(task)
@@ -137,7 +146,9 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
         plan.jobs.append({"name": spec.name, "resources": text, "backend": backend, "fits": fit is None,
                           "why_not": fit, "array": len(indices) if indices != [None] else None,
-                          "depends_on": [d.ref for d in spec.depends_on], "priority": spec.priority})
+                          "depends_on": list(dict.fromkeys(([task["previous"]] if task["previous"] else [])
+                                                           + [d.ref for d in spec.depends_on])),
+                          "priority": spec.priority})
     return plan, [dict(t, indices=indices, env=env_values, secret=env_secret) for t in tasks]
 
 
@@ -160,6 +171,10 @@ def fits(task: dict[str, Any], capacity) -> str | None:
 def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[list[int], LaunchPlan]:
     plan, tasks = build_plan(service, files, options)
     if options.dry_run:
+        # what is wrong with the launch itself (unknown depends_on, cycles) is refused as a real
+        # launch would be (exit 2); what depends on this machine or on --env stays in plan.problems
+        with service.store.read() as conn:
+            resolve_dependencies(conn, [dict(t) for t in tasks])
         return [], plan
     for problem in plan.problems:
         if ": resources:" in problem:

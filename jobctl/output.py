@@ -45,12 +45,13 @@ def print_plan(plan, as_json: bool) -> None:
     out = console()
     out.print(table)
     for problem in plan.problems:
-        out.print(f"would refuse: {problem}", style="yellow", markup=False)
+        out.print(f"on this machine, a real launch would refuse: {problem}", style="yellow", markup=False)
 
 
 def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False) -> int:
     if as_json:
-        dump([{"id": r.job_id, "name": r.name, "ok": r.ok, "message": r.message, "state": r.state} for r in results])
+        dump([{"id": r.job_id, "name": r.name, "ok": r.ok, "message": r.message, "state": r.state,
+               "selector": r.selector} for r in results])
     else:
         err = console(stderr=True)
         for r in results:
@@ -107,7 +108,7 @@ def wait_and_report(service: Service, ids: list[int], *, follow: bool = False, a
         if spinner:
             spinner.stop()
     if as_json:
-        dump([job_json(r) for r in rows] if len(rows) > 1 else job_json(rows[0]))
+        dump([job_json(r) for r in rows])  # always a list, as `launch --json` prints
     else:
         err = console(stderr=True)
         for r in rows:
@@ -282,11 +283,29 @@ def supervisor_status(service: Service, as_json: bool) -> int:
     else:
         out = console()
         if running:
-            out.print(f"supervisor running: pid {doc['pid']}, up {doc['uptime_s']:.0f}s, capacity {capacity}",
-                      markup=False, highlight=False)
+            out.print(f"supervisor running: pid {doc['pid']}, up {_uptime(doc['uptime_s'])}, "
+                      f"capacity {_capacity_text(capacity)}", markup=False, highlight=False)
         else:
             out.print("supervisor not running (it starts on demand)", markup=False)
     return 0
+
+
+def _uptime(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 86400}d {s % 86400 // 3600}h" if s >= 86400 else (
+        f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else (f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"))
+
+
+def _capacity_text(capacity: dict[str, Any] | None) -> str:
+    """`8 CPU, 31.2 GiB memory, H100 x4` from the supervisor's capacity.json."""
+    if not capacity:
+        return "not known yet"
+    parts = [f"{capacity.get('cpus', 0):g} CPU"]
+    if capacity.get("memory_mib") is not None:
+        mib = capacity["memory_mib"]
+        parts.append(f"{mib / 1024:.1f} GiB memory" if mib >= 1024 else f"{mib} MiB memory")
+    parts += [f"{name} x{count}" for name, count in (capacity.get("accelerators") or {}).items()]
+    return ", ".join(parts)
 
 
 def supervisor_start(service: Service) -> None:

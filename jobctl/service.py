@@ -35,11 +35,12 @@ def current_user() -> str:
 
 @dataclass
 class ActionResult:
-    job_id: int
-    name: str
+    job_id: int | None  # None: a selector that named no job
+    name: str | None
     ok: bool
     message: str
     state: str | None = None
+    selector: str | None = None  # what the user typed that named this job (bulk actions)
 
 
 @dataclass
@@ -141,6 +142,8 @@ class Service:
             raise UsageError("name at least one job (an ID, a name or a glob such as 'sweep-*'), or use --all")
         found: dict[int, sqlite3.Row] = {}
         for sel in selectors:
+            if sel.isdigit() and int(sel) > 2**63 - 1:
+                raise UsageError(f"{sel[:30]}{'...' if len(sel) > 30 else ''}: not a job ID (too large)")
             if sel.isdigit():
                 rows = conn.execute("SELECT * FROM jobs WHERE id = ?", (int(sel),)).fetchall()
             elif any(ch in sel for ch in "*?["):
@@ -176,8 +179,8 @@ class Service:
                 ).fetchall()
             # scan from the newest row down: the newest finished jobs sit at the top of the table
             done = conn.execute(
-                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL} ORDER BY id DESC LIMIT 20"
-            ).fetchall()
+                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL} ORDER BY id DESC LIMIT ?",
+                (20 if limit is None else limit,)).fetchall()
             rows = sorted(live + done, key=lambda r: r["id"], reverse=True)
             if any(r["backend"] == "local" for r in live):
                 self.wake_supervisor(start=True)
@@ -190,7 +193,10 @@ class Service:
         for key, value in labels or []:
             rows = [r for r in rows if loads(r["labels"], {}).get(key) == value]
         rows.sort(key=lambda r: r["id"], reverse=True)
-        return rows[:limit] if limit else rows
+        if limit is not None:  # --limit N: the N newest finished jobs; unfinished ones always show
+            keep = {r["id"] for r in [r for r in rows if r["state"] in states.TERMINAL][:limit]}
+            rows = [r for r in rows if r["state"] not in states.TERMINAL or r["id"] in keep]
+        return rows
 
     def spec_of(self, row: sqlite3.Row) -> dict[str, Any]:
         body = self.store.conn.execute("SELECT body FROM specs WHERE id = ?", (row["spec_id"],)).fetchone()[0]
