@@ -15,12 +15,17 @@ from jobctl.service import ActionResult, Service, masked_envs
 from jobctl.store import loads
 
 
+# the default table (no selector, --all or --limit) shows at most this many rows, then a footer line
+DEFAULT_ROWS = 500
+
+
 def console(stderr: bool = False):
     from rich.console import Console
 
     no_color = bool(os.environ.get("NO_COLOR"))
     out = Console(stderr=stderr, highlight=False, no_color=no_color, soft_wrap=False)
-    if not out.is_terminal:  # piped: never squeeze or cut columns, a script may parse them
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        # piped: never squeeze or cut columns, a script may parse them (unless COLUMNS asks for a width)
         out = Console(stderr=stderr, highlight=False, no_color=True, soft_wrap=False, width=400)
     return out
 
@@ -61,7 +66,7 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
 
 
 def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool) -> None:
-    from jobctl.views import job_json, status_table
+    from jobctl.views import cap_rows, job_json, status_table
 
     def rows():
         return service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
@@ -70,16 +75,26 @@ def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch
         dump([job_json(r) for r in rows()])
         return
     out = console()
+
+    def table(found, fit_height: bool = False):
+        cap = None if limit or all_jobs or selectors else DEFAULT_ROWS
+        if fit_height:  # a live view shows what fits on the screen, and says how many more there are
+            cap = min(cap or len(found), max(1, out.height - 5))
+        left = None
+        if cap is not None:
+            found, left = cap_rows(found, cap)
+        return status_table(found, service.user, width=out.width, left=left)
+
     if not watch:
-        out.print(status_table(rows(), service.user))
+        out.print(table(rows()))
         return
     from rich.live import Live
 
     try:
-        with Live(status_table(rows(), service.user), console=out, auto_refresh=False, screen=False) as live:
+        with Live(table(rows(), True), console=out, auto_refresh=False, screen=False) as live:
             while True:
                 time.sleep(1.0)  # one cheap query a second: no hammering of the database
-                live.update(status_table(rows(), service.user), refresh=True)
+                live.update(table(rows(), True), refresh=True)
     except KeyboardInterrupt:
         pass
 

@@ -104,3 +104,151 @@ def test_logs_of_a_large_file_use_bounded_memory(jobctl, tmp_path):
     assert proc.returncode == 0, proc.stderr
     peak_mib = int(proc.stdout) / 1024
     assert peak_mib < 100, f"jobctl logs of a 120 MiB log peaked at {peak_mib:.0f} MiB"
+
+
+# -- the status table at any width ---------------------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
+SWEEP = "very-long-sweep-name-for-hyperparameter-search-x1"  # 50 characters
+
+
+def run_in_terminal(jobctl, *args: str, columns: int, lines: int = 50, until: bytes | None = None,
+                    timeout: float = 60) -> str:
+    """Run the CLI on a real pseudo-terminal of `columns` x `lines`; its screen output without escapes.
+
+    With `until`, stop it with Ctrl-C (SIGINT) once that text has been shown (for `--watch`)."""
+    import fcntl
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    env = {**jobctl.env, "COLUMNS": str(columns), "LINES": str(lines)}
+    proc = subprocess.Popen([sys.executable, "-m", "jobctl", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, start_new_session=True)
+    os.close(slave)
+    data = b""
+    deadline = time.monotonic() + timeout
+    interrupted = False
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the terminal's other side closed
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            elif proc.poll() is not None:
+                break
+            if until is not None and not interrupted and data.count(until) >= 2:
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+        else:
+            raise AssertionError(f"jobctl {' '.join(args)} did not finish on the terminal:\n{data.decode()}")
+        assert proc.wait(timeout=30) == 0, data.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return ANSI.sub("", data.decode()).replace("\r\n", "\n")
+
+
+def check_table(text: str, columns: int, jobs: list[dict]) -> dict[int, str]:
+    """Every line fits; every job has a row with its ID, a name and its whole STATUS. Returns the names."""
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    wide = [line for line in lines if len(line) > columns]
+    assert not wide, f"lines wider than {columns}:\n" + "\n".join(wide)
+    header = next(line for line in lines if line.startswith("ID"))
+    assert header.split()[:3] == ["ID", "NAME", "STATUS"], header
+    names = {}
+    for job in jobs:
+        row = next((line for line in lines if line.split()[:1] == [str(job["id"])]), None)
+        assert row is not None, f"no row for job {job['id']} at {columns} columns:\n{text}"
+        assert f"  {job['status']}" in row, f"STATUS of job {job['id']} cut at {columns} columns: {row!r}"
+        names[job["id"]] = row.split()[1]
+    return names
+
+
+def launch_mixed_jobs(jobctl, tmp_path) -> list[dict]:
+    sweep = write_job(tmp_path, "sweep", f"name: {SWEEP}\nsetup: exit 3\nrun: echo never\n")
+    jobctl("launch", str(sweep), "--array", "3", check=True)
+    small = write_job(tmp_path, "small", "run: exit 5\nresources: {memory: 64MiB, cpus: 0.5}\n")
+    last = jobctl.launch(small)
+    two = write_job(tmp_path, "two", "num_nodes: 2\nrun: echo $JOBCTL_NODE_RANK\n")
+    jobctl.launch(two)
+    jobctl.wait_state(last + 1, "COMPLETED", timeout=30)
+    for job_id in range(1, last + 1):
+        jobctl.wait_state(job_id, "FAILED", timeout=30)
+    return json.loads(jobctl("status", "--json", check=True).stdout)
+
+
+def test_status_keeps_id_name_and_status_at_every_width(jobctl, tmp_path):
+    jobs = launch_mixed_jobs(jobctl, tmp_path)
+    sweep_ids = sorted(j["id"] for j in jobs if j["name"].startswith(SWEEP))
+    assert {j["status"] for j in jobs} >= {"FAILED (setup failed)", "FAILED (exit 5)", "COMPLETED"}
+    for columns in (80, 100, 120, 200):
+        for how in ("terminal", "COLUMNS"):
+            if how == "terminal":
+                text = run_in_terminal(jobctl, "status", columns=columns)
+            else:  # piped, with COLUMNS set: Rich honours it
+                text = jobctl("status", env={"COLUMNS": str(columns)}, check=True).stdout
+            names = check_table(text, columns, jobs)
+            sweep_names = [names[i] for i in sweep_ids]
+            assert len(set(sweep_names)) == 3, f"array tasks look alike at {columns} columns: {sweep_names}"
+            for index, name in enumerate(sweep_names):
+                assert name.endswith(f"-{index}"), name
+                if "…" in name:
+                    head, tail = name.split("…")
+                    assert SWEEP.startswith(head) and f"{SWEEP}-{index}".endswith(tail)
+                else:
+                    assert name == f"{SWEEP}-{index}"
+    # a wide terminal shows every column and every name whole
+    text = run_in_terminal(jobctl, "status", columns=200)
+    assert "END TIME" in text and "DURATION" in text and f"{SWEEP}-2" in text
+
+
+def test_status_watch_fits_a_narrow_terminal(jobctl, tmp_path):
+    jobs = launch_mixed_jobs(jobctl, tmp_path)
+    text = run_in_terminal(jobctl, "status", "--watch", columns=80, lines=24, until=b"COMPLETED")
+    frames = text.split("User: ")
+    assert len(frames) >= 3, text  # drawn, then redrawn in place at least once
+    check_table("User: " + frames[-1], 80, jobs)
+
+
+def test_status_shows_memory_readably(jobctl, tmp_path):
+    sizes = {"64MiB": "64MiMEM", "1536MiB": "1.5GiMEM", "4GiB": "4GiMEM", "1GiB": "1GiMEM"}
+    ids = {}
+    for size in sizes:
+        job = write_job(tmp_path, f"m{size}", f"run: 'true'\nresources: {{memory: {size}, cpus: 0.1}}\n")
+        ids[size] = jobctl.launch(job, "--dry-run") if False else None
+        proc = jobctl("launch", str(job), "--dry-run", check=True)
+        assert f"1x(0.1CPU, {sizes[size]})" in proc.stdout, proc.stdout
+    job = write_job(tmp_path, "tiny", "run: 'true'\nresources: {memory: 64MiB}\n")
+    job_id = jobctl.launch(job)
+    table = jobctl("status", check=True).stdout
+    assert "1x(1CPU, 64MiMEM)" in table
+    assert jobctl.job(job_id)["resources"]["memory_gib"] == 0.062  # JSON keeps GiB as a number
+
+
+def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
+    jobctl.config("capacity.cpus", "1")
+    job = write_job(tmp_path, "many", "run: sleep 300\nresources: {cpus: 1}\n")
+    jobctl("launch", str(job), "--array", "600", check=True)
+    wait_until(lambda: '"ACTIVE"' in jobctl("status", "--state", "ACTIVE", "--json").stdout, timeout=30,
+               what="one job to run")
+    running = json.loads(jobctl("status", "--state", "ACTIVE", "--json", check=True).stdout)[0]["id"]
+    text = jobctl("status", check=True).stdout
+    rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
+    assert len(rows) == 500
+    assert any(line.split()[0] == str(running) for line in rows), "the running job must stay in view"
+    assert "... and 100 more (100 PENDING); use --limit N, --state or --json" in text
+    assert len(json.loads(jobctl("status", "--json", check=True).stdout)) == 600
+    full = jobctl("status", "--limit", "1000", check=True).stdout
+    assert "more" not in full and len([l for l in full.splitlines() if l.split()[:1] and l.split()[0].isdigit()]) == 600
