@@ -252,3 +252,36 @@ def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
     assert len(json.loads(jobctl("status", "--json", check=True).stdout)) == 600
     full = jobctl("status", "--limit", "1000", check=True).stdout
     assert "more" not in full and len([l for l in full.splitlines() if l.split()[:1] and l.split()[0].isdigit()]) == 600
+
+
+# -- names that can always be told apart and found -----------------------------------------------------
+
+def test_a_number_is_refused_as_a_name(jobctl, tmp_path, home):
+    from conftest import count_jobs
+
+    job = write_job(tmp_path, "plain", "run: echo hi\n")
+    proc = jobctl("launch", str(job), "--name", "12")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == 'error: --name: a name cannot be a number ("12"); it would read as a job ID'
+    numbered = write_job(tmp_path, "numbered", "name: 2024\nrun: echo hi\n")
+    proc = jobctl("launch", str(numbered))
+    assert proc.returncode == 2 and "numbered.yaml: name: a name cannot be a number" in proc.stderr
+    assert "Traceback" not in proc.stderr and count_jobs(home) == 0
+    # a file called 12.yaml gets a name that is not a number, and `status NAME` finds it
+    job_id = jobctl.launch(write_job(tmp_path, "12", "run: echo hi\n"))
+    assert jobctl.job(job_id)["name"] == "job-12"
+    assert json.loads(jobctl("status", "job-12", "--json", check=True).stdout)[0]["id"] == job_id
+
+
+def test_array_names_must_fit_the_name_limit_with_their_suffix(jobctl, tmp_path, home):
+    from conftest import count_jobs
+
+    job = write_job(tmp_path, "plain", "run: echo hi\n")
+    proc = jobctl("launch", str(job), "--name", "a" * 127, "--array", "10")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "up to 129 characters" in proc.stderr and "shorten it to 126 characters" in proc.stderr
+    assert jobctl("launch", str(job), "--name", "a" * 127, "--array", "10", "--dry-run").returncode == 2
+    assert count_jobs(home) == 0
+    jobctl("launch", str(job), "--name", "a" * 126, "--array", "10", check=True)
+    names = [j["name"] for j in json.loads(jobctl("status", "--json", check=True).stdout)]
+    assert max(len(n) for n in names) == 128 and len(set(names)) == 10
