@@ -101,7 +101,7 @@ def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch
 
 def wait_and_report(service: Service, ids: list[int], *, follow: bool = False, as_json: bool = False,
                     timeout: float | None = None) -> int:
-    from jobctl.views import job_json
+    from jobctl.views import job_json, with_message
 
     if follow:
         _follow_jobs(service, ids)
@@ -127,8 +127,9 @@ def wait_and_report(service: Service, ids: list[int], *, follow: bool = False, a
         err = console(stderr=True)
         for r in rows:
             text = states.status_text(r["state"], r["detail"])
-            err.print(f"job {r['id']} ({r['name']}): {text}" + (f": {r['message']}" if r["message"] and
-                      r["state"] != states.COMPLETED else ""), markup=False)
+            if r["state"] != states.COMPLETED:
+                text = with_message(text, r["message"])
+            err.print(f"job {r['id']} ({r['name']}): {text}", markup=False)
     codes = [states.wait_exit_code(r["state"], r["reason"], r["exit_code"]) for r in rows]
     return next((c for c in codes if c), 0)
 
@@ -191,7 +192,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail) 
 
 
 def describe(service: Service, selector: str, as_json: bool) -> None:
-    from jobctl.views import clock, iso, job_json, resources
+    from jobctl.views import clock_seconds, iso, job_json, resources, seconds_text
 
     row = service.job(selector)
     if row["backend"] == "slurm":
@@ -210,16 +211,24 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         dump({**doc, "spec": spec, "held": held, **details})
         return
     out = console()
+    labels = doc["labels"] or {}
+    retries = spec.get("retries") or 0
     lines = [
         ("ID", row["id"]), ("Name", row["name"]), ("Status", doc["status"]), ("Reason", row["reason"] or "-"),
         ("Message", row["message"] or "-"), ("Resources", resources(row)), ("Backend", f"{row['backend']}"
          + (f" ({row['backend_id']})" if row["backend_id"] else "")), ("User", row["user"]),
         ("Priority", spec.get("priority", 0)), ("Attempt", f"{row['attempt']} (at most {row['max_attempts']} runs "
                                                            "before failing)"),
-        ("Submitted", clock(row["submitted_at"])), ("Started", clock(row["started_at"])),
-        ("Ended", clock(row["ended_at"])), ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
+        ("Retries", f"{retries} (automatic, after a failure)" if retries else "0 (a failure is final)"),
+        ("Timeout", seconds_text(spec.get("timeout")) + (" per attempt" if spec.get("timeout") else "")),
+        ("Queue timeout", seconds_text(spec.get("queue_timeout"))),
+        ("Labels", ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"),
+        ("Submitted", clock_seconds(row["submitted_at"])), ("Started", clock_seconds(row["started_at"])),
+        ("Ended", clock_seconds(row["ended_at"])), ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
         ("Workdir", spec.get("workdir")), ("Source", spec.get("source") or "-"),
     ]
+    if row["array_index"] is not None:
+        lines.insert(2, ("Array index", row["array_index"]))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
         lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
@@ -227,10 +236,23 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("Depends on", ", ".join(f"{d['dep_id']} ({d['condition']})" for d in details["depends_on"])))
     if spec.get("envs"):
         lines.append(("Envs", ", ".join(f"{k}={v}" for k, v in spec["envs"].items())))
+    if spec.get("file_mounts"):
+        lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
+    if spec.get("ignored"):
+        lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
     for key, value in lines:
-        out.print(f"{key + ':':<12} {value}", markup=False, highlight=False)
+        out.print(f"{key + ':':<14} {value}", markup=False, highlight=False)
+    if spec.get("setup"):
+        out.print("\nSetup:", style="bold")
+        out.print("  " + spec["setup"].strip().replace("\n", "\n  "), markup=False, highlight=False)
     out.print("\nRun:", style="bold")
     out.print("  " + spec["run"].strip().replace("\n", "\n  "), markup=False, highlight=False)
+    if details["attempts"]:
+        out.print("\nAttempts:", style="bold")
+        for a in details["attempts"]:
+            code = "" if a["exit_code"] is None else f", exit {a['exit_code']}"
+            out.print(f"  {a['n']}: {clock_seconds(a['started_at'])} to {clock_seconds(a['ended_at'])}, "
+                      f"{a['outcome'] or 'running'}{code}", markup=False, highlight=False)
     if details["workers"]:
         out.print("\nWorkers:", style="bold")
         for w in details["workers"]:
@@ -242,7 +264,8 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     for e in details["events"]:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}"
         extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
-        out.print(f"  {clock(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False, highlight=False)
+        out.print(f"  {clock_seconds(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False,
+                  highlight=False)
 
 
 def config_show(config, as_json: bool) -> None:

@@ -74,6 +74,31 @@ def clock(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%m/%d/%y %I:%M%p")
 
 
+def clock_seconds(ts: float | None) -> str:
+    """A local time to the second, for `describe` and its timeline: `08/08/25 04:11:05PM`."""
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).strftime("%m/%d/%y %I:%M:%S%p")
+
+
+def with_message(status: str, message: str | None) -> str:
+    """`FAILED (exit 5): it ran out of disk`, without repeating a message the STATUS already says
+    (`FAILED (exit 5): exit 5`)."""
+    if not message or message.strip().lower() in status.lower():
+        return status
+    return f"{status}: {message}"
+
+
+def seconds_text(value: float | None) -> str:
+    """A duration from the spec as written back: `90s`, `2h (7200s)`; `-` when unset."""
+    from jobctl.units import format_duration
+
+    if value is None:
+        return "-"
+    short = format_duration(value)
+    return short if value < 60 else f"{short} ({value:g}s)"
+
+
 def duration(row: sqlite3.Row, now: float) -> str:
     if row["started_at"] is None:
         return "-"
