@@ -285,3 +285,33 @@ def test_array_names_must_fit_the_name_limit_with_their_suffix(jobctl, tmp_path,
     jobctl("launch", str(job), "--name", "a" * 126, "--array", "10", check=True)
     names = [j["name"] for j in json.loads(jobctl("status", "--json", check=True).stdout)]
     assert max(len(n) for n in names) == 128 and len(set(names)) == 10
+
+
+# -- describe and the result line -----------------------------------------------------------------------
+
+def test_describe_shows_everything_the_spec_sets(jobctl, tmp_path):
+    job = write_job(tmp_path, "full", "setup: echo preparing\nrun: exit 5\nretries: 1\ntimeout: 2h\n"
+                                      "queue_timeout: 90s\nlabels: {team: vision, stage: dev}\n")
+    proc = jobctl("launch", str(job), "--wait")
+    assert proc.returncode == 5
+    # the result line does not repeat the reason: `FAILED (exit 5)`, not `FAILED (exit 5): exit 5`
+    assert proc.stderr.strip().splitlines()[-1] == f"job {proc.stdout.split()[0]} (full): FAILED (exit 5)"
+    text = jobctl("describe", "full", check=True).stdout
+    fields = dict(line.split(":", 1) for line in text.splitlines() if re.match(r"^[A-Z][a-z ]+:\s", line))
+    fields = {k: v.strip() for k, v in fields.items()}
+    assert fields["Retries"].startswith("1")
+    assert fields["Timeout"] == "2h (7200s) per attempt"
+    assert fields["Queue timeout"] == "1m 30s (90s)"
+    assert fields["Labels"] == "stage=dev, team=vision"
+    assert "\nSetup:\n  echo preparing\n" in text
+    # times to the second, in the fields and in the timeline
+    stamp = r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d[AP]M"
+    assert re.fullmatch(stamp, fields["Submitted"]) and re.fullmatch(stamp, fields["Ended"])
+    events = text.split("\nEvents:\n", 1)[1].splitlines()
+    assert events and all(re.match(rf"  {stamp}  ", e) for e in events), events
+    attempts = text.split("\nAttempts:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [a.split(":")[0].strip() for a in attempts] == ["1", "2"]
+    # nothing set, nothing invented
+    plain = jobctl.launch(write_job(tmp_path, "plain", "run: 'true'\n"), "--wait")
+    text = jobctl("describe", str(plain), check=True).stdout
+    assert "Setup:" not in text and re.search(r"^Timeout:\s+-$", text, re.M) and re.search(r"^Labels:\s+-$", text, re.M)
