@@ -133,6 +133,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             previous = len(tasks)
             tasks.append(task)
     indices = parse_array(options.array) if options.array else [None]
+    check_names(tasks, indices, options)
     capacity = None
     for task in tasks:
         spec = task["spec"]
@@ -150,6 +151,33 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                                                            + [d.ref for d in spec.depends_on])),
                           "priority": spec.priority})
     return plan, [dict(t, indices=indices, env=env_values, secret=env_secret) for t in tasks]
+
+
+NAME_LIMIT = 128  # characters, the limit of jobfile.NAME_RE, array suffix included
+
+
+def check_names(tasks: list[dict[str, Any]], indices: list[int | None], options: LaunchOptions) -> None:
+    """Names that `status NAME` and friends can always find: never a number (it would read as a job
+    ID; a number taken from a file's stem becomes `job-<stem>`), and at most 128 characters with the
+    array suffix (`-<index>`) included: refused, not cut, so that no two tasks look alike."""
+    from jobctl.jobfile import default_name
+
+    for task in tasks:
+        spec = task["spec"]
+        if spec.name.isdigit():
+            if options.name is None and spec.name == default_name(task["path"]):
+                spec.name = f"job-{spec.name}"
+            else:
+                where = "--name" if options.name is not None else f"{task['path']}: name"
+                raise UsageError(f'{where}: a name cannot be a number ("{spec.name}"); it would read as a job ID')
+        if indices != [None]:
+            longest = f"{spec.name}-{max(indices)}"
+            if len(longest) > NAME_LIMIT:
+                where = "--name" if options.name is not None else f"{task['path']}: name"
+                raise UsageError(f"{where}: with --array the names end in -<index> and would be up to "
+                                 f"{len(longest)} characters ({longest[:20]}…{longest[-12:]}); names are at most "
+                                 f"{NAME_LIMIT}: shorten it to {NAME_LIMIT - len(longest) + len(spec.name)} "
+                                 f"characters or fewer")
 
 
 def local_capacity(service: Service, with_gpus: bool):

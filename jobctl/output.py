@@ -15,12 +15,17 @@ from jobctl.service import ActionResult, Service, masked_envs
 from jobctl.store import loads
 
 
+# the default table (no selector, --all or --limit) shows at most this many rows, then a footer line
+DEFAULT_ROWS = 500
+
+
 def console(stderr: bool = False):
     from rich.console import Console
 
     no_color = bool(os.environ.get("NO_COLOR"))
     out = Console(stderr=stderr, highlight=False, no_color=no_color, soft_wrap=False)
-    if not out.is_terminal:  # piped: never squeeze or cut columns, a script may parse them
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        # piped: never squeeze or cut columns, a script may parse them (unless COLUMNS asks for a width)
         out = Console(stderr=stderr, highlight=False, no_color=True, soft_wrap=False, width=400)
     return out
 
@@ -62,7 +67,7 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
 
 
 def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool) -> None:
-    from jobctl.views import job_json, status_table
+    from jobctl.views import cap_rows, job_json, status_table
 
     def rows():
         return service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
@@ -71,23 +76,33 @@ def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch
         dump([job_json(r) for r in rows()])
         return
     out = console()
+
+    def table(found, fit_height: bool = False):
+        cap = None if limit or all_jobs or selectors else DEFAULT_ROWS
+        if fit_height:  # a live view shows what fits on the screen, and says how many more there are
+            cap = min(cap or len(found), max(1, out.height - 5))
+        left = None
+        if cap is not None:
+            found, left = cap_rows(found, cap)
+        return status_table(found, service.user, width=out.width, left=left)
+
     if not watch:
-        out.print(status_table(rows(), service.user))
+        out.print(table(rows()))
         return
     from rich.live import Live
 
     try:
-        with Live(status_table(rows(), service.user), console=out, auto_refresh=False, screen=False) as live:
+        with Live(table(rows(), True), console=out, auto_refresh=False, screen=False) as live:
             while True:
                 time.sleep(1.0)  # one cheap query a second: no hammering of the database
-                live.update(status_table(rows(), service.user), refresh=True)
+                live.update(table(rows(), True), refresh=True)
     except KeyboardInterrupt:
         pass
 
 
 def wait_and_report(service: Service, ids: list[int], *, follow: bool = False, as_json: bool = False,
                     timeout: float | None = None) -> int:
-    from jobctl.views import job_json
+    from jobctl.views import job_json, with_message
 
     if follow:
         _follow_jobs(service, ids)
@@ -113,8 +128,9 @@ def wait_and_report(service: Service, ids: list[int], *, follow: bool = False, a
         err = console(stderr=True)
         for r in rows:
             text = states.status_text(r["state"], r["detail"])
-            err.print(f"job {r['id']} ({r['name']}): {text}" + (f": {r['message']}" if r["message"] and
-                      r["state"] != states.COMPLETED else ""), markup=False)
+            if r["state"] != states.COMPLETED:
+                text = with_message(text, r["message"])
+            err.print(f"job {r['id']} ({r['name']}): {text}", markup=False)
     codes = [states.wait_exit_code(r["state"], r["reason"], r["exit_code"]) for r in rows]
     return next((c for c in codes if c), 0)
 
@@ -185,7 +201,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail) 
 
 
 def describe(service: Service, selector: str, as_json: bool) -> None:
-    from jobctl.views import clock, iso, job_json, resources
+    from jobctl.views import clock_seconds, iso, job_json, resources, seconds_text
 
     service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
@@ -205,15 +221,23 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         dump({**doc, "spec": spec, "held": held, **details})
         return
     out = console()
+    labels = doc["labels"] or {}
+    retries = spec.get("retries") or 0
     lines = [
         ("ID", row["id"]), ("Name", row["name"]), ("Status", doc["status"]), ("Reason", row["reason"] or "-"),
         ("Message", row["message"] or "-"), ("Resources", resources(row)), ("Backend", f"{row['backend']}"
          + (f" ({row['backend_id']})" if row["backend_id"] else "")), ("User", row["user"]),
         ("Priority", spec.get("priority", 0)), ("Attempt", states.attempt_text(row["attempt"], row["max_attempts"])),
-        ("Submitted", clock(row["submitted_at"])), ("Started", clock(row["started_at"])),
-        ("Ended", clock(row["ended_at"])), ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
+        ("Retries", f"{retries} (automatic, after a failure)" if retries else "0 (a failure is final)"),
+        ("Timeout", seconds_text(spec.get("timeout")) + (" per attempt" if spec.get("timeout") else "")),
+        ("Queue timeout", seconds_text(spec.get("queue_timeout"))),
+        ("Labels", ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"),
+        ("Submitted", clock_seconds(row["submitted_at"])), ("Started", clock_seconds(row["started_at"])),
+        ("Ended", clock_seconds(row["ended_at"])), ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
         ("Workdir", spec.get("workdir")), ("Source", spec.get("source") or "-"),
     ]
+    if row["array_index"] is not None:
+        lines.insert(2, ("Array index", row["array_index"]))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
         lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
@@ -221,10 +245,23 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("Depends on", ", ".join(f"{d['dep_id']} ({d['condition']})" for d in details["depends_on"])))
     if spec.get("envs"):
         lines.append(("Envs", ", ".join(f"{k}={v}" for k, v in spec["envs"].items())))
+    if spec.get("file_mounts"):
+        lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
+    if spec.get("ignored"):
+        lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
     for key, value in lines:
-        out.print(f"{key + ':':<12} {value}", markup=False, highlight=False)
+        out.print(f"{key + ':':<14} {value}", markup=False, highlight=False)
+    if spec.get("setup"):
+        out.print("\nSetup:", style="bold")
+        out.print("  " + spec["setup"].strip().replace("\n", "\n  "), markup=False, highlight=False)
     out.print("\nRun:", style="bold")
     out.print("  " + spec["run"].strip().replace("\n", "\n  "), markup=False, highlight=False)
+    if details["attempts"]:
+        out.print("\nAttempts:", style="bold")
+        for a in details["attempts"]:
+            code = "" if a["exit_code"] is None else f", exit {a['exit_code']}"
+            out.print(f"  {a['n']}: {clock_seconds(a['started_at'])} to {clock_seconds(a['ended_at'])}, "
+                      f"{a['outcome'] or 'running'}{code}", markup=False, highlight=False)
     if details["workers"]:
         out.print("\nWorkers:", style="bold")
         for w in details["workers"]:
@@ -236,7 +273,8 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     for e in details["events"]:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}"
         extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
-        out.print(f"  {clock(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False, highlight=False)
+        out.print(f"  {clock_seconds(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False,
+                  highlight=False)
 
 
 def config_show(config, as_json: bool) -> None:
