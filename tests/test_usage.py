@@ -415,9 +415,11 @@ def test_one_jobs_error_does_not_stop_a_bulk_action(jobctl, home):
     folder = home / "state" / "logs" / str(first) / "1"
     moved = folder.with_name("1.moved")
     folder.rename(moved)
+    folder.write_text("not a folder")  # writing the kill request into it fails, as in a lost race
     try:
         proc = jobctl("kill", str(first), str(second), "--grace", "0")
     finally:
+        folder.unlink()
         moved.rename(folder)
     assert "Traceback" not in proc.stderr
     assert jobctl.state(second) == "KILLED"
