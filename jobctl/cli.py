@@ -375,7 +375,9 @@ def supervisor_status(as_json: JsonOpt = False) -> None:
 
 def main() -> None:
     """Entry point: the one place where errors become a message and an exit code."""
-    os.umask(0o077)
+    from jobctl import paths as paths_mod
+
+    paths_mod.CALLER_UMASK = os.umask(0o077)  # jobs run under the caller's umask, jobctl's own files are private
     debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
     try:
         code = app(prog_name="jobctl", standalone_mode=False)  # click returns typer.Exit's code here

@@ -14,6 +14,7 @@ import time
 from jobctl import states
 from jobctl.backends.local import LocalBackend, backend_id
 from jobctl.service import ActionResult, Service
+from jobctl.store import loads
 
 WAITING = {states.CREATED, states.PENDING, states.BLOCKED, states.RETRYING}
 
@@ -101,6 +102,13 @@ def retry(service: Service, row: sqlite3.Row) -> ActionResult:
         return _refuse(service, row, "only FAILED or KILLED jobs can be retried")
     if row["alloc"] is not None:
         return _result(row, False, f"job {row['id']} is still stopping; try again in a moment", row["state"])
+    from jobctl.secretfiles import path_of
+
+    secrets = path_of(service.paths, row["envs"])
+    if secrets is not None and not secrets.exists():  # removed when the job ended (SPEC section 14)
+        names = ", ".join(loads(row["envs"], {}).get("secret") or [])
+        return _result(row, False, f"job {row['id']}: its secrets ({names}) were deleted when it ended; "
+                       "launch it again to give them anew", row["state"])
     after = _after(service, row)
     target = states.BLOCKED if after else states.PENDING
     fields = {"failures": 0, "ended_at": None, "exit_code": None, "not_before": None, "backend_id": None}

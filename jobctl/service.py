@@ -57,6 +57,7 @@ class Service:
         self._store: Store | None = None
         self._config = None
         self.user = current_user()
+        self.env_drop: set[str] = set()  # --env/--env-file names: a supervisor started now must not inherit them
 
     @property
     def store(self) -> Store:
@@ -76,17 +77,27 @@ class Service:
     # -- the supervisor ------------------------------------------------------------------------
     def wake_supervisor(self, start: bool = True) -> bool:
         """Poke the supervisor; start one when none answers. True when one was already up."""
+        from jobctl.paths import trusted_owners
+
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1.0)
                 sock.connect(str(self.paths.socket))
+                from jobctl.supervisor import peer_uid
+
+                uid = peer_uid(sock)
+                if uid not in trusted_owners():
+                    from jobctl.errors import UnsafePath
+
+                    raise UnsafePath(f"{self.paths.socket}: answered by a process of uid {uid}, not by your "
+                                     "supervisor; refusing to talk to it (see README: Security)")
                 sock.sendall(b"w")
             return True
         except OSError:
             if start:
                 from jobctl.supervisor import spawn_detached
 
-                spawn_detached(self.paths)
+                spawn_detached(self.paths, drop=self.env_drop)
             return False
 
     # -- selecting jobs ------------------------------------------------------------------------
@@ -228,9 +239,9 @@ class Service:
 
 
 def masked_envs(spec: dict[str, Any], job_envs: dict[str, Any]) -> dict[str, str | None]:
-    """The job's environment as shown to people: secrets as ***."""
-    declared = spec.get("envs") or {}
-    secret = set(spec.get("secrets") or []) | set(job_envs.get("secret") or [])
-    secret |= {k for k, v in declared.items() if v is None}  # a null in the file: supplied at launch
+    """The job's environment as shown to people: secrets as *** (their values are not in the database)."""
+    given = set(job_envs.get("secret") or [])  # secrets that have a value, in the job's secrets file
     values = {**(spec.get("envs") or {}), **(job_envs.get("env") or {})}
+    values.update({k: "***" for k in given})
+    secret = set(spec.get("secrets") or []) | given
     return {k: ("***" if k in secret and v is not None else v) for k, v in values.items()}

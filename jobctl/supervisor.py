@@ -151,7 +151,7 @@ class Supervisor:
 
         self.backend = LocalBackend(self.paths.logs)
         self.engine = Engine(self.backend, self.detect_capacity(), str(self.paths.socket), self.grace,
-                             str(self.paths.runtime / "cgroups"))
+                             str(self.paths.runtime / "cgroups"), paths=self.paths)
         self.loop()
         return 0
 
@@ -331,13 +331,17 @@ class Supervisor:
                 self.backend.cancel(bid, 0.0, "out_of_memory", message)
 
 
-def spawn_detached(paths: Paths) -> None:
-    """Start a supervisor in the background, detached from the terminal (its own session)."""
+def spawn_detached(paths: Paths, drop: set[str] | frozenset[str] = frozenset()) -> None:
+    """Start a supervisor in the background, detached from the terminal (its own session).
+
+    `drop`: variables passed with --env/--env-file: later jobs inherit the supervisor's environment,
+    so a secret given to one job must not be in it (SPEC section 14).
+    """
     paths.ensure()
-    log = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         subprocess.Popen(
-            [sys.executable, "-m", "jobctl.supervisor"],
+            [sys.executable, "-m", "jobctl.supervisor"], env={k: v for k, v in os.environ.items() if k not in drop},
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
         )
     finally:
