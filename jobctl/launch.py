@@ -265,7 +265,7 @@ def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> l
     tokens: list[str] = []
     try:
         with service.store.write() as conn:
-            secretfiles.Sweeper(service.paths).sweep(conn, force=True)
+            secretfiles.Sweeper(service.paths).sweep(conn)
             _record(service, conn, tasks, now, umask, tokens, ids)
     except BaseException:
         for token in tokens:  # written inside the transaction that rolled back

@@ -15,15 +15,11 @@ import json
 import os
 import secrets as _random
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
 from jobctl.paths import Paths, make_private_dir
 from jobctl.store import loads
-
-SWEEP_EVERY = 1.0  # seconds between two looks at unfinished jobs while secrets files exist
-
 
 def folder(paths: Paths) -> Path:
     return paths.data / "secrets"
@@ -69,17 +65,16 @@ def remove(paths: Paths, token: str) -> None:
 
 
 class Sweeper:
-    """Removes the secrets files no unfinished job uses. Call inside a write transaction."""
+    """Removes the secrets files no unfinished job uses. Call inside a write transaction.
+
+    Cheap when no file exists (one scandir); else one pass over the unfinished jobs (an index), as
+    the supervisor's tick already makes to count them.
+    """
 
     def __init__(self, paths: Paths):
         self.paths = paths
-        self.next_at = 0.0
 
-    def sweep(self, conn: sqlite3.Connection, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now < self.next_at:
-            return
-        self.next_at = now + SWEEP_EVERY
+    def sweep(self, conn: sqlite3.Connection) -> None:
         try:
             names = [e.name for e in os.scandir(folder(self.paths)) if e.name.endswith(".json")]
         except FileNotFoundError:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
-from dataclasses import replace
 
 from jobctl import states
 from jobctl.backends.slurm import (AFTER, SlurmBackend, SlurmObservation, SlurmUnreachable, Submission, batch_script,
