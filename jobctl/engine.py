@@ -91,14 +91,19 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - a bad state file, or a bug met by one job
                 conn.execute("ROLLBACK TO observe_job")
                 try:
-                    self._lose(conn, job, now, actions, exc)
+                    self._lose(conn, job, now, actions, exc, own)
                 except Exception:  # noqa: BLE001 - left as it was; logged, and the pass goes on
                     conn.execute("ROLLBACK TO observe_job")
                     _log_exception()
             conn.execute("RELEASE observe_job")
 
-    def _lose(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float, actions: Actions, exc: Exception) -> None:
-        """FAILED (worker lost) for a job whose attempt cannot be read; its runner is asked to end."""
+    def _lose(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float, actions: Actions, exc: Exception,
+              own: dict[str, int]) -> None:
+        """FAILED (worker lost) for a job whose attempt cannot be read; its runner is asked to end.
+
+        The runner is found through runner.json (which may be the bad file), or, when it is this
+        supervisor's own child (a PID that cannot have been reused: it is not reaped yet), directly.
+        """
         from jobctl.runner import BadStateFile
 
         if not isinstance(exc, BadStateFile):
@@ -114,6 +119,17 @@ class Engine:
                    detail=states.REASON_TEXT.get("worker_lost", "worker lost"), message=message, now=now,
                    fields={"failures": job["failures"] + 1})
         actions.cancel.append((bid, "worker_lost", 0.0, message))
+        if bid in own:
+            import contextlib
+            import signal
+
+            from jobctl.runner import write_json
+
+            with contextlib.suppress(OSError):
+                write_json(self.backend.attempt_dir(bid) / "kill.json",
+                           {"reason": "worker_lost", "grace": 0.0, "message": message})
+            with contextlib.suppress(OSError):
+                os.kill(own[bid], signal.SIGTERM)
 
     def _observe_one(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float, own: dict[str, int],
                      actions: Actions) -> None:

@@ -320,6 +320,7 @@ def test_garbage_in_state_files_fails_that_job_alone(kind, jobctl, home, tmp_pat
 num_nodes: 2
 run: |
   D=$JOBCTL_HOME/state/logs/$JOBCTL_JOB_ID/$JOBCTL_ATTEMPT
+  until grep -q workers $D/runner.json; do sleep 0.05; done  # the runner has written its last runner.json
   if [ "$JOBCTL_NODE_RANK" = 1 ]; then {GARBAGE[kind]}; echo $$ > {tmp_path}/bad.pid; fi
   sleep 60
 """)
@@ -331,6 +332,11 @@ run: |
     assert job["status"] == "FAILED (worker lost)", job
     assert "could not be read" in (job["message"] or "")
     jobctl.wait_state(good_id, "COMPLETED", timeout=30)
+    import psutil
+
+    pid = int((tmp_path / "bad.pid").read_text())
+    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 30,
+               "the bad job's processes to be ended")
     third = jobctl.launch(good, "--cpus", "0.5")
     jobctl.wait_state(third, "COMPLETED", timeout=30)
 
