@@ -236,6 +236,9 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
             action = _apply(service, conn, cur, seen.get(cur["backend_id"]) or _from_files(service, cur), time.time())
             if action:
                 todo[action].append(cur["backend_id"] if action == "cancel" else cur["id"])
+        from jobctl.secretfiles import Sweeper
+
+        Sweeper(service.paths).sweep(conn)  # the secrets of jobs that just ended go (no supervisor on Slurm)
     for bid in todo["cancel"]:
         _quietly(backend.cancel, bid)
     if todo["again"]:
