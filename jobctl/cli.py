@@ -472,7 +472,9 @@ def main() -> None:
 
     Typer runs with standalone_mode=False so that every click exception reaches this function;
     usage errors become one line on stderr and exit 2 (SPEC section 4)."""
-    os.umask(0o077)
+    from jobctl import paths as paths_mod
+
+    paths_mod.CALLER_UMASK = os.umask(0o077)  # jobs run under the caller's umask, jobctl's own files are private
     debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
     click_exception, click_usage_error = _click_exceptions()
     try:

@@ -19,8 +19,12 @@ COMPLETE_VAR = "_JOBCTL_COMPLETE"
 def complete_jobs(incomplete: str) -> list[str]:
     """Job IDs and names from the local database, newest first (never fails: completion is best effort)."""
     from jobctl import paths
+    from jobctl.errors import UnsafePath
 
-    db = paths.resolve().db
+    try:
+        db = paths.resolve().db
+    except UnsafePath:
+        return []  # a home someone else could change: nothing is read from it (the command itself says why)
     if not db.exists():
         return []
     try:

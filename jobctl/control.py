@@ -15,7 +15,7 @@ from typing import Callable
 from jobctl import states
 from jobctl.backends.local import LocalBackend, backend_id
 from jobctl.service import ActionResult, Service
-from jobctl.store import transition
+from jobctl.store import loads, transition
 
 WAITING = {states.CREATED, states.PENDING, states.BLOCKED, states.RETRYING}
 # an unfinished job that depends on a given job (`rm` keeps the dependencies of unfinished jobs)
@@ -115,6 +115,13 @@ def retry(service: Service, row: sqlite3.Row) -> ActionResult:
         return _refuse(service, row, "only FAILED or KILLED jobs can be retried")
     if row["alloc"] is not None:
         return _result(row, False, f"job {row['id']} is still stopping; try again in a moment", row["state"])
+    from jobctl.secretfiles import path_of
+
+    secrets = path_of(service.paths, row["envs"])
+    if secrets is not None and not secrets.exists():  # removed when the job ended (SPEC section 14)
+        names = ", ".join(loads(row["envs"], {}).get("secret") or [])
+        return _result(row, False, f"job {row['id']}: its secrets ({names}) were deleted when it ended; "
+                       "launch it again to give them anew", row["state"])
     retries = int(service.spec_of(row).get("retries") or 0)
     attempt, last = row["attempt"] + 1, row["attempt"] + retries + 1
     now = time.time()

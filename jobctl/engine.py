@@ -48,13 +48,19 @@ def failure_detail(reason: str | None, message: str | None, exit_code: int | Non
 
 class Engine:
     def __init__(self, backend: LocalBackend, capacity: Capacity, socket_path: str, grace: float,
-                 cgroup_pool: str | None = None):
+                 cgroup_pool: str | None = None, paths: Any = None):
         self.backend = backend
         self.capacity = capacity
         self.socket_path = socket_path
         self.grace = grace
         self.cgroup_pool = cgroup_pool  # folder of the memory cgroup pool's lock files
         self._specs: dict[int, JobSpec] = {}
+        self.paths = paths  # where the jobs' secrets files are (None: jobs without secrets only)
+        self.sweeper = None
+        if paths is not None:
+            from jobctl.secretfiles import Sweeper
+
+            self.sweeper = Sweeper(paths)
 
     def spec(self, conn: sqlite3.Connection, spec_id: int) -> JobSpec:
         if spec_id not in self._specs:
@@ -70,6 +76,8 @@ class Engine:
         self.resolve_dependencies(conn, now)
         self.expire(conn, now, actions)
         self.schedule(conn, now, actions)
+        if self.sweeper is not None:
+            self.sweeper.sweep(conn)  # secrets of jobs that ended are removed
         return actions
 
     def holding(self, conn: sqlite3.Connection) -> list[sqlite3.Row]:
@@ -83,39 +91,90 @@ class Engine:
 
     def observe(self, conn: sqlite3.Connection, now: float, own: dict[str, int], actions: Actions,
                 ended_only: bool = False) -> None:
+        """Each job in its own savepoint: a job whose files are garbage (or any error while handling
+        one job) fails that job alone, never the whole pass."""
         for job in self.holding(conn):
-            bid = backend_id(job["id"], job["attempt"])
-            if ended_only and not (self.backend.attempt_dir(bid) / "result.json").exists():
+            if ended_only and not (self.backend.attempt_dir(backend_id(job["id"], job["attempt"]))
+                                   / "result.json").exists():
                 continue
-            obs = self.backend.observe(bid, job["num_nodes"])
-            for w in obs.workers:
-                conn.execute(
-                    "UPDATE workers SET state = ?, exit_code = ?, pid = ? WHERE job_id = ? AND attempt = ? AND rank = ?"
-                    " AND (state != ? OR exit_code IS NOT ? OR pid IS NOT ?)",
-                    (w.state, w.exit_code, w.pid, job["id"], job["attempt"], w.rank, w.state, w.exit_code, w.pid),
-                )
+            conn.execute("SAVEPOINT observe_job")
+            try:
+                self._observe_one(conn, job, now, own, actions)
+            except Exception as exc:  # noqa: BLE001 - a bad state file, or a bug met by one job
+                conn.execute("ROLLBACK TO observe_job")
+                try:
+                    self._lose(conn, job, now, actions, exc, own)
+                except Exception:  # noqa: BLE001 - left as it was; logged, and the pass goes on
+                    conn.execute("ROLLBACK TO observe_job")
+                    _log_exception()
+            conn.execute("RELEASE observe_job")
+
+    def _lose(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float, actions: Actions, exc: Exception,
+              own: dict[str, int]) -> None:
+        """FAILED (worker lost) for a job whose attempt cannot be read; its runner is asked to end.
+
+        The runner is found through runner.json (which may be the bad file), or, when it is this
+        supervisor's own child (a PID that cannot have been reused: it is not reaped yet), directly.
+        """
+        from jobctl.runner import BadStateFile
+
+        if not isinstance(exc, BadStateFile):
+            _log_exception()  # the supervisor's log: a bug, but only this job pays for it
+        bid = backend_id(job["id"], job["attempt"])
+        message = f"attempt {job['attempt']}: its state files could not be read ({exc}); the job was failed"
+        conn.execute("UPDATE attempts SET ended_at = ?, outcome = 'worker_lost' WHERE job_id = ? AND n = ?",
+                     (now, job["id"], job["attempt"]))
+        conn.execute("UPDATE workers SET state = 'lost' WHERE job_id = ? AND attempt = ? AND state = 'running'",
+                     (job["id"], job["attempt"]))
+        conn.execute("UPDATE jobs SET alloc = NULL WHERE id = ?", (job["id"],))
+        transition(conn, job["id"], states.FAILED, expect=states.LIVE, reason="worker_lost",
+                   detail=states.REASON_TEXT.get("worker_lost", "worker lost"), message=message, now=now,
+                   fields={"failures": job["failures"] + 1})
+        actions.cancel.append((bid, "worker_lost", 0.0, message))
+        if bid in own:
+            import contextlib
+            import signal
+
+            from jobctl.runner import write_json
+
+            with contextlib.suppress(OSError):
+                write_json(self.backend.attempt_dir(bid) / "kill.json",
+                           {"reason": "worker_lost", "grace": 0.0, "message": message})
+            with contextlib.suppress(OSError):
+                os.kill(own[bid], signal.SIGTERM)
+
+    def _observe_one(self, conn: sqlite3.Connection, job: sqlite3.Row, now: float, own: dict[str, int],
+                     actions: Actions) -> None:
+        bid = backend_id(job["id"], job["attempt"])
+        obs = self.backend.observe(bid, job["num_nodes"])
+        for w in obs.workers:
+            conn.execute(
+                "UPDATE workers SET state = ?, exit_code = ?, pid = ? WHERE job_id = ? AND attempt = ? AND rank = ?"
+                " AND (state != ? OR exit_code IS NOT ? OR pid IS NOT ?)",
+                (w.state, w.exit_code, w.pid, job["id"], job["attempt"], w.rank, w.state, w.exit_code, w.pid),
+            )
+        if bid in own:
+            conn.execute("UPDATE attempts SET runner_pid = ? WHERE job_id = ? AND n = ? AND runner_pid IS NULL",
+                         (own[bid], job["id"], job["attempt"]))
+        if obs.state == "CREATED":
+            started = conn.execute(
+                "SELECT started_at FROM attempts WHERE job_id = ? AND n = ?", (job["id"], job["attempt"])
+            ).fetchone()
             if bid in own:
-                conn.execute("UPDATE attempts SET runner_pid = ? WHERE job_id = ? AND n = ? AND runner_pid IS NULL",
-                             (own[bid], job["id"], job["attempt"]))
-            if obs.state == "CREATED":
-                started = conn.execute(
-                    "SELECT started_at FROM attempts WHERE job_id = ? AND n = ?", (job["id"], job["attempt"])
-                ).fetchone()
-                if bid in own:
-                    continue  # our own fresh child, about to write runner.json
-                if started is None or now - (started["started_at"] or 0) > NEVER_STARTED_AFTER:
-                    self._requeue_unstarted(conn, job, now)
-                continue
-            if obs.state in ("ACTIVE", "FAILING"):
-                ending = self._ending_reason(job)
-                if ending:  # recorded as ending, yet its attempt runs: the signal may have been lost, send it again
-                    actions.cancel.append((bid, ending, self.grace, None))
-                    continue
-                if obs.state == "FAILING" and job["state"] == states.ACTIVE:
-                    transition(conn, job["id"], states.FAILING, expect={states.ACTIVE}, reason="workers_failed",
-                               detail=obs.message, now=now)
-                continue
-            self._finish_attempt(conn, job, obs, now, actions)
+                return  # our own fresh child, about to write runner.json
+            if started is None or now - (started["started_at"] or 0) > NEVER_STARTED_AFTER:
+                self._requeue_unstarted(conn, job, now)
+            return
+        if obs.state in ("ACTIVE", "FAILING"):
+            ending = self._ending_reason(job)
+            if ending:  # recorded as ending, yet its attempt runs: the signal may have been lost, send it again
+                actions.cancel.append((bid, ending, self.grace, None))
+                return
+            if obs.state == "FAILING" and job["state"] == states.ACTIVE:
+                transition(conn, job["id"], states.FAILING, expect={states.ACTIVE}, reason="workers_failed",
+                           detail=obs.message, now=now)
+            return
+        self._finish_attempt(conn, job, obs, now, actions)
 
     @staticmethod
     def _ending_reason(job: sqlite3.Row) -> str | None:
@@ -240,7 +299,15 @@ class Engine:
         actions.more = (len(rows) >= QUEUE_WINDOW and bool(decisions.start)
                         and "resources" not in decisions.waiting.values())
         for job_id, alloc in decisions.start:
-            self._start(conn, by_id[job_id], alloc, now, actions)
+            conn.execute("SAVEPOINT start_job")
+            try:
+                self._start(conn, by_id[job_id], alloc, now, actions)
+            except Exception as exc:  # noqa: BLE001 - one job's bad record fails that job, not the pass
+                conn.execute("ROLLBACK TO start_job")
+                _log_exception()
+                transition(conn, job_id, states.FAILED, reason="start_error", detail=states.REASON_TEXT.get(
+                    "start_error", "start error"), message=f"could not prepare the job: {exc}", now=now)
+            conn.execute("RELEASE start_job")
         for job_id in decisions.preempt:
             row = conn.execute("SELECT attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if transition(conn, job_id, states.SUSPENDED, expect=states.RUNNING, reason="system", detail="by system",
@@ -298,7 +365,15 @@ class Engine:
     def plan(self, job: sqlite3.Row, spec: JobSpec, attempt: int, alloc: Allocation) -> dict[str, Any]:
         n = job["num_nodes"]
         env = {k: v for k, v in spec.envs.items() if v is not None}
-        env.update(loads(job["envs"], {}).get("env") or {})
+        envs = loads(job["envs"], {})
+        env.update(envs.get("env") or {})
+        secrets_file = None
+        if envs.get("secrets"):
+            from jobctl.secretfiles import path_of
+
+            secrets_file = str(path_of(self.paths, envs)) if self.paths is not None else None
+            if secrets_file is None:
+                raise ValueError("its secrets file is unknown")
         per_rank = len(alloc.devices) // n if alloc.devices else 0
         rank_env = []
         for rank in range(n):
@@ -323,7 +398,16 @@ class Engine:
             "timeout_text": format_duration(spec.timeout) if spec.timeout else None,
             "grace": self.grace, "socket": self.socket_path, "memory_mib": job["memory_mib"] * n,
             "supervisor_pid": os.getpid(), "cgroup_pool": self.cgroup_pool,
+            "secrets_file": secrets_file, "umask": envs.get("umask"),
         }
+
+
+def _log_exception() -> None:
+    import sys
+    import traceback
+
+    traceback.print_exc()
+    sys.stderr.flush()
 
 
 def dependency_verdict(deps: list[sqlite3.Row]) -> str | None:

@@ -49,3 +49,7 @@ class StoreError(JobctlError):
 
 class BackendError(JobctlError):
     """A backend (local processes, Slurm) refused or failed an operation."""
+
+
+class UnsafePath(JobctlError):
+    """A jobctl folder or file that another user could change (SPEC section 14): refused (exit 1)."""

@@ -35,45 +35,83 @@ class LaunchOptions:
     dry_run: bool = False
 
 
+ARRAY_LIMIT = 100_000
+ENV_FILE_LIMIT = 1 << 20  # bytes: an env file is a few lines; /dev/zero is not one
+
+
 def parse_array(text: str) -> list[int]:
-    try:
-        if "-" in text:
-            lo, hi = (int(p) for p in text.split("-", 1))
-        else:
-            lo, hi = 0, int(text) - 1
-    except ValueError:
-        raise UsageError(f'--array: expected a count such as 10 or a range such as 1-100, got "{text}"') from None
-    count = max(hi - lo + 1, 0)
-    if not 1 <= count <= 100_000 or lo < 0:  # checked before the list is made: `--array 0-1e12` is refused at once
-        raise UsageError(f'--array: "{text}" gives {count} jobs; expected 1 to 100000 non-negative indices')
+    """`N` (0..N-1) or `A-B`. The count is checked before any list is built (3e9 is refused at once)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d{1,18})\s*(?:-\s*(\d{1,18})\s*)?", text)
+    if match is None:
+        raise UsageError(f'--array: expected a count such as 10 or a range such as 1-100, got "{text}"')
+    if match.group(2) is None:
+        lo, hi = 0, int(match.group(1)) - 1
+    else:
+        lo, hi = int(match.group(1)), int(match.group(2))
+    count = hi - lo + 1
+    if count < 1 or count > ARRAY_LIMIT:
+        raise UsageError(f'--array: "{text}" gives {max(count, 0)} jobs; expected 1 to {ARRAY_LIMIT} '
+                         "non-negative indices")
     return list(range(lo, hi + 1))
 
 
+def env_file_value(raw: str) -> str:
+    """A value as docker compose / python-dotenv read it: one pair of matching quotes around the whole
+    value is removed (`K="a b"` -> `a b`, `K='x'` -> `x`); anything else, inner quotes included, is kept."""
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def read_env_file(path: str) -> str:
+    """The env file's text, read with a bound, never echoed (it holds secrets)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(ENV_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise UsageError(f"--env-file: cannot read {path} ({exc.strerror})") from None
+    if len(data) > ENV_FILE_LIMIT:
+        raise UsageError(f"--env-file: {path} is larger than {ENV_FILE_LIMIT // (1 << 20)} MiB; "
+                         "an env file holds KEY=VALUE lines")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{line}: not UTF-8 text") from None
+
+
 def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
-    """Each --env-file in order (a later one wins), then --env K=V / --env K (from this environment;
-    treated as a secret)."""
+    """--env-file, then --env K=V / --env K (from this environment; treated as a secret).
+
+    Every value of an env file is a secret; errors name the file and line, never the text of it.
+    """
     values: dict[str, str] = {}
     secret: list[str] = []
     env_files = [options.env_file] if isinstance(options.env_file, str) else list(options.env_file or [])
-    for env_file in env_files:
-        try:
-            lines = Path(env_file).read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--env-file: cannot read {env_file} ({exc})") from None
+    for env_file in env_files:  # in order: a later file wins
+        lines = read_env_file(env_file).splitlines()
         for number, line in enumerate(lines, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             key, sep, value = line.removeprefix("export ").partition("=")
             if not sep or not key.strip().isidentifier():
-                raise UsageError(f"{env_file}:{number}: expected KEY=VALUE, got {line[:40]!r}")
-            values[key.strip()] = value.strip().strip("'\"")
+                raise UsageError(f"{env_file}:{number}: expected KEY=VALUE (KEY: letters, digits and _, "
+                                 "not starting with a digit); the line is not shown since it may hold a secret")
+            if "\0" in value:
+                raise UsageError(f"{env_file}:{number}: {key.strip()}: the value holds a NUL byte")
+            values[key.strip()] = env_file_value(value)
             if key.strip() not in secret:
                 secret.append(key.strip())
     for item in options.env or []:
         key, sep, value = item.partition("=")
         if not key.isidentifier():
-            raise UsageError(f"--env: expected KEY=VALUE or KEY, got {item!r}")
+            raise UsageError(f"--env: expected KEY=VALUE or KEY, got {key!r}{'=...' if sep else ''}")
+        if "\0" in value:
+            raise UsageError(f"--env {key}: the value holds a NUL byte")
         if sep:
             values[key] = value
         elif key in os.environ:
@@ -114,6 +152,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 spec = replace(spec, priority=options.priority)
             backend = options.backend or spec.backend or service.config.get("backend")
             spec.backend = backend
+            refuse_control_characters(loaded.path, spec)
             missing = [k for k, v in spec.envs.items() if v is None and k not in env_values]
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
@@ -150,7 +189,48 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                           "depends_on": list(dict.fromkeys(([task["previous"]] if task["previous"] else [])
                                                            + [d.ref for d in spec.depends_on])),
                           "priority": spec.priority})
-    return plan, [dict(t, indices=indices, env=env_values, secret=env_secret) for t in tasks]
+    return plan, [dict(t, indices=indices, **split_secrets(t["spec"], env_values, env_secret)) for t in tasks]
+
+
+def split_secrets(spec: JobSpec, values: dict[str, str], launch_secret: list[str]) -> dict[str, Any]:
+    """Plain launch values (kept in the database) apart from secret ones (kept in a 0600 file).
+
+    Secret: every value of `--env NAME` and `--env-file`, of an env the file declares null, and of
+    `secrets:`. Their values are removed from the spec (its body is kept in the database); the
+    names stay, so `describe` shows them as ***. A plain `--env K=V` of any other name is kept.
+    """
+    names = set(spec.secrets) | {k for k, v in spec.envs.items() if v is None} | set(launch_secret)
+    secret = {k: v for k, v in spec.envs.items() if k in names and v is not None}
+    secret.update({k: v for k, v in values.items() if k in names})
+    spec.envs = {k: (None if k in names else v) for k, v in spec.envs.items()}
+    return {"env": {k: v for k, v in values.items() if k not in names}, "secret": sorted(secret),
+            "secret_values": secret}
+
+
+CONTROL = {chr(c) for c in range(32)} | {chr(127)}
+
+
+def _has_control(text: Any) -> bool:
+    return isinstance(text, str) and any(ch in CONTROL for ch in text)
+
+
+def refuse_control_characters(path: str, spec: JobSpec) -> None:
+    """Names, labels and paths go into status tables, batch scripts and file names: no control characters
+    (a newline there could end a comment in a generated script and start a command)."""
+    checks: list[tuple[str, Any]] = [("name", spec.name), ("workdir", spec.workdir), ("source", spec.source)]
+    for key, value in (spec.labels or {}).items():
+        checks += [(f"labels.{key}" if not _has_control(key) else "labels", key), (f"labels.{key}", value)]
+    for dest, src in (spec.file_mounts or {}).items():
+        checks += [("file_mounts", dest), (f"file_mounts.{dest}", src)]
+    for dep in spec.depends_on:
+        checks.append(("depends_on", dep.ref))
+    for env in spec.envs:
+        checks.append(("envs", env))
+    for key, value in checks:
+        if _has_control(value) or _has_control(key):
+            where = key if not _has_control(key) else key.split(".")[0]
+            raise UsageError(f"{path}: {where}: holds a control character (such as a newline or a tab); "
+                             "names, labels and paths may not")
 
 
 NAME_LIMIT = 128  # characters, the limit of jobfile.NAME_RE, array suffix included
@@ -208,6 +288,7 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
         if ": resources:" in problem:
             raise DoesNotFit(problem)
         raise UsageError(problem)
+    service.env_drop = {name for t in tasks for name in (*t["env"], *t["secret"])}  # see Service.wake_supervisor
     ids = record(service, tasks, plan)
     slurm = [job_id for job_id, backend in ids if backend == "slurm"]
     if slurm:
@@ -221,46 +302,76 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
 
 def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> list[tuple[int, str]]:
     """Insert every job of the launch in one transaction; returns (job ID, backend) pairs."""
+    from jobctl import paths as paths_mod
+    from jobctl import secretfiles
+
     now = time.time()
     ids: list[tuple[int, str]] = []
-    with service.store.write() as conn:
-        resolved = resolve_dependencies(conn, tasks)
-        created: list[list[int]] = []
-        for task, deps in zip(tasks, resolved):
-            spec: JobSpec = task["spec"]
-            body = _spec_body(spec)
-            digest = service.digest(body)
-            conn.execute("INSERT OR IGNORE INTO specs (hash, body) VALUES (?, ?)", (digest, body))
-            spec_id = conn.execute("SELECT id FROM specs WHERE hash = ?", (digest,)).fetchone()[0]
-            envs = dumps({"env": task["env"], "secret": task["secret"]} if task["env"] else None)
-            mine = []
-            after_prev = created[task["after"]] if task["after"] is not None else []
-            for index in task["indices"]:
-                name = spec.name if index is None else f"{spec.name}-{index}"
-                cur = conn.execute(
-                    "INSERT INTO jobs (name, state, spec_id, priority, cpus, memory_mib, accelerators, num_nodes,"
-                    " labels, envs, array_index, backend, user, submitted_at, max_attempts, queue_deadline)"
-                    " VALUES (?, 'CREATED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, spec_id, spec.priority, task["cpus"], task["memory_mib"], dumps(spec.accelerators),
-                     spec.num_nodes, dumps(spec.labels), envs, index, spec.backend, service.user, now,
-                     spec.retries + 1, now + spec.queue_timeout if spec.queue_timeout else None),
-                )
-                job_id = cur.lastrowid
-                conn.execute("INSERT INTO events (job_id, at, from_state, to_state, actor) VALUES (?, ?, NULL, 'CREATED', ?)",
-                             (job_id, now, service.user))
-                batch = [(d, c) for j, c in task.get("batch_deps", []) for d in created[j]]
-                all_deps = [(d, "ok") for d in after_prev] + batch + deps
-                conn.executemany("INSERT OR IGNORE INTO deps (job_id, dep_id, condition) VALUES (?, ?, ?)",
-                                 [(job_id, d, c) for d, c in all_deps])
-                if all_deps:
-                    transition(conn, job_id, states.BLOCKED, reason="dependency",
-                               detail=states.blocked_detail([d for d, _ in all_deps]), actor=service.user, now=now)
-                else:
-                    transition(conn, job_id, states.PENDING, actor=service.user, now=now)
-                mine.append(job_id)
-            created.append(mine)
-            ids.extend((job_id, spec.backend) for job_id in mine)
+    umask = paths_mod.CALLER_UMASK if paths_mod.CALLER_UMASK is not None else _current_umask()
+    tokens: list[str] = []
+    try:
+        with service.store.write() as conn:
+            secretfiles.Sweeper(service.paths).sweep(conn)
+            _record(service, conn, tasks, now, umask, tokens, ids)
+    except BaseException:
+        for token in tokens:  # written inside the transaction that rolled back
+            secretfiles.remove(service.paths, token)
+        raise
     return ids
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _record(service: Service, conn, tasks: list[dict[str, Any]], now: float, umask: int, tokens: list[str],
+            ids: list[tuple[int, str]]) -> None:
+    from jobctl import secretfiles
+
+    resolved = resolve_dependencies(conn, tasks)
+    created: list[list[int]] = []
+    for task, deps in zip(tasks, resolved):
+        spec: JobSpec = task["spec"]
+        body = _spec_body(spec)
+        digest = service.digest(body)
+        conn.execute("INSERT OR IGNORE INTO specs (hash, body) VALUES (?, ?)", (digest, body))
+        spec_id = conn.execute("SELECT id FROM specs WHERE hash = ?", (digest,)).fetchone()[0]
+        envs_doc: dict[str, Any] = {"umask": umask}
+        if task["env"]:
+            envs_doc["env"] = task["env"]
+        if task["secret_values"]:
+            tokens.append(secretfiles.write(service.paths, task["secret_values"]))
+            envs_doc.update(secret=task["secret"], secrets=tokens[-1])
+        envs = dumps(envs_doc)
+        mine = []
+        after_prev = created[task["after"]] if task["after"] is not None else []
+        for index in task["indices"]:
+            name = spec.name if index is None else f"{spec.name}-{index}"
+            cur = conn.execute(
+                "INSERT INTO jobs (name, state, spec_id, priority, cpus, memory_mib, accelerators, num_nodes,"
+                " labels, envs, array_index, backend, user, submitted_at, max_attempts, queue_deadline)"
+                " VALUES (?, 'CREATED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, spec_id, spec.priority, task["cpus"], task["memory_mib"], dumps(spec.accelerators),
+                 spec.num_nodes, dumps(spec.labels), envs, index, spec.backend, service.user, now,
+                 spec.retries + 1, now + spec.queue_timeout if spec.queue_timeout else None),
+            )
+            job_id = cur.lastrowid
+            conn.execute("INSERT INTO events (job_id, at, from_state, to_state, actor) VALUES (?, ?, NULL, 'CREATED', ?)",
+                         (job_id, now, service.user))
+            batch = [(d, c) for j, c in task.get("batch_deps", []) for d in created[j]]
+            all_deps = [(d, "ok") for d in after_prev] + batch + deps
+            conn.executemany("INSERT OR IGNORE INTO deps (job_id, dep_id, condition) VALUES (?, ?, ?)",
+                             [(job_id, d, c) for d, c in all_deps])
+            if all_deps:
+                transition(conn, job_id, states.BLOCKED, reason="dependency",
+                           detail=states.blocked_detail([d for d, _ in all_deps]), actor=service.user, now=now)
+            else:
+                transition(conn, job_id, states.PENDING, actor=service.user, now=now)
+            mine.append(job_id)
+        created.append(mine)
+        ids.extend((job_id, spec.backend) for job_id in mine)
 
 
 def _spec_body(spec: JobSpec) -> str:

@@ -7,7 +7,8 @@ learns goes to files in the attempt folder, written atomically, and the supervis
 the next) turns them into database rows. The runner never touches the database.
 
 Files in the attempt folder:
-  plan.json            what to run (written by the runner itself, first thing after the fork)
+  plan.json            what to run (written by the runner itself, first thing after the fork); it holds
+                       secret names and the path of the job's secrets file, never a secret value
   runner.json          {"pid", "start"}: written first thing, before any worker starts; then again
                        with "workers": {rank: pid} once they are started
   rank<N>.log          the worker's stdout and stderr
@@ -23,6 +24,7 @@ Signals (no handlers: they are blocked and taken with sigtimedwait, one loop, no
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -37,36 +39,83 @@ BASH = "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash"
 WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP}
 
 # Runs setup then run, in the job's workdir; the scripts come as arguments ($3, $4), so nothing
-# is written to disk for them. A failing setup leaves a marker file.
+# is written to disk for them; a script too long for one argument comes as a file ($5, $6), named
+# by an argument, never pasted into a shell string. A failing setup leaves a marker file.
 WORKER_SCRIPT = r"""
 dir=$1; rank=$2
-bash -c "$3" jobctl-setup
+if [ -n "$5" ]; then bash "$5"; else bash -c "$3" jobctl-setup; fi
 code=$?
 if [ $code -ne 0 ]; then
   echo "jobctl: setup failed with exit code $code" >&2
   : > "$dir/setup_failed.$rank"
   exit $code
 fi
+if [ -n "$6" ]; then exec bash "$6"; fi
 exec bash -c "$4" jobctl-run
 """
 ARG_LIMIT = 100_000  # bytes: a longer script goes through a file (Linux caps one argument at 128 KiB)
+STATE_FILE_LIMIT = 1 << 20  # bytes: a state file the runner writes is far smaller; a bigger one is garbage
+# New files: never through a symlink someone left in the way, never an existing file.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class BadStateFile(Exception):
+    """A state file that is not what the runner writes (a symlink, too big, not a JSON object, wrong types)."""
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a small JSON file atomically (readers see the old file or the new, never half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    """Write a small JSON file atomically (readers see the old file or the new, never half).
 
+    The temporary file has a random name in the same folder, is created with O_EXCL (mkstemp), and
+    is renamed over the target: a symlink at either name is replaced, never followed.
+    """
+    import tempfile
 
-def read_json(path: Path) -> dict[str, Any] | None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (FileNotFoundError, ValueError):
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create a new 0600 file (refused if anything, a symlink included, is already there)."""
+    with os.fdopen(os.open(path, NEW_FILE, 0o600), "w") as handle:
+        handle.write(text)
+
+
+def read_json(path: Path, limit: int = STATE_FILE_LIMIT) -> dict[str, Any] | None:
+    """A JSON object from a state file; None when the file does not exist (yet).
+
+    Raises BadStateFile for anything the runner would not have written: a symlink, a FIFO, more
+    than `limit` bytes, bytes that are not JSON, JSON that is not an object.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise BadStateFile(f"{path.name}: cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadStateFile(f"{path.name}: not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise BadStateFile(f"{path.name}: larger than {limit} bytes")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        raise BadStateFile(f"{path.name}: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadStateFile(f"{path.name}: not a JSON object")
+    return value
 
 
 def exit_code_of(status: int) -> int:
@@ -179,20 +228,46 @@ class Runner:
     def start_workers(self) -> None:
         plan = self.plan
         run, setup = plan["run"], plan.get("setup") or ""
+        run_file = setup_file = ""
         if len(run.encode()) > ARG_LIMIT:
-            (self.dir / "run.sh").write_text(run)
-            run = f'exec bash "{self.dir}/run.sh"'
+            run_file = str(self.dir / "run.sh")
+            write_private(Path(run_file), run)
         if len(setup.encode()) > ARG_LIMIT:
-            (self.dir / "setup.sh").write_text(setup)
-            setup = f'exec bash "{self.dir}/setup.sh"'
+            setup_file = str(self.dir / "setup.sh")
+            write_private(Path(setup_file), setup)
         base = dict(os.environ)
         base.update(plan.get("env") or {})
+        base.update(self.secrets())
+        umask = plan.get("umask")
+        old_umask = os.umask(umask if isinstance(umask, int) and 0 <= umask <= 0o777 else 0o022)
+        try:
+            self._spawn_all(base, run, setup, run_file, setup_file)
+        finally:
+            os.umask(old_umask)
+        # the workers' PIDs join the runner's identity (one file fewer per job)
+        write_json(self.dir / "runner.json", {**self.identity, "workers": {str(r): p for p, r in self.workers.items()}})
+
+    def secrets(self) -> dict[str, str]:
+        """The job's secret values, from its 0600 secrets file (removed when the job ends)."""
+        path = self.plan.get("secrets_file")
+        if not path:
+            return {}
+        values = read_json(Path(path))
+        if values is None:
+            raise RuntimeError(f"its secrets file {path} is gone (the job ended, or was removed); launch it again")
+        return {str(k): str(v) for k, v in values.items()}
+
+    def _spawn_all(self, base: dict[str, str], run: str, setup: str, run_file: str, setup_file: str) -> None:
+        plan = self.plan
         for rank in range(plan["num_nodes"]):
             env = dict(base)
             env.update(plan["rank_env"][rank])
-            log = os.open(self.dir / f"rank{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            log = os.open(self.dir / f"rank{rank}.log", LOG_FLAGS, 0o600)
             if setup:
-                argv = ["bash", "-c", WORKER_SCRIPT, "jobctl-worker", str(self.dir), str(rank), setup, run]
+                argv = ["bash", "-c", WORKER_SCRIPT, "jobctl-worker", str(self.dir), str(rank), setup, run,
+                        setup_file, run_file]
+            elif run_file:
+                argv = ["bash", run_file]
             else:
                 argv = ["bash", "-c", run, "jobctl-run"]  # one bash per worker
             try:
@@ -212,8 +287,6 @@ class Runner:
             finally:
                 os.close(log)
             self.workers[pid] = rank
-        # the workers' PIDs join the runner's identity (one file fewer per job)
-        write_json(self.dir / "runner.json", {**self.identity, "workers": {str(r): p for p, r in self.workers.items()}})
 
     def chdir(self) -> None:
         git = self.plan.get("workdir_git")
@@ -255,9 +328,13 @@ class Runner:
 
     def handle(self, sig: int) -> None:
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            req = read_json(self.dir / "kill.json") or {}
-            grace = float(req.get("grace", self.plan.get("grace", 10.0)))
-            self.request_end(req.get("reason", "killed"), grace, req.get("message"))
+            try:
+                req = read_json(self.dir / "kill.json") or {}
+                grace = float(req.get("grace", self.plan.get("grace", 10.0)))
+                reason, message = str(req.get("reason", "killed")), req.get("message")
+            except (BadStateFile, TypeError, ValueError):
+                grace, reason, message = float(self.plan.get("grace", 10.0)), "killed", None
+            self.request_end(reason, grace, message if isinstance(message, str) else None)
         elif sig == signal.SIGUSR1 and self.frozen_since is None and self.kill_request is None:
             self.frozen_since = time.monotonic()
             self.signal_tree(signal.SIGSTOP)
@@ -412,7 +489,8 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
         import traceback
 
         code = 70
-        with open(attempt_dir / "runner-error.log", "a") as handle:
+        with contextlib.suppress(OSError), os.fdopen(os.open(attempt_dir / "runner-error.log", LOG_FLAGS, 0o600),
+                                                     "a") as handle:
             traceback.print_exc(file=handle)
     finally:
         os._exit(code)

@@ -59,6 +59,7 @@ class Service:
         self._config = None
         self.user = current_user()
         self._started_supervisor = -10.0  # monotonic time this process last started one
+        self.env_drop: set[str] = set()  # --env/--env-file names: a supervisor started now must not inherit them
 
     @property
     def store(self) -> Store:
@@ -78,10 +79,21 @@ class Service:
     # -- the supervisor ------------------------------------------------------------------------
     def wake_supervisor(self, start: bool = True) -> bool:
         """Poke the supervisor; start one when none answers. True when one was already up."""
+        from jobctl.paths import trusted_owners
+
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1.0)
                 sock.connect(str(self.paths.socket))
+                import struct
+
+                creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                uid = struct.unpack("3i", creds)[1]  # the server's (pid, uid, gid), from the kernel
+                if uid not in trusted_owners():
+                    from jobctl.errors import UnsafePath
+
+                    raise UnsafePath(f"{self.paths.socket}: answered by a process of uid {uid}, not by your "
+                                     "supervisor; refusing to talk to it (see README: Security)")
                 sock.sendall(b"w")
             return True
         except OSError:
@@ -90,8 +102,8 @@ class Service:
 
                 # None answers: start one, unless one holds the lock and is still starting (its first pass
                 # sees what we just recorded). One that is leaving gets a successor, which waits for the lock.
-                if not start_if_absent(self.paths) and exiting(self.paths):
-                    spawn_detached(self.paths)
+                if not start_if_absent(self.paths, drop=self.env_drop) and exiting(self.paths):
+                    spawn_detached(self.paths, drop=self.env_drop)
             return False
 
     def refresh_local(self) -> None:
@@ -109,7 +121,7 @@ class Service:
             from jobctl.backends.local import LocalBackend
             from jobctl.engine import Engine
 
-            engine = Engine(LocalBackend(self.paths.logs), None, str(self.paths.socket), 0.0)
+            engine = Engine(LocalBackend(self.paths.logs), None, str(self.paths.socket), 0.0, paths=self.paths)
             try:
                 with store.write() as wconn:
                     engine.record_ended(wconn, time.time())
@@ -123,7 +135,7 @@ class Service:
         if live is not None:
             from jobctl.supervisor import start_if_absent
 
-            if start_if_absent(self.paths):
+            if start_if_absent(self.paths, drop=self.env_drop):
                 self._started_supervisor = time.monotonic()
 
     # -- selecting jobs ------------------------------------------------------------------------
@@ -272,9 +284,9 @@ class Service:
 
 
 def masked_envs(spec: dict[str, Any], job_envs: dict[str, Any]) -> dict[str, str | None]:
-    """The job's environment as shown to people: secrets as ***."""
-    declared = spec.get("envs") or {}
-    secret = set(spec.get("secrets") or []) | set(job_envs.get("secret") or [])
-    secret |= {k for k, v in declared.items() if v is None}  # a null in the file: supplied at launch
+    """The job's environment as shown to people: secrets as *** (their values are not in the database)."""
+    given = set(job_envs.get("secret") or [])  # secrets that have a value, in the job's secrets file
     values = {**(spec.get("envs") or {}), **(job_envs.get("env") or {})}
+    values.update({k: "***" for k in given})
+    secret = set(spec.get("secrets") or []) | given
     return {k: ("***" if k in secret and v is not None else v) for k, v in values.items()}

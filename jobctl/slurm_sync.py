@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -127,7 +128,7 @@ def _submit_group(service, backend: SlurmBackend, group: list[sqlite3.Row], offe
         num_nodes=first["num_nodes"], cpus=first["cpus"], memory_mib=first["memory_mib"], gres=gres,
         accelerator=accelerator, gpus_per_node=per_node, timeout=spec.get("timeout"),
         env={**{k: v for k, v in (spec.get("envs") or {}).items() if v is not None},
-             **(loads(first["envs"], {}).get("env") or {})},
+             **(loads(first["envs"], {}).get("env") or {}), **_secrets(service, first)},
         array=array, array_index=None if array else first["array_index"],
         dependency=",".join(f"{kind}:{':'.join(bids)}" for kind, bids in after.items()) or None,
         partition=partition, account=service.config.get("slurm.account"),
@@ -138,6 +139,9 @@ def _submit_group(service, backend: SlurmBackend, group: list[sqlite3.Row], offe
     script = service.paths.attempt_dir(first["id"], attempt) / "sbatch.sh"
     _write(script, batch_script(sub))
     slurm_id = backend.submit(str(script), sub)
+    if loads(first["envs"], {}).get("secrets"):  # sbatch keeps its own copy: ours keeps no secret value
+        _write(script, batch_script(replace(sub, env={k: "***" if k in _secrets(service, first) else v
+                                                      for k, v in sub.env.items()})))
     late: list[tuple[str, str]] = []  # stopped or killed while sbatch ran
     with service.store.write() as wconn:
         for row in group:
@@ -152,6 +156,16 @@ def _submit_group(service, backend: SlurmBackend, group: list[sqlite3.Row], offe
                 late.append((bid, state))
     for bid, state in late:
         _quietly(backend.cancel if state == states.KILLED else backend.hold, bid)
+
+
+def _secrets(service, row: sqlite3.Row) -> dict[str, str]:
+    """The job's secret values, from its 0600 secrets file (see jobctl/secretfiles.py)."""
+    from jobctl import secretfiles
+
+    try:
+        return secretfiles.read(service.paths, row["envs"])
+    except FileNotFoundError:
+        raise UsageError(f"job {row['id']}: its secrets were deleted when it ended; launch it again") from None
 
 
 def _new_attempt_dir(service, job_id: int, attempt: int) -> None:
@@ -222,6 +236,9 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
             action = _apply(service, conn, cur, seen.get(cur["backend_id"]) or _from_files(service, cur), time.time())
             if action:
                 todo[action].append(cur["backend_id"] if action == "cancel" else cur["id"])
+        from jobctl.secretfiles import Sweeper
+
+        Sweeper(service.paths).sweep(conn)  # the secrets of jobs that just ended go (no supervisor on Slurm)
     for bid in todo["cancel"]:
         _quietly(backend.cancel, bid)
     if todo["again"]:

@@ -177,7 +177,7 @@ class Supervisor:
 
         self.backend = LocalBackend(self.paths.logs)
         self.engine = Engine(self.backend, self.detect_capacity(), str(self.paths.socket), self.grace,
-                             str(self.paths.runtime / "cgroups"))
+                             str(self.paths.runtime / "cgroups"), paths=self.paths)
         self.loop()
         return 0
 
@@ -364,13 +364,17 @@ class Supervisor:
                 self.backend.cancel(bid, 0.0, "out_of_memory", message)
 
 
-def spawn_detached(paths: Paths, lock_fd: int | None = None) -> None:
+def spawn_detached(paths: Paths, lock_fd: int | None = None, drop: set[str] | frozenset[str] = frozenset()) -> None:
     """Start a supervisor in the background, fully detached: its own session, no terminal, and nobody's
     child (an intermediate process starts it and exits at once; it is reaped here), so a long-lived
     caller such as `launch --wait` never holds it as an unreaped zombie. The caller's blocked signals
-    (a runner blocks several) do not carry over."""
+    (a runner blocks several) do not carry over.
+
+    `drop`: variables passed with --env/--env-file: later jobs inherit the supervisor's environment,
+    so a secret given to one job must not be in it (SPEC section 14).
+    """
     paths.ensure()
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.pop(LOCK_FD_ENV, None)
     if lock_fd is not None:
         env[LOCK_FD_ENV] = str(lock_fd)
@@ -378,7 +382,8 @@ def spawn_detached(paths: Paths, lock_fd: int | None = None) -> None:
         env["JOBCTL_HOME"] = str(Path(env["JOBCTL_HOME"]).expanduser().resolve())
     argv = [sys.executable, "-m", "jobctl.supervisor"]
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, str(paths.supervisor_log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+               (os.POSIX_SPAWN_OPEN, 1, str(paths.supervisor_log), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                0o600),
                (os.POSIX_SPAWN_DUP2, 1, 2)]
     defaults = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
     pid = os.fork()
@@ -404,7 +409,7 @@ def exiting(paths: Paths) -> bool:
         return False
 
 
-def start_if_absent(paths: Paths) -> bool:
+def start_if_absent(paths: Paths, drop: set[str] | frozenset[str] = frozenset()) -> bool:
     """Start a supervisor unless one holds the lock; True when one was started.
 
     The lock is taken here and handed over to the new supervisor (it inherits the locked file), so it is
@@ -418,7 +423,7 @@ def start_if_absent(paths: Paths) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        spawn_detached(paths, lock_fd=fd)
+        spawn_detached(paths, lock_fd=fd, drop=drop)
         return True
     finally:
         os.close(fd)

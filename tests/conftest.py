@@ -123,5 +123,5 @@ def _stop_everything(home: Path) -> None:
                 for child in proc.children(recursive=True):
                     child.kill()
                 proc.kill()
-        except (OSError, ValueError, KeyError, psutil.Error):
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):  # TypeError: a job wrote garbage there
             pass

@@ -14,7 +14,10 @@ from typing import Any
 
 from jobctl.backends.base import Observation, WorkerObservation
 from jobctl.errors import BackendError
-from jobctl.runner import read_json, run_attempt, write_json
+from jobctl.runner import BadStateFile, read_json, run_attempt, write_json
+
+OUTCOMES = ("completed", "failed", "timed_out", "out_of_memory", "setup_failed", "start_error", "killed", "released",
+            "preempted")
 
 
 def backend_id(job_id: int, attempt: int) -> str:
@@ -44,18 +47,24 @@ class LocalBackend:
         return pid
 
     # -- identity and signals ------------------------------------------------------------------
-    def runner(self, bid: str) -> dict[str, Any] | None:
-        return read_json(self.attempt_dir(bid) / "runner.json")
+    def runner(self, bid: str, strict: bool = False) -> dict[str, Any] | None:
+        """runner.json, checked; a bad one is None (or BadStateFile when `strict`)."""
+        try:
+            return _checked_runner(read_json(self.attempt_dir(bid) / "runner.json"))
+        except BadStateFile:
+            if strict:
+                raise
+            return None
 
     def runner_alive(self, bid: str) -> bool | None:
         """True alive, False gone, None never started (no runner.json)."""
-        info = self.runner(bid)
+        info = self.runner(bid, strict=True)
         if info is None:
             return None
         return _same_process(info["pid"], info["start"])
 
     def _signal(self, bid: str, sig: int) -> bool:
-        info = self.runner(bid)
+        info = self.runner(bid)  # a bad runner.json is None: never signal a PID read from garbage
         if info is None or not _same_process(info["pid"], info["start"]):
             return False
         try:
@@ -88,14 +97,15 @@ class LocalBackend:
         return {bid: self.observe(bid) for bid in backend_ids}
 
     def observe(self, bid: str, num_nodes: int | None = None) -> Observation:
+        """What the attempt's files say. Raises BadStateFile when one of them is not what the runner writes."""
         folder = self.attempt_dir(bid)
-        n = num_nodes or (read_json(folder / "plan.json") or {}).get("num_nodes", 1)
+        n = num_nodes or _int((read_json(folder / "plan.json") or {}).get("num_nodes", 1), "plan.json")
         workers = self._workers(folder, n)
-        result = read_json(folder / "result.json")
+        result = _checked_result(read_json(folder / "result.json"))
         if result is None:
             alive = self.runner_alive(bid)
             if alive is False:  # it may have written its result and exited since we looked
-                result = read_json(folder / "result.json")
+                result = _checked_result(read_json(folder / "result.json"))
                 if result is not None:
                     return _finished(bid, result, n, self._workers(folder, n))
             if alive is False:
@@ -113,7 +123,7 @@ class LocalBackend:
 
     @staticmethod
     def _workers(folder: Path, n: int) -> list[WorkerObservation]:
-        pids = (read_json(folder / "runner.json") or {}).get("workers") or {}
+        pids = (_checked_runner(read_json(folder / "runner.json")) or {}).get("workers") or {}
         workers = []
         for rank in range(n):
             done = read_json(folder / f"rank{rank}.exit")
@@ -121,7 +131,8 @@ class LocalBackend:
             if done is None:
                 workers.append(WorkerObservation(rank, "running", pid=pid))
             else:
-                workers.append(WorkerObservation(rank, "exited", done["exit_code"], pid=pid))
+                workers.append(WorkerObservation(rank, "exited", _int(done.get("exit_code"), f"rank{rank}.exit"),
+                                                 pid=pid))
         return workers
 
 
@@ -154,6 +165,52 @@ def _last_sign_of_life(folder: Path) -> float:
     started = (read_json(folder / "runner.json") or {}).get("start") or 0.0
     booted = psutil.boot_time()
     return booted if started < booted else time.time()
+def _int(value: Any, where: str, none: bool = False) -> Any:
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 31) <= value < (1 << 31):
+        raise BadStateFile(f"{where}: expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _number(value: Any, where: str) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise BadStateFile(f"{where}: expected a number, got {type(value).__name__}")
+    return value
+
+
+def _checked_runner(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """runner.json: {"pid": int > 0, "start": number, "workers": {rank: pid}}."""
+    if info is None:
+        return None
+    if _int(info.get("pid"), "runner.json: pid") <= 0 or _number(info.get("start"), "runner.json: start") is None:
+        raise BadStateFile("runner.json: pid or start missing")
+    workers = info.get("workers")
+    if workers is not None:
+        if not isinstance(workers, dict) or not all(k.isdigit() for k in workers):
+            raise BadStateFile("runner.json: workers: expected a mapping of rank to pid")
+        for rank, pid in workers.items():
+            _int(pid, f"runner.json: workers.{rank}")
+    return info
+
+
+def _checked_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """result.json: the fields `_finished` reads, with their types."""
+    if result is None:
+        return None
+    if result.get("outcome") not in OUTCOMES:
+        raise BadStateFile("result.json: outcome: not one the runner writes")
+    codes = result.get("exit_codes")
+    if codes is not None and not isinstance(codes, list):
+        raise BadStateFile("result.json: exit_codes: expected a list")
+    for code in codes or []:
+        _int(code, "result.json: exit_codes", none=True)
+    _int(result.get("exit_code"), "result.json: exit_code", none=True)
+    _int(result.get("failed", 0), "result.json: failed")
+    _number(result.get("ended_at"), "result.json: ended_at")
+    if result.get("message") is not None and not isinstance(result["message"], str):
+        raise BadStateFile("result.json: message: expected text")
+    return result
 
 
 def _same_process(pid: int, start: float) -> bool:
