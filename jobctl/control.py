@@ -82,6 +82,12 @@ def start(service: Service, row: sqlite3.Row) -> ActionResult:
 
 def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> ActionResult:
     if row["state"] in states.TERMINAL:
+        if row["backend"] == "slurm" and row["backend_id"]:  # taken for ended, but Slurm may still run it
+            from jobctl.slurm_control import cancel_leftover
+
+            if cancel_leftover(service, row):
+                return _result(row, True, f"job {row['id']} ({row['state']}) was still in Slurm as job "
+                                          f"{row['backend_id']}: cancelled it there", row["state"])
         return _refuse(service, row, "only unfinished jobs can be killed")
     grace = _grace(service) if grace is None else grace
     src = service._cas(row, states.KILLED, states.LIVE, reason="user", detail=f"by {service.user}",

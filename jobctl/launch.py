@@ -7,6 +7,7 @@ either every job is queued or none is.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,8 @@ from jobctl.models import JobSpec
 from jobctl.service import LaunchPlan, Service
 from jobctl.store import dumps, transition
 from jobctl.views import resources_text
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what every shell (and the Slurm batch script) takes
 
 
 @dataclass
@@ -63,14 +66,14 @@ def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
             if not line or line.startswith("#"):
                 continue
             key, sep, value = line.removeprefix("export ").partition("=")
-            if not sep or not key.strip().isidentifier():
+            if not sep or not ENV_NAME.fullmatch(key.strip()):
                 raise UsageError(f"{options.env_file}:{number}: expected KEY=VALUE, got {line[:40]!r}")
             values[key.strip()] = value.strip().strip("'\"")
             secret.append(key.strip())
     for item in options.env or []:
         key, sep, value = item.partition("=")
-        if not key.isidentifier():
-            raise UsageError(f"--env: expected KEY=VALUE or KEY, got {item!r}")
+        if not ENV_NAME.fullmatch(key):
+            raise UsageError(f"--env: expected KEY=VALUE or KEY (KEY: letters, digits and _), got {item!r}")
         if sep:
             values[key] = value
         elif key in os.environ:
@@ -105,6 +108,8 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 spec = replace(spec, priority=options.priority)
             backend = options.backend or spec.backend or service.config.get("backend")
             spec.backend = backend
+            plan.problems.extend(f"{loaded.path}: envs: {k!r} is not a valid variable name (letters, digits and _,"
+                                 " not first a digit)" for k in spec.envs if not ENV_NAME.fullmatch(str(k)))
             missing = [k for k, v in spec.envs.items() if v is None and k not in env_values]
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
@@ -129,6 +134,12 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
         if backend == "local":
             capacity = capacity or local_capacity(service, any(t["spec"].accelerators for t in tasks))
             fit = fits(task, capacity)
+            if fit:
+                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
+        elif backend == "slurm":  # ask Slurm (sbatch --test-only); also refuses what cannot go into a batch script
+            from jobctl.slurm_sync import check_launch
+
+            fit = check_launch(service, task, tasks, plan.warnings, env_values)
             if fit:
                 plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
         plan.jobs.append({"name": spec.name, "resources": text, "backend": backend, "fits": fit is None,

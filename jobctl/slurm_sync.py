@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from jobctl import states
 from jobctl.backends.slurm import (AFTER, SlurmBackend, SlurmObservation, SlurmUnreachable, Submission, batch_script,
-                                   choose_gres)
+                                   check_values, choose_gres, sbatch_options)
 from jobctl.engine import dependency_verdict, failure_detail
 from jobctl.errors import BackendError, JobctlError, UsageError
 from jobctl.store import loads, transition
@@ -55,6 +55,53 @@ def _verdict(deps: list[sqlite3.Row]) -> str | None:
 
 
 # -- submitting ------------------------------------------------------------------------------------
+def check_launch(service, task: dict[str, Any], tasks: list[dict[str, Any]], warnings: list[str],
+                 env: dict[str, str]) -> str | None:
+    """Before anything is recorded: refuse what Slurm must never get (UsageError), warn about a GPU type
+    the partition lacks, and ask Slurm whether the job could ever start (`sbatch --test-only`): its
+    reason when not, else None. Used by `launch` and `launch --dry-run`."""
+    spec = task["spec"]
+    batch = {t["spec"].name: t["spec"].backend for t in tasks}
+    for dep in spec.depends_on:
+        ref = dep.ref
+        if isinstance(ref, str) and ref in batch:
+            other, what = batch[ref], f"{ref}"
+        else:
+            row = service.store.conn.execute(
+                "SELECT id, name, backend FROM jobs WHERE id = ?" if isinstance(ref, int) or str(ref).isdigit()
+                else "SELECT id, name, backend FROM jobs WHERE name = ? ORDER BY id DESC", (ref,)).fetchone()
+            if row is None:
+                continue  # launch refuses unknown jobs itself
+            other, what = row["backend"], f"job {row['id']} ({row['name']})"
+        if other not in (None, "slurm"):
+            raise UsageError(f"{spec.name} depends on {what}, which runs on the {other} backend; "
+                             "a Slurm job can only depend on Slurm jobs")
+    partition, account = service.config.get("slurm.partition"), service.config.get("slurm.account")
+    body = spec.to_dict()
+    backend = SlurmBackend()
+    try:
+        offer = backend.gpu_offer(partition) if spec.accelerators else None
+    except JobctlError:
+        offer = None
+    gres, accelerator, per_node = choose_gres(spec.accelerators, offer)
+    if offer and spec.accelerators and not any(str(n).lower() in offer or str(n).lower().replace("-", "_") in offer
+                                               for n, _ in spec.accelerators):
+        kinds = ", ".join(sorted(k for k in offer if k)) or "untyped GPUs only"
+        warnings.append(f"accelerators: the Slurm partition offers no {' or '.join(str(n) for n, _ in spec.accelerators)}"
+                        f" ({kinds}); asking for {gres.split(':')[-1]} GPU(s) of any type")
+    sub = Submission(job_id=0, job_name=spec.name, attempt=1, logs=str(service.paths.logs), workdir=spec.workdir,
+                     run=spec.run, num_nodes=spec.num_nodes, cpus=task["cpus"], memory_mib=task["memory_mib"],
+                     gres=gres, accelerator=accelerator, gpus_per_node=per_node, timeout=spec.timeout,
+                     env={**{k: v for k, v in spec.envs.items() if v is not None}, **env}, partition=partition,
+                     account=account, comment=",".join(f"{k}={v}" for k, v in spec.labels.items()) or None,
+                     mounts=_mounts(body))
+    check_values(sub)
+    try:
+        return backend.never_starts(sub)
+    except JobctlError:
+        return None  # Slurm cannot be asked now: sbatch will say it
+
+
 def submit(service, ids: list[int], again: bool = False) -> None:
     """sbatch each job as a new attempt (the members of one `--array` launch as one array job).
 
@@ -219,7 +266,11 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
                 continue  # changed by someone else since the caller looked: their change stands
             if (cur["message"] or "").endswith("showing the last known state"):
                 conn.execute("UPDATE jobs SET message = NULL WHERE id = ?", (cur["id"],))
-            action = _apply(service, conn, cur, seen.get(cur["backend_id"]) or _from_files(service, cur), time.time())
+            obs = seen.get(cur["backend_id"])
+            obs = _missed(service, cur, obs is None) or obs
+            if obs is None:
+                continue  # not in Slurm's answer this time: no news until misses confirm it is gone
+            action = _apply(service, conn, cur, obs, time.time())
             if action:
                 todo[action].append(cur["backend_id"] if action == "cancel" else cur["id"])
     for bid in todo["cancel"]:
@@ -242,6 +293,62 @@ def _exit_codes(service, row: sqlite3.Row) -> list[int | None]:
     """What each worker's rank<N>.exit says (None: it wrote none)."""
     codes = [_read(service, row, f"rank{rank}.exit") for rank in range(row["num_nodes"])]
     return [int(c) if c and c.lstrip("-").isdigit() else None for c in codes]
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip() or None
+    except OSError:
+        return None
+
+
+OOM_MARKS = ("Out Of Memory", "oom-kill event", "oom_kill event")
+
+
+def _oom(folder: Path) -> bool:
+    """Did Slurm's cgroup kill a step of this attempt for memory? (what srun and slurmstepd write to slurm.out)"""
+    out = _tail(folder / "slurm.out", 16384)
+    return any(mark in out for mark in OOM_MARKS)
+
+
+def _tail(path: Path, size: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - size))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+LOST_AFTER = (3, 30.0)  # misses in a row, and seconds since the first, before a job is taken for lost
+
+
+def _missed(service, row: sqlite3.Row, missing: bool) -> SlurmObservation | None:
+    """Count the looks in which neither squeue nor sacct knew the job (in `slurm-missing` of its attempt).
+
+    One empty answer (a squeue filtered by the caller's settings, a controller that just restarted)
+    never ends a job: it ends when its workers' exit files say how, or as lost after LOST_AFTER."""
+    path = service.paths.attempt_dir(row["id"], row["attempt"]) / "slurm-missing"
+    if not missing:
+        if path.exists():
+            path.unlink(missing_ok=True)
+        return None
+    codes = _exit_codes(service, row)
+    if codes and None not in codes:
+        return _from_files(service, row)
+    first, count = time.time(), 0
+    try:
+        first, count = (float(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        pass
+    count += 1
+    if count >= LOST_AFTER[0] and time.time() - first >= LOST_AFTER[1]:
+        return _from_files(service, row)
+    try:
+        _write(path, f"{first} {int(count)}\n")
+    except OSError:
+        pass
+    return None
 
 
 def _from_files(service, row: sqlite3.Row) -> SlurmObservation:
@@ -268,7 +375,10 @@ def target_state(state: str, reason: str | None, obs: SlurmObservation, recent: 
 def route(src: str, dst: str, ran: bool = False) -> list[str]:
     """The states from src to dst: a job that ran between two looks went PENDING -> ACTIVE -> COMPLETED."""
     ways = [(), (states.ACTIVE,), (states.PENDING,), (states.PENDING, states.ACTIVE)]
-    for via in (ways[1], ways[3], ways[0], ways[2]) if ran else ways:
+    order = (ways[1], ways[3], ways[0], ways[2]) if ran and src not in states.RUNNING else ways
+    for via in order:
+        if src in via:
+            continue  # never a detour back through where it is (ACTIVE -> PENDING -> ACTIVE)
         path = [src, *via, dst]
         if all(states.allowed(a, b) for a, b in zip(path, path[1:])):
             return path[1:]
@@ -299,6 +409,17 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
         return None
     reason, message, code, action = obs.reason, obs.message, obs.exit_code, None
     codes = _exit_codes(service, cur)
+    folder = service.paths.attempt_dir(job_id, cur["attempt"])
+    if target in (states.FAILED, states.COMPLETED) and reason in (None, "exit_code", "start_error"):
+        missing = sorted(folder.glob("workdir_missing.*"))
+        if missing:  # the batch script found no workdir on a node (Slurm itself would run it in /tmp)
+            target, reason, code = states.FAILED, "start_error", None
+            message = (f"workdir {spec['workdir']} does not exist on node {_text(missing[0]) or '?'}: "
+                       "the job's workdir must be on storage the nodes share")
+        elif reason == "exit_code" and _oom(folder):
+            reason, code = "out_of_memory", 137  # the cgroup killed step .0 (Slurm reports only a failed batch)
+        elif reason == "exit_code" and code is None and any(c is not None for c in codes):
+            code = next((c for c in codes if c), 0)  # no accounting: what the workers wrote
     if reason == "upstream_failed":
         message = _verdict(deps)
         if message in (None, "ok"):
