@@ -258,6 +258,7 @@ def logs(
     rank: Annotated[Optional[int], typer.Option(help="Only this worker.")] = None,
     attempt: Annotated[Optional[int], typer.Option(help="An earlier attempt (default: the latest).")] = None,
     tail: Annotated[Optional[int], typer.Option(help="Only the last N lines.")] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Slurm's own output of the job (slurm.out).")] = False,
 ) -> None:
     """Print a job's output (stdout and stderr of each worker).
 
@@ -265,7 +266,7 @@ def logs(
     """
     from jobctl import output
 
-    output.logs(_service(), job, follow=follow, rank=rank, attempt=attempt, tail=tail)
+    output.logs(_service(), job, follow=follow, rank=rank, attempt=attempt, tail=tail, batch=batch)
 
 
 @app.command()

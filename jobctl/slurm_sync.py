@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from jobctl import states
 from jobctl.backends.slurm import (AFTER, SlurmBackend, SlurmObservation, SlurmUnreachable, Submission, batch_script,
-                                   check_values, choose_gres, sbatch_options)
+                                   WAITING as WAITING_IN_SLURM, check_values, choose_gres)
 from jobctl.engine import dependency_verdict, failure_detail
 from jobctl.errors import BackendError, JobctlError, UsageError
 from jobctl.store import loads, transition
@@ -295,6 +295,15 @@ def _exit_codes(service, row: sqlite3.Row) -> list[int | None]:
     return [int(c) if c and c.lstrip("-").isdigit() else None for c in codes]
 
 
+def batch_output(service, row: sqlite3.Row) -> dict[str, Any]:
+    """For `describe`: where Slurm's output of the latest attempt is, and when the job failed or was lost,
+    its last lines (errors of the batch script and of Slurm itself show only there)."""
+    path = service.paths.attempt_dir(row["id"], row["attempt"]) / "slurm.out"
+    failed = row["state"] == states.FAILED or row["reason"] in ("worker_lost", "start_error")
+    lines = _tail(path, 4096).splitlines()[-10:] if failed else []
+    return {"path": str(path), "tail": lines}
+
+
 def _text(path: Path) -> str | None:
     try:
         return path.read_text(errors="replace").strip() or None
@@ -403,7 +412,8 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
     if state == states.BLOCKED and target == states.PENDING and _verdict(deps) != "ok":
         target = None  # Slurm has not looked at its dependencies yet (reason None)
     if target is None:
-        if state == obs.state == states.PENDING and cur["reason"] != obs.reason:
+        if state == obs.state == states.PENDING and (cur["reason"] != obs.reason or obs.message
+                                                      and cur["message"] != obs.message):  # Slurm's reason changed
             conn.execute("UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE id = ?",
                          (obs.reason, states.REASON_TEXT.get(obs.reason or ""), obs.message, job_id))
         return None
@@ -425,8 +435,8 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
         if message in (None, "ok"):
             return "again"  # jobctl is retrying its upstream: submit it again behind the new attempt
         action = "cancel" if obs.slurm_state == "PENDING" else None
-    elif reason == "queue_timeout":
-        action = "cancel"
+    elif reason == "queue_timeout" or reason == "start_error" and obs.slurm_state in WAITING_IN_SLURM:
+        action = "cancel"  # it would wait in Slurm for good
     elif reason == "exit_code" and any(service.paths.attempt_dir(job_id, cur["attempt"]).glob("setup_failed.*")):
         reason, message = "setup_failed", f"setup failed with exit code {code}"
     elif reason == "exit_code" and n > 1 and any(c is not None for c in codes):

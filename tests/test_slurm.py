@@ -7,15 +7,17 @@ did. The dev cluster (scripts/slurm-dev-cluster.sh) is a single node with 2 CPUs
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_until, write_job
+from conftest import count_jobs, wait_until, write_job
 
 
 def _cluster_up() -> bool:
@@ -297,3 +299,140 @@ def test_queue_timeout_fails_a_job_still_waiting_and_cancels_it(slurm, home):
     job = slurm.wait_state(waiting, "FAILED", timeout=20)
     assert job["status"] == "FAILED (queue timeout)" and "queue_timeout of 2s" in job["message"]
     wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", ""), timeout=15, what="Slurm to cancel it")
+
+
+# -- the Slurm backend under real cluster conditions -----------------------------------------------
+TRAPPING = """run: |
+  trap 'echo got-term > {flag}; exit 0' TERM
+  echo ready
+  sleep 300 & wait
+"""
+
+
+def test_kill_and_stop_release_run_the_jobs_term_trap(slurm, home):
+    killed, released = home / "killed", home / "released"
+    a = slurm.launch(write_job(home, "a", TRAPPING.format(flag=killed)))
+    b = slurm.launch(write_job(home, "b", TRAPPING.format(flag=released)))
+    for job_id in (a, b):
+        wait_until(lambda: logs(slurm, job_id) == "ready\n", timeout=30, what=f"job {job_id} to start")
+    assert slurm("kill", str(a)).returncode == 0
+    assert slurm("stop", "--release", str(b)).returncode == 0
+    wait_until(lambda: killed.exists() and released.exists(), timeout=20,
+               what=f"both TERM traps to run (kill: {killed.exists()}, stop --release: {released.exists()})")
+    assert killed.read_text() == released.read_text() == "got-term\n"
+
+
+def test_foreign_squeue_settings_or_an_empty_answer_never_end_a_running_job(slurm, home):
+    job_id = slurm.launch(write_job(home, "steady", "run: sleep 300\n"))
+    job = slurm.wait_state(job_id, "ACTIVE", timeout=30)
+    foreign = {"SQUEUE_PARTITION": "other", "SQUEUE_USERS": "nobody", "SQUEUE_ACCOUNT": "x", "SQUEUE_NAMES": "x",
+               "SACCT_FORMAT": "JobID", "SQUEUE_FORMAT": "%i", "SLURM_TIME_FORMAT": "relative"}
+    (row,) = json.loads(slurm("status", "--json", env=foreign).stdout)
+    assert row["state"] == "ACTIVE"
+    fake = home / "bin"  # a squeue that answers rc 0 and no rows (a controller that just restarted, a filter)
+    fake.mkdir()
+    (fake / "squeue").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "squeue").chmod(0o755)
+    path = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    for _ in range(3):
+        (row,) = json.loads(slurm("status", "--json", env=path).stdout)
+        assert row["state"] == "ACTIVE"
+    assert slurm.job(job_id)["state"] == "ACTIVE"
+    # taken for lost by an older jobctl while Slurm still runs it: kill cancels it there all the same
+    with sqlite3.connect(home / "data" / "jobctl.db") as conn:
+        conn.execute("UPDATE jobs SET state = 'FAILED', reason = 'worker_lost' WHERE id = ?", (job_id,))
+    proc = slurm("kill", str(job_id))
+    assert proc.returncode == 0 and "cancelled it there" in proc.stderr, proc.stderr
+    wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", ""), timeout=15, what="Slurm to cancel it")
+
+
+def test_out_of_memory_in_the_step_is_out_of_memory(slurm, home):
+    path = write_job(home, "hog", "resources: {memory: 100MiB}\n"
+                                  "run: python3 -c 'b = bytearray(600 * 1024 * 1024); print(len(b))'\n")
+    proc = slurm("launch", str(path), "--wait")
+    job = slurm.job(int(proc.stdout))
+    assert (proc.returncode, job["status"]) == (137, "FAILED (out of memory)"), (job["message"], proc.stderr)
+    assert slurm("wait", str(job["id"])).returncode == 137
+
+
+def test_a_missing_workdir_fails_the_job_and_names_it(slurm, home):
+    workdir = home / "gone later"
+    workdir.mkdir()
+    upstream = slurm.launch(write_job(home, "first", "run: sleep 2\n"))
+    job_id = slurm.launch(write_job(home, "there", f"workdir: {workdir}\ndepends_on: [{upstream}]\nrun: pwd\n"))
+    workdir.rmdir()  # as on a node that does not share it
+    assert slurm("wait", str(job_id), timeout=60).returncode != 0
+    job = slurm.job(job_id)
+    assert job["status"] == "FAILED (start error)" and str(workdir) in job["message"], job["message"]
+    assert "/tmp" not in logs(slurm, job_id).splitlines()  # it never ran anywhere else
+    assert str(workdir) in logs(slurm, job_id)
+
+
+def test_slurm_out_is_shown_by_logs_batch_and_describe(slurm, home):
+    proc = slurm("launch", str(write_job(home, "noisy", "run: exit 5\n")), "--wait")
+    job_id = int(proc.stdout)
+    batch = logs(slurm, job_id, "--batch")
+    assert "task 0: Exited with exit code 5" in batch  # srun's own line, only in slurm.out
+    job = slurm.job(job_id)
+    assert job["slurm_out"]["path"].endswith(f"/{job_id}/1/slurm.out")
+    assert any("exit code 5" in line for line in job["slurm_out"]["tail"])
+    text = slurm("describe", str(job_id)).stdout
+    assert "Slurm out:" in text and "exit code 5" in text
+
+
+def test_a_job_that_can_never_start_is_refused_or_failed_with_slurms_reason(slurm, home):
+    path = write_job(home, "wide", "run: echo\n")
+    started = time.monotonic()
+    proc = slurm("launch", str(path), "--num-nodes", "2")
+    assert proc.returncode == 2 and "Requested node configuration is not available" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and count_jobs(home) == 0
+    assert time.monotonic() - started < 20
+    dry = slurm("launch", str(path), "--num-nodes", "2", "--dry-run")
+    assert "not available" in dry.stdout + dry.stderr
+    # later: Slurm finds it can never start it (here: the job was changed behind jobctl's back)
+    upstream = slurm.launch(write_job(home, "before", "run: sleep 3\n"))
+    job_id = slurm.launch(write_job(home, "later", f"depends_on: [{upstream}]\nrun: echo\n"))
+    bid = slurm.job(job_id)["backend_id"]
+    subprocess.run(["scontrol", "update", f"JobId={bid}", "NumNodes=2-2"], check=True, timeout=15)
+    job = slurm.wait_state(job_id, "FAILED", timeout=40)
+    assert job["status"] == "FAILED (start error)" and "Slurm can never start it" in job["message"], job["message"]
+    assert re.search(r"Partition(NodeLimit|Config)", job["message"])
+    wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", ""), timeout=15, what="Slurm to cancel it")
+
+
+def test_a_plain_jobs_events_are_created_pending_active_completed(slurm, home):
+    proc = slurm("launch", str(write_job(home, "plain", "run: sleep 3\n")), "--wait")
+    assert proc.returncode == 0
+    events = slurm.job(int(proc.stdout))["events"]
+    assert [e["to_state"] for e in events] == ["CREATED", "PENDING", "ACTIVE", "COMPLETED"], events
+
+
+def test_without_accounting_exit_codes_come_from_the_jobs_files(slurm, home):
+    fake = home / "bin"
+    fake.mkdir()
+    (fake / "sacct").write_text("#!/bin/sh\necho 'sacct: error: Slurm accounting storage is disabled' >&2\nexit 1\n")
+    (fake / "sacct").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    proc = slurm("launch", str(write_job(home, "three", "run: exit 3\n")), "--wait", env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert slurm.job(int(proc.stdout))["status"] == "FAILED (exit 3)"
+
+
+def test_injected_commands_in_values_never_run(slurm, home):
+    marker = home / "pwned"
+    evil = f"x\ntouch {marker}\n"
+    path = write_job(home, "evil", f"labels: {{team: {json.dumps(evil)}}}\nrun: echo fine\n")
+    proc = slurm("launch", str(path))
+    assert proc.returncode == 2 and "labels" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    slurm.config("slurm.account", json.dumps(evil))
+    assert slurm("launch", str(write_job(home, "ok", "run: echo fine\n"))).returncode == 2
+    assert count_jobs(home) == 0
+    (home / "config.toml").write_text('backend = "slurm"\n')
+    dest = f"/tmp/$(touch {marker})"  # pasted into an echo before: now quoted
+    path = write_job(home, "mount", f"file_mounts: {{'{dest}': {home}}}\nrun: echo fine\n")
+    proc = slurm("launch", str(path), "--wait")
+    job_id = int(proc.stdout)
+    script = (home / "state" / "logs" / str(job_id) / "1" / "sbatch.sh").read_text()
+    assert "'jobctl: file_mounts: cannot link /tmp/$(touch" in script
+    assert proc.returncode == 0 and not marker.exists()
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0

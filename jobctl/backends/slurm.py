@@ -162,8 +162,9 @@ def sbatch_options(sub: Submission) -> list[str]:
     return opts
 
 
-# Wait for the child $1 to end, whatever signals arrive meanwhile (set `trap : TERM` first: Slurm sends
-# SIGTERM to every process of the job, and the job's own trap must get its KillWait to run); sets $code.
+# Wait for the child $1 to end, whatever signals arrive meanwhile; sets $code. Slurm sends SIGTERM (then,
+# KillWait later, SIGKILL) only to the batch shell, srun and each worker, not to the job's own processes:
+# they trap TERM, the worker passes it on to run.sh, and all of them wait, so the job's TERM trap runs.
 WAIT_CHILD = r"""wait "$1"; code=$?
 while kill -0 "$1" 2>/dev/null; do wait "$1"; code=$?; done
 wait "$1" 2>/dev/null; code=$?"""
@@ -184,7 +185,8 @@ if [ -s "$1/setup.sh" ]; then
     : >"$1/setup_failed.$rank"; echo $code >"$1/rank$rank.exit"; exit $code
   fi
 fi
-trap : TERM
+child=
+trap '[ -n "$child" ] && kill -TERM $child 2>/dev/null' TERM
 bash "$1/run.sh" & child=$!
 wait_child $child
 echo $code >"$1/rank$rank.exit"
@@ -218,6 +220,8 @@ def batch_script(sub: Submission) -> str:
     lines += [f'attempt=$(cat "$logs/$job/slurm-attempt" 2>/dev/null) || attempt={sub.attempt}',
               'dir=$logs/$job/$attempt', 'mkdir -p "$dir" || exit 1',
               'echo "${SLURM_JOB_ID:-}" >"$dir/slurm-jobid"',
+              *([f'[ -e "$dir/slurm.out" ] || ln -s "$logs/{sub.job_id}/{sub.attempt}/slurm-array-$index.out"'
+                 ' "$dir/slurm.out"'] if sub.array else []),  # Slurm's output of this task, where `logs --batch` looks
               'rm -f "$dir"/setup_failed.* "$dir"/rank*.exit "$dir"/workdir_missing.*',
               _heredoc('"$dir/run.sh"', sub.run).rstrip("\n")]
     lines.append(_heredoc('"$dir/setup.sh"', sub.setup).rstrip("\n") if sub.setup else ': >"$dir/setup.sh"')
@@ -295,6 +299,15 @@ STATE_MAP: dict[str, tuple[str, str | None, str | None]] = {
 }
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
 PENDING_REASONS = {"Priority": "priority", "Resources": "resources", "None": None, "": None}
+# Pending reasons that mean the job asks for more than its partition allows: it would wait for good
+NEVER_REASONS = {
+    "PartitionNodeLimit": "more nodes than the partition allows (PartitionNodeLimit)",
+    "PartitionConfig": "more CPUs, memory or GPUs than the partition's nodes have (PartitionConfig)",
+    "PartitionTimeLimit": "a longer timeout than the partition allows (PartitionTimeLimit)",
+    "BadConstraints": "resources no node can give (BadConstraints)",
+    "InvalidAccount": "an account Slurm does not know (InvalidAccount)",
+    "InvalidQOS": "a QOS Slurm does not know (InvalidQOS)",
+}
 LAUNCH_FAILED = "Slurm could not start the job (JobLaunchFailure); is JOBCTL_HOME on storage the nodes share?"
 
 
@@ -325,6 +338,8 @@ def observe(bid: str, state: str, reason: str = "", exit_text: str | None = None
             mapped = ("SUSPENDED", "held", None)
         elif reason == "Dependency":
             mapped = ("BLOCKED", "dependency", None)
+        elif reason in NEVER_REASONS:
+            mapped = ("FAILED", "start_error", f"Slurm can never start it: {NEVER_REASONS[reason]}")
         else:
             kind = PENDING_REASONS.get(reason, "resources")
             mapped = ("PENDING", kind, why if kind else None)
