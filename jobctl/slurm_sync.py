@@ -282,6 +282,22 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
             pass  # recorded on the jobs (FAILED, submit error); a refresh raises no errors of its own
 
 
+UPSTREAM_POLL = 3.0  # seconds between looks at Slurm while a local job waits for a Slurm job
+
+
+def refresh_upstreams(service) -> float | None:
+    """For the supervisor: mirror the unfinished Slurm jobs that BLOCKED local jobs depend on (so a local
+    job starts when its Slurm upstream ends, without a CLI command); when to look again, None: no such job."""
+    rows = service.store.conn.execute(
+        "SELECT DISTINCT j.* FROM deps d JOIN jobs w ON w.id = d.job_id JOIN jobs j ON j.id = d.dep_id"
+        " WHERE w.backend = 'local' AND w.state = 'BLOCKED' AND j.backend = 'slurm' AND j.backend_id IS NOT NULL"
+        " AND j.state NOT IN ('COMPLETED', 'FAILED', 'KILLED')").fetchall()
+    if not rows:
+        return None
+    refresh(service, rows, force=True)
+    return time.time() + UPSTREAM_POLL
+
+
 def _read(service, row: sqlite3.Row, name: str) -> str | None:
     try:
         return (service.paths.attempt_dir(row["id"], row["attempt"]) / name).read_text().strip() or None

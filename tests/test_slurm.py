@@ -173,6 +173,14 @@ def test_a_dependency_on_a_local_job_is_refused(slurm, home):
     assert proc.returncode == 2
     assert f"depends on job {local} (local), which runs on the local backend" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert count_jobs(home) == 1  # refused before anything was recorded
+
+
+def test_a_local_job_starts_when_its_slurm_upstream_ends_without_any_command(slurm, home):
+    flag = home / "ran"
+    upstream = slurm.launch(write_job(home, "up", "run: sleep 2\n"))
+    slurm.launch(write_job(home, "down", f"depends_on: [{upstream}]\nrun: touch {flag}\n"), "--backend", "local")
+    wait_until(flag.exists, timeout=40, what="the local job to start after its Slurm upstream (no CLI polling)")
 
 
 def test_an_array_is_one_sbatch_with_one_jobctl_job_per_index(slurm, home):
