@@ -116,12 +116,17 @@ def status_table(rows: list[sqlite3.Row], user: str, now: float | None = None):
     for col in ("ID", "NAME", "STATUS", "RESOURCES", "SUBMITTED", "START TIME", "END TIME", "DURATION"):
         table.add_column(col, no_wrap=col != "NAME", overflow="ellipsis" if col == "NAME" else "fold",
                          max_width=40 if col == "NAME" else None)
+    stale = 0
     for row in rows:
         started = row["started_at"] if row["state"] not in (states.PENDING, states.BLOCKED, states.CREATED) else None
+        status = states.status_text(row["state"], row["detail"])
+        if (row["message"] or "").endswith("showing the last known state"):  # Slurm did not answer
+            status, stale = f"{status} (stale)", stale + 1
         table.add_row(
             str(row["id"]), Text(row["name"], overflow="ellipsis", no_wrap=True),
-            Text(states.status_text(row["state"], row["detail"]), style=STATE_STYLE.get(row["state"], "")),
+            Text(status, style=STATE_STYLE.get(row["state"], "")),
             resources(row), age(now - row["submitted_at"]), clock(started), clock(row["ended_at"]),
             duration(row, now) if started else "-",
         )
-    return Group(Text(f"User: {user}"), Text("Jobs", style="bold"), table)
+    footer = [Text(f"(stale): Slurm did not answer; {stale} job(s) show their last known state")] if stale else []
+    return Group(Text(f"User: {user}"), Text("Jobs", style="bold"), table, *footer)

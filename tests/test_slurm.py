@@ -292,6 +292,8 @@ def test_an_unreachable_controller_shows_the_last_known_state(slurm, home):
     assert proc.returncode == 0 and time.monotonic() - started < 15
     (job,) = json.loads(proc.stdout)
     assert job["state"] == "ACTIVE" and job["message"] == "slurm controller unreachable; showing the last known state"
+    table = slurm("status", env={"SLURM_CONF": str(broken)}).stdout
+    assert "ACTIVE (stale)" in table and "Slurm did not answer" in table
     (job,) = json.loads(slurm("status", "--json").stdout)
     assert job["state"] == "ACTIVE" and job["message"] is None  # reachable again: no longer stale
     proc = slurm("kill", str(job_id), env={"SLURM_CONF": str(broken)})
