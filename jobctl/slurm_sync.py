@@ -381,7 +381,11 @@ def _from_files(service, row: sqlite3.Row) -> SlurmObservation:
     codes, bid = _exit_codes(service, row), row["backend_id"]
     if codes and None not in codes:
         bad = next((c for c in codes if c), 0)
-        return SlurmObservation(bid, "FAILED" if bad else "COMPLETED", "exit_code" if bad else None, exit_code=bad)
+        folder = service.paths.attempt_dir(row["id"], row["attempt"])
+        times = [p.stat().st_mtime for p in folder.glob("rank*.exit")]  # when the workers ended
+        begun = [p.stat().st_mtime for p in folder.glob("slurm-jobid")]  # written when the batch script began
+        return SlurmObservation(bid, "FAILED" if bad else "COMPLETED", "exit_code" if bad else None, exit_code=bad,
+                                started_at=begun[0] if begun else None, ended_at=max(times) if times else None)
     return SlurmObservation(bid, "FAILED", "worker_lost", f"Slurm has no record of job {bid} any more")
 
 
@@ -479,10 +483,12 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
     started = obs.started_at or (now if target in (states.ACTIVE, states.COMPLETED) else None)
     for step in route(state, target, ran=obs.started_at is not None and state != states.SUSPENDED):
         extra = {"started_at": started} if step == states.ACTIVE and started else {}
+        # events are stamped with when Slurm says it happened (a job that ended unseen: its own times)
+        at = min(now, started) if extra else min(now, obs.ended_at or now) if step in states.TERMINAL else now
         if step != target:
-            transition(conn, job_id, step, now=now, fields=extra)
+            transition(conn, job_id, step, now=at, fields=extra)
         else:
-            transition(conn, job_id, step, reason=reason, detail=detail, message=message, now=now,
+            transition(conn, job_id, step, reason=reason, detail=detail, message=message, now=at,
                        fields={**fields, **extra})
     key = (job_id, cur["attempt"])  # the attempts and workers rows that `describe` shows
     if started:

@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -427,6 +428,24 @@ def test_without_accounting_exit_codes_come_from_the_jobs_files(slurm, home):
     proc = slurm("launch", str(write_job(home, "three", "run: exit 3\n")), "--wait", env=env)
     assert proc.returncode == 3, proc.stderr
     assert slurm.job(int(proc.stdout))["status"] == "FAILED (exit 3)"
+
+
+def test_a_job_slurm_forgot_is_stamped_with_its_own_times(slurm, home):
+    job_id = slurm.launch(write_job(home, "brief", "run: sleep 1\n"))
+    exit_file = home / "state" / "logs" / str(job_id) / "1" / "rank0.exit"
+    wait_until(exit_file.exists, timeout=30, what="the job to end (nobody asking jobctl)")
+    ended = exit_file.stat().st_mtime
+    wait_until(lambda: time.time() > ended + 4, timeout=10, what="a few seconds to pass")
+    fake = home / "bin"  # Slurm no longer knows it: purged, and no accounting
+    fake.mkdir()
+    for tool in ("squeue", "sacct"):
+        (fake / tool).write_text("#!/bin/sh\nexit 0\n")
+        (fake / tool).chmod(0o755)
+    proc = slurm("describe", str(job_id), "--json", env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    job = json.loads(proc.stdout)
+    assert job["status"] == "COMPLETED"
+    stamps = {e["to_state"]: datetime.fromisoformat(e["at"]).timestamp() for e in job["events"]}
+    assert abs(stamps["COMPLETED"] - ended) < 1.5 and stamps["ACTIVE"] <= stamps["COMPLETED"], job["events"]
 
 
 def test_injected_commands_in_values_never_run(slurm, home):
