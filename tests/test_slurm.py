@@ -413,10 +413,11 @@ def test_a_job_that_can_never_start_is_refused_or_failed_with_slurms_reason(slur
 
 
 def test_a_plain_jobs_events_are_created_pending_active_completed(slurm, home):
-    proc = slurm("launch", str(write_job(home, "plain", "run: sleep 3\n")), "--wait")
+    proc = slurm("launch", str(write_job(home, "plain", "run: echo $SKYPILOT_NODE_IPS; sleep 3\n")), "--wait")
     assert proc.returncode == 0
     events = slurm.job(int(proc.stdout))["events"]
     assert [e["to_state"] for e in events] == ["CREATED", "PENDING", "ACTIVE", "COMPLETED"], events
+    assert logs(slurm, int(proc.stdout)) == "127.0.0.1\n"  # addresses, as on the local backend
 
 
 def test_without_accounting_exit_codes_come_from_the_jobs_files(slurm, home):
