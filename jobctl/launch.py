@@ -108,8 +108,6 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 spec = replace(spec, priority=options.priority)
             backend = options.backend or spec.backend or service.config.get("backend")
             spec.backend = backend
-            plan.problems.extend(f"{loaded.path}: envs: {k!r} is not a valid variable name (letters, digits and _,"
-                                 " not first a digit)" for k in spec.envs if not ENV_NAME.fullmatch(str(k)))
             missing = [k for k, v in spec.envs.items() if v is None and k not in env_values]
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"

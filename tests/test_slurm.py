@@ -210,6 +210,10 @@ def test_a_gpu_job_sees_its_own_devices(slurm, home):
     offer = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True).stdout
     gres = "--gres=gpu:h100:2" if "gpu:h100" in offer else "--gres=gpu:2"
     assert gres in (home / "state" / "logs" / str(job_id) / "1" / "sbatch.sh").read_text()
+    if "gpu:h100" in offer:  # a type the partition does not offer: a warning, and any GPU
+        proc = slurm("launch", str(write_job(home, "a100", "resources: {accelerators: A100:1}\nrun: echo\n")),
+                     "--dry-run")
+        assert proc.returncode == 0 and "warning: accelerators: the Slurm partition offers no A100" in proc.stderr
 
 
 def test_submission_errors_are_one_line_and_mark_the_job(slurm, home):

@@ -367,3 +367,12 @@ def test_a_missing_workdir_is_marked_and_fails_the_worker(tmp_path, fake_srun):
     folder = logs / "12" / "1"
     assert proc.returncode == 1 and (folder / "workdir_missing.0").exists()
     assert f"workdir {tmp_path / 'nowhere'} does not exist" in (folder / "rank0.log").read_text()
+
+
+def test_env_names_must_be_shell_names_on_every_backend(jobctl, home):
+    path = home / "job.yaml"
+    path.write_text("run: 'true'\n")
+    for backend in ("local", "slurm"):
+        proc = jobctl("launch", str(path), "--backend", backend, "--env", "\u00c4=1", "--dry-run")
+        assert proc.returncode == 2 and "--env: expected KEY=VALUE" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
