@@ -107,6 +107,10 @@ def retry(service: Service, row: sqlite3.Row) -> ActionResult:
         return _refuse(service, row, "only FAILED or KILLED jobs can be retried")
     if row["alloc"] is not None:
         return _result(row, False, f"job {row['id']} is still stopping; try again in a moment", row["state"])
+    if row["backend"] == "slurm" and row["backend_id"]:  # never a second copy beside one Slurm still runs
+        from jobctl.slurm_control import cancel_leftover
+
+        cancel_leftover(service, row)
     after = _after(service, row)
     target = states.BLOCKED if after else states.PENDING
     fields = {"failures": 0, "ended_at": None, "exit_code": None, "not_before": None, "backend_id": None}

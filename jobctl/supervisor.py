@@ -251,7 +251,12 @@ class Supervisor:
             return [], 1, time.time() + 1.0, False
 
     def poll_slurm_upstreams(self) -> float | None:
-        """Mirror the Slurm jobs that waiting local jobs depend on; when to look again (None: none)."""
+        """Mirror the Slurm jobs that waiting local jobs depend on; when to look again (None: none).
+        At most once every few seconds, however often the loop ticks."""
+        now = time.time()
+        if now < getattr(self, "slurm_next", 0.0):
+            return self.slurm_next  # look then (a launch may have just added such a local job)
+        self.slurm_next = now + 3.0
         if not self.store.conn.execute("SELECT 1 FROM jobs WHERE backend = 'slurm' AND state NOT IN"
                                        " ('COMPLETED','FAILED','KILLED') LIMIT 1").fetchone():
             return None  # no Slurm job to wait for: no cost for homes that never use Slurm

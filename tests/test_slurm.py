@@ -94,7 +94,7 @@ def test_a_failing_setup_is_setup_failed(slurm, home):
 
 
 def test_stop_suspends_a_running_job_and_start_resumes_it(slurm, home):
-    path = write_job(home, "ticker", "run: |\n  for i in $(seq 1 60); do echo $i; sleep 0.1; done\n")
+    path = write_job(home, "ticker", "run: |\n  for i in $(seq 1 150); do echo $i; sleep 0.1; done\n")
     job_id = slurm.launch(path)
     wait_until(lambda: len(logs(slurm, job_id).split()) >= 3, timeout=30, what="some output")
     assert slurm("stop", str(job_id)).returncode == 0
@@ -112,7 +112,7 @@ def test_stop_suspends_a_running_job_and_start_resumes_it(slurm, home):
     assert slurm_state(slurm.job(job_id))[0] == "RUNNING"
     proc = slurm("wait", str(job_id), timeout=60)
     assert proc.returncode == 0
-    assert logs(slurm, job_id).split() == [str(i) for i in range(1, 61)]
+    assert logs(slurm, job_id).split() == [str(i) for i in range(1, 151)]
     moves = [(e["from_state"], e["to_state"]) for e in slurm.job(job_id)["events"]]
     assert ("ACTIVE", "SUSPENDED") in moves and ("SUSPENDED", "ACTIVE") in moves
 
@@ -151,7 +151,7 @@ def test_a_dependency_chain_runs_in_order_and_conditions_map(slurm, home):
     path = write_job(home, "pipe", f"""name: pipe
 ---
 name: first
-run: sleep 1; echo first >> {order}
+run: sleep 4; echo first >> {order}
 ---
 name: second
 run: echo second >> {order}; exit 2
@@ -225,9 +225,10 @@ def test_submission_errors_are_one_line_and_mark_the_job(slurm, home):
     (job,) = json.loads(slurm("status", "--all", "--json").stdout)
     assert job["status"] == "FAILED (submit error)" and "nosuch" in job["message"]
     (home / "config.toml").write_text('backend = "slurm"\n')
-    proc = slurm("launch", str(path), "--memory", "100000GiB")
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
-    assert "sbatch refused the job" in proc.stderr
+    proc = slurm("launch", str(path), "--memory", "100000GiB")  # refused by sbatch --test-only, not recorded
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "can never start in Slurm: Requested node configuration is not available" in proc.stderr
+    assert count_jobs(home) == 1
 
 
 def test_retry_resubmits_as_a_new_attempt(slurm, home):
@@ -309,10 +310,10 @@ def test_an_unreachable_controller_shows_the_last_known_state(slurm, home):
 
 def test_queue_timeout_fails_a_job_still_waiting_and_cancels_it(slurm, home):
     upstream = slurm.launch(write_job(home, "upstream", "run: sleep 300\n"))
-    waiting = slurm.launch(write_job(home, "impatient", f"depends_on: [{upstream}]\nqueue_timeout: 2s\nrun: echo\n"))
+    waiting = slurm.launch(write_job(home, "impatient", f"depends_on: [{upstream}]\nqueue_timeout: 8s\nrun: echo\n"))
     assert slurm.state(waiting) == "BLOCKED"
     job = slurm.wait_state(waiting, "FAILED", timeout=20)
-    assert job["status"] == "FAILED (queue timeout)" and "queue_timeout of 2s" in job["message"]
+    assert job["status"] == "FAILED (queue timeout)" and "queue_timeout of 8s" in job["message"]
     wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", ""), timeout=15, what="Slurm to cancel it")
 
 
@@ -332,8 +333,8 @@ def test_kill_and_stop_release_run_the_jobs_term_trap(slurm, home):
         wait_until(lambda: logs(slurm, job_id) == "ready\n", timeout=30, what=f"job {job_id} to start")
     assert slurm("kill", str(a)).returncode == 0
     assert slurm("stop", "--release", str(b)).returncode == 0
-    wait_until(lambda: killed.exists() and released.exists(), timeout=20,
-               what=f"both TERM traps to run (kill: {killed.exists()}, stop --release: {released.exists()})")
+    wait_until(killed.exists, timeout=20, what="the TERM trap to run on kill")
+    wait_until(released.exists, timeout=20, what="the TERM trap to run on stop --release")
     assert killed.read_text() == released.read_text() == "got-term\n"
 
 
@@ -353,12 +354,18 @@ def test_foreign_squeue_settings_or_an_empty_answer_never_end_a_running_job(slur
         (row,) = json.loads(slurm("status", "--json", env=path).stdout)
         assert row["state"] == "ACTIVE"
     assert slurm.job(job_id)["state"] == "ACTIVE"
-    # taken for lost by an older jobctl while Slurm still runs it: kill cancels it there all the same
+    # taken for lost by an older jobctl while Slurm still runs it: kill cancels it there all the same,
+    # and retry never leaves a second copy beside it
+    other = slurm.launch(write_job(home, "twin", "run: sleep 300\n"))
+    twin = slurm.job(other)
     with sqlite3.connect(home / "data" / "jobctl.db") as conn:
-        conn.execute("UPDATE jobs SET state = 'FAILED', reason = 'worker_lost' WHERE id = ?", (job_id,))
+        conn.execute("UPDATE jobs SET state = 'FAILED', reason = 'worker_lost' WHERE id IN (?, ?)", (job_id, other))
     proc = slurm("kill", str(job_id))
     assert proc.returncode == 0 and "cancelled it there" in proc.stderr, proc.stderr
-    wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", ""), timeout=15, what="Slurm to cancel it")
+    assert slurm("retry", str(other)).returncode == 0
+    wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", "") and slurm_state(twin)[0] in ("CANCELLED", ""),
+               timeout=15, what="Slurm to cancel both")
+    assert slurm.job(other)["backend_id"] != twin["backend_id"]
 
 
 def test_out_of_memory_in_the_step_is_out_of_memory(slurm, home):
@@ -373,9 +380,11 @@ def test_out_of_memory_in_the_step_is_out_of_memory(slurm, home):
 def test_a_missing_workdir_fails_the_job_and_names_it(slurm, home):
     workdir = home / "gone later"
     workdir.mkdir()
-    upstream = slurm.launch(write_job(home, "first", "run: sleep 2\n"))
-    job_id = slurm.launch(write_job(home, "there", f"workdir: {workdir}\ndepends_on: [{upstream}]\nrun: pwd\n"))
+    upstream = slurm.launch(write_job(home, "first", "run: sleep 300\n"))
+    job_id = slurm.launch(write_job(home, "there", f"workdir: {workdir}\n"
+                                                   f"depends_on: [{{job: {upstream}, condition: any}}]\nrun: pwd\n"))
     workdir.rmdir()  # as on a node that does not share it
+    slurm("kill", str(upstream), check=True)
     assert slurm("wait", str(job_id), timeout=60).returncode != 0
     job = slurm.job(job_id)
     assert job["status"] == "FAILED (start error)" and str(workdir) in job["message"], job["message"]

@@ -165,6 +165,7 @@ def sbatch_options(sub: Submission) -> list[str]:
 # Wait for the child $1 to end, whatever signals arrive meanwhile; sets $code. Slurm sends SIGTERM (then,
 # KillWait later, SIGKILL) only to the batch shell, srun and each worker, not to the job's own processes:
 # they trap TERM, the worker passes it on to run.sh, and all of them wait, so the job's TERM trap runs.
+# Likewise `scontrol suspend` sends the worker SIGTSTP (its cgroup is frozen ~2 s later) and resume SIGCONT.
 WAIT_CHILD = r"""wait "$1"; code=$?
 while kill -0 "$1" 2>/dev/null; do wait "$1"; code=$?; done
 wait "$1" 2>/dev/null; code=$?"""
@@ -186,7 +187,9 @@ if [ -s "$1/setup.sh" ]; then
   fi
 fi
 child=
-trap '[ -n "$child" ] && kill -TERM $child 2>/dev/null' TERM
+for sig in TERM TSTP CONT; do  # Slurm signals this process only: pass kill and suspend on to run.sh
+  trap "[ -n \"\$child\" ] && kill -${sig/TSTP/STOP} \$child 2>/dev/null" $sig
+done
 bash "$1/run.sh" & child=$!
 wait_child $child
 echo $code >"$1/rank$rank.exit"
@@ -220,8 +223,9 @@ def batch_script(sub: Submission) -> str:
     lines += [f'attempt=$(cat "$logs/$job/slurm-attempt" 2>/dev/null) || attempt={sub.attempt}',
               'dir=$logs/$job/$attempt', 'mkdir -p "$dir" || exit 1',
               'echo "${SLURM_JOB_ID:-}" >"$dir/slurm-jobid"',
-              *([f'[ -e "$dir/slurm.out" ] || ln -s "$logs/{sub.job_id}/{sub.attempt}/slurm-array-$index.out"'
-                 ' "$dir/slurm.out"'] if sub.array else []),  # Slurm's output of this task, where `logs --batch` looks
+              # Slurm's output of this task or requeued attempt, where `logs --batch` and describe look
+              f'[ -e "$dir/slurm.out" ] || ln -s "$logs/{sub.job_id}/{sub.attempt}/'
+              + ('slurm-array-$index.out' if sub.array else 'slurm.out') + '" "$dir/slurm.out"',
               'rm -f "$dir"/setup_failed.* "$dir"/rank*.exit "$dir"/workdir_missing.*',
               _heredoc('"$dir/run.sh"', sub.run).rstrip("\n")]
     lines.append(_heredoc('"$dir/setup.sh"', sub.setup).rstrip("\n") if sub.setup else ': >"$dir/setup.sh"')
