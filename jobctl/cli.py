@@ -290,6 +290,7 @@ def logs(
     rank: Annotated[Optional[int], typer.Option(help="Only this worker.", min=0)] = None,
     attempt: Annotated[Optional[int], typer.Option(help="An earlier attempt (default: the latest).", min=1)] = None,
     tail: Annotated[Optional[int], typer.Option(help="Only the last N lines.", min=0)] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Slurm's own output of the job (slurm.out).")] = False,
 ) -> None:
     """Print a job's output (stdout and stderr of each worker).
 
@@ -297,7 +298,7 @@ def logs(
     """
     from jobctl import output
 
-    output.logs(_service(), job, follow=follow, rank=rank, attempt=attempt, tail=tail)
+    output.logs(_service(), job, follow=follow, rank=rank, attempt=attempt, tail=tail, batch=batch)
 
 
 @app.command()

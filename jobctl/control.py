@@ -87,6 +87,12 @@ def start(service: Service, row: sqlite3.Row) -> ActionResult:
 
 def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> ActionResult:
     if row["state"] in states.TERMINAL:
+        if row["backend"] == "slurm" and row["backend_id"]:  # taken for ended, but Slurm may still run it
+            from jobctl.slurm_control import cancel_leftover
+
+            if cancel_leftover(service, row):
+                return _result(row, True, f"job {row['id']} ({row['state']}) was still in Slurm as job "
+                                          f"{row['backend_id']}: cancelled it there", row["state"])
         return _refuse(service, row, "only unfinished jobs can be killed")
     grace = _grace(service) if grace is None else grace
     src = service._cas(row, states.KILLED, states.LIVE, reason="user", detail=f"by {service.user}",
@@ -122,6 +128,10 @@ def retry(service: Service, row: sqlite3.Row) -> ActionResult:
         names = ", ".join(loads(row["envs"], {}).get("secret") or [])
         return _result(row, False, f"job {row['id']}: its secrets ({names}) were deleted when it ended; "
                        "launch it again to give them anew", row["state"])
+    if row["backend"] == "slurm" and row["backend_id"]:  # never a second copy beside one Slurm still runs
+        from jobctl.slurm_control import cancel_leftover
+
+        cancel_leftover(service, row)
     retries = int(service.spec_of(row).get("retries") or 0)
     attempt, last = row["attempt"] + 1, row["attempt"] + retries + 1
     now = time.time()

@@ -7,6 +7,7 @@ either every job is queued or none is.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,8 @@ from jobctl.models import JobSpec
 from jobctl.service import LaunchPlan, Service
 from jobctl.store import dumps, transition
 from jobctl.views import resources_text
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what every shell (and the Slurm batch script) takes
 
 
 @dataclass
@@ -98,7 +101,7 @@ def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
             if not line or line.startswith("#"):
                 continue
             key, sep, value = line.removeprefix("export ").partition("=")
-            if not sep or not key.strip().isidentifier():
+            if not sep or not ENV_NAME.fullmatch(key.strip()):
                 raise UsageError(f"{env_file}:{number}: expected KEY=VALUE (KEY: letters, digits and _, "
                                  "not starting with a digit); the line is not shown since it may hold a secret")
             if "\0" in value:
@@ -108,8 +111,9 @@ def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
                 secret.append(key.strip())
     for item in options.env or []:
         key, sep, value = item.partition("=")
-        if not key.isidentifier():
-            raise UsageError(f"--env: expected KEY=VALUE or KEY, got {key!r}{'=...' if sep else ''}")
+        if not ENV_NAME.fullmatch(key):
+            raise UsageError(f"--env: expected KEY=VALUE or KEY (KEY: letters, digits and _), got {key!r}"
+                             f"{'=...' if sep else ''}")
         if "\0" in value:
             raise UsageError(f"--env {key}: the value holds a NUL byte")
         if sep:
@@ -182,6 +186,12 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
         if backend == "local":
             capacity = capacity or local_capacity(service, any(t["spec"].accelerators for t in tasks))
             fit = fits(task, capacity)
+            if fit:
+                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
+        elif backend == "slurm":  # ask Slurm (sbatch --test-only); also refuses what cannot go into a batch script
+            from jobctl.slurm_sync import check_launch
+
+            fit = check_launch(service, task, tasks, plan.warnings, env_values)
             if fit:
                 plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
         plan.jobs.append({"name": spec.name, "resources": text, "backend": backend, "fits": fit is None,

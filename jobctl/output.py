@@ -177,7 +177,7 @@ def _follow_one(service: Service, job_id: int, rank: int | None, from_start: boo
     follow(files, finished, from_start=from_start)
 
 
-def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail) -> None:
+def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, batch: bool = False) -> None:
     from jobctl.logs import log_files, print_logs
 
     row = service.job(selector)
@@ -197,6 +197,10 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail) 
         raise UsageError(f"job {row['id']} has not started yet; use -f to wait for its output")
     if not 1 <= n <= row["attempt"]:
         raise UsageError(f"--attempt: job {row['id']} has attempts 1 to {row['attempt']}")
+    if batch:  # Slurm's output of the batch script: where errors before or around the workers show
+        if row["backend"] != "slurm":
+            raise UsageError(f"--batch: job {row['id']} runs on the {row['backend']} backend; only Slurm jobs have it")
+        return print_logs([(0, service.paths.attempt_dir(row["id"], n) / "slurm.out")], tail)
     print_logs(log_files(service.paths.job_dir(row["id"]), n, row["num_nodes"], rank), tail)
 
 
@@ -213,6 +217,10 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     spec["envs"] = masked_envs(spec, loads(row["envs"], {}))
     held = loads(row["alloc"])
     doc = job_json(row)
+    if row["backend"] == "slurm" and row["attempt"]:
+        from jobctl.slurm_sync import batch_output
+
+        details["slurm_out"] = batch_output(service, row)
     if as_json:
         for e in details["events"]:
             e["at"] = iso(e["at"])
@@ -249,6 +257,9 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
     if spec.get("ignored"):
         lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
+    if details.get("slurm_out"):
+        lines.append(("Slurm out", details["slurm_out"]["path"]))
+        lines.extend(("", f"| {line}") for line in details["slurm_out"]["tail"])
     for key, value in lines:
         out.print(f"{key + ':':<14} {value}", markup=False, highlight=False)
     if spec.get("setup"):

@@ -32,6 +32,19 @@ def restart(service, row: sqlite3.Row) -> None:
             conn.execute("INSERT OR REPLACE INTO attempts (job_id, n) VALUES (?, ?)", (row["id"], attempt))
 
 
+def cancel_leftover(service, row: sqlite3.Row) -> bool:
+    """`jobctl kill` of a job jobctl took for ended: scancel it if Slurm still has it queued or running."""
+    backend = SlurmBackend()
+    try:
+        obs = backend.poll([row["backend_id"]]).get(row["backend_id"])
+        if obs is None or obs.state in states.TERMINAL:
+            return False
+        backend.cancel(row["backend_id"])
+    except BackendError:
+        return False
+    return True
+
+
 class SyncedBackend:
     """The Slurm backend as control.py uses it (suspend, resume, hold, release, cancel). When Slurm
     refuses, the state change control.py recorded a moment before is undone, with the reason as the

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from jobctl import states
 from jobctl.backends.slurm import (AFTER, SlurmBackend, SlurmObservation, SlurmUnreachable, Submission, batch_script,
-                                   choose_gres)
+                                   WAITING as WAITING_IN_SLURM, check_values, choose_gres)
 from jobctl.engine import dependency_verdict, failure_detail
 from jobctl.errors import BackendError, JobctlError, UsageError
 from jobctl.store import loads, transition
@@ -56,6 +56,53 @@ def _verdict(deps: list[sqlite3.Row]) -> str | None:
 
 
 # -- submitting ------------------------------------------------------------------------------------
+def check_launch(service, task: dict[str, Any], tasks: list[dict[str, Any]], warnings: list[str],
+                 env: dict[str, str]) -> str | None:
+    """Before anything is recorded: refuse what Slurm must never get (UsageError), warn about a GPU type
+    the partition lacks, and ask Slurm whether the job could ever start (`sbatch --test-only`): its
+    reason when not, else None. Used by `launch` and `launch --dry-run`."""
+    spec = task["spec"]
+    batch = {t["spec"].name: t["spec"].backend for t in tasks}
+    for dep in spec.depends_on:
+        ref = dep.ref
+        if isinstance(ref, str) and ref in batch:
+            other, what = batch[ref], f"{ref}"
+        else:
+            row = service.store.conn.execute(
+                "SELECT id, name, backend FROM jobs WHERE id = ?" if isinstance(ref, int) or str(ref).isdigit()
+                else "SELECT id, name, backend FROM jobs WHERE name = ? ORDER BY id DESC", (ref,)).fetchone()
+            if row is None:
+                continue  # launch refuses unknown jobs itself
+            other, what = row["backend"], f"job {row['id']} ({row['name']})"
+        if other not in (None, "slurm"):
+            raise UsageError(f"{spec.name} depends on {what}, which runs on the {other} backend; "
+                             "a Slurm job can only depend on Slurm jobs")
+    partition, account = service.config.get("slurm.partition"), service.config.get("slurm.account")
+    body = spec.to_dict()
+    backend = SlurmBackend()
+    try:
+        offer = backend.gpu_offer(partition) if spec.accelerators else None
+    except JobctlError:
+        offer = None
+    gres, accelerator, per_node = choose_gres(spec.accelerators, offer)
+    if offer and spec.accelerators and not any(str(n).lower() in offer or str(n).lower().replace("-", "_") in offer
+                                               for n, _ in spec.accelerators):
+        kinds = ", ".join(sorted(k for k in offer if k)) or "untyped GPUs only"
+        warnings.append(f"accelerators: the Slurm partition offers no {' or '.join(str(n) for n, _ in spec.accelerators)}"
+                        f" ({kinds}); asking for {gres.split(':')[-1]} GPU(s) of any type")
+    sub = Submission(job_id=0, job_name=spec.name, attempt=1, logs=str(service.paths.logs), workdir=spec.workdir,
+                     run=spec.run, num_nodes=spec.num_nodes, cpus=task["cpus"], memory_mib=task["memory_mib"],
+                     gres=gres, accelerator=accelerator, gpus_per_node=per_node, timeout=spec.timeout,
+                     env={**{k: v for k, v in spec.envs.items() if v is not None}, **env}, partition=partition,
+                     account=account, comment=",".join(f"{k}={v}" for k, v in spec.labels.items()) or None,
+                     mounts=_mounts(body))
+    check_values(sub)
+    try:
+        return backend.never_starts(sub)
+    except JobctlError:
+        return None  # Slurm cannot be asked now: sbatch will say it
+
+
 def submit(service, ids: list[int], again: bool = False) -> None:
     """sbatch each job as a new attempt (the members of one `--array` launch as one array job).
 
@@ -233,7 +280,11 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
                 continue  # changed by someone else since the caller looked: their change stands
             if (cur["message"] or "").endswith("showing the last known state"):
                 conn.execute("UPDATE jobs SET message = NULL WHERE id = ?", (cur["id"],))
-            action = _apply(service, conn, cur, seen.get(cur["backend_id"]) or _from_files(service, cur), time.time())
+            obs = seen.get(cur["backend_id"])
+            obs = _missed(service, cur, obs is None) or obs
+            if obs is None:
+                continue  # not in Slurm's answer this time: no news until misses confirm it is gone
+            action = _apply(service, conn, cur, obs, time.time())
             if action:
                 todo[action].append(cur["backend_id"] if action == "cancel" else cur["id"])
         from jobctl.secretfiles import Sweeper
@@ -246,6 +297,22 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
             submit(service, todo["again"], again=True)
         except JobctlError:
             pass  # recorded on the jobs (FAILED, submit error); a refresh raises no errors of its own
+
+
+UPSTREAM_POLL = 3.0  # seconds between looks at Slurm while a local job waits for a Slurm job
+
+
+def refresh_upstreams(service) -> float | None:
+    """For the supervisor: mirror the unfinished Slurm jobs that BLOCKED local jobs depend on (so a local
+    job starts when its Slurm upstream ends, without a CLI command); when to look again, None: no such job."""
+    rows = service.store.conn.execute(
+        "SELECT DISTINCT j.* FROM deps d JOIN jobs w ON w.id = d.job_id JOIN jobs j ON j.id = d.dep_id"
+        " WHERE w.backend = 'local' AND w.state = 'BLOCKED' AND j.backend = 'slurm' AND j.backend_id IS NOT NULL"
+        " AND j.state NOT IN ('COMPLETED', 'FAILED', 'KILLED')").fetchall()
+    if not rows:
+        return None
+    refresh(service, rows, force=True)
+    return time.time() + UPSTREAM_POLL
 
 
 def _read(service, row: sqlite3.Row, name: str) -> str | None:
@@ -261,12 +328,81 @@ def _exit_codes(service, row: sqlite3.Row) -> list[int | None]:
     return [int(c) if c and c.lstrip("-").isdigit() else None for c in codes]
 
 
+def batch_output(service, row: sqlite3.Row) -> dict[str, Any]:
+    """For `describe`: where Slurm's output of the latest attempt is, and when the job failed or was lost,
+    its last lines (errors of the batch script and of Slurm itself show only there)."""
+    path = service.paths.attempt_dir(row["id"], row["attempt"]) / "slurm.out"
+    failed = row["state"] == states.FAILED or row["reason"] in ("worker_lost", "start_error")
+    lines = _tail(path, 4096).splitlines()[-10:] if failed else []
+    return {"path": str(path), "tail": lines}
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip() or None
+    except OSError:
+        return None
+
+
+OOM_MARKS = ("Out Of Memory", "oom-kill event", "oom_kill event")
+
+
+def _oom(folder: Path) -> bool:
+    """Did Slurm's cgroup kill a step of this attempt for memory? (what srun and slurmstepd write to slurm.out)"""
+    out = _tail(folder / "slurm.out", 16384)
+    return any(mark in out for mark in OOM_MARKS)
+
+
+def _tail(path: Path, size: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - size))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+LOST_AFTER = (3, 30.0)  # misses in a row, and seconds since the first, before a job is taken for lost
+
+
+def _missed(service, row: sqlite3.Row, missing: bool) -> SlurmObservation | None:
+    """Count the looks in which neither squeue nor sacct knew the job (in `slurm-missing` of its attempt).
+
+    One empty answer (a squeue filtered by the caller's settings, a controller that just restarted)
+    never ends a job: it ends when its workers' exit files say how, or as lost after LOST_AFTER."""
+    path = service.paths.attempt_dir(row["id"], row["attempt"]) / "slurm-missing"
+    if not missing:
+        if path.exists():
+            path.unlink(missing_ok=True)
+        return None
+    codes = _exit_codes(service, row)
+    if codes and None not in codes:
+        return _from_files(service, row)
+    first, count = time.time(), 0
+    try:
+        first, count = (float(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        pass
+    count += 1
+    if count >= LOST_AFTER[0] and time.time() - first >= LOST_AFTER[1]:
+        return _from_files(service, row)
+    try:
+        _write(path, f"{first} {int(count)}\n")
+    except OSError:
+        pass
+    return None
+
+
 def _from_files(service, row: sqlite3.Row) -> SlurmObservation:
     """A job Slurm no longer knows (purged, no accounting): what its workers wrote, else lost."""
     codes, bid = _exit_codes(service, row), row["backend_id"]
     if codes and None not in codes:
         bad = next((c for c in codes if c), 0)
-        return SlurmObservation(bid, "FAILED" if bad else "COMPLETED", "exit_code" if bad else None, exit_code=bad)
+        folder = service.paths.attempt_dir(row["id"], row["attempt"])
+        times = [p.stat().st_mtime for p in folder.glob("rank*.exit")]  # when the workers ended
+        begun = [p.stat().st_mtime for p in folder.glob("slurm-jobid")]  # written when the batch script began
+        return SlurmObservation(bid, "FAILED" if bad else "COMPLETED", "exit_code" if bad else None, exit_code=bad,
+                                started_at=begun[0] if begun else None, ended_at=max(times) if times else None)
     return SlurmObservation(bid, "FAILED", "worker_lost", f"Slurm has no record of job {bid} any more")
 
 
@@ -285,7 +421,10 @@ def target_state(state: str, reason: str | None, obs: SlurmObservation, recent: 
 def route(src: str, dst: str, ran: bool = False) -> list[str]:
     """The states from src to dst: a job that ran between two looks went PENDING -> ACTIVE -> COMPLETED."""
     ways = [(), (states.ACTIVE,), (states.PENDING,), (states.PENDING, states.ACTIVE)]
-    for via in (ways[1], ways[3], ways[0], ways[2]) if ran else ways:
+    order = (ways[1], ways[3], ways[0], ways[2]) if ran and src not in states.RUNNING else ways
+    for via in order:
+        if src in via:
+            continue  # never a detour back through where it is (ACTIVE -> PENDING -> ACTIVE)
         path = [src, *via, dst]
         if all(states.allowed(a, b) for a, b in zip(path, path[1:])):
             return path[1:]
@@ -310,19 +449,31 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
     if state == states.BLOCKED and target == states.PENDING and _verdict(deps) != "ok":
         target = None  # Slurm has not looked at its dependencies yet (reason None)
     if target is None:
-        if state == obs.state == states.PENDING and cur["reason"] != obs.reason:
+        if state == obs.state == states.PENDING and (cur["reason"] != obs.reason or obs.message
+                                                      and cur["message"] != obs.message):  # Slurm's reason changed
             conn.execute("UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE id = ?",
                          (obs.reason, states.REASON_TEXT.get(obs.reason or ""), obs.message, job_id))
         return None
     reason, message, code, action = obs.reason, obs.message, obs.exit_code, None
     codes = _exit_codes(service, cur)
+    folder = service.paths.attempt_dir(job_id, cur["attempt"])
+    if target in (states.FAILED, states.COMPLETED) and reason in (None, "exit_code", "start_error"):
+        missing = sorted(folder.glob("workdir_missing.*"))
+        if missing:  # the batch script found no workdir on a node (Slurm itself would run it in /tmp)
+            target, reason, code = states.FAILED, "start_error", None
+            message = (f"workdir {spec['workdir']} does not exist on node {_text(missing[0]) or '?'}: "
+                       "the job's workdir must be on storage the nodes share")
+        elif reason == "exit_code" and _oom(folder):
+            reason, code = "out_of_memory", 137  # the cgroup killed step .0 (Slurm reports only a failed batch)
+        elif reason == "exit_code" and code is None and any(c is not None for c in codes):
+            code = next((c for c in codes if c), 0)  # no accounting: what the workers wrote
     if reason == "upstream_failed":
         message = _verdict(deps)
         if message in (None, "ok"):
             return "again"  # jobctl is retrying its upstream: submit it again behind the new attempt
         action = "cancel" if obs.slurm_state == "PENDING" else None
-    elif reason == "queue_timeout":
-        action = "cancel"
+    elif reason == "queue_timeout" or reason == "start_error" and obs.slurm_state in WAITING_IN_SLURM:
+        action = "cancel"  # it would wait in Slurm for good
     elif reason == "exit_code" and any(service.paths.attempt_dir(job_id, cur["attempt"]).glob("setup_failed.*")):
         reason, message = "setup_failed", f"setup failed with exit code {code}"
     elif reason == "exit_code" and n > 1 and any(c is not None for c in codes):
@@ -349,10 +500,12 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
     started = obs.started_at or (now if target in (states.ACTIVE, states.COMPLETED) else None)
     for step in route(state, target, ran=obs.started_at is not None and state != states.SUSPENDED):
         extra = {"started_at": started} if step == states.ACTIVE and started else {}
+        # events are stamped with when Slurm says it happened (a job that ended unseen: its own times)
+        at = min(now, started) if extra else min(now, obs.ended_at or now) if step in states.TERMINAL else now
         if step != target:
-            transition(conn, job_id, step, now=now, fields=extra)
+            transition(conn, job_id, step, now=at, fields=extra)
         else:
-            transition(conn, job_id, step, reason=reason, detail=detail, message=message, now=now,
+            transition(conn, job_id, step, reason=reason, detail=detail, message=message, now=at,
                        fields={**fields, **extra})
     key = (job_id, cur["attempt"])  # the attempts and workers rows that `describe` shows
     if started:

@@ -258,9 +258,12 @@ class Supervisor:
             if self.config_stamp() != self.config_mtime:
                 self.engine.capacity = self.detect_capacity()
                 self.engine.grace = self.grace
+            slurm_wake = self.poll_slurm_upstreams()
             with self.store.write() as conn:
                 own = {bid: pid for bid, pid in self.runner_pids.items() if pid in self.children}
                 actions = self.engine.tick(conn, time.time(), own)
+                if slurm_wake:  # a local job waits for a Slurm job: look at Slurm again soon
+                    actions.next_wake = min(actions.next_wake or slurm_wake, slurm_wake)
                 live = conn.execute(
                     "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
                 ).fetchone()[0]
@@ -273,6 +276,25 @@ class Supervisor:
             traceback.print_exc()
             sys.stderr.flush()
             return [], 1, time.time() + 1.0, False
+
+    def poll_slurm_upstreams(self) -> float | None:
+        """Mirror the Slurm jobs that waiting local jobs depend on; when to look again (None: none).
+        At most once every few seconds, however often the loop ticks."""
+        now = time.time()
+        if now < getattr(self, "slurm_next", 0.0):
+            return self.slurm_next  # look then (a launch may have just added such a local job)
+        self.slurm_next = now + 3.0
+        if not self.store.conn.execute("SELECT 1 FROM jobs WHERE backend = 'slurm' AND state NOT IN"
+                                       " ('COMPLETED','FAILED','KILLED') LIMIT 1").fetchone():
+            return None  # no Slurm job to wait for: no cost for homes that never use Slurm
+        from jobctl.slurm_sync import refresh_upstreams
+
+        if not hasattr(self, "slurm_service"):
+            from jobctl.service import Service
+
+            self.slurm_service = Service(self.paths)
+            self.slurm_service._store = self.store
+        return refresh_upstreams(self.slurm_service)
 
     def _is_child(self, row) -> bool:
         pid = self._runner_pid(f"{row['id']}/{row['attempt']}")

@@ -234,6 +234,10 @@ def status_table(rows: list[sqlite3.Row], user: str, now: float | None = None, w
     # a style span per STATUS costs a small fraction of the time for a long table.
     now = time.time() if now is None else now
     cells = [table_cells(row, now) for row in rows]
+    stale = 0
+    for row, c in zip(rows, cells):
+        if (row["message"] or "").endswith("showing the last known state"):  # Slurm did not answer
+            c["STATUS"], stale = f"{c['STATUS']} (stale)", stale + 1
     widths = {col: max([cells_of(col)] + [cells_of(c[col]) for c in cells]) for col in COLUMNS}
     shown, name_width = fit_columns(widths, width)
     for c in cells:
@@ -266,4 +270,6 @@ def status_table(rows: list[sqlite3.Row], user: str, now: float | None = None, w
     parts = [Text(f"User: {user}"), Text("Jobs", style="bold"), body]
     if left:
         parts.append(Text(more_text(left), style="dim"))
+    if stale:
+        parts.append(Text(f"(stale): Slurm did not answer; {stale} job(s) show their last known state"))
     return Group(*parts)

@@ -110,6 +110,12 @@ def test_a_job_that_ran_between_two_looks_passes_through_active():
     assert route("ACTIVE", "KILLED") == ["KILLED"]
 
 
+def test_a_running_job_that_ends_takes_no_detour():
+    for end in ("COMPLETED", "FAILED", "KILLED"):
+        assert route("ACTIVE", end, ran=True) == [end]
+    assert route("SUSPENDED", "ACTIVE") == ["ACTIVE"]
+
+
 # -- polling with recorded outputs ---------------------------------------------------------------------
 class Recorded:
     """A fake `run`: answers each command from a table of recorded outputs and keeps the calls."""
@@ -328,3 +334,45 @@ def test_gpus_are_visible_only_to_a_job_that_asked(tmp_path, fake_srun):
     run_script(tmp_path, fake_srun, sub(logs=str(logs), run=run, gres="gpu:h100:2", accelerator="H100",
                                         gpus_per_node=2), CUDA_VISIBLE_DEVICES="2,3")
     assert (logs / "12" / "1" / "rank0.log").read_text() == "2,3 H100:2,3 2\n"
+
+
+@pytest.mark.parametrize("field", ["comment", "workdir", "partition", "account", "logs", "job_name", "mount"])
+def test_a_control_character_in_any_value_of_the_script_is_refused(field):
+    evil = "x\ntouch /tmp/pwned"
+    values = {"mounts": {evil: "/data"}} if field == "mount" else {field: evil}
+    with pytest.raises(UsageError, match="control character"):
+        batch_script(sub(**values))
+    with pytest.raises(UsageError, match="not a valid variable name"):
+        batch_script(sub(env={"\u00c4": "1"}))
+
+
+def test_every_value_in_the_script_is_quoted(tmp_path, fake_srun):
+    logs = tmp_path / "lo'gs $(touch pwned)"
+    workdir = tmp_path / "we'ird $(touch pwned) `touch pwned` \"dir"
+    workdir.mkdir()
+    dest = str(tmp_path / "$(touch pwned)" / "link")
+    submission = sub(logs=str(logs), workdir=str(workdir), run="pwd", comment="team=$(touch pwned)",
+                     partition="p;touch pwned", account="a'b", mounts={dest: str(tmp_path)}, job_name="n $(touch pwned)")
+    script = batch_script(submission)
+    assert len([line for line in script.splitlines() if line.startswith("#")]) == 2  # #! and the one comment
+    proc = run_script(tmp_path, fake_srun, submission)
+    assert proc.returncode == 0, proc.stderr
+    assert (logs / "12" / "1" / "rank0.log").read_text() == f"{workdir}\n"
+    assert not list(tmp_path.rglob("pwned")) and Path(dest).is_symlink()
+
+
+def test_a_missing_workdir_is_marked_and_fails_the_worker(tmp_path, fake_srun):
+    logs = tmp_path / "logs"
+    proc = run_script(tmp_path, fake_srun, sub(logs=str(logs), workdir=str(tmp_path / "nowhere"), run="pwd"))
+    folder = logs / "12" / "1"
+    assert proc.returncode == 1 and (folder / "workdir_missing.0").exists()
+    assert f"workdir {tmp_path / 'nowhere'} does not exist" in (folder / "rank0.log").read_text()
+
+
+def test_env_names_must_be_shell_names_on_every_backend(jobctl, home):
+    path = home / "job.yaml"
+    path.write_text("run: 'true'\n")
+    for backend in ("local", "slurm"):
+        proc = jobctl("launch", str(path), "--backend", backend, "--env", "\u00c4=1", "--dry-run")
+        assert proc.returncode == 2 and "--env: expected KEY=VALUE" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

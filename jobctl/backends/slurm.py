@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 import secrets
 import shlex
@@ -33,10 +34,23 @@ class SlurmUnreachable(BackendError):
     """slurmctld did not answer (down, or a network problem)."""
 
 
+# Variables through which a user's shell changes what squeue/sacct/sbatch/... print or submit (a default
+# partition, user or format): jobctl's own calls must not see them, or a job it asks about by ID may
+# be filtered out and taken for finished. SLURM_CONF (which cluster) is kept.
+FOREIGN_ENV = ("SQUEUE_", "SACCT_", "SBATCH_", "SINFO_", "SCANCEL_", "SCONTROL_", "SRUN_", "SALLOC_")
+FOREIGN_VARS = {"SLURM_TIME_FORMAT", "SLURM_CLUSTERS", "SLURM_EXPORT_ENV"}
+
+
+def slurm_env() -> dict[str, str]:
+    """The environment for jobctl's own Slurm commands: this process's, without FOREIGN_ENV/FOREIGN_VARS."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_ENV) and k not in FOREIGN_VARS}
+
+
 def run_command(argv: list[str], timeout: float) -> Result:
     """Run one Slurm client command; never hangs longer than `timeout`."""
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              env=slurm_env())
     except FileNotFoundError:
         raise BackendError(f"{argv[0]} not found: the slurm backend needs the Slurm client commands on PATH") from None
     except subprocess.TimeoutExpired:
@@ -93,6 +107,29 @@ class Submission:
     mounts: dict[str, str] = field(default_factory=dict)  # destination -> source on shared storage
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_values(sub: Submission) -> None:
+    """Refuse a control character (a newline above all) in any value that goes into the batch script or
+    onto sbatch's command line other than the job's own commands and env values (which are quoted)."""
+    values = {"name": sub.job_name, "workdir": sub.workdir, "JOBCTL_HOME (its logs folder)": sub.logs,
+              "slurm.partition": sub.partition or "", "slurm.account": sub.account or "",
+              "labels": sub.comment or "", "accelerators": sub.accelerator or ""}
+    for dest, source in sub.mounts.items():
+        values[f"file_mounts: {dest!r}"] = dest + source
+    for where, value in values.items():
+        if CONTROL.search(value):
+            raise UsageError(f"{where}: {value!r} holds a control character (a newline?); "
+                             "it cannot be passed to Slurm safely")
+    for key in sub.env:
+        if not ENV_NAME.fullmatch(key):
+            raise UsageError(f"envs: {key!r} is not a valid variable name (letters, digits and _, not first a digit)")
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def array_spec(indices: list[int]) -> str:
     """[0, 1, 2, 5] -> "0-2,5"."""
     parts, start = [], indices[0]
@@ -125,11 +162,23 @@ def sbatch_options(sub: Submission) -> list[str]:
     return opts
 
 
-# One worker per node (started by srun). $1 = the attempt folder, $2 = the accelerator name.
+# Wait for the child $1 to end, whatever signals arrive meanwhile; sets $code. Slurm sends SIGTERM (then,
+# KillWait later, SIGKILL) only to the batch shell, srun and each worker, not to the job's own processes:
+# they trap TERM, the worker passes it on to run.sh, and all of them wait, so the job's TERM trap runs.
+# Likewise `scontrol suspend` sends the worker SIGTSTP (its cgroup is frozen ~2 s later) and resume SIGCONT.
+WAIT_CHILD = r"""wait "$1"; code=$?
+while kill -0 "$1" 2>/dev/null; do wait "$1"; code=$?; done
+wait "$1" 2>/dev/null; code=$?"""
+
+# One worker per node (started by srun). $1 = the attempt folder, $2 = the accelerator name, $3 = the workdir.
 WORKER = r"""rank=${SLURM_PROCID:-${SLURM_NODEID:-0}}
 export JOBCTL_NODE_RANK=$rank SKYPILOT_NODE_RANK=$rank
 if [ -n "$2" ] && [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then export JOBCTL_ACCELERATORS="$2:$CUDA_VISIBLE_DEVICES"; fi
 exec >>"$1/rank$rank.log" 2>&1 </dev/null
+if ! cd -- "$3" 2>/dev/null; then
+  echo "jobctl: workdir $3 does not exist on $(hostname) (or cannot be entered): is it on storage the nodes share?" >&2
+  echo "$(hostname)" >"$1/workdir_missing.$rank"; echo 1 >"$1/rank$rank.exit"; exit 1
+fi
 if [ -s "$1/setup.sh" ]; then
   bash "$1/setup.sh"; code=$?
   if [ $code -ne 0 ]; then
@@ -137,14 +186,19 @@ if [ -s "$1/setup.sh" ]; then
     : >"$1/setup_failed.$rank"; echo $code >"$1/rank$rank.exit"; exit $code
   fi
 fi
-bash "$1/run.sh"; code=$?
+child=
+for sig in TERM TSTP CONT; do  # Slurm signals this process only: pass kill and suspend on to run.sh
+  trap "[ -n \"\$child\" ] && kill -${sig/TSTP/STOP} \$child 2>/dev/null" $sig
+done
+bash "$1/run.sh" & child=$!
+wait_child $child
 echo $code >"$1/rank$rank.exit"
 exit $code"""
 
 
 def _heredoc(path: str, text: str) -> str:
     """A shell command writing `text` to `path` verbatim (quoted heredoc: nothing is expanded)."""
-    mark = "JOBCTL_EOF_" + secrets.token_hex(6)
+    mark = "JOBCTL_EOF_" + secrets.token_hex(8)
     body = text if text.endswith("\n") else text + "\n"
     return f"cat >{path} <<'{mark}'\n{body}{mark}\n"
 
@@ -152,9 +206,10 @@ def _heredoc(path: str, text: str) -> str:
 def batch_script(sub: Submission) -> str:
     """The batch script: find this task's jobctl job and attempt, write its scripts, start the workers."""
     q = shlex.quote
+    check_values(sub)
+    options = CONTROL.sub("?", " ".join(q(o) for o in sbatch_options(sub)))  # a comment stays one line
     lines = ["#!/bin/bash",
-             f"# generated by jobctl for job {sub.job_id}; submitted with: sbatch --parsable "
-             + " ".join(q(o) for o in sbatch_options(sub)),
+             f"# generated by jobctl for job {sub.job_id}; submitted with: sbatch --parsable {options}",
              "set -u", f"logs={q(sub.logs)}"]
     if sub.array:  # array task -> its jobctl job (the IDs of one launch are consecutive)
         lines += ['index=${SLURM_ARRAY_TASK_ID:?not an array task}',
@@ -167,25 +222,34 @@ def batch_script(sub: Submission) -> str:
     # jobctl rewrites this file when `start` requeues a released job as a new attempt
     lines += [f'attempt=$(cat "$logs/$job/slurm-attempt" 2>/dev/null) || attempt={sub.attempt}',
               'dir=$logs/$job/$attempt', 'mkdir -p "$dir" || exit 1',
-              'echo "${SLURM_JOB_ID:-}" >"$dir/slurm-jobid"', 'rm -f "$dir"/setup_failed.* "$dir"/rank*.exit',
+              'echo "${SLURM_JOB_ID:-}" >"$dir/slurm-jobid"',
+              # Slurm's output of this task or requeued attempt, where `logs --batch` and describe look
+              f'[ -e "$dir/slurm.out" ] || ln -s "$logs/{sub.job_id}/{sub.attempt}/'
+              + ('slurm-array-$index.out' if sub.array else 'slurm.out') + '" "$dir/slurm.out"',
+              'rm -f "$dir"/setup_failed.* "$dir"/rank*.exit "$dir"/workdir_missing.*',
               _heredoc('"$dir/run.sh"', sub.run).rstrip("\n")]
     lines.append(_heredoc('"$dir/setup.sh"', sub.setup).rstrip("\n") if sub.setup else ': >"$dir/setup.sh"')
     n = sub.num_nodes
     lines += ['export JOBCTL_JOB_ID=$job JOBCTL_JOB_NAME=$name JOBCTL_ATTEMPT=$attempt',
               f"export JOBCTL_NUM_NODES={n} SKYPILOT_NUM_NODES={n} SKYPILOT_NUM_GPUS_PER_NODE={sub.gpus_per_node}",
-              'SKYPILOT_NODE_IPS=$(scontrol show hostnames "${SLURM_JOB_NODELIST:-}" 2>/dev/null) || true',
-              "export SKYPILOT_NODE_IPS"]
+              # one line per node, in rank order; addresses where the node names resolve, as locally
+              'SKYPILOT_NODE_IPS=$(for h in $(scontrol show hostnames "${SLURM_JOB_NODELIST:-}" 2>/dev/null); do'
+              ' a=$(getent ahostsv4 "$h" 2>/dev/null | head -n1); echo "${a%% *}" | grep . || echo "$h"; done)'
+              ' || true', "export SKYPILOT_NODE_IPS"]
     lines += [f"export {key}={q(str(value))}" for key, value in sub.env.items()]
     if not sub.gres:
         lines.append("unset CUDA_VISIBLE_DEVICES")  # only a job holding GPUs sees any
     for dest, source in sub.mounts.items():  # file_mounts: links to the source on shared storage
         target = '"$HOME"/' + q(dest[2:]) if dest.startswith("~/") else q(dest)
         lines.append(f'mkdir -p "$(dirname {target})" && ln -sfnT {q(source)} {target} '
-                     f'|| {{ echo "jobctl: file_mounts: cannot link {dest}" >>"$dir/rank0.log"; exit 1; }}')
-    lines += [f"worker={q(WORKER)}",
+                     f'|| {{ echo {q(f"jobctl: file_mounts: cannot link {dest}")} >>"$dir/rank0.log"; exit 1; }}')
+    # the workers and this script outlive Slurm's SIGTERM (KillWait) so that the job's own TERM trap runs
+    lines += [f"worker={q('wait_child() {' + chr(10) + WAIT_CHILD + chr(10) + '}' + chr(10) + WORKER)}",
+              "wait_child() {", WAIT_CHILD, "}", "trap : TERM",
               f"srun --nodes={n} --ntasks={n} --ntasks-per-node=1 --cpus-per-task={max(1, math.ceil(sub.cpus))}"
-              f' --kill-on-bad-exit=0 bash -c "$worker" jobctl-worker "$dir" {q(sub.accelerator or "")}',
-              "exit $?"]
+              f' --kill-on-bad-exit=0 bash -c "$worker" jobctl-worker "$dir" {q(sub.accelerator or "")}'
+              f" {q(sub.workdir)} & step=$!",
+              "wait_child $step", "exit $code"]
     return "\n".join(lines) + "\n"
 
 
@@ -239,6 +303,15 @@ STATE_MAP: dict[str, tuple[str, str | None, str | None]] = {
 }
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
 PENDING_REASONS = {"Priority": "priority", "Resources": "resources", "None": None, "": None}
+# Pending reasons that mean the job asks for more than its partition allows: it would wait for good
+NEVER_REASONS = {
+    "PartitionNodeLimit": "more nodes than the partition allows (PartitionNodeLimit)",
+    "PartitionConfig": "more CPUs, memory or GPUs than the partition's nodes have (PartitionConfig)",
+    "PartitionTimeLimit": "a longer timeout than the partition allows (PartitionTimeLimit)",
+    "BadConstraints": "resources no node can give (BadConstraints)",
+    "InvalidAccount": "an account Slurm does not know (InvalidAccount)",
+    "InvalidQOS": "a QOS Slurm does not know (InvalidQOS)",
+}
 LAUNCH_FAILED = "Slurm could not start the job (JobLaunchFailure); is JOBCTL_HOME on storage the nodes share?"
 
 
@@ -269,6 +342,8 @@ def observe(bid: str, state: str, reason: str = "", exit_text: str | None = None
             mapped = ("SUSPENDED", "held", None)
         elif reason == "Dependency":
             mapped = ("BLOCKED", "dependency", None)
+        elif reason in NEVER_REASONS:
+            mapped = ("FAILED", "start_error", f"Slurm can never start it: {NEVER_REASONS[reason]}")
         else:
             kind = PENDING_REASONS.get(reason, "resources")
             mapped = ("PENDING", kind, why if kind else None)
@@ -319,6 +394,19 @@ class SlurmBackend:
         if not job_id.isdigit():
             raise BackendError(f"sbatch printed no job ID ({error_text(result.stdout + result.stderr)})")
         return job_id
+
+    def never_starts(self, sub: Submission) -> str | None:
+        """Slurm's reason why the job could never start (`sbatch --test-only`), or None when it could."""
+        opts = [o for o in sbatch_options(sub) if not o.startswith(("--output=", "--chdir=", "--dependency=",
+                                                                     "--open-mode", "--hold", "--comment"))]
+        result = self.run(["sbatch", "--test-only", *opts, "--wrap", "true"], SUBMIT_TIMEOUT)
+        if result.returncode == 0:
+            return None
+        error = classify("sbatch --test-only", result)
+        if isinstance(error, (SlurmUnreachable, UsageError)) or "not found" in str(error):
+            raise error
+        text = error_text(result.stderr).removeprefix("allocation failure: ")
+        return f"can never start in Slurm: {text}"
 
     # -- observing -----------------------------------------------------------------------------
     def poll(self, backend_ids: list[str], raw_id: Callable[[str], str | None] | None = None
