@@ -32,7 +32,11 @@ def test_there_are_at_least_100_real_files_each_with_a_source() -> None:
     for path in TASK_FILES:
         row = re.search(rf"^\| {re.escape(path.name)} \| (\S+) \| (\S+) \| ([0-9a-f]{{40}}) \|$", sources, re.M)
         assert row, f"{path.name} has no row in SOURCES.md"
-        assert path.name.endswith(row.group(2).replace("/", "__"))
+        source = row.group(2)
+        if ":block" in source:  # a YAML block of a document: `docs/usage.rst:block2` -> `docs__usage__block2.yaml`
+            document, block = source.rsplit(":", 1)
+            source = f"{document.rsplit('.', 1)[0]}/{block}.yaml"
+        assert path.name.endswith(source.replace("/", "__"))
 
 
 @pytest.fixture(scope="module")
