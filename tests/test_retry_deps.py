@@ -19,9 +19,15 @@ FAILED_EVENT = re.compile(r"attempt (\d+) failed \(exit 1\); attempt (\d+) of at
 
 def check_views(jobctl, job_id: int) -> dict:
     """attempt, max_attempts, STATUS, `describe`, `status`, events, attempts and logs all agree."""
-    job = jobctl.job(job_id)
-    text = jobctl("describe", str(job_id), check=True).stdout
-    row = next(r for r in json.loads(jobctl("status", str(job_id), "--json", check=True).stdout))
+    def key(j: dict) -> tuple:
+        return j["state"], j["attempt"], j["max_attempts"], j["status"], len(j["events"])
+
+    for _ in range(50):  # the views are read by separate commands: take them while the job stands still
+        job = jobctl.job(job_id)
+        text = jobctl("describe", str(job_id), check=True).stdout
+        row = next(r for r in json.loads(jobctl("status", str(job_id), "--json", check=True).stdout))
+        if key(jobctl.job(job_id)) == key(job):
+            break
     n, last = job["attempt"], job["max_attempts"]
     assert 0 <= n <= last, job
     assert re.search(rf"^Attempt: +{re.escape(attempt_text(n, last))}$", text, re.M), text
