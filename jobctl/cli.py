@@ -448,11 +448,25 @@ def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
     return module.ClickException, module.UsageError
 
 
+def _command_path_from_argv() -> str:
+    """`jobctl CMD [SUB]` as typed, for a parser error that carries no context (an option given
+    last without its value): the words of sys.argv that name commands, up to the first other one."""
+    command = typer.main.get_command(app)
+    words = ["jobctl"]
+    for word in sys.argv[1:]:
+        sub = getattr(command, "commands", {}).get(word) if not word.startswith("-") else None
+        if sub is None:
+            break
+        words.append(word)
+        command = sub
+    return " ".join(words)
+
+
 def _usage_line(exc) -> str:
     """One line for a click usage error: what is wrong, and which --help to read."""
     message = " ".join(exc.format_message().split()).rstrip(".")
     ctx = getattr(exc, "ctx", None)
-    path = ctx.command_path if ctx is not None else "jobctl"
+    path = ctx.command_path if ctx is not None else _command_path_from_argv()
     command = getattr(ctx, "command", None) if ctx is not None else None
     if message == "Missing command" and hasattr(command, "list_commands"):
         message = f"missing command (one of: {', '.join(command.list_commands(ctx))})"

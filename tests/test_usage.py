@@ -156,6 +156,20 @@ def test_usage_errors_as_real_processes(jobctl, args):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.parametrize("args,help_of", [
+    (["launch", "x.yaml", "--env"], "jobctl launch --help"),
+    (["logs", "1", "--tail"], "jobctl logs --help"),
+    (["status", "--state"], "jobctl status --help"),
+    (["config", "set", "--bogus"], "jobctl config set --help"),
+])
+def test_option_missing_its_value_names_the_commands_help(jobctl, args, help_of):
+    """`--env` with nothing after it points at the help of the command typed, not the top one."""
+    proc = jobctl(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"(see '{help_of}')" in proc.stderr, proc.stderr
+
+
 def test_usage_errors_need_no_click_package(home):
     """The installed Typer may vendor its own click: the CLI must not need the `click` package."""
     import typer
