@@ -128,7 +128,8 @@ def launch(
         sys.stdout.flush()
         first = plan.jobs[0]
         more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
-        _err(f"launched job {ids[0]} ({first['name']}){more} on {first['backend']}: {first['resources']}")
+        name = service.select([str(ids[0])])[0]["name"] if first.get("array") else first["name"]  # NAME-INDEX
+        _err(f"launched job {ids[0]} ({name}){more} on {first['backend']}: {first['resources']}")
     if wait or follow:
         raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
 

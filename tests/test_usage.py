@@ -441,3 +441,15 @@ def test_one_jobs_error_does_not_stop_a_bulk_action(jobctl, home):
     assert len(lines) == 2 and f"job {second} killed" in lines[1], proc.stderr
     if lines[0].startswith("error: "):  # the folder was missing when kill wrote its request
         assert proc.returncode == 1 and f"job {first}" in lines[0], proc.stderr
+
+
+def test_launch_line_of_an_array_names_a_job_that_exists(jobctl, home):
+    """`launched job 7 (NAME) ...` on stderr: NAME is the first job's real name, one that
+    `jobctl logs NAME` finds, so for an array `sweep-0`, not the bare `sweep` no job has."""
+    job = write_job(home, "sweep", "name: sweep\nrun: 'true'\n")
+    proc = jobctl("launch", str(job), "--array", "3")
+    assert proc.returncode == 0, proc.stderr
+    first = int(proc.stdout.split()[0])
+    assert f"launched job {first} (sweep-0) and 2 more" in proc.stderr, proc.stderr
+    proc = jobctl("launch", str(job), "--array", "5-6")
+    assert "(sweep-5) and 1 more" in proc.stderr, proc.stderr
