@@ -395,7 +395,9 @@ def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as d
     if was_set:
         service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
     default = service.config.get(key)
-    shown = "(detected)" if default is None else json.dumps(default)
+    from jobctl.config import unset_text
+
+    shown = unset_text(key) if default is None else json.dumps(default)
     _err(f"{key} = {shown} (default)" + ("" if was_set else "; it was not set"))
 
 

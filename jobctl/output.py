@@ -293,9 +293,11 @@ def config_show(config, as_json: bool) -> None:
     if as_json:
         dump(values)
         return
+    from jobctl.config import unset_text
+
     out = console()
     for key, value in values.items():
-        shown = "(detected)" if value is None else json.dumps(value)
+        shown = unset_text(key) if value is None else json.dumps(value)
         out.print(f"{key} = {shown}", markup=False, highlight=False)
     out.print(f"# {config.path}", style="dim", markup=False)
 

@@ -453,3 +453,14 @@ def test_launch_line_of_an_array_names_a_job_that_exists(jobctl, home):
     assert f"launched job {first} (sweep-0) and 2 more" in proc.stderr, proc.stderr
     proc = jobctl("launch", str(job), "--array", "5-6")
     assert "(sweep-5) and 1 more" in proc.stderr, proc.stderr
+
+
+def test_config_show_says_detected_only_for_what_is_detected(jobctl):
+    """capacity.* is detected from the machine when unset; slurm.partition/account are simply not
+    set (sbatch uses the cluster's default), which `config show` and `config unset` must say."""
+    shown = jobctl("config", "show", check=True).stdout
+    assert "capacity.cpus = (detected)" in shown, shown
+    assert "slurm.partition = (not set)" in shown and "slurm.account = (not set)" in shown, shown
+    jobctl("config", "set", "slurm.partition", "gpu", check=True)
+    proc = jobctl("config", "unset", "slurm.partition")
+    assert proc.returncode == 0 and "slurm.partition = (not set) (default)" in proc.stderr, proc.stderr
