@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from jobctl import states
-from jobctl.errors import NotFound, UsageError
+from jobctl.errors import NotFound, StateError, UsageError
 from jobctl.service import ActionResult, Service, masked_envs
 from jobctl.store import loads
 
@@ -194,7 +194,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
         return
     n = attempt if attempt is not None else row["attempt"]
     if n == 0:
-        raise UsageError(f"job {row['id']} has not started yet; use -f to wait for its output")
+        raise StateError(f"job {row['id']} has not started yet; use -f to wait for its output")
     if not 1 <= n <= row["attempt"]:
         raise UsageError(f"--attempt: job {row['id']} has attempts 1 to {row['attempt']}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show

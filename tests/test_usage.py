@@ -464,3 +464,15 @@ def test_config_show_says_detected_only_for_what_is_detected(jobctl):
     jobctl("config", "set", "slurm.partition", "gpu", check=True)
     proc = jobctl("config", "unset", "slurm.partition")
     assert proc.returncode == 0 and "slurm.partition = (not set) (default)" in proc.stderr, proc.stderr
+
+
+def test_logs_of_a_job_not_started_yet_is_a_state_error(jobctl, home):
+    """`logs` of a waiting job is well formed; the job is just not there yet: exit 1 (wrong
+    state, README "Exit codes"), not 2 (bad usage), with one line that says to use -f."""
+    blocker = write_job(home, "first", "name: first\nrun: sleep 30\n")
+    down = write_job(home, "down", "name: down\ndepends_on: [first]\nrun: 'true'\n")
+    jobctl("launch", str(blocker), str(down), check=True)
+    proc = jobctl("logs", "down")
+    assert proc.returncode == 1, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "not started yet" in proc.stderr, proc.stderr
+    jobctl("kill", "--all")
