@@ -476,3 +476,14 @@ def test_logs_of_a_job_not_started_yet_is_a_state_error(jobctl, home):
     assert proc.returncode == 1, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "not started yet" in proc.stderr, proc.stderr
     jobctl("kill", "--all")
+
+
+def test_wait_exits_with_the_code_a_failed_setup_exited_with(jobctl, home):
+    """`launch --wait`/`wait` exit with the job's own exit code when it failed with one, and a
+    setup that exited 7 is the job's own code (FAILED (setup failed), exit_code 7): exit 7, not 1."""
+    job = write_job(home, "st", "name: st\nsetup: exit 7\nrun: echo never\n")
+    proc = jobctl("launch", str(job), "--wait", "--json")
+    row = json.loads(proc.stdout)[0]
+    assert row["state"] == "FAILED" and row["reason"] == "setup_failed" and row["exit_code"] == 7, row
+    assert proc.returncode == 7, proc.stderr
+    assert jobctl("wait", str(row["id"])).returncode == 7
