@@ -487,3 +487,15 @@ def test_wait_exits_with_the_code_a_failed_setup_exited_with(jobctl, home):
     assert row["state"] == "FAILED" and row["reason"] == "setup_failed" and row["exit_code"] == 7, row
     assert proc.returncode == 7, proc.stderr
     assert jobctl("wait", str(row["id"])).returncode == 7
+
+
+def test_a_gpu_request_this_machine_cannot_hold_says_how_to_declare_gpus(jobctl, home):
+    """examples/gpu.yaml on a machine without H100s: refused (exit 2) in one line that also says
+    how to declare GPUs, as the example file's own comment does."""
+    jobctl("config", "set", "capacity.accelerators", "{A100 = 1}", check=True)
+    proc = jobctl("launch", str(REPO / "examples" / "gpu.yaml"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs 2 H100 but this machine has 0" in lines[0], proc.stderr
+    assert "jobctl config set capacity.accelerators" in lines[0], proc.stderr
+    assert count_jobs(home) == 0
