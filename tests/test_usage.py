@@ -499,3 +499,15 @@ def test_a_gpu_request_this_machine_cannot_hold_says_how_to_declare_gpus(jobctl,
     assert len(lines) == 1 and "needs 2 H100 but this machine has 0" in lines[0], proc.stderr
     assert "jobctl config set capacity.accelerators" in lines[0], proc.stderr
     assert count_jobs(home) == 0
+
+
+def test_wait_line_of_a_killed_job_does_not_repeat_its_status(jobctl, home):
+    """`KILLED (by alice)` already says who killed it: not `KILLED (by alice): killed by alice`."""
+    import getpass
+
+    job_id = jobctl.launch(write_job(home, "long", "name: long\nrun: sleep 60\n"))
+    jobctl.wait_state(job_id, "ACTIVE")
+    jobctl("kill", str(job_id), "--grace", "1s", check=True)
+    proc = jobctl("wait", str(job_id))
+    assert proc.returncode == 137, proc.stderr
+    assert proc.stderr.strip() == f"job {job_id} (long): KILLED (by {getpass.getuser()})", proc.stderr
