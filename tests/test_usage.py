@@ -511,3 +511,22 @@ def test_wait_line_of_a_killed_job_does_not_repeat_its_status(jobctl, home):
     proc = jobctl("wait", str(job_id))
     assert proc.returncode == 137, proc.stderr
     assert proc.stderr.strip() == f"job {job_id} (long): KILLED (by {getpass.getuser()})", proc.stderr
+
+
+def test_status_state_and_label_filters_pick_from_every_finished_job(jobctl, home):
+    """`status --state FAILED` (and `--label`) shows the newest finished jobs *of that state*, up
+    to the limit: not only those among the 20 newest of any state."""
+    failing = write_job(home, "bad", "name: bad\nlabels: {kind: bad}\nresources: {cpus: 0.1, memory: 64MiB}\n"
+                        "run: exit 3\n")
+    good = write_job(home, "good", "name: good\nresources: {cpus: 0.1, memory: 64MiB}\nrun: 'true'\n")
+    jobctl("launch", str(failing), "--array", "3", "--wait")
+    jobctl("launch", str(good), "--array", "25", "--wait", check=True)
+
+    def ids(*args):
+        return [r["id"] for r in json.loads(jobctl("status", *args, "--json", check=True).stdout)]
+
+    table = jobctl("status", "--state", "FAILED", check=True).stdout
+    assert [line.split()[1] for line in table.splitlines() if "FAILED" in line] == ["bad-2", "bad-1", "bad-0"], table
+    assert len(ids("--state", "FAILED", "--limit", "2")) == 2
+    assert len(ids("--label", "kind=bad")) == 3
+    assert len(ids("--state", "COMPLETED")) == 20  # still the 20 newest by default
