@@ -176,7 +176,11 @@ class Service:
         wanted = {s.upper() for s in state or []}
         unknown = wanted - set(states.ALL_STATES)
         if unknown:
-            raise UsageError(f"--state: unknown state {sorted(unknown)[0]} (states: {', '.join(states.ALL_STATES)})")
+            typed = sorted(unknown)[0]
+            ours = next((m[typed] for m in ({k.upper(): v[0] for k, v in other.items()}
+                                            for other in states.REFERENCE_MAPPING.values()) if typed in m), None)
+            hint = f'did you mean "{ours}"? ' if ours else ""
+            raise UsageError(f"--state: unknown state {typed} ({hint}states: {', '.join(states.ALL_STATES)})")
         self.refresh_local()
         if selectors or all_jobs:
             rows = self.select(selectors) if selectors else conn.execute(

@@ -530,3 +530,11 @@ def test_status_state_and_label_filters_pick_from_every_finished_job(jobctl, hom
     assert len(ids("--state", "FAILED", "--limit", "2")) == 2
     assert len(ids("--label", "kind=bad")) == 3
     assert len(ids("--state", "COMPLETED")) == 20  # still the 20 newest by default
+
+
+def test_a_state_named_as_slurm_names_it_suggests_ours(jobctl):
+    """`status --state RUNNING` (Slurm's word) is refused with the jobctl state to use instead."""
+    proc = jobctl("status", "--state", "RUNNING")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "unknown state RUNNING" in proc.stderr and 'did you mean "ACTIVE"' in proc.stderr, proc.stderr
+    assert 'did you mean "KILLED"' in jobctl("status", "--state", "cancelled").stderr
