@@ -191,6 +191,10 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
             _follow_one(service, row["id"], rank, from_start=False)
         else:
             _follow_one(service, row["id"], rank, from_start=True)
+        row = service.job(str(row["id"]))
+        if row["attempt"] == 0 and row["state"] in states.TERMINAL:  # nothing was streamed: say why
+            raise StateError(f"job {row['id']} ({row['name']}) ended without running: "
+                             f"{states.status_text(row['state'], row['detail'])}")
         return
     n = attempt if attempt is not None else row["attempt"]
     if n == 0:

@@ -538,3 +538,15 @@ def test_a_state_named_as_slurm_names_it_suggests_ours(jobctl):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "unknown state RUNNING" in proc.stderr and 'did you mean "ACTIVE"' in proc.stderr, proc.stderr
     assert 'did you mean "KILLED"' in jobctl("status", "--state", "cancelled").stderr
+
+
+def test_logs_follow_of_a_job_that_ends_without_running_says_so(jobctl, home):
+    """`logs -f` of a BLOCKED job whose upstream then fails: it never runs, so there is nothing to
+    stream; the command ends saying why (exit 1), not silently with 0."""
+    chain = write_job(home, "chain", "name: up\nrun: sleep 1; exit 1\n---\nname: dn\nrun: echo dn\n")
+    jobctl("launch", str(chain), check=True)
+    proc = jobctl("logs", "-f", "dn", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "ended without running" in proc.stderr and "FAILED (upstream failed)" in proc.stderr, proc.stderr
