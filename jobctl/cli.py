@@ -174,6 +174,8 @@ def status(
     """
     from jobctl import output
 
+    if watch and as_json:
+        raise UsageError("--watch and --json do not go together (a live table, or one JSON document)")
     labels = []
     for item in label or []:
         key, sep, value = item.partition("=")

@@ -66,6 +66,7 @@ BAD_COMMAND_LINES = [
     (["status", "--limit", "x"], 2),
     (["status", "--state", "NOPE"], 2),
     (["status", "--label", "novalue"], 2),
+    (["status", "--watch", "--json"], 2),  # a live table and one JSON document do not go together
     (["kill", "1", "--grace", "abc"], 2),
     (["kill", "1", "--all"], 2),
     (["stop"], 2),
