@@ -128,7 +128,8 @@ def launch(
         sys.stdout.flush()
         first = plan.jobs[0]
         more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
-        _err(f"launched job {ids[0]} ({first['name']}){more} on {first['backend']}: {first['resources']}")
+        name = service.select([str(ids[0])])[0]["name"] if first.get("array") else first["name"]  # NAME-INDEX
+        _err(f"launched job {ids[0]} ({name}){more} on {first['backend']}: {first['resources']}")
     if wait or follow:
         raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
 
@@ -173,6 +174,8 @@ def status(
     """
     from jobctl import output
 
+    if watch and as_json:
+        raise UsageError("--watch and --json do not go together (a live table, or one JSON document)")
     labels = []
     for item in label or []:
         key, sep, value = item.partition("=")
@@ -394,7 +397,9 @@ def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as d
     if was_set:
         service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
     default = service.config.get(key)
-    shown = "(detected)" if default is None else json.dumps(default)
+    from jobctl.config import unset_text
+
+    shown = unset_text(key) if default is None else json.dumps(default)
     _err(f"{key} = {shown} (default)" + ("" if was_set else "; it was not set"))
 
 
@@ -448,11 +453,25 @@ def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
     return module.ClickException, module.UsageError
 
 
+def _command_path_from_argv() -> str:
+    """`jobctl CMD [SUB]` as typed, for a parser error that carries no context (an option given
+    last without its value): the words of sys.argv that name commands, up to the first other one."""
+    command = typer.main.get_command(app)
+    words = ["jobctl"]
+    for word in sys.argv[1:]:
+        sub = getattr(command, "commands", {}).get(word) if not word.startswith("-") else None
+        if sub is None:
+            break
+        words.append(word)
+        command = sub
+    return " ".join(words)
+
+
 def _usage_line(exc) -> str:
     """One line for a click usage error: what is wrong, and which --help to read."""
     message = " ".join(exc.format_message().split()).rstrip(".")
     ctx = getattr(exc, "ctx", None)
-    path = ctx.command_path if ctx is not None else "jobctl"
+    path = ctx.command_path if ctx is not None else _command_path_from_argv()
     command = getattr(ctx, "command", None) if ctx is not None else None
     if message == "Missing command" and hasattr(command, "list_commands"):
         message = f"missing command (one of: {', '.join(command.list_commands(ctx))})"

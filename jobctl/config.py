@@ -83,6 +83,12 @@ KEYS: dict[str, Key] = {
 }
 
 
+def unset_text(key: str) -> str:
+    """How `config show`/`unset` print a key without a value: capacity is detected from the
+    machine; the Slurm keys are simply not passed to sbatch (the cluster's default applies)."""
+    return "(detected)" if key.startswith("capacity.") else "(not set)"
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():

@@ -187,7 +187,9 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             capacity = capacity or local_capacity(service, any(t["spec"].accelerators for t in tasks))
             fit = fits(task, capacity)
             if fit:
-                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
+                hint = (" (declare GPUs with: jobctl config set capacity.accelerators "
+                        f"'{{{spec.accelerators[0][0]} = N}}')" if "this machine has" in fit else "")
+                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}{hint}")
         elif backend == "slurm":  # ask Slurm (sbatch --test-only); also refuses what cannot go into a batch script
             from jobctl.slurm_sync import check_launch
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from jobctl import states
-from jobctl.errors import NotFound, UsageError
+from jobctl.errors import NotFound, StateError, UsageError
 from jobctl.service import ActionResult, Service, masked_envs
 from jobctl.store import loads
 
@@ -191,10 +191,14 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
             _follow_one(service, row["id"], rank, from_start=False)
         else:
             _follow_one(service, row["id"], rank, from_start=True)
+        row = service.job(str(row["id"]))
+        if row["attempt"] == 0 and row["state"] in states.TERMINAL:  # nothing was streamed: say why
+            raise StateError(f"job {row['id']} ({row['name']}) ended without running: "
+                             f"{states.status_text(row['state'], row['detail'])}")
         return
     n = attempt if attempt is not None else row["attempt"]
     if n == 0:
-        raise UsageError(f"job {row['id']} has not started yet; use -f to wait for its output")
+        raise StateError(f"job {row['id']} has not started yet; use -f to wait for its output")
     if not 1 <= n <= row["attempt"]:
         raise UsageError(f"--attempt: job {row['id']} has attempts 1 to {row['attempt']}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show
@@ -293,9 +297,11 @@ def config_show(config, as_json: bool) -> None:
     if as_json:
         dump(values)
         return
+    from jobctl.config import unset_text
+
     out = console()
     for key, value in values.items():
-        shown = "(detected)" if value is None else json.dumps(value)
+        shown = unset_text(key) if value is None else json.dumps(value)
         out.print(f"{key} = {shown}", markup=False, highlight=False)
     out.print(f"# {config.path}", style="dim", markup=False)
 

@@ -173,6 +173,14 @@ class Service:
     def status_rows(self, selectors: list[str], *, all_jobs: bool, state: list[str] | None,
                     labels: list[tuple[str, str]] | None, limit: int | None) -> list[sqlite3.Row]:
         conn = self.store.conn
+        wanted = {s.upper() for s in state or []}
+        unknown = wanted - set(states.ALL_STATES)
+        if unknown:
+            typed = sorted(unknown)[0]
+            ours = next((m[typed] for m in ({k.upper(): v[0] for k, v in other.items()}
+                                            for other in states.REFERENCE_MAPPING.values()) if typed in m), None)
+            hint = f'did you mean "{ours}"? ' if ours else ""
+            raise UsageError(f"--state: unknown state {typed} ({hint}states: {', '.join(states.ALL_STATES)})")
         self.refresh_local()
         if selectors or all_jobs:
             rows = self.select(selectors) if selectors else conn.execute(
@@ -190,17 +198,18 @@ class Service:
                     f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY +id DESC"
                 ).fetchall()
             # scan from the newest row down: the newest finished jobs sit at the top of the table
+            # --state and --label pick from every finished job, then keep the newest `limit` of those
+            count = 20 if limit is None else limit
+            only = f" AND state IN ({', '.join('?' * len(wanted))})" if wanted else ""
             done = conn.execute(
-                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL} ORDER BY id DESC LIMIT ?",
-                (20 if limit is None else limit,)).fetchall()
+                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL}{only} ORDER BY id DESC"
+                + ("" if labels else " LIMIT ?"), (*sorted(wanted), *(() if labels else (count,)))).fetchall()
+            if labels:
+                done = [r for r in done if all(loads(r["labels"], {}).get(k) == v for k, v in labels)][:count]
             rows = sorted(live + done, key=lambda r: r["id"], reverse=True)
             if any(r["backend"] == "local" for r in live):
                 self.wake_supervisor(start=True)
-        if state:
-            wanted = {s.upper() for s in state}
-            unknown = wanted - set(states.ALL_STATES)
-            if unknown:
-                raise UsageError(f"--state: unknown state {sorted(unknown)[0]} (states: {', '.join(states.ALL_STATES)})")
+        if wanted:
             rows = [r for r in rows if r["state"] in wanted]
         for key, value in labels or []:
             rows = [r for r in rows if loads(r["labels"], {}).get(key) == value]

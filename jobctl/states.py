@@ -132,6 +132,6 @@ def wait_exit_code(state: str, reason: str | None, exit_code: int | None) -> int
         return 137
     if reason in WAIT_EXIT:
         return WAIT_EXIT[reason]
-    if reason == "exit_code" and exit_code:
+    if reason in ("exit_code", "setup_failed") and exit_code:  # the job's own code (setup's included)
         return exit_code if 0 < exit_code < 256 else 1
     return 1

@@ -83,8 +83,11 @@ def clock_seconds(ts: float | None) -> str:
 
 def with_message(status: str, message: str | None) -> str:
     """`FAILED (exit 5): it ran out of disk`, without repeating a message the STATUS already says
-    (`FAILED (exit 5): exit 5`)."""
-    if not message or message.strip().lower() in status.lower():
+    (`FAILED (exit 5): exit 5`, `KILLED (by alice): killed by alice`)."""
+    def plain(text: str) -> str:
+        return " ".join(text.lower().replace("(", " ").replace(")", " ").split())
+
+    if not message or plain(message) in plain(status):
         return status
     return f"{status}: {message}"
 

@@ -178,3 +178,23 @@ def test_secrets_are_never_printed(jobctl, home):
     described = jobctl.job(job_id)
     assert described["spec"]["envs"] == {"TOKEN": "***", "PLAIN": "visible"}
     assert "hunter2" not in (home / "state" / "supervisor.log").read_text()
+
+
+def test_a_killed_runner_leaves_no_worker_running_and_a_retry_runs_alone(jobctl, home):
+    """kill -9 of an attempt's runner alone: the job is `worker lost`, and its workers, orphaned
+    but alive, must not go on running (the message says they vanished), least of all beside the
+    retry's attempt 2 (nothing runs twice)."""
+    ledger = home / "ledger"
+    job_id = jobctl.launch(write_job(home, "orphan", "retries: 1\n"
+                                     f"run: echo $JOBCTL_ATTEMPT >> {ledger}; sleep 60\n"))
+    jobctl.wait_state(job_id, "ACTIVE")
+    runner_json = home / "state" / "logs" / str(job_id) / "1" / "runner.json"
+    info = wait_until(lambda: json.loads(runner_json.read_text()) if runner_json.exists() and
+                      "workers" in json.loads(runner_json.read_text() or "{}") else None, what="the workers")
+    worker = psutil.Process(info["workers"]["0"])
+    wait_until(lambda: ledger.exists() and ledger.read_text().split() == ["1"], what="attempt 1 to run")
+    os.kill(info["pid"], signal.SIGKILL)
+    wait_until(lambda: jobctl.job(job_id)["attempt"] == 2, timeout=30, what="attempt 2")
+    wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, timeout=15,
+               what="attempt 1's orphaned worker to be ended")
+    jobctl("kill", str(job_id))

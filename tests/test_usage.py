@@ -66,6 +66,7 @@ BAD_COMMAND_LINES = [
     (["status", "--limit", "x"], 2),
     (["status", "--state", "NOPE"], 2),
     (["status", "--label", "novalue"], 2),
+    (["status", "--watch", "--json"], 2),  # a live table and one JSON document do not go together
     (["kill", "1", "--grace", "abc"], 2),
     (["kill", "1", "--all"], 2),
     (["stop"], 2),
@@ -154,6 +155,20 @@ def test_usage_errors_as_real_processes(jobctl, args):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize("args,help_of", [
+    (["launch", "x.yaml", "--env"], "jobctl launch --help"),
+    (["logs", "1", "--tail"], "jobctl logs --help"),
+    (["status", "--state"], "jobctl status --help"),
+    (["config", "set", "--bogus"], "jobctl config set --help"),
+])
+def test_option_missing_its_value_names_the_commands_help(jobctl, args, help_of):
+    """`--env` with nothing after it points at the help of the command typed, not the top one."""
+    proc = jobctl(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"(see '{help_of}')" in proc.stderr, proc.stderr
 
 
 def test_usage_errors_need_no_click_package(home):
@@ -427,3 +442,112 @@ def test_one_jobs_error_does_not_stop_a_bulk_action(jobctl, home):
     assert len(lines) == 2 and f"job {second} killed" in lines[1], proc.stderr
     if lines[0].startswith("error: "):  # the folder was missing when kill wrote its request
         assert proc.returncode == 1 and f"job {first}" in lines[0], proc.stderr
+
+
+def test_launch_line_of_an_array_names_a_job_that_exists(jobctl, home):
+    """`launched job 7 (NAME) ...` on stderr: NAME is the first job's real name, one that
+    `jobctl logs NAME` finds, so for an array `sweep-0`, not the bare `sweep` no job has."""
+    job = write_job(home, "sweep", "name: sweep\nrun: 'true'\n")
+    proc = jobctl("launch", str(job), "--array", "3")
+    assert proc.returncode == 0, proc.stderr
+    first = int(proc.stdout.split()[0])
+    assert f"launched job {first} (sweep-0) and 2 more" in proc.stderr, proc.stderr
+    proc = jobctl("launch", str(job), "--array", "5-6")
+    assert "(sweep-5) and 1 more" in proc.stderr, proc.stderr
+
+
+def test_config_show_says_detected_only_for_what_is_detected(jobctl):
+    """capacity.* is detected from the machine when unset; slurm.partition/account are simply not
+    set (sbatch uses the cluster's default), which `config show` and `config unset` must say."""
+    shown = jobctl("config", "show", check=True).stdout
+    assert "capacity.cpus = (detected)" in shown, shown
+    assert "slurm.partition = (not set)" in shown and "slurm.account = (not set)" in shown, shown
+    jobctl("config", "set", "slurm.partition", "gpu", check=True)
+    proc = jobctl("config", "unset", "slurm.partition")
+    assert proc.returncode == 0 and "slurm.partition = (not set) (default)" in proc.stderr, proc.stderr
+
+
+def test_logs_of_a_job_not_started_yet_is_a_state_error(jobctl, home):
+    """`logs` of a waiting job is well formed; the job is just not there yet: exit 1 (wrong
+    state, README "Exit codes"), not 2 (bad usage), with one line that says to use -f."""
+    blocker = write_job(home, "first", "name: first\nrun: sleep 30\n")
+    down = write_job(home, "down", "name: down\ndepends_on: [first]\nrun: 'true'\n")
+    jobctl("launch", str(blocker), str(down), check=True)
+    proc = jobctl("logs", "down")
+    assert proc.returncode == 1, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "not started yet" in proc.stderr, proc.stderr
+    jobctl("kill", "--all")
+
+
+def test_wait_exits_with_the_code_a_failed_setup_exited_with(jobctl, home):
+    """`launch --wait`/`wait` exit with the job's own exit code when it failed with one, and a
+    setup that exited 7 is the job's own code (FAILED (setup failed), exit_code 7): exit 7, not 1."""
+    job = write_job(home, "st", "name: st\nsetup: exit 7\nrun: echo never\n")
+    proc = jobctl("launch", str(job), "--wait", "--json")
+    row = json.loads(proc.stdout)[0]
+    assert row["state"] == "FAILED" and row["reason"] == "setup_failed" and row["exit_code"] == 7, row
+    assert proc.returncode == 7, proc.stderr
+    assert jobctl("wait", str(row["id"])).returncode == 7
+
+
+def test_a_gpu_request_this_machine_cannot_hold_says_how_to_declare_gpus(jobctl, home):
+    """examples/gpu.yaml on a machine without H100s: refused (exit 2) in one line that also says
+    how to declare GPUs, as the example file's own comment does."""
+    jobctl("config", "set", "capacity.accelerators", "{A100 = 1}", check=True)
+    proc = jobctl("launch", str(REPO / "examples" / "gpu.yaml"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs 2 H100 but this machine has 0" in lines[0], proc.stderr
+    assert "jobctl config set capacity.accelerators" in lines[0], proc.stderr
+    assert count_jobs(home) == 0
+
+
+def test_wait_line_of_a_killed_job_does_not_repeat_its_status(jobctl, home):
+    """`KILLED (by alice)` already says who killed it: not `KILLED (by alice): killed by alice`."""
+    import getpass
+
+    job_id = jobctl.launch(write_job(home, "long", "name: long\nrun: sleep 60\n"))
+    jobctl.wait_state(job_id, "ACTIVE")
+    jobctl("kill", str(job_id), "--grace", "1s", check=True)
+    proc = jobctl("wait", str(job_id))
+    assert proc.returncode == 137, proc.stderr
+    assert proc.stderr.strip() == f"job {job_id} (long): KILLED (by {getpass.getuser()})", proc.stderr
+
+
+def test_status_state_and_label_filters_pick_from_every_finished_job(jobctl, home):
+    """`status --state FAILED` (and `--label`) shows the newest finished jobs *of that state*, up
+    to the limit: not only those among the 20 newest of any state."""
+    failing = write_job(home, "bad", "name: bad\nlabels: {kind: bad}\nresources: {cpus: 0.1, memory: 64MiB}\n"
+                        "run: exit 3\n")
+    good = write_job(home, "good", "name: good\nresources: {cpus: 0.1, memory: 64MiB}\nrun: 'true'\n")
+    jobctl("launch", str(failing), "--array", "3", "--wait")
+    jobctl("launch", str(good), "--array", "25", "--wait", check=True)
+
+    def ids(*args):
+        return [r["id"] for r in json.loads(jobctl("status", *args, "--json", check=True).stdout)]
+
+    table = jobctl("status", "--state", "FAILED", check=True).stdout
+    assert [line.split()[1] for line in table.splitlines() if "FAILED" in line] == ["bad-2", "bad-1", "bad-0"], table
+    assert len(ids("--state", "FAILED", "--limit", "2")) == 2
+    assert len(ids("--label", "kind=bad")) == 3
+    assert len(ids("--state", "COMPLETED")) == 20  # still the 20 newest by default
+
+
+def test_a_state_named_as_slurm_names_it_suggests_ours(jobctl):
+    """`status --state RUNNING` (Slurm's word) is refused with the jobctl state to use instead."""
+    proc = jobctl("status", "--state", "RUNNING")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "unknown state RUNNING" in proc.stderr and 'did you mean "ACTIVE"' in proc.stderr, proc.stderr
+    assert 'did you mean "KILLED"' in jobctl("status", "--state", "cancelled").stderr
+
+
+def test_logs_follow_of_a_job_that_ends_without_running_says_so(jobctl, home):
+    """`logs -f` of a BLOCKED job whose upstream then fails: it never runs, so there is nothing to
+    stream; the command ends saying why (exit 1), not silently with 0."""
+    chain = write_job(home, "chain", "name: up\nrun: sleep 1; exit 1\n---\nname: dn\nrun: echo dn\n")
+    jobctl("launch", str(chain), check=True)
+    proc = jobctl("logs", "-f", "dn", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "ended without running" in proc.stderr and "FAILED (upstream failed)" in proc.stderr, proc.stderr

@@ -109,6 +109,7 @@ class LocalBackend:
                 if result is not None:
                     return _finished(bid, result, n, self._workers(folder, n))
             if alive is False:
+                _end_orphans(bid, self.runner(bid))  # workers of a runner that died (kill -9) may live on
                 for w in workers:
                     if w.state == "running":
                         w.state = "lost"
@@ -156,6 +157,30 @@ def _finished(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObse
         return Observation(bid, "FAILED", "exit_code", f"exit {code}", code, ended_at=ended, workers=workers)
     # ended on request (killed, released, preempted): the caller already holds the state it wants
     return Observation(bid, "KILLED", outcome, msg, code, ended_at=ended, workers=workers)
+
+
+def _end_orphans(bid: str, info: dict[str, Any] | None) -> None:
+    """SIGKILL what a runner that died without a result left running: the processes of its session
+    (the runner calls setsid, so the session ID is its PID) started after it, that carry this
+    attempt's JOBCTL_JOB_ID and JOBCTL_ATTEMPT. The job is recorded as `worker lost`; they must not
+    run on, nor beside the attempt a retry starts."""
+    if info is None:
+        return
+    import psutil
+
+    job, attempt = bid.split("/")
+    mine = {"JOBCTL_JOB_ID": job, "JOBCTL_ATTEMPT": attempt}
+    for proc in psutil.process_iter(["pid", "uids", "create_time"]):
+        try:
+            if proc.info["uids"] is None or proc.info["uids"].real != os.getuid() or proc.pid == info["pid"]:
+                continue
+            if (proc.info["create_time"] or 0) < info["start"] - 0.01 or os.getsid(proc.pid) != info["pid"]:
+                continue
+            env = proc.environ()
+            if all(env.get(k) == v for k, v in mine.items()):
+                proc.kill()  # psutil checks the PID was not reused since process_iter saw it
+        except (psutil.Error, OSError):
+            continue
 
 
 def _last_sign_of_life(folder: Path) -> float:
