@@ -463,6 +463,8 @@ def _apply(service, conn: sqlite3.Connection, cur: sqlite3.Row, obs: SlurmObserv
             target, reason, code = states.FAILED, "start_error", None
             message = (f"workdir {spec['workdir']} does not exist on node {_text(missing[0]) or '?'}: "
                        "the job's workdir must be on storage the nodes share")
+        elif reason == "exit_code" and any(folder.glob("timed_out.*")):
+            reason, code = "timed_out", None  # the worker ended it at its timeout (exit 124)
         elif reason == "exit_code" and _oom(folder):
             reason, code = "out_of_memory", 137  # the cgroup killed step .0 (Slurm reports only a failed batch)
         elif reason == "exit_code" and code is None and any(c is not None for c in codes):

@@ -329,13 +329,41 @@ def test_kill_and_stop_release_run_the_jobs_term_trap(slurm, home):
     killed, released = home / "killed", home / "released"
     a = slurm.launch(write_job(home, "a", TRAPPING.format(flag=killed)))
     b = slurm.launch(write_job(home, "b", TRAPPING.format(flag=released)))
-    for job_id in (a, b):
-        wait_until(lambda: logs(slurm, job_id) == "ready\n", timeout=30, what=f"job {job_id} to start")
+    for job_id in (a, b):  # the two CPUs of the dev cluster may be busy with other jobs for a while
+        wait_until(lambda: logs(slurm, job_id) == "ready\n", timeout=90, what=f"job {job_id} to start")
     assert slurm("kill", str(a)).returncode == 0
     assert slurm("stop", "--release", str(b)).returncode == 0
-    wait_until(killed.exists, timeout=20, what="the TERM trap to run on kill")
-    wait_until(released.exists, timeout=20, what="the TERM trap to run on stop --release")
-    assert killed.read_text() == released.read_text() == "got-term\n"
+    # the file exists as soon as the trap's redirection opened it: wait for what it wrote
+    wait_until(lambda: text(killed) == "got-term\n", timeout=20, what="the TERM trap to run on kill")
+    wait_until(lambda: text(released) == "got-term\n", timeout=20, what="the TERM trap to run on stop --release")
+
+
+def text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def test_a_timeout_runs_the_jobs_term_trap_and_ends_timed_out(slurm, home):
+    flag = home / "timed-out"
+    path = write_job(home, "slow", "timeout: 5s\n" + TRAPPING.format(flag=flag))
+    started = time.monotonic()
+    proc = slurm("launch", str(path), "--wait", timeout=60)
+    took = time.monotonic() - started
+    job = slurm.job(int(proc.stdout))
+    assert (proc.returncode, job["status"]) == (124, "FAILED (timed out)"), (job["message"], proc.stderr)
+    assert flag.read_text() == "got-term\n"
+    assert "timeout of 5s" in job["message"], job["message"]
+    assert took < 45, f"a 5 s timeout took {took:.0f} s"  # not Slurm's minute-granular limit
+    assert slurm("wait", str(job["id"])).returncode == 124
+
+
+def test_a_timeout_kills_a_job_ignoring_term_after_the_grace(slurm, home):
+    path = write_job(home, "stubborn", "timeout: 3s\nrun: |\n  trap '' TERM\n  echo ready\n  sleep 300\n")
+    proc = slurm("launch", str(path), "--wait", timeout=60)
+    job = slurm.job(int(proc.stdout))
+    assert (proc.returncode, job["status"]) == (124, "FAILED (timed out)"), (job["message"], proc.stderr)
 
 
 def test_foreign_squeue_settings_or_an_empty_answer_never_end_a_running_job(slurm, home):

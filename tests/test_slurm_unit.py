@@ -5,13 +5,18 @@ tests that count are in test_slurm.py, against a real cluster."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
+from conftest import wait_until
 
 from jobctl import states
+from jobctl.backends import slurm
 from jobctl.backends.slurm import (Result, SlurmBackend, SlurmUnreachable, Submission, array_spec, batch_script,
                                    choose_gres, error_text, gpu_offer, observe, sbatch_options)
 from jobctl.engine import failure_detail
@@ -376,3 +381,39 @@ def test_env_names_must_be_shell_names_on_every_backend(jobctl, home):
         proc = jobctl("launch", str(path), "--backend", backend, "--env", "\u00c4=1", "--dry-run")
         assert proc.returncode == 2 and "--env: expected KEY=VALUE" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_worker_enforces_a_timeout_to_the_second_term_first(tmp_path, fake_srun, monkeypatch):
+    logs, flag = tmp_path / "logs", tmp_path / "flag"
+    started = time.monotonic()
+    proc = run_script(tmp_path, fake_srun, sub(logs=str(logs), timeout=1, run=f"trap 'echo term > {flag}; exit 0' TERM"
+                                               "\nsleep 30 & wait\n"))
+    assert (proc.returncode, flag.read_text()) == (124, "term\n")
+    assert time.monotonic() - started < 8
+    folder = logs / "12" / "1"
+    assert (folder / "timed_out.0").exists() and (folder / "rank0.exit").read_text() == "124\n"
+    monkeypatch.setattr(slurm, "TIMEOUT_GRACE", 1)  # a job that ignores TERM is killed after the grace
+    proc = run_script(tmp_path, fake_srun, sub(logs=str(logs), attempt=2, timeout=1, run="trap '' TERM\nsleep 30\n"))
+    assert proc.returncode == 124 and time.monotonic() - started < 20
+
+
+def _signal_worker(script: subprocess.Popen, sig: int, when) -> None:
+    wait_until(when, timeout=15, what="the worker to get that far")
+    workers = [p for p in psutil.Process(script.pid).children(recursive=True) if p.cmdline()[1:2] == ["-c"] and "jobctl-worker" in p.cmdline()]
+    assert workers
+    workers[0].send_signal(sig)
+
+
+def test_a_term_before_run_starts_reaches_setup_and_run_never_starts(tmp_path, fake_srun):
+    logs, began = tmp_path / "logs", tmp_path / "began"
+    script = tmp_path / "job.sh"
+    script.write_text(batch_script(sub(logs=str(logs), setup=f"trap 'echo setup-term; exit 0' TERM\n: >{began}\n"
+                                                               "sleep 30 & wait\n", run="echo run-started\n")))
+    env = {**os.environ, "PATH": f"{fake_srun}:{os.environ['PATH']}", "SLURM_JOB_ID": "77"}
+    with subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path) as proc:
+        _signal_worker(proc, signal.SIGTERM, began.exists)
+        assert proc.wait(timeout=20) == 143
+    folder = logs / "12" / "1"
+    assert (folder / "rank0.log").read_text() == "setup-term\njobctl: ended (SIGTERM) before run started\n"
+    assert not list(folder.glob("setup_failed.*"))
+

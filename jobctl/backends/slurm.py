@@ -28,6 +28,8 @@ QUERY_TIMEOUT = 6.0  # squeue/sacct/scontrol/scancel: Slurm itself gives up afte
 SUBMIT_TIMEOUT = 30.0
 SQUEUE_FORMAT = "%i|%A|%F|%K|%T|%r|%S|%e|%j"  # display id, raw id, array id, task, state, reason, start, end, name
 AFTER = {"ok": "afterok", "any": "afterany", "failed": "afternotok"}
+TIMEOUT_GRACE = 10  # s between the TERM and the KILL of a job's own timeout (the local backend's default grace)
+TIMEOUT_MARGIN = 30  # s: Slurm's --time is at least this much longer than the timeout, so the worker ends it first
 
 
 class SlurmUnreachable(BackendError):
@@ -149,8 +151,8 @@ def sbatch_options(sub: Submission) -> list[str]:
             f"--output={first}/slurm-array-%a.out" if sub.array else f"--output={first}/slurm.out"]
     if sub.gres:
         opts.append(f"--gres={sub.gres}")
-    if sub.timeout:
-        opts.append(f"--time={max(1, math.ceil(sub.timeout / 60))}")  # minutes; Slurm rounds up anyway
+    if sub.timeout:  # minutes; the worker enforces the timeout itself, Slurm's limit is a backstop behind it
+        opts.append(f"--time={max(1, math.ceil((sub.timeout + TIMEOUT_MARGIN) / 60))}")
     if sub.array:
         opts.append(f"--array={array_spec(sub.array)}")
     for flag, value in (("--dependency", sub.dependency), ("--partition", sub.partition),
@@ -170,8 +172,14 @@ WAIT_CHILD = r"""wait "$1"; code=$?
 while kill -0 "$1" 2>/dev/null; do wait "$1"; code=$?; done
 wait "$1" 2>/dev/null; code=$?"""
 
-# One worker per node (started by srun). $1 = the attempt folder, $2 = the accelerator name, $3 = the workdir.
-WORKER = r"""rank=${SLURM_PROCID:-${SLURM_NODEID:-0}}
+# One worker per node (started by srun). $1 = the attempt folder, $2 = the accelerator name, $3 = the workdir,
+# $4 = the job's timeout in whole seconds (0: none), $5 = the grace between the timeout's TERM and KILL.
+WORKER = r"""child= ended=  # Slurm signals this process only: pass kill and suspend on to setup or run.sh
+trap 'ended=1; [ -n "$child" ] && kill -TERM $child 2>/dev/null' TERM  # from the start: no TERM is lost
+trap '[ -n "$child" ] && kill -STOP $child 2>/dev/null' TSTP
+trap '[ -n "$child" ] && kill -CONT $child 2>/dev/null' CONT
+trap '[ -n "$child" ] && kill -KILL $child 2>/dev/null' USR2  # the timeout's grace is over
+rank=${SLURM_PROCID:-${SLURM_NODEID:-0}}
 export JOBCTL_NODE_RANK=$rank SKYPILOT_NODE_RANK=$rank
 if [ -n "$2" ] && [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then export JOBCTL_ACCELERATORS="$2:$CUDA_VISIBLE_DEVICES"; fi
 exec >>"$1/rank$rank.log" 2>&1 </dev/null
@@ -179,21 +187,33 @@ if ! cd -- "$3" 2>/dev/null; then
   echo "jobctl: workdir $3 does not exist on $(hostname) (or cannot be entered): is it on storage the nodes share?" >&2
   echo "$(hostname)" >"$1/workdir_missing.$rank"; echo 1 >"$1/rank$rank.exit"; exit 1
 fi
-if [ -s "$1/setup.sh" ]; then
-  bash "$1/setup.sh"; code=$?
+timer=
+if [ "${4:-0}" -gt 0 ]; then  # the job's timeout (setup and run), to the second: TERM, then KILL after the grace
+  ( n=0; while [ $n -lt "$4" ]; do sleep 1; n=$((n + 1)); done  # 1 s steps: time suspended does not count
+    : >"$1/timed_out.$rank"; kill -TERM $$
+    n=0; while [ $n -lt "$5" ]; do sleep 1; n=$((n + 1)); done; kill -USR2 $$ ) & timer=$!
+fi
+finish() {  # $1 = the attempt folder, $2 = the exit code
+  [ -n "$timer" ] && kill $timer 2>/dev/null
+  code=$2
+  if [ -e "$1/timed_out.$rank" ]; then echo "jobctl: ran longer than its timeout of $4 s" >&2; code=124
+  elif [ -n "$ended" ] && [ -z "$child" ]; then echo "jobctl: ended (SIGTERM) before run started" >&2; code=143; fi
+  echo $code >"$1/rank$rank.exit"; exit $code
+}
+if [ -s "$1/setup.sh" ] && [ -z "$ended" ]; then
+  bash "$1/setup.sh" & child=$!
+  wait_child $child; child=
+  if [ -n "$ended" ]; then finish "$1" $code; fi
   if [ $code -ne 0 ]; then
     echo "jobctl: setup failed with exit code $code" >&2
-    : >"$1/setup_failed.$rank"; echo $code >"$1/rank$rank.exit"; exit $code
+    : >"$1/setup_failed.$rank"; finish "$1" $code
   fi
 fi
-child=
-for sig in TERM TSTP CONT; do  # Slurm signals this process only: pass kill and suspend on to run.sh
-  trap "[ -n \"\$child\" ] && kill -${sig/TSTP/STOP} \$child 2>/dev/null" $sig
-done
+[ -n "$ended" ] && finish "$1" 143  # told to end before run started: it does not start
 bash "$1/run.sh" & child=$!
+[ -n "$ended" ] && kill -TERM $child 2>/dev/null  # came while run.sh was being started
 wait_child $child
-echo $code >"$1/rank$rank.exit"
-exit $code"""
+finish "$1" $code"""
 
 
 def _heredoc(path: str, text: str) -> str:
@@ -226,7 +246,7 @@ def batch_script(sub: Submission) -> str:
               # Slurm's output of this task or requeued attempt, where `logs --batch` and describe look
               f'[ -e "$dir/slurm.out" ] || ln -s "$logs/{sub.job_id}/{sub.attempt}/'
               + ('slurm-array-$index.out' if sub.array else 'slurm.out') + '" "$dir/slurm.out"',
-              'rm -f "$dir"/setup_failed.* "$dir"/rank*.exit "$dir"/workdir_missing.*',
+              'rm -f "$dir"/setup_failed.* "$dir"/rank*.exit "$dir"/workdir_missing.* "$dir"/timed_out.*',
               _heredoc('"$dir/run.sh"', sub.run).rstrip("\n")]
     lines.append(_heredoc('"$dir/setup.sh"', sub.setup).rstrip("\n") if sub.setup else ': >"$dir/setup.sh"')
     n = sub.num_nodes
@@ -248,7 +268,7 @@ def batch_script(sub: Submission) -> str:
               "wait_child() {", WAIT_CHILD, "}", "trap : TERM",
               f"srun --nodes={n} --ntasks={n} --ntasks-per-node=1 --cpus-per-task={max(1, math.ceil(sub.cpus))}"
               f' --kill-on-bad-exit=0 bash -c "$worker" jobctl-worker "$dir" {q(sub.accelerator or "")}'
-              f" {q(sub.workdir)} & step=$!",
+              f" {q(sub.workdir)} {math.ceil(sub.timeout or 0)} {TIMEOUT_GRACE} & step=$!",
               "wait_child $step", "exit $code"]
     return "\n".join(lines) + "\n"
 
