@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Jobctl, count_jobs, wait_until, write_job
+from conftest import REPO, Jobctl, count_jobs, wait_until, write_job
 
 ROOT = os.geteuid() == 0
 
@@ -160,9 +161,19 @@ def test_state_files_are_written_without_following_links(tmp_path):
 
 # -- 6. the socket folder in /tmp and the server's uid ---------------------------------------------------
 def _in_private_tmp(script: str) -> subprocess.CompletedProcess:
-    """Run a shell script with a private /tmp (a mount namespace), so /tmp/jobctl-<uid> is ours alone."""
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-ec",
-                           "mount -t tmpfs jctmp /tmp\n" + script], capture_output=True, text=True, timeout=60)
+    """Run a shell script with a private /tmp (a mount namespace), so /tmp/jobctl-<uid> is ours alone.
+
+    What this test run itself lives in under /tmp (a virtualenv, a clone of the repository) is bound
+    back into the private /tmp at the same paths, so `python -m jobctl` still finds itself there."""
+    keep = sorted({str(Path(p).resolve()) for p in (sys.prefix, REPO) if str(Path(p).resolve()).startswith("/tmp/")})
+    rebind = "".join(f"mkdir -p {shlex.quote(p)} && mount --bind \"$orig\"{shlex.quote(p[4:])} {shlex.quote(p)}\n"
+                     for p in keep)
+    prologue = ("orig=$(mktemp -d /var/tmp/jctmp-orig.XXXXXX)\n"
+                "trap 'umount \"$orig\" 2>/dev/null; rmdir \"$orig\" 2>/dev/null' EXIT\n"
+                "mount --bind /tmp \"$orig\"\n"
+                "mount -t tmpfs jctmp /tmp\n" + rebind)
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-ec", prologue + script],
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("squat", ["other-owner", "mode-0755", "symlink"])
