@@ -267,18 +267,6 @@ class Service:
         refresh(self, [r for r in rows if r["backend"] == "slurm" and r["state"] not in states.TERMINAL])
 
     # -- control -------------------------------------------------------------------------------
-    def control(self, selectors: list[str], all_jobs: bool, action) -> list[ActionResult]:
-        rows = self.select(selectors, all_jobs=all_jobs)
-        if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for r in rows):
-            self.refresh_slurm(rows)  # act on Slurm's current state, not on what was last recorded
-            rows = [self.store.conn.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone() or r for r in rows]
-        results = []
-        for row in rows:
-            results.append(action(row))
-        if any(r.ok for r in results):
-            self.wake_supervisor(start=any(row["backend"] == "local" for row in rows))
-        return results
-
     def _cas(self, row: sqlite3.Row, to: str, expect, **kw) -> str | None:
         with self.store.write() as conn:
             return transition(conn, row["id"], to, expect=expect, actor=self.user, **kw)
