@@ -18,8 +18,16 @@ def main() -> None:
     for col in ("ID", "NAME", "STATUS", "RESOURCES", "SUBMITTED", "START TIME", "END TIME", "DURATION"):
         table.add_column(col)
     for i in range(20):
-        table.add_row(str(1000 - i), f"job-{i}", "COMPLETED", "1x(1CPU, 1GiMEM)", "2 hrs, 5 mins",
-                      "08/08/25 04:11PM", "08/08/25 04:12PM", "1m 3s")
+        table.add_row(
+            str(1000 - i),
+            f"job-{i}",
+            "COMPLETED",
+            "1x(1CPU, 1GiMEM)",
+            "2 hrs, 5 mins",
+            "08/08/25 04:11PM",
+            "08/08/25 04:12PM",
+            "1m 3s",
+        )
     console = Console()
     if not console.is_terminal:  # as jobctl does when piped: a wide console, so no cell is wrapped
         console = Console(width=400)

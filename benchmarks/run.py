@@ -78,7 +78,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, subprocess
     """Wall seconds and CPU seconds (user+sys of the child) of one run; output captured (a pipe)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -103,7 +103,7 @@ def secs(seconds: float) -> str:
 class Home:
     """A fresh JOBCTL_HOME under /tmp, with helpers to drive jobctl and read its database."""
 
-    all: list["Home"] = []
+    all: list[Home] = []
     keep = False  # --keep: leave the folders for profiling (processes are still stopped)
 
     def __init__(self, label: str):
@@ -120,11 +120,11 @@ class Home:
         return self.path / "data" / "jobctl.db"
 
     def jc(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*JOBCTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, timeout=timeout)
+        proc = subprocess.run([*JOBCTL, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
-            raise RuntimeError(f"jobctl {' '.join(args)} (home {self.path}) exited {proc.returncode}: "
-                               f"{proc.stderr.strip()[-500:]}")
+            raise RuntimeError(
+                f"jobctl {' '.join(args)} (home {self.path}) exited {proc.returncode}: {proc.stderr.strip()[-500:]}"
+            )
         return proc
 
     def configure(self, **settings: str) -> None:
@@ -203,7 +203,7 @@ class Home:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-TRUE_JOB = "name: {name}\nrun: \"true\"\n"
+TRUE_JOB = 'name: {name}\nrun: "true"\n'
 STAMP_JOB = "name: stamp\nrun: date +%s.%N\n"
 SLEEP_JOB = "name: sleeper\nrun: sleep 600\nresources:\n  cpus: 1\n  memory: 64MiB\n"
 
@@ -344,7 +344,9 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
         cases.append((f"launch@{n}", [*JOBCTL, "launch", small[n]], homes[n].env, homes[n]))
     mid = sizes[1] if len(sizes) > 2 else sizes[-1]
     cases.append(("floor-nocache", FLOOR, NOCACHE_ENV, None))
-    cases.append((f"status-nocache@{mid}", [*JOBCTL, "status"], dict(NOCACHE_ENV, JOBCTL_HOME=str(homes[mid].path)), None))
+    cases.append(
+        (f"status-nocache@{mid}", [*JOBCTL, "status"], dict(NOCACHE_ENV, JOBCTL_HOME=str(homes[mid].path)), None)
+    )
     wall: dict[str, list[float]] = {c[0]: [] for c in cases}
     cpu: dict[str, list[float]] = {c[0]: [] for c in cases}
     log(f"CLI latency: {rounds} rounds (+{warmup} warm-up) of {len(cases)} commands, interleaved")
@@ -360,7 +362,9 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
                 home.wait_job(job_id)
                 at = dict(home.conn.execute("SELECT to_state, at FROM events WHERE job_id = ?", (job_id,)).fetchall())
                 with contextlib.suppress(OSError, ValueError, IndexError):
-                    stamp = float((home.path / "state" / "logs" / str(job_id) / "1" / "rank0.log").read_text().split()[0])
+                    stamp = float(
+                        (home.path / "state" / "logs" / str(job_id) / "1" / "rank0.log").read_text().split()[0]
+                    )
                     if r >= warmup:
                         pickup.setdefault(label, []).append(stamp - at["PENDING"])
                 time.sleep(0.05)
@@ -372,48 +376,107 @@ def bench_cli(report: Report, sizes: list[int], rounds: int, warmup: int) -> Non
     floor = med["floor"]
     rs = med[f"status@{mid}"] / floor
     rl = med[f"launch@{mid}"] / floor
-    report.add("1 CLI latency", f"`status`, {mid:,} jobs in history (wall)", ms(med[f"status@{mid}"]),
-               f"{ms(floor)} (minimal Typer app)", f"{rs:.2f}×", "≤ 1.25×", verdict(rs <= 1.25))
-    report.add("1 CLI latency", f"`launch` of a small file, {mid:,} jobs in history (wall)", ms(med[f"launch@{mid}"]),
-               f"{ms(floor)} (minimal Typer app)", f"{rl:.2f}×", "≤ 1.4×", verdict(rl <= 1.4))
+    report.add(
+        "1 CLI latency",
+        f"`status`, {mid:,} jobs in history (wall)",
+        ms(med[f"status@{mid}"]),
+        f"{ms(floor)} (minimal Typer app)",
+        f"{rs:.2f}×",
+        "≤ 1.25×",
+        verdict(rs <= 1.25),
+    )
+    report.add(
+        "1 CLI latency",
+        f"`launch` of a small file, {mid:,} jobs in history (wall)",
+        ms(med[f"launch@{mid}"]),
+        f"{ms(floor)} (minimal Typer app)",
+        f"{rl:.2f}×",
+        "≤ 1.4×",
+        verdict(rl <= 1.4),
+    )
     lo, hi = sizes[0], sizes[-1]
     rscale = med[f"status@{hi}"] / med[f"status@{lo}"]
     lscale = med[f"launch@{hi}"] / med[f"launch@{lo}"]
     rn = med[f"status-nocache@{mid}"] / med["floor-nocache"]
-    report.add("1 CLI latency", f"`status`, {mid:,} jobs, no bytecode cache (PYTHONDONTWRITEBYTECODE=1)",
-               ms(med[f"status-nocache@{mid}"]), f"{ms(med['floor-nocache'])} (floor, same setting)", f"{rn:.2f}×",
-               "(none)", "info")
-    report.add("4 Scale", f"`status`, {hi:,} vs {lo:,} jobs in history", ms(med[f"status@{hi}"]),
-               f"{ms(med[f'status@{lo}'])} ({lo:,} jobs)", f"{rscale:.2f}×", "≤ 1.3×", verdict(rscale <= 1.3))
-    report.add("4 Scale", f"`launch`, {hi:,} vs {lo:,} jobs in history", ms(med[f"launch@{hi}"]),
-               f"{ms(med[f'launch@{lo}'])} ({lo:,} jobs)", f"{lscale:.2f}×", "(none)", "info")
+    report.add(
+        "1 CLI latency",
+        f"`status`, {mid:,} jobs, no bytecode cache (PYTHONDONTWRITEBYTECODE=1)",
+        ms(med[f"status-nocache@{mid}"]),
+        f"{ms(med['floor-nocache'])} (floor, same setting)",
+        f"{rn:.2f}×",
+        "(none)",
+        "info",
+    )
+    report.add(
+        "4 Scale",
+        f"`status`, {hi:,} vs {lo:,} jobs in history",
+        ms(med[f"status@{hi}"]),
+        f"{ms(med[f'status@{lo}'])} ({lo:,} jobs)",
+        f"{rscale:.2f}×",
+        "≤ 1.3×",
+        verdict(rscale <= 1.3),
+    )
+    report.add(
+        "4 Scale",
+        f"`launch`, {hi:,} vs {lo:,} jobs in history",
+        ms(med[f"launch@{hi}"]),
+        f"{ms(med[f'launch@{lo}'])} ({lo:,} jobs)",
+        f"{lscale:.2f}×",
+        "(none)",
+        "info",
+    )
     phi, plo = median(pickup[f"launch@{hi}"]), median(pickup[f"launch@{lo}"])
-    report.add("4 Scale", f"dispatch (job recorded → its first output line), {hi:,} vs {lo:,} jobs in history", ms(phi),
-               f"{ms(plo)} ({lo:,} jobs)", f"{phi / plo:.1f}×" if plo > 0 else "", "(none)", "info")
-    lines = [f"### CLI latency and scale ({rounds} interleaved rounds after {warmup} warm-up; output to a pipe)", "",
-             "| command | history | wall median | wall min | CPU median (user+sys) | wall / floor | CPU / floor |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    report.add(
+        "4 Scale",
+        f"dispatch (job recorded → its first output line), {hi:,} vs {lo:,} jobs in history",
+        ms(phi),
+        f"{ms(plo)} ({lo:,} jobs)",
+        f"{phi / plo:.1f}×" if plo > 0 else "",
+        "(none)",
+        "info",
+    )
+    lines = [
+        f"### CLI latency and scale ({rounds} interleaved rounds after {warmup} warm-up; output to a pipe)",
+        "",
+        "| command | history | wall median | wall min | CPU median (user+sys) | wall / floor | CPU / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, *_ in cases:
         what, _, n = label.partition("@")
-        name = {"floor": "minimal Typer app (floor)", "floor-nocache": "floor, no bytecode cache",
-                "status-nocache": "`jobctl status`, no bytecode cache"}.get(what, f"`jobctl {what}`")
+        name = {
+            "floor": "minimal Typer app (floor)",
+            "floor-nocache": "floor, no bytecode cache",
+            "status-nocache": "`jobctl status`, no bytecode cache",
+        }.get(what, f"`jobctl {what}`")
         lines.append(f"| {name} | {int(n):,} |" if n else f"| {name} | - |")
         ref = "floor-nocache" if "nocache" in label else "floor"
-        lines[-1] += (f" {ms(med[label])} | {ms(min(wall[label]))} | {ms(medc[label])} | {med[label] / med[ref]:.2f}× |"
-                      f" {medc[label] / medc[ref]:.2f}× |")
-    lines += ["", "Dispatch of each launched job (`run: date +%s.%N`; from its PENDING event, written by `launch` "
-              "just before its commit, to the timestamp it printed), median by history size: " + ", ".join(f"{int(k.partition('@')[2]):,} jobs {ms(median(v))}"
-                                                    for k, v in pickup.items()) + "."]
+        lines[-1] += (
+            f" {ms(med[label])} | {ms(min(wall[label]))} | {ms(medc[label])} | {med[label] / med[ref]:.2f}× |"
+            f" {medc[label] / medc[ref]:.2f}× |"
+        )
+    lines += [
+        "",
+        "Dispatch of each launched job (`run: date +%s.%N`; from its PENDING event, written by `launch` "
+        "just before its commit, to the timestamp it printed), median by history size: "
+        + ", ".join(f"{int(k.partition('@')[2]):,} jobs {ms(median(v))}" for k, v in pickup.items())
+        + ".",
+    ]
     paired = [s / f for s, f in zip(wall[f"status@{mid}"], wall["floor"])]
     paired_l = [s / f for s, f in zip(wall[f"launch@{mid}"], wall["floor"])]
-    lines += ["", f"Paired per-round ratios (median): status@{mid:,}/floor {median(paired):.2f}×, "
-              f"launch@{mid:,}/floor {median(paired_l):.2f}×."]
-    lines += ["", "Histories were made by running one real `true` job with jobctl and copying its rows with SQL "
-              "(1 jobs row, the shared specs row, 1 attempts row, 1 workers row, 4 events rows per job). "
-              "Each `launch` runs a one-line job (`date +%s.%N`); the harness waits (untimed) for it to finish before the next command. "
-              "The supervisor is already running (idle_exit raised to 30m so it stays up). "
-              "Python runs with its bytecode cache (a private PYTHONPYCACHEPREFIX), as an installed package does; "
-              "the no-cache rows are compared with the floor run with the same setting."]
+    lines += [
+        "",
+        f"Paired per-round ratios (median): status@{mid:,}/floor {median(paired):.2f}×, "
+        f"launch@{mid:,}/floor {median(paired_l):.2f}×.",
+    ]
+    lines += [
+        "",
+        "Histories were made by running one real `true` job with jobctl and copying its rows with SQL "
+        "(1 jobs row, the shared specs row, 1 attempts row, 1 workers row, 4 events rows per job). "
+        "Each `launch` runs a one-line job (`date +%s.%N`); the harness waits (untimed) for it to finish before the next command. "
+        "The supervisor is already running (idle_exit raised to 30m so it stays up). "
+        "Python runs with its bytecode cache (a private PYTHONPYCACHEPREFIX), as an installed package does; "
+        "the no-cache rows are compared with the floor run with the same setting.",
+    ]
     report.detail("\n".join(lines))
     for home in homes.values():
         home.cleanup()
@@ -435,8 +498,12 @@ def run_jobctl_batch(n: int) -> tuple[float, Home]:
     elapsed = time.perf_counter() - t0
     with contextlib.suppress(psutil.Error):
         c1 = sup.cpu_times()
-        CPU_SPLIT.append(((c1.user + c1.system - c0.user - c0.system) / n,
-                          (c1.children_user + c1.children_system - c0.children_user - c0.children_system) / n))
+        CPU_SPLIT.append(
+            (
+                (c1.user + c1.system - c0.user - c0.system) / n,
+                (c1.children_user + c1.children_system - c0.children_user - c0.children_system) / n,
+            )
+        )
     bad = home.count("state != 'COMPLETED'")
     if bad:
         raise RuntimeError(f"{bad} of {n} jobs did not complete ({home.path})")
@@ -448,8 +515,10 @@ def run_tsp(tsp: str, n: int) -> float:
     env = dict(os.environ, TS_SOCKET=str(folder / "sock"), TMPDIR=str(folder), TS_MAXFINISHED=str(n + 10))
     try:
         subprocess.run([tsp, "-S", "2"], env=env, check=True, capture_output=True)  # starts the server
-        script = (f'for i in $(seq {n}); do {tsp} true >/dev/null; done; {tsp} -w >/dev/null 2>&1; '
-                  f"while {tsp} | grep -qE ' (running|queued) '; do sleep 0.01; done")
+        script = (
+            f"for i in $(seq {n}); do {tsp} true >/dev/null; done; {tsp} -w >/dev/null 2>&1; "
+            f"while {tsp} | grep -qE ' (running|queued) '; do sleep 0.01; done"
+        )
         t0 = time.perf_counter()
         subprocess.run(["sh", "-c", script], env=env, check=True, capture_output=True)
         elapsed = time.perf_counter() - t0
@@ -469,15 +538,20 @@ def run_shell(script: str) -> float:
 
 
 def ensure_tools() -> dict[str, str | None]:
-    tools = {"tsp": shutil.which("tsp") or (shutil.which("ts") and _is_tsp(shutil.which("ts"))),
-             "parallel": shutil.which("parallel")}
+    tools = {
+        "tsp": shutil.which("tsp") or (shutil.which("ts") and _is_tsp(shutil.which("ts"))),
+        "parallel": shutil.which("parallel"),
+    }
     missing = [pkg for tool, pkg in (("tsp", "task-spooler"), ("parallel", "parallel")) if not tools[tool]]
     if missing:
         if os.geteuid() == 0 and shutil.which("apt-get"):
             log(f"installing {' '.join(missing)} with apt-get")
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-            subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True,
-                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", *missing],
+                capture_output=True,
+                env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+            )
             tools = {"tsp": shutil.which("tsp"), "parallel": shutil.which("parallel")}
         else:
             log(f"missing baselines; install them with: sudo apt-get install {' '.join(missing)}")
@@ -486,7 +560,9 @@ def ensure_tools() -> dict[str, str | None]:
 
 def _is_tsp(path: str) -> str | None:
     out = subprocess.run([path, "-h"], capture_output=True, text=True)
-    return path if "task" in (out.stdout + out.stderr).lower() and "spool" in (out.stdout + out.stderr).lower() else None
+    return (
+        path if "task" in (out.stdout + out.stderr).lower() and "spool" in (out.stdout + out.stderr).lower() else None
+    )
 
 
 def bench_throughput(report: Report, n: int, reps: int, tools: dict[str, str | None]) -> None:
@@ -497,7 +573,8 @@ def bench_throughput(report: Report, n: int, reps: int, tools: dict[str, str | N
         "jobctl": lambda: run_jobctl_batch(n),
         "tsp": (lambda: run_tsp(tools["tsp"], n)) if tools["tsp"] else None,
         "parallel": (lambda: run_shell(f"seq {n} | {tools['parallel']} --will-cite -j2 -N0 true"))
-        if tools["parallel"] else None,
+        if tools["parallel"]
+        else None,
         "xargs": lambda: run_shell(f"seq {n} | xargs -P2 -n1 true"),
     }
     rng = random.Random(2)
@@ -513,22 +590,40 @@ def bench_throughput(report: Report, n: int, reps: int, tools: dict[str, str | N
             log(f"  {key}: {out:.2f}s")
     med = {k: median(v) for k, v in times.items() if v}
     tsp_t = med.get("tsp")
-    report.add("2 Throughput", f"{n} `true` jobs, `launch --array {n}`, 2 CPU slots, launch → all COMPLETED",
-               secs(med["jobctl"]), f"{secs(tsp_t)} (task-spooler `tsp -S 2`)" if tsp_t else "tsp not installed",
-               f"{med['jobctl'] / tsp_t:.2f}×" if tsp_t else "", "≤ 1.0× task-spooler",
-               verdict(med["jobctl"] <= tsp_t) if tsp_t else "n/a")
-    lines = [f"### Throughput: {n} `true` jobs on 2 slots (median of {reps}; interleaved)", "",
-             "| tool | median | jobs/s | runs | jobctl / tool |", "|---|---:|---:|---|---:|"]
-    labels = {"jobctl": "jobctl (`launch --array`, supervisor running)", "tsp": "task-spooler (`tsp -S 2`, one `tsp true` per job)",
-              "parallel": "GNU parallel `-j2`", "xargs": "`xargs -P2` (floor)"}
+    report.add(
+        "2 Throughput",
+        f"{n} `true` jobs, `launch --array {n}`, 2 CPU slots, launch → all COMPLETED",
+        secs(med["jobctl"]),
+        f"{secs(tsp_t)} (task-spooler `tsp -S 2`)" if tsp_t else "tsp not installed",
+        f"{med['jobctl'] / tsp_t:.2f}×" if tsp_t else "",
+        "≤ 1.0× task-spooler",
+        verdict(med["jobctl"] <= tsp_t) if tsp_t else "n/a",
+    )
+    lines = [
+        f"### Throughput: {n} `true` jobs on 2 slots (median of {reps}; interleaved)",
+        "",
+        "| tool | median | jobs/s | runs | jobctl / tool |",
+        "|---|---:|---:|---|---:|",
+    ]
+    labels = {
+        "jobctl": "jobctl (`launch --array`, supervisor running)",
+        "tsp": "task-spooler (`tsp -S 2`, one `tsp true` per job)",
+        "parallel": "GNU parallel `-j2`",
+        "xargs": "`xargs -P2` (floor)",
+    }
     for key, values in times.items():
         if values:
-            lines.append(f"| {labels[key]} | {secs(med[key])} | {n / med[key]:.0f} | "
-                         f"{', '.join(f'{v:.2f}' for v in values)} | {med['jobctl'] / med[key]:.2f}× |")
+            lines.append(
+                f"| {labels[key]} | {secs(med[key])} | {n / med[key]:.0f} | "
+                f"{', '.join(f'{v:.2f}' for v in values)} | {med['jobctl'] / med[key]:.2f}× |"
+            )
     if CPU_SPLIT:
-        lines += ["", f"jobctl CPU per job (median over the runs): supervisor {median([a for a, _ in CPU_SPLIT]) * 1000:.1f} ms, "
-                  f"runners and their bash workers {median([b for _, b in CPU_SPLIT]) * 1000:.1f} ms "
-                  f"(2 cores: the floor for the wall time per job is half their sum)."]
+        lines += [
+            "",
+            f"jobctl CPU per job (median over the runs): supervisor {median([a for a, _ in CPU_SPLIT]) * 1000:.1f} ms, "
+            f"runners and their bash workers {median([b for _, b in CPU_SPLIT]) * 1000:.1f} ms "
+            f"(2 cores: the floor for the wall time per job is half their sum).",
+        ]
     report.detail("\n".join(lines))
 
 
@@ -549,19 +644,31 @@ def bench_bytes(report: Report, n: int, synthetic_n: int) -> None:
     fill_history(synth, synthetic_n)
     synth_bytes = db_bytes(synth.db_path)
     synth.cleanup()
-    report.add("4 Scale", f"database bytes per finished job ({n:,} real `true` jobs, after VACUUM)",
-               f"{per_job:,.0f} B", "", "", "≤ 2 KiB (2,048 B)", verdict(per_job <= 2048))
-    report.detail("\n".join([
-        "### Database size", "",
-        f"- Empty database (schema only): {empty_bytes:,} B.",
-        f"- {n:,} real `true` jobs (ran in {elapsed:.1f}s): {full:,} B after checkpoint + VACUUM → "
-        f"**{per_job:,.0f} B per finished job**.",
-        f"- The synthetic history used for the scale runs ({synthetic_n:,} copied jobs): "
-        f"{(synth_bytes - empty_bytes) / synthetic_n:,.0f} B per job (checks that the copies are realistic).",
-        f"- For information, log folders (not in the database): {logs_apparent / n:,.0f} B apparent, "
-        f"{logs_disk / n:,.0f} B on disk per job (plan.json, runner.json, run.sh, setup.sh, rank0.log, "
-        "rank0.exit, result.json).",
-    ]))
+    report.add(
+        "4 Scale",
+        f"database bytes per finished job ({n:,} real `true` jobs, after VACUUM)",
+        f"{per_job:,.0f} B",
+        "",
+        "",
+        "≤ 2 KiB (2,048 B)",
+        verdict(per_job <= 2048),
+    )
+    report.detail(
+        "\n".join(
+            [
+                "### Database size",
+                "",
+                f"- Empty database (schema only): {empty_bytes:,} B.",
+                f"- {n:,} real `true` jobs (ran in {elapsed:.1f}s): {full:,} B after checkpoint + VACUUM → "
+                f"**{per_job:,.0f} B per finished job**.",
+                f"- The synthetic history used for the scale runs ({synthetic_n:,} copied jobs): "
+                f"{(synth_bytes - empty_bytes) / synthetic_n:,.0f} B per job (checks that the copies are realistic).",
+                f"- For information, log folders (not in the database): {logs_apparent / n:,.0f} B apparent, "
+                f"{logs_disk / n:,.0f} B on disk per job (plan.json, runner.json, run.sh, setup.sh, rank0.log, "
+                "rank0.exit, result.json).",
+            ]
+        )
+    )
 
 
 # -- 3: dispatch latency --------------------------------------------------------------------------
@@ -598,23 +705,44 @@ def bench_dispatch(report: Report, launches: int, warmup: int) -> None:
             launch_wall.append(w)
     home.cleanup()
     med = median(from_return)
-    report.add("3 Dispatch", f"`launch` returns → job's first output line (idle supervisor, median of {launches})",
-               ms(med), "", "", "≤ 50 ms", verdict(med <= 0.050))
-    report.add("3 Dispatch", "job recorded (PENDING event) → job's first output line", ms(median(from_commit)),
-               "", "", "(none)", "info")
-    report.detail("\n".join([
-        f"### Dispatch latency ({launches} launches of `run: date +%s.%N`, idle supervisor)", "",
-        "| from | median | min | max |", "|---|---:|---:|---:|",
-        f"| `launch` returned (budget) | {ms(med)} | {ms(min(from_return))} | {ms(max(from_return))} |",
-        f"| `launch` invoked | {ms(median(from_start))} | {ms(min(from_start))} | {ms(max(from_start))} |",
-        f"| `launch` recorded the job (its PENDING event) | {ms(median(from_commit))} | {ms(min(from_commit))} | "
-        f"{ms(max(from_commit))} |",
-        f"| the supervisor started it (its ACTIVE event) | {ms(median(from_active))} | {ms(min(from_active))} | "
-        f"{ms(max(from_active))} |",
-        f"| (the `launch` command itself, wall) | {ms(median(launch_wall))} | {ms(min(launch_wall))} | {ms(max(launch_wall))} |",
-        "", "The job's first line is its own wall-clock timestamp, read from its log file; a negative value means "
-        "the job had started before `launch` exited. Event times are taken by jobctl just before it commits.",
-    ]))
+    report.add(
+        "3 Dispatch",
+        f"`launch` returns → job's first output line (idle supervisor, median of {launches})",
+        ms(med),
+        "",
+        "",
+        "≤ 50 ms",
+        verdict(med <= 0.050),
+    )
+    report.add(
+        "3 Dispatch",
+        "job recorded (PENDING event) → job's first output line",
+        ms(median(from_commit)),
+        "",
+        "",
+        "(none)",
+        "info",
+    )
+    report.detail(
+        "\n".join(
+            [
+                f"### Dispatch latency ({launches} launches of `run: date +%s.%N`, idle supervisor)",
+                "",
+                "| from | median | min | max |",
+                "|---|---:|---:|---:|",
+                f"| `launch` returned (budget) | {ms(med)} | {ms(min(from_return))} | {ms(max(from_return))} |",
+                f"| `launch` invoked | {ms(median(from_start))} | {ms(min(from_start))} | {ms(max(from_start))} |",
+                f"| `launch` recorded the job (its PENDING event) | {ms(median(from_commit))} | {ms(min(from_commit))} | "
+                f"{ms(max(from_commit))} |",
+                f"| the supervisor started it (its ACTIVE event) | {ms(median(from_active))} | {ms(min(from_active))} | "
+                f"{ms(max(from_active))} |",
+                f"| (the `launch` command itself, wall) | {ms(median(launch_wall))} | {ms(min(launch_wall))} | {ms(max(launch_wall))} |",
+                "",
+                "The job's first line is its own wall-clock timestamp, read from its log file; a negative value means "
+                "the job had started before `launch` exited. Event times are taken by jobctl just before it commits.",
+            ]
+        )
+    )
 
 
 # -- 5: supervisor footprint ----------------------------------------------------------------------
@@ -666,8 +794,10 @@ def bench_footprint(report: Report, jobs: int, seconds: float) -> None:
         home.wait_until("state = 'ACTIVE'", jobs, timeout=60)
     except RuntimeError:
         rows = home.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
-        raise RuntimeError(f"{jobs} jobs launched on a machine with room for all, but after 60 s: "
-                           f"{', '.join(f'{n} {st}' for st, n in rows)}") from None
+        raise RuntimeError(
+            f"{jobs} jobs launched on a machine with room for all, but after 60 s: "
+            f"{', '.join(f'{n} {st}' for st, n in rows)}"
+        ) from None
     deadline = time.monotonic() + 60
     while len(list((home.path / "state" / "logs").glob("*/1/runner.json"))) < jobs and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -681,27 +811,53 @@ def bench_footprint(report: Report, jobs: int, seconds: float) -> None:
     mib = 1024 * 1024
     idle_pct = idle["cpu"] / idle["elapsed"] * 100
     busy_pct = busy["cpu"] / busy["elapsed"] * 100
-    report.add("5 Supervisor", f"idle CPU (0 jobs, {seconds:g} s window)",
-               f"{idle['cpu']:.3f} CPU-s ({idle_pct:.2f}% of a core)", "", "", "≈ 0 (≤ 0.5% of a core)",
-               verdict(idle_pct <= 0.5))
-    report.add("5 Supervisor", f"RSS with {jobs} running `sleep` jobs", f"{busy['rss'] / mib:.1f} MiB",
-               f"{idle['rss'] / mib:.1f} MiB idle", "", "≤ 80 MB", verdict(busy["rss"] <= 80e6))
-    report.add("5 Supervisor", f"CPU with {jobs} running `sleep` jobs ({seconds:g} s window)",
-               f"{busy['cpu']:.2f} CPU-s ({busy_pct:.1f}% of a core)", "", "", "(none)", "info")
-    report.detail("\n".join([
-        f"### Supervisor footprint ({seconds:g} s windows; capacity 256 CPUs / 1 TiB; each job 1 CPU, 64 MiB, `sleep 600`)",
-        "", "| | supervisor CPU | supervisor RSS | PSS | USS | runners (sum) CPU | runners RSS (sum) | runners PSS (sum) "
-        "| runners USS (sum) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| idle, 0 jobs | {idle['cpu']:.3f} s ({idle_pct:.2f}%) | {idle['rss'] / mib:.1f} MiB | "
-        f"{idle['pss'] / mib:.1f} MiB | {idle['uss'] / mib:.1f} MiB | - | - | - | - |",
-        f"| {jobs} running | {busy['cpu']:.2f} s ({busy_pct:.1f}%) | {busy['rss'] / mib:.1f} MiB (peak "
-        f"{busy['peak'] / mib:.1f}) | {busy['pss'] / mib:.1f} MiB | {busy['uss'] / mib:.1f} MiB | "
-        f"{busy['run_cpu']:.2f} s | {busy['run_rss'] / mib:.0f} MiB | {busy['run_pss'] / mib:.0f} MiB | "
-        f"{busy['run_uss'] / mib:.0f} MiB |",
-        "", f"Runners: {int(busy['runners'])} forked runner processes (children of the supervisor); "
-        "their RSS counts pages shared with the supervisor through fork once per runner, PSS splits them.",
-    ]))
+    report.add(
+        "5 Supervisor",
+        f"idle CPU (0 jobs, {seconds:g} s window)",
+        f"{idle['cpu']:.3f} CPU-s ({idle_pct:.2f}% of a core)",
+        "",
+        "",
+        "≈ 0 (≤ 0.5% of a core)",
+        verdict(idle_pct <= 0.5),
+    )
+    report.add(
+        "5 Supervisor",
+        f"RSS with {jobs} running `sleep` jobs",
+        f"{busy['rss'] / mib:.1f} MiB",
+        f"{idle['rss'] / mib:.1f} MiB idle",
+        "",
+        "≤ 80 MB",
+        verdict(busy["rss"] <= 80e6),
+    )
+    report.add(
+        "5 Supervisor",
+        f"CPU with {jobs} running `sleep` jobs ({seconds:g} s window)",
+        f"{busy['cpu']:.2f} CPU-s ({busy_pct:.1f}% of a core)",
+        "",
+        "",
+        "(none)",
+        "info",
+    )
+    report.detail(
+        "\n".join(
+            [
+                f"### Supervisor footprint ({seconds:g} s windows; capacity 256 CPUs / 1 TiB; each job 1 CPU, 64 MiB, `sleep 600`)",
+                "",
+                "| | supervisor CPU | supervisor RSS | PSS | USS | runners (sum) CPU | runners RSS (sum) | runners PSS (sum) "
+                "| runners USS (sum) |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+                f"| idle, 0 jobs | {idle['cpu']:.3f} s ({idle_pct:.2f}%) | {idle['rss'] / mib:.1f} MiB | "
+                f"{idle['pss'] / mib:.1f} MiB | {idle['uss'] / mib:.1f} MiB | - | - | - | - |",
+                f"| {jobs} running | {busy['cpu']:.2f} s ({busy_pct:.1f}%) | {busy['rss'] / mib:.1f} MiB (peak "
+                f"{busy['peak'] / mib:.1f}) | {busy['pss'] / mib:.1f} MiB | {busy['uss'] / mib:.1f} MiB | "
+                f"{busy['run_cpu']:.2f} s | {busy['run_rss'] / mib:.0f} MiB | {busy['run_pss'] / mib:.0f} MiB | "
+                f"{busy['run_uss'] / mib:.0f} MiB |",
+                "",
+                f"Runners: {int(busy['runners'])} forked runner processes (children of the supervisor); "
+                "their RSS counts pages shared with the supervisor through fork once per runner, PSS splits them.",
+            ]
+        )
+    )
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -712,7 +868,7 @@ def machine() -> list[str]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    mem = psutil.virtual_memory().total / 1024 ** 3
+    mem = psutil.virtual_memory().total / 1024**3
 
     def version(cmd: list[str]) -> str:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -736,7 +892,11 @@ def machine() -> list[str]:
         f"{version([shutil.which('parallel') or 'parallel', '--version'])}",
         f"- jobctl invoked as: `{' '.join(JOBCTL)}`; jobctl sources sha256 {START_DIGEST} "
         "(of jobctl/**/*.py, to tell which code was measured)"
-        + ("" if source_digest() == START_DIGEST else f" — **the sources changed during the run** (now {source_digest()})"),
+        + (
+            ""
+            if source_digest() == START_DIGEST
+            else f" — **the sources changed during the run** (now {source_digest()})"
+        ),
     ]
 
 
@@ -754,13 +914,19 @@ def source_digest() -> str:
 
 def render(report: Report, started: float, load_before: tuple, load_after: tuple, argv: list[str]) -> str:
     mode = "quick (smoke pass, smaller N)" if report.quick else "full"
-    out = [f"# jobctl benchmarks ({mode})", "",
-           f"Run {dt.datetime.now().astimezone().isoformat(timespec='seconds')} in {time.time() - started:.0f} s "
-           f"with `{' '.join(['python benchmarks/run.py', *argv])}`.", "",
-           *machine(),
-           f"- Load average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
-           f"{' '.join(f'{x:.2f}' for x in load_after)}", "",
-           "| area | measure | jobctl | baseline | ratio | budget | result |", "|---|---|---:|---|---:|---|---|"]
+    out = [
+        f"# jobctl benchmarks ({mode})",
+        "",
+        f"Run {dt.datetime.now().astimezone().isoformat(timespec='seconds')} in {time.time() - started:.0f} s "
+        f"with `{' '.join(['python benchmarks/run.py', *argv])}`.",
+        "",
+        *machine(),
+        f"- Load average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
+        f"{' '.join(f'{x:.2f}' for x in load_after)}",
+        "",
+        "| area | measure | jobctl | baseline | ratio | budget | result |",
+        "|---|---|---:|---|---:|---|---|",
+    ]
     for r in report.rows:
         out.append(f"| {r.section} | {r.measure} | {r.value} | {r.baseline} | {r.ratio} | {r.budget} | {r.result} |")
     out += ["", "Medians throughout; every ratio's two sides were measured interleaved in this same run.", ""]
@@ -773,8 +939,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke pass with smaller N (< 2 minutes)")
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"), help="Markdown file to write")
-    parser.add_argument("--only", default="cli,throughput,bytes,dispatch,footprint",
-                        help="comma-separated sections to run (default: all)")
+    parser.add_argument(
+        "--only",
+        default="cli,throughput,bytes,dispatch,footprint",
+        help="comma-separated sections to run (default: all)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary JOBCTL_HOMEs (for profiling)")
     args = parser.parse_args()
@@ -793,9 +962,20 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     sections = [
-        ("cli", "1 CLI latency / 4 Scale", lambda: bench_cli(report, [100, 1_000, 10_000], rounds=5, warmup=1) if quick
-         else bench_cli(report, [100, 10_000, 100_000], rounds=25, warmup=2)),
-        ("throughput", "2 Throughput", lambda: bench_throughput(report, 100 if quick else 500, 1 if quick else 3, tools)),
+        (
+            "cli",
+            "1 CLI latency / 4 Scale",
+            lambda: (
+                bench_cli(report, [100, 1_000, 10_000], rounds=5, warmup=1)
+                if quick
+                else bench_cli(report, [100, 10_000, 100_000], rounds=25, warmup=2)
+            ),
+        ),
+        (
+            "throughput",
+            "2 Throughput",
+            lambda: bench_throughput(report, 100 if quick else 500, 1 if quick else 3, tools),
+        ),
         ("bytes", "4 Scale", lambda: bench_bytes(report, 200 if quick else 1_000, 1_000 if quick else 10_000)),
         ("dispatch", "3 Dispatch", lambda: bench_dispatch(report, 5 if quick else 20, 1 if quick else 2)),
         ("footprint", "5 Supervisor", lambda: bench_footprint(report, 50 if quick else 200, 3.0 if quick else 10.0)),

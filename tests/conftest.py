@@ -13,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -44,10 +44,22 @@ class Jobctl:
         self.env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": "1"}
         self.env.pop("JOBCTL_DEBUG", None)
 
-    def __call__(self, *args: str, check: bool | None = None, timeout: float = 60, input: str | None = None,
-                 env: dict | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "jobctl", *args], capture_output=True, text=True,
-                              env={**self.env, **(env or {})}, timeout=timeout, input=input)
+    def __call__(
+        self,
+        *args: str,
+        check: bool | None = None,
+        timeout: float = 60,
+        input: str | None = None,
+        env: dict | None = None,
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "jobctl", *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+            input=input,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"jobctl {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -64,8 +76,9 @@ class Jobctl:
         return self.job(job_id)["state"]
 
     def wait_state(self, job_id: int | str, *states: str, timeout: float = 15.0) -> dict:
-        return wait_until(lambda: (j := self.job(job_id))["state"] in states and j, timeout,
-                          f"job {job_id} to reach {states}")
+        return wait_until(
+            lambda: (j := self.job(job_id))["state"] in states and j, timeout, f"job {job_id} to reach {states}"
+        )
 
     def config(self, key: str, value: str) -> None:
         self("config", "set", key, value, check=True)

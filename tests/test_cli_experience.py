@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, wait_until, write_job
-from jobctl.cli import app
-from jobctl.completions import SHELLS, generate
+
+from jobctl.cli.completions import SHELLS, generate
+from jobctl.cli.main import app
 
 
 def all_commands():
@@ -90,7 +90,7 @@ echo all-good
 """
     bindir = home / "bin"
     bindir.mkdir()
-    (bindir / "jobctl").write_text(f"#!/bin/sh\nexec {sys.executable} -m jobctl \"$@\"\n")
+    (bindir / "jobctl").write_text(f'#!/bin/sh\nexec {sys.executable} -m jobctl "$@"\n')
     (bindir / "jobctl").chmod(0o755)
     env = {**jobctl.env, "PATH": f"{bindir}:{os.environ['PATH']}"}
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
@@ -143,15 +143,18 @@ def test_watch_redraws_in_place_and_follow_streams_under_tmux(jobctl, home):
     session = f"jc{os.getpid()}"
     bindir = home / "bin"
     bindir.mkdir()
-    (bindir / "jobctl").write_text(f"#!/bin/sh\nexec {sys.executable} -m jobctl \"$@\"\n")
+    (bindir / "jobctl").write_text(f'#!/bin/sh\nexec {sys.executable} -m jobctl "$@"\n')
     (bindir / "jobctl").chmod(0o755)
     path = write_job(home, "ticker", "run: |\n  for i in 1 2 3 4 5; do echo tick-$i; sleep 0.6; done\n")
     env = f"JOBCTL_HOME={home} PATH={bindir}:$PATH"
     _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40")
     try:
         _tmux("send-keys", "-t", session, f"{env} jobctl launch {path} --follow", "Enter")
-        seen = wait_until(lambda: "tick-2" in (s := _tmux("capture-pane", "-p", "-t", session).stdout) and s,
-                          timeout=15, what="streamed lines")
+        seen = wait_until(
+            lambda: "tick-2" in (s := _tmux("capture-pane", "-p", "-t", session).stdout) and s,
+            timeout=15,
+            what="streamed lines",
+        )
         assert "tick-5" not in seen  # lines arrive while the job still runs
         wait_until(lambda: "tick-5" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
         wait_until(lambda: "COMPLETED" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
@@ -159,8 +162,14 @@ def test_watch_redraws_in_place_and_follow_streams_under_tmux(jobctl, home):
         jobctl.launch(write_job(home, "sleeper", "run: sleep 4\n"))
         _tmux("send-keys", "-t", session, f"{env} jobctl status --watch", "Enter")
         wait_until(lambda: "ACTIVE" in _tmux("capture-pane", "-p", "-t", session).stdout, timeout=15)
-        wait_until(lambda: "sleeper" in (s := _tmux("capture-pane", "-p", "-t", session).stdout)
-                   and "COMPLETED" in s.split("sleeper")[1].splitlines()[0], timeout=20, what="table redrawn")
+        wait_until(
+            lambda: (
+                "sleeper" in (s := _tmux("capture-pane", "-p", "-t", session).stdout)
+                and "COMPLETED" in s.split("sleeper")[1].splitlines()[0]
+            ),
+            timeout=20,
+            what="table redrawn",
+        )
         screen = _tmux("capture-pane", "-p", "-t", session).stdout
         assert screen.count("User:") == 1, screen  # redrawn in place, not appended
         _tmux("send-keys", "-t", session, "C-c", "")

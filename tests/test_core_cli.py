@@ -7,7 +7,6 @@ import re
 import stat
 
 import pytest
-
 from conftest import FIXTURES, REPO, count_jobs, wait_until, write_job
 
 
@@ -47,8 +46,9 @@ def test_two_nodes_write_two_logs_and_partial_failure(jobctl, home):
     assert logs == {0: "rank 0 of 2\n", 1: "rank 1 of 2\n"}
     assert jobctl("logs", str(job_id), "--rank", "1", check=True).stdout == "rank 1 of 2\n"
 
-    failing = write_job(home, "half", "num_nodes: 2\nrun: |\n  if [ $JOBCTL_NODE_RANK = 1 ]; then exit 5; fi\n"
-                        "  sleep 30\n")
+    failing = write_job(
+        home, "half", "num_nodes: 2\nrun: |\n  if [ $JOBCTL_NODE_RANK = 1 ]; then exit 5; fi\n  sleep 30\n"
+    )
     job_id = jobctl.launch(failing)
     job = jobctl.wait_state(job_id, "FAILING")
     assert job["status"] == "FAILING (1/2 workers failed)"
@@ -68,8 +68,16 @@ def test_job_environment(jobctl, home):
     path = write_job(home, "envjob", "envs:\n  A: one\n  B: 2\nrun: env | grep -E '^(A|B|C|JOBCTL_)' | sort\n")
     job_id = jobctl.launch(path, "--env", "C=three", "--wait")
     out = jobctl("logs", str(job_id), check=True).stdout
-    for line in ("A=one", "B=2", "C=three", f"JOBCTL_JOB_ID={job_id}", "JOBCTL_JOB_NAME=envjob",
-                 "JOBCTL_ATTEMPT=1", "JOBCTL_NODE_RANK=0", "JOBCTL_NUM_NODES=1"):
+    for line in (
+        "A=one",
+        "B=2",
+        "C=three",
+        f"JOBCTL_JOB_ID={job_id}",
+        "JOBCTL_JOB_NAME=envjob",
+        "JOBCTL_ATTEMPT=1",
+        "JOBCTL_NODE_RANK=0",
+        "JOBCTL_NUM_NODES=1",
+    ):
         assert line in out.splitlines()
 
 
@@ -92,12 +100,15 @@ def test_workdir_is_relative_to_the_file(jobctl, home):
     assert jobctl("logs", str(job_id), check=True).stdout == "payload\n"
 
 
-@pytest.mark.parametrize("text,where", [
-    ("run: x\nresourcse:\n  cpus: 2\n", r"bad\.yaml:2: resourcse: unknown key \(did you mean \"resources\"\?\)"),
-    ("run: x\nresources:\n  cpus: two\n", r"bad\.yaml:3: resources\.cpus: expected"),
-    ("run: x\nnum_nodes: [1\n", r"bad\.yaml:\d+"),
-    ("name: nothing-to-run\n", r"bad\.yaml:1: run: missing"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("run: x\nresourcse:\n  cpus: 2\n", r"bad\.yaml:2: resourcse: unknown key \(did you mean \"resources\"\?\)"),
+        ("run: x\nresources:\n  cpus: two\n", r"bad\.yaml:3: resources\.cpus: expected"),
+        ("run: x\nnum_nodes: [1\n", r"bad\.yaml:\d+"),
+        ("name: nothing-to-run\n", r"bad\.yaml:1: run: missing"),
+    ],
+)
 def test_bad_files_exit_2_with_file_line_key_and_write_nothing(jobctl, home, text, where):
     path = write_job(home, "bad", text)
     before = count_jobs(home)
@@ -150,8 +161,11 @@ def test_dry_run_says_when_a_request_does_not_fit_and_real_launch_refuses(jobctl
 
 
 def test_pipeline_runs_tasks_in_order(jobctl, home):
-    path = write_job(home, "pipe", "name: pipe\n---\nname: first\nrun: echo one > order.txt\n---\n"
-                     "name: second\nrun: echo two >> order.txt\n")
+    path = write_job(
+        home,
+        "pipe",
+        "name: pipe\n---\nname: first\nrun: echo one > order.txt\n---\nname: second\nrun: echo two >> order.txt\n",
+    )
     out = jobctl("launch", str(path), "--wait", check=True).stdout.split()
     assert len(out) == 2
     assert (home / "order.txt").read_text() == "one\ntwo\n"
@@ -174,9 +188,26 @@ def test_status_json_fields(jobctl, home):
     job_id = jobctl.launch(write_job(home, "j", "labels: {team: vision}\nrun: echo hi\n"), "--wait")
     doc = json.loads(jobctl("status", "--json", check=True).stdout)
     assert isinstance(doc, list) and doc[0]["id"] == job_id
-    assert set(doc[0]) == {"id", "name", "state", "status", "reason", "message", "exit_code", "attempt",
-                           "max_attempts", "resources", "num_nodes", "submitted_at", "started_at", "ended_at",
-                           "labels", "backend", "backend_id", "user"}
+    assert set(doc[0]) == {
+        "id",
+        "name",
+        "state",
+        "status",
+        "reason",
+        "message",
+        "exit_code",
+        "attempt",
+        "max_attempts",
+        "resources",
+        "num_nodes",
+        "submitted_at",
+        "started_at",
+        "ended_at",
+        "labels",
+        "backend",
+        "backend_id",
+        "user",
+    }
     assert doc[0]["labels"] == {"team": "vision"}
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$", doc[0]["submitted_at"])
 
@@ -186,7 +217,9 @@ def test_supervisor_is_single_per_home(jobctl, home):
     first = json.loads(jobctl("supervisor", "status", "--json", check=True).stdout)
     assert first["running"] and first["pid"]
     jobctl("supervisor", "start", check=True)
-    import subprocess, sys
+    import subprocess
+    import sys
+
     procs = [subprocess.Popen([sys.executable, "-m", "jobctl", "supervisor", "run"], env=jobctl.env) for _ in range(3)]
     for p in procs:
         assert p.wait(timeout=30) == 0  # each gives up: the lock is held

@@ -12,7 +12,6 @@ import sys
 import time
 
 import psutil
-
 from conftest import wait_until, write_job
 
 
@@ -54,8 +53,11 @@ def test_sigkill_of_the_supervisor_loses_nothing_and_runs_nothing_twice(jobctl, 
     for i in range(50):
         duration = rng.choice([0, 0.2, 0.5, 1.0, 1.5])
         code = rng.choice([0, 0, 0, 3, 7])
-        path = write_job(home, f"w{i}", f"resources: {{cpus: 1}}\nrun: |\n  echo $JOBCTL_JOB_ID >> {ledger}\n"
-                         f"  sleep {duration}\n  exit {code}\n")
+        path = write_job(
+            home,
+            f"w{i}",
+            f"resources: {{cpus: 1}}\nrun: |\n  echo $JOBCTL_JOB_ID >> {ledger}\n  sleep {duration}\n  exit {code}\n",
+        )
         files.append((path, code))
     out = jobctl("launch", *(str(p) for p, _ in files), check=True).stdout  # one call, one transaction
     ids = [int(x) for x in out.split()]
@@ -88,13 +90,17 @@ def test_sigkill_of_the_supervisor_loses_nothing_and_runs_nothing_twice(jobctl, 
 
 
 def test_jobs_that_end_while_no_supervisor_lives_are_accounted_for(jobctl, home):
-    job_id = jobctl.launch(write_job(home, "short", f"run: while [ ! -e {home / 'go'} ]; do sleep 0.05; done; exit 4\n"))
+    job_id = jobctl.launch(
+        write_job(home, "short", f"run: while [ ! -e {home / 'go'} ]; do sleep 0.05; done; exit 4\n")
+    )
     jobctl.wait_state(job_id, "ACTIVE")
     kill_supervisor(home)
     runner = json.loads((home / "state" / "logs" / str(job_id) / "1" / "runner.json").read_text())
     (home / "go").touch()
-    wait_until(lambda: not psutil.pid_exists(runner["pid"]) or
-               psutil.Process(runner["pid"]).status() == psutil.STATUS_ZOMBIE, what="the job to end alone")
+    wait_until(
+        lambda: not psutil.pid_exists(runner["pid"]) or psutil.Process(runner["pid"]).status() == psutil.STATUS_ZOMBIE,
+        what="the job to end alone",
+    )
     assert jobctl("wait", str(job_id)).returncode == 4  # recorded: by a supervisor its runner started, or by wait
     assert jobctl.job(job_id)["status"] == "FAILED (exit 4)"
 
@@ -113,8 +119,9 @@ def test_a_live_job_is_adopted_by_the_next_supervisor(jobctl, home):
 def test_machine_restart_marks_running_jobs_lost_or_requeued_and_runs_pending_ones(jobctl, home):
     jobctl.config("capacity.cpus", "2")
     lost = jobctl.launch(write_job(home, "lost", "resources: {cpus: 1}\nrun: sleep 60\n"))
-    again = jobctl.launch(write_job(home, "again", "retries: 1\nresources: {cpus: 1}\n"
-                                    "run: '[ $JOBCTL_ATTEMPT = 2 ] || sleep 60'\n"))
+    again = jobctl.launch(
+        write_job(home, "again", "retries: 1\nresources: {cpus: 1}\nrun: '[ $JOBCTL_ATTEMPT = 2 ] || sleep 60'\n")
+    )
     waiting = jobctl.launch(write_job(home, "waiting", "resources: {cpus: 1}\nrun: echo ran\n"))
     jobctl.wait_state(lost, "ACTIVE")
     jobctl.wait_state(again, "ACTIVE")
@@ -140,14 +147,35 @@ def test_parallel_launches_status_and_kills(jobctl, home):
     path = write_job(home, "p", "resources: {cpus: 1}\nrun: sleep 0.1\n")
     procs = []
     for i in range(32):
-        procs.append(subprocess.Popen([sys.executable, "-m", "jobctl", "launch", str(path), "--array", "10"],
-                                      env=jobctl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "jobctl", "launch", str(path), "--array", "10"],
+                env=jobctl.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
         if i % 4 == 0:
-            procs.append(subprocess.Popen([sys.executable, "-m", "jobctl", "status", "--json"], env=jobctl.env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "jobctl", "status", "--json"],
+                    env=jobctl.env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         if i % 8 == 0:
-            procs.append(subprocess.Popen([sys.executable, "-m", "jobctl", "kill", "p-3", "--grace", "0"],
-                                          env=jobctl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "jobctl", "kill", "p-3", "--grace", "0"],
+                    env=jobctl.env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
     launched = []
     for proc in procs:
         out, err = proc.communicate(timeout=180)
@@ -169,10 +197,8 @@ def test_secrets_are_never_printed(jobctl, home):
     path = write_job(home, "s", "envs:\n  TOKEN: null\n  PLAIN: visible\nrun: '[ ${#TOKEN} = 7 ]'\n")
     proc = jobctl("launch", str(path))
     assert proc.returncode == 2 and "TOKEN" in proc.stderr
-    job_id = int(jobctl("launch", str(path), "--env", "TOKEN", "--wait", env={"TOKEN": "hunter2"},
-                        check=True).stdout)
-    for args in (("describe", str(job_id)), ("describe", str(job_id), "--json"), ("status", "--json"),
-                 ("status",)):
+    job_id = int(jobctl("launch", str(path), "--env", "TOKEN", "--wait", env={"TOKEN": "hunter2"}, check=True).stdout)
+    for args in (("describe", str(job_id)), ("describe", str(job_id), "--json"), ("status", "--json"), ("status",)):
         out = jobctl(*args, check=True)
         assert "hunter2" not in out.stdout + out.stderr
     described = jobctl.job(job_id)
@@ -185,16 +211,24 @@ def test_a_killed_runner_leaves_no_worker_running_and_a_retry_runs_alone(jobctl,
     but alive, must not go on running (the message says they vanished), least of all beside the
     retry's attempt 2 (nothing runs twice)."""
     ledger = home / "ledger"
-    job_id = jobctl.launch(write_job(home, "orphan", "retries: 1\n"
-                                     f"run: echo $JOBCTL_ATTEMPT >> {ledger}; sleep 60\n"))
+    job_id = jobctl.launch(write_job(home, "orphan", f"retries: 1\nrun: echo $JOBCTL_ATTEMPT >> {ledger}; sleep 60\n"))
     jobctl.wait_state(job_id, "ACTIVE")
     runner_json = home / "state" / "logs" / str(job_id) / "1" / "runner.json"
-    info = wait_until(lambda: json.loads(runner_json.read_text()) if runner_json.exists() and
-                      "workers" in json.loads(runner_json.read_text() or "{}") else None, what="the workers")
+    info = wait_until(
+        lambda: (
+            json.loads(runner_json.read_text())
+            if runner_json.exists() and "workers" in json.loads(runner_json.read_text() or "{}")
+            else None
+        ),
+        what="the workers",
+    )
     worker = psutil.Process(info["workers"]["0"])
     wait_until(lambda: ledger.exists() and ledger.read_text().split() == ["1"], what="attempt 1 to run")
     os.kill(info["pid"], signal.SIGKILL)
     wait_until(lambda: jobctl.job(job_id)["attempt"] == 2, timeout=30, what="attempt 2")
-    wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, timeout=15,
-               what="attempt 1's orphaned worker to be ended")
+    wait_until(
+        lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE,
+        timeout=15,
+        what="attempt 1's orphaned worker to be ended",
+    )
     jobctl("kill", str(job_id))

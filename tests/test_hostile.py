@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Jobctl, count_jobs, write_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import Jobctl, count_jobs, write_job
 
 
 def assert_clean_refusal(proc, code=2):
@@ -23,23 +22,26 @@ def assert_clean_refusal(proc, code=2):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-@pytest.mark.parametrize("content", [
-    b"\x00\x01\x02\xff\xfe binary garbage \x00",
-    b"run: caf\xe9\n",  # latin-1, not UTF-8
-    b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-    b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
-    b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
-    b"g: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nrun: x\n",
-    b"run: x\n" + b"[" * 5000 + b"]" * 5000 + b"\n",
-    b"run: x\nresources:\n  cpus: -4\n",
-    b"run: x\nresources:\n  memory: 99999999999999999999999999TiB\n",
-    b"run: x\nnum_nodes: 1e400\n",
-    b"? [a, b]\n: c\nrun: x\n",
-    b"1: 2\nrun: x\n",
-    b"run: !!python/object/apply:os.system ['touch /tmp/jobctl-pwned']\n",
-    b"- just\n- a list\n",
-    b"",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\x01\x02\xff\xfe binary garbage \x00",
+        b"run: caf\xe9\n",  # latin-1, not UTF-8
+        b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+        b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+        b"g: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nrun: x\n",
+        b"run: x\n" + b"[" * 5000 + b"]" * 5000 + b"\n",
+        b"run: x\nresources:\n  cpus: -4\n",
+        b"run: x\nresources:\n  memory: 99999999999999999999999999TiB\n",
+        b"run: x\nnum_nodes: 1e400\n",
+        b"? [a, b]\n: c\nrun: x\n",
+        b"1: 2\nrun: x\n",
+        b"run: !!python/object/apply:os.system ['touch /tmp/jobctl-pwned']\n",
+        b"- just\n- a list\n",
+        b"",
+    ],
+)
 def test_hostile_job_files_are_refused_cleanly(jobctl, home, content):
     path = home / "hostile.yaml"
     path.write_bytes(content)
@@ -99,8 +101,12 @@ def test_a_home_that_is_a_file_is_a_clear_error(tmp_path):
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
     where.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.fixture

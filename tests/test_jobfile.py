@@ -12,9 +12,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobctl.core.models import Dependency, JobSpec, LoadedFile
 from jobctl.errors import JobFileError, UsageError
-from jobctl.jobfile import apply_overrides, default_name, load_jobfile
-from jobctl.models import Dependency, JobSpec, LoadedFile
+from jobctl.jobfile.loader import apply_overrides, default_name, load_jobfile
 
 
 def _fixtures_dir() -> Path:
@@ -51,6 +51,7 @@ def error_of(load: Loader, text: str | bytes) -> str:
 
 
 # -- real files ---------------------------------------------------------------------------------
+
 
 @needs_fixtures
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
@@ -123,6 +124,7 @@ def test_set_form_and_multi_document_without_header() -> None:
 
 
 # -- what a file becomes --------------------------------------------------------------------------
+
 
 def test_full_job(load: Loader, tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
@@ -201,8 +203,7 @@ def test_retries_wins_over_max_restarts_and_completions_warn(load: Loader) -> No
     loaded = load("run: x\nretries: 5\nresources:\n  job_config: {max_restarts: 2, completions: 3}\n")
     assert loaded.tasks[0].retries == 5
     assert loaded.warnings == [
-        "job.yaml:4: resources.job_config.completions: ignored (a job runs to completion once; "
-        "use --array for copies)"
+        "job.yaml:4: resources.job_config.completions: ignored (a job runs to completion once; use --array for copies)"
     ]
 
 
@@ -214,8 +215,11 @@ def test_ignored_keys_warn_and_are_kept(load: Loader) -> None:
         "Kubernetes); accelerators are honoured as alternatives",
         "job.yaml:5: docker: ignored (only meaningful on a cloud or Kubernetes)",
     ]
-    assert loaded.tasks[0].ignored == {"resources.use_spot": True, "resources.any_of": [{"infra": "aws"}],
-                                       "docker": {"image": "x"}}
+    assert loaded.tasks[0].ignored == {
+        "resources.use_spot": True,
+        "resources.any_of": [{"infra": "aws"}],
+        "docker": {"image": "x"},
+    }
 
 
 def test_secrets_merge_into_envs(load: Loader) -> None:
@@ -230,21 +234,32 @@ def test_merge_keys_and_aliases(load: Loader) -> None:
     assert spec.labels == {"A": "1", "B": "2"}
 
 
-@pytest.mark.parametrize(("file_name", "name"), [
-    ("train job.yaml", "train-job"), ("kimi-k2.sky.yaml", "kimi-k2.sky"), ("_x.yml", "x"),
-    ("---.yaml", "job"), ("a" * 200 + ".yaml", "a" * 128), ("noext", "noext"), ("-", "job"),
-])
+@pytest.mark.parametrize(
+    ("file_name", "name"),
+    [
+        ("train job.yaml", "train-job"),
+        ("kimi-k2.sky.yaml", "kimi-k2.sky"),
+        ("_x.yml", "x"),
+        ("---.yaml", "job"),
+        ("a" * 200 + ".yaml", "a" * 128),
+        ("noext", "noext"),
+        ("-", "job"),
+    ],
+)
 def test_default_name(file_name: str, name: str) -> None:
     assert default_name(file_name) == name
 
 
 # -- errors: file:line: key: problem ------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: x\nresources:\n  cpus: two\nrun: echo\n",
-         'job.yaml:3: resources.cpus: expected a number or "N+", got "two"'),
+        (
+            "name: x\nresources:\n  cpus: two\nrun: echo\n",
+            'job.yaml:3: resources.cpus: expected a number or "N+", got "two"',
+        ),
         ("run: echo\nresourcse: {}\n", 'job.yaml:2: resourcse: unknown key (did you mean "resources"?)'),
         ("run: echo\nresources: {cpu: 2}\n", 'job.yaml:2: resources.cpu: unknown key (did you mean "cpus"?)'),
         ("run: echo\nzzzzzz: 1\n", "job.yaml:2: zzzzzz: unknown key"),
@@ -259,59 +274,98 @@ def test_default_name(file_name: str, name: str) -> None:
         ("run: echo\nnum_nodes: 1.5\n", "job.yaml:2: num_nodes: expected a whole number, got 1.5"),
         ("run: echo\nnum_nodes: true\n", "job.yaml:2: num_nodes: expected a whole number, got true"),
         ("run: echo\nnum_nodes: 0\n", "job.yaml:2: num_nodes: expected a whole number from 1 to 1024, got 0"),
-        ("run: echo\nnum_nodes: 99999999999999999999999\n",
-         "job.yaml:2: num_nodes: expected a whole number from 1 to 1024, got 99999999999999999999999"),
-        ("run: echo\npriority: 1000001\n",
-         "job.yaml:2: priority: expected a whole number from -1000000 to 1000000, got 1000001"),
+        (
+            "run: echo\nnum_nodes: 99999999999999999999999\n",
+            "job.yaml:2: num_nodes: expected a whole number from 1 to 1024, got 99999999999999999999999",
+        ),
+        (
+            "run: echo\npriority: 1000001\n",
+            "job.yaml:2: priority: expected a whole number from -1000000 to 1000000, got 1000001",
+        ),
         ("run: echo\nretries: -1\n", "job.yaml:2: retries: expected a whole number from 0 to 1000, got -1"),
-        ("run: echo\nresources:\n  job_config: {max_restarts: 1001}\n",
-         "job.yaml:3: resources.job_config.max_restarts: expected a whole number from 0 to 1000, got 1001"),
-        ("run: echo\nresources: {cpus: 1.0e+400}\n",
-         "job.yaml:2: resources.cpus: expected at most 100000 CPUs, got inf"),
+        (
+            "run: echo\nresources:\n  job_config: {max_restarts: 1001}\n",
+            "job.yaml:3: resources.job_config.max_restarts: expected a whole number from 0 to 1000, got 1001",
+        ),
+        (
+            "run: echo\nresources: {cpus: 1.0e+400}\n",
+            "job.yaml:2: resources.cpus: expected at most 100000 CPUs, got inf",
+        ),
         ("run: echo\nresources: {cpus: 0}\n", "job.yaml:2: resources.cpus: expected a number above 0, got 0"),
         ("run: echo\nresources: {memory: -1}\n", "job.yaml:2: resources.memory: expected a size above 0, got -1"),
         ("run: echo\nresources: {memory: 0GiB}\n", 'job.yaml:2: resources.memory: expected a size above 0, got "0GiB"'),
-        ("run: echo\ntimeout: soon\n", "job.yaml:2: timeout: expected a duration such as 90 (seconds), "
-                                       '"45s", "30m", "2h", "1d" or "1h30m", got "soon"'),
+        (
+            "run: echo\ntimeout: soon\n",
+            "job.yaml:2: timeout: expected a duration such as 90 (seconds), "
+            '"45s", "30m", "2h", "1d" or "1h30m", got "soon"',
+        ),
         ("run: echo\nqueue_timeout: -5\n", "job.yaml:2: queue_timeout: expected a duration above 0, got -5"),
-        ("run: echo\nresources:\n  accelerators: A100:0.0\n",
-         'job.yaml:3: resources.accelerators: expected a whole number of accelerators (fractions are '
-         'not supported), got "A100:0.0"'),
-        ("run: echo\nresources:\n  accelerators: {A100: 2000.5}\n",
-         "job.yaml:3: resources.accelerators.A100: expected a whole number of accelerators (fractions "
-         "are not supported), got 2000.5"),
-        ("run: echo\nresources:\n  accelerators: {A100: 0}\n",
-         "job.yaml:3: resources.accelerators.A100: expected from 1 to 1024 accelerators, got 0"),
-        ("run: echo\nresources:\n  accelerators: 8\n",
-         'job.yaml:3: resources.accelerators: expected an accelerator such as "H100" or "H100:8", got 8'),
-        ("run: echo\nresources:\n  accelerators:\n    - V100\n    - [A100]\n",
-         'job.yaml:5: resources.accelerators[1]: expected an accelerator such as "H100" or "H100:8", got a list'),
-        ("run: echo\nname: -bad\n", "job.yaml:2: name: expected letters, digits, '.', '_' and '-' "
-                                    'starting with a letter or digit (at most 128), got "-bad"'),
-        ("run: echo\nenvs:\n  1A: x\n", "job.yaml:3: envs.1A: not a valid environment variable name "
-                                        "(letters, digits and _, not starting with a digit)"),
-        ("run: echo\nenvs: {A: [1]}\n",
-         "job.yaml:2: envs.A: expected a string, a number, true/false or null, got a list"),
+        (
+            "run: echo\nresources:\n  accelerators: A100:0.0\n",
+            "job.yaml:3: resources.accelerators: expected a whole number of accelerators (fractions are "
+            'not supported), got "A100:0.0"',
+        ),
+        (
+            "run: echo\nresources:\n  accelerators: {A100: 2000.5}\n",
+            "job.yaml:3: resources.accelerators.A100: expected a whole number of accelerators (fractions "
+            "are not supported), got 2000.5",
+        ),
+        (
+            "run: echo\nresources:\n  accelerators: {A100: 0}\n",
+            "job.yaml:3: resources.accelerators.A100: expected from 1 to 1024 accelerators, got 0",
+        ),
+        (
+            "run: echo\nresources:\n  accelerators: 8\n",
+            'job.yaml:3: resources.accelerators: expected an accelerator such as "H100" or "H100:8", got 8',
+        ),
+        (
+            "run: echo\nresources:\n  accelerators:\n    - V100\n    - [A100]\n",
+            'job.yaml:5: resources.accelerators[1]: expected an accelerator such as "H100" or "H100:8", got a list',
+        ),
+        (
+            "run: echo\nname: -bad\n",
+            "job.yaml:2: name: expected letters, digits, '.', '_' and '-' "
+            'starting with a letter or digit (at most 128), got "-bad"',
+        ),
+        (
+            "run: echo\nenvs:\n  1A: x\n",
+            "job.yaml:3: envs.1A: not a valid environment variable name "
+            "(letters, digits and _, not starting with a digit)",
+        ),
+        (
+            "run: echo\nenvs: {A: [1]}\n",
+            "job.yaml:2: envs.A: expected a string, a number, true/false or null, got a list",
+        ),
         ("run: echo\nenvs: {A: x}\nsecrets: {A: null}\n", "job.yaml:3: secrets.A: also set in envs"),
         ("run: echo\nlabels: [a]\n", "job.yaml:2: labels: expected a mapping, got a list"),
         ("run: echo\nfile_mounts: /data\n", 'job.yaml:2: file_mounts: expected a mapping, got "/data"'),
-        ("run: echo\ndepends_on: [{job: x, conditon: any}]\n",
-         'job.yaml:2: depends_on[0].conditon: unknown key (did you mean "condition"?)'),
-        ("run: echo\ndepends_on: [{job: x, condition: maybe}]\n",
-         'job.yaml:2: depends_on[0].condition: expected ok, any or failed, got "maybe"'),
+        (
+            "run: echo\ndepends_on: [{job: x, conditon: any}]\n",
+            'job.yaml:2: depends_on[0].conditon: unknown key (did you mean "condition"?)',
+        ),
+        (
+            "run: echo\ndepends_on: [{job: x, condition: maybe}]\n",
+            'job.yaml:2: depends_on[0].condition: expected ok, any or failed, got "maybe"',
+        ),
         ("run: echo\ndepends_on: [{condition: ok}]\n", "job.yaml:2: depends_on[0].job: missing (the job name or ID)"),
         ("run: echo\ndepends_on: 0\n", "job.yaml:2: depends_on: expected a job name or ID, got 0"),
         ("run: echo\nbackend: k8s\n", 'job.yaml:2: backend: expected local or slurm, got "k8s"'),
         ("run: echo\nname: a\nrun: echo 2\n", "job.yaml:3: run: duplicate key (first at line 1)"),
-        ("run: echo\nresources:\n  cpus: 1\n  cpus: 2\n",
-         "job.yaml:4: resources.cpus: duplicate key (first at line 3)"),
+        (
+            "run: echo\nresources:\n  cpus: 1\n  cpus: 2\n",
+            "job.yaml:4: resources.cpus: duplicate key (first at line 3)",
+        ),
         ("# nothing\n---\n---\n", "job.yaml: no job in this file (a job needs at least a run command)"),
         ("", "job.yaml: no job in this file (a job needs at least a run command)"),
         ("run: echo\nretries: !!int abc\n", 'job.yaml:2: retries: not a valid !!int: "abc"'),
-        ("run: !!python/object/apply:os.system ['echo hi']\n",
-         "job.yaml:1: run: unsupported YAML tag !!python/object/apply:os.system"),
-        ("run: echo\nservice: !!python/object:os.getcwd {}\n",
-         "job.yaml:2: service: unsupported YAML tag !!python/object:os.getcwd"),
+        (
+            "run: !!python/object/apply:os.system ['echo hi']\n",
+            "job.yaml:1: run: unsupported YAML tag !!python/object/apply:os.system",
+        ),
+        (
+            "run: echo\nservice: !!python/object:os.getcwd {}\n",
+            "job.yaml:2: service: unsupported YAML tag !!python/object:os.getcwd",
+        ),
         ("run: echo\nfile_mounts: {a: !custom x}\n", "job.yaml:2: file_mounts.a: unsupported YAML tag !custom"),
         ("run: echo\nfile_mounts: &a {x: *a}\n", "job.yaml:2: file_mounts.x.x.x."),
         ("run: echo\nresources: [\n", "job.yaml:3: invalid YAML: "),
@@ -319,13 +373,18 @@ def test_default_name(file_name: str, name: str) -> None:
         ("run: echo\n\tx: 1\n", "job.yaml:2: invalid YAML: found character '\\t' that cannot start any token"),
         ("run: *nowhere\n", "job.yaml:1: invalid YAML: found undefined alias 'nowhere'"),
         ("run: echo\nx: " + "[" * 60 + "]" * 60 + "\n", "job.yaml:2: nested deeper than 50 levels"),
-        ("run: echo\nlabels:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(60)),
-         "job.yaml:51: nested deeper than 50 levels"),
+        (
+            "run: echo\nlabels:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(60)),
+            "job.yaml:51: nested deeper than 50 levels",
+        ),
         ("run: echo\x00\n", "job.yaml:1: invalid YAML: character U+0000 is not allowed"),
         (b"run: echo\n\xff\xfe\x00garbage\n", "job.yaml:2: not UTF-8 text (byte 0xff)"),
-        ('run: echo\nname: "a\\u2028b\\nc"\n', "job.yaml:2: name: expected letters, digits, "
-                                               "'.', '_' and '-' starting with a letter or digit (at most 128), "
-                                               'got "a\\u2028b\\nc"'),
+        (
+            'run: echo\nname: "a\\u2028b\\nc"\n',
+            "job.yaml:2: name: expected letters, digits, "
+            "'.', '_' and '-' starting with a letter or digit (at most 128), "
+            'got "a\\u2028b\\nc"',
+        ),
     ],
 )
 def test_error_messages(load: Loader, tmp_path: Path, text: str | bytes, message: str) -> None:
@@ -378,6 +437,7 @@ def test_many_values_are_refused(load: Loader) -> None:
 
 # -- overrides ----------------------------------------------------------------------------------
 
+
 def test_apply_overrides() -> None:
     spec = JobSpec(name="a", run="x", accelerators=[["H100", 8]])
     new = apply_overrides(spec, cpus="2", memory="4GiB", gpus="2", num_nodes="3", name="b")
@@ -399,14 +459,21 @@ def test_apply_overrides() -> None:
         ("cpus", "x", '--cpus: expected a number or "N+", got "x"'),
         ("cpus", "0", '--cpus: expected a number above 0, got "0"'),
         ("memory", "lots", '--memory: expected a size such as 4 (GiB), "512MiB", "4GiB" or "4+", got "lots"'),
-        ("gpus", "H100:0.5",
-         '--gpus: expected a whole number of accelerators (fractions are not supported), got "H100:0.5"'),
+        (
+            "gpus",
+            "H100:0.5",
+            '--gpus: expected a whole number of accelerators (fractions are not supported), got "H100:0.5"',
+        ),
         ("gpus", "a b", '--gpus: expected an accelerator such as "H100" or "H100:8", got "a b"'),
         ("gpus", "H100:0", "--gpus: expected from 1 to 1024 accelerators, got 0"),
         ("num_nodes", "0", "--num-nodes: expected a whole number from 1 to 1024, got 0"),
         ("num_nodes", "two", '--num-nodes: expected a whole number from 1 to 1024, got "two"'),
-        ("name", "-x", "--name: expected letters, digits, '.', '_' and '-' starting with a letter or digit "
-                       '(at most 128), got "-x"'),
+        (
+            "name",
+            "-x",
+            "--name: expected letters, digits, '.', '_' and '-' starting with a letter or digit "
+            '(at most 128), got "-x"',
+        ),
     ],
 )
 def test_override_errors(option: str, value: str, message: str) -> None:
@@ -434,34 +501,102 @@ def _check(text: str | bytes) -> None:
 
 
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=12),
     st.sampled_from(["H100:8", "4+", "2h", "512MiB", "-1", "1e400", "ok", "$X", "~", "x\u2028y"]),
 )
 _keys = st.one_of(
-    st.sampled_from(["name", "run", "setup", "workdir", "num_nodes", "resources", "cpus", "memory",
-                     "accelerators", "envs", "secrets", "labels", "job_config", "max_restarts",
-                     "depends_on", "job", "condition", "priority", "retries", "timeout", "file_mounts",
-                     "image_id", "service", "A100", "H100:8"]),
+    st.sampled_from(
+        [
+            "name",
+            "run",
+            "setup",
+            "workdir",
+            "num_nodes",
+            "resources",
+            "cpus",
+            "memory",
+            "accelerators",
+            "envs",
+            "secrets",
+            "labels",
+            "job_config",
+            "max_restarts",
+            "depends_on",
+            "job",
+            "condition",
+            "priority",
+            "retries",
+            "timeout",
+            "file_mounts",
+            "image_id",
+            "service",
+            "A100",
+            "H100:8",
+        ]
+    ),
     _scalars,
 )
 _trees = st.recursive(
     _scalars,
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(_keys, children, max_size=4)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_keys, children, max_size=4)),
     max_leaves=25,
 )
 _documents = st.one_of(
     _trees,
-    st.fixed_dictionaries({"run": st.one_of(st.just("echo hi"), _scalars)},
-                          optional={k: _trees for k in ("name", "resources", "envs", "depends_on",
-                                                        "labels", "retries", "timeout", "workdir")}),
+    st.fixed_dictionaries(
+        {"run": st.one_of(st.just("echo hi"), _scalars)},
+        optional={
+            k: _trees for k in ("name", "resources", "envs", "depends_on", "labels", "retries", "timeout", "workdir")
+        },
+    ),
 )
-_fragments = st.sampled_from([
-    "run: x", "resources:", "  cpus: ", "  accelerators: {", "[", "]", "{", "}", ": ", "- ", "---",
-    "&a ", "*a", "<<: *a", "!!python/object:os.system", "!x ", "? ", "|", ">-", '"', "'", "\t", "#",
-    "\n", "  ", "1e400", "99999999999999999999999", "~", "\x00", "\u2028", "\ufeff", "%YAML 1.1",
-    "!!binary", "2024-01-01", "0x1F", "1:30", ".nan", "envs: {1: 2}", "name: x",
-])
+_fragments = st.sampled_from(
+    [
+        "run: x",
+        "resources:",
+        "  cpus: ",
+        "  accelerators: {",
+        "[",
+        "]",
+        "{",
+        "}",
+        ": ",
+        "- ",
+        "---",
+        "&a ",
+        "*a",
+        "<<: *a",
+        "!!python/object:os.system",
+        "!x ",
+        "? ",
+        "|",
+        ">-",
+        '"',
+        "'",
+        "\t",
+        "#",
+        "\n",
+        "  ",
+        "1e400",
+        "99999999999999999999999",
+        "~",
+        "\x00",
+        "\u2028",
+        "\ufeff",
+        "%YAML 1.1",
+        "!!binary",
+        "2024-01-01",
+        "0x1F",
+        "1:30",
+        ".nan",
+        "envs: {1: 2}",
+        "name: x",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -490,14 +625,18 @@ def test_fuzz_text(text: str) -> None:
 
 # -- every key of the SkyPilot and Konduktor schemas (SPEC section 8) ------------------------------
 
-from jobctl import jobfile as jobfile_module  # noqa: E402
+from jobctl.jobfile import loader as jobfile_module  # noqa: E402
 
 
 def test_every_schema_key_loads_with_one_warning_per_key_not_honoured(load: Loader) -> None:
     top = {key: "{a: 1}" for key in jobfile_module.SCHEMA_TOP_KEYS}
     resources = {key: "x" for key in jobfile_module.SCHEMA_RESOURCE_KEYS}
-    text = "run: echo\n" + "".join(f"{k}: {v}\n" for k, v in top.items()) + "resources:\n" + "".join(
-        f"  {k}: {v}\n" for k, v in resources.items())
+    text = (
+        "run: echo\n"
+        + "".join(f"{k}: {v}\n" for k, v in top.items())
+        + "resources:\n"
+        + "".join(f"  {k}: {v}\n" for k, v in resources.items())
+    )
     loaded = load(text)
     spec = loaded.tasks[0]
     keys = [w.split(": ", 2)[1] for w in loaded.warnings]
@@ -506,38 +645,52 @@ def test_every_schema_key_loads_with_one_warning_per_key_not_honoured(load: Load
     assert all(len(w.splitlines()) == 1 and w.startswith("job.yaml:") for w in loaded.warnings)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("run: x\nresources:\n  candidate: []\n", 'resources.candidate: unknown key (did you mean "candidates"?)'),
-    ("run: x\nexecutoin: parallel\n", 'executoin: unknown key (did you mean "execution"?)'),
-    ("run: x\nevent_callbak: x\n", 'event_callbak: unknown key (did you mean "event_callback"?)'),
-    ("run: x\nresources:\n  any_of: [{acelerators: A100}]\n",
-     'resources.any_of[0].acelerators: unknown key (did you mean "accelerators"?)'),
-    ("run: x\nworkdir: {url: x, reff: v1}\n", 'workdir.reff: unknown key (did you mean "ref"?)'),
-    ("run: x\nworkdir: {ref: v1}\n", "workdir.url: missing (the git repository to clone)"),
-    ("run: x\nworkdir: {url: '--upload-pack=x'}\n", 'workdir.url: expected a git repository URL'),
-    ("run: x\nworkdir: {url: x, ref: -x}\n", 'workdir.ref: expected a branch, tag or commit, got "-x"'),
-    ("run: x\nexecution: parallel\n", "execution: expected serial here"),
-    ("---\nname: g\nexecution: sideways\n---\nrun: x\n", 'execution: expected serial or parallel, got "sideways"'),
-    ("run: x\nresources:\n  priority: 5000\n", "resources.priority: expected a whole number from -1000 to 1000"),
-    ("run: x\nresources:\n  job_recovery: {max_restarts_on_errors: -1}\n",
-     "resources.job_recovery.max_restarts_on_errors: expected a whole number from 0 to 1000, got -1"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("run: x\nresources:\n  candidate: []\n", 'resources.candidate: unknown key (did you mean "candidates"?)'),
+        ("run: x\nexecutoin: parallel\n", 'executoin: unknown key (did you mean "execution"?)'),
+        ("run: x\nevent_callbak: x\n", 'event_callbak: unknown key (did you mean "event_callback"?)'),
+        (
+            "run: x\nresources:\n  any_of: [{acelerators: A100}]\n",
+            'resources.any_of[0].acelerators: unknown key (did you mean "accelerators"?)',
+        ),
+        ("run: x\nworkdir: {url: x, reff: v1}\n", 'workdir.reff: unknown key (did you mean "ref"?)'),
+        ("run: x\nworkdir: {ref: v1}\n", "workdir.url: missing (the git repository to clone)"),
+        ("run: x\nworkdir: {url: '--upload-pack=x'}\n", "workdir.url: expected a git repository URL"),
+        ("run: x\nworkdir: {url: x, ref: -x}\n", 'workdir.ref: expected a branch, tag or commit, got "-x"'),
+        ("run: x\nexecution: parallel\n", "execution: expected serial here"),
+        ("---\nname: g\nexecution: sideways\n---\nrun: x\n", 'execution: expected serial or parallel, got "sideways"'),
+        ("run: x\nresources:\n  priority: 5000\n", "resources.priority: expected a whole number from -1000 to 1000"),
+        (
+            "run: x\nresources:\n  job_recovery: {max_restarts_on_errors: -1}\n",
+            "resources.job_recovery.max_restarts_on_errors: expected a whole number from 0 to 1000, got -1",
+        ),
+    ],
+)
 def test_schema_key_errors(load: Loader, text: str, message: str) -> None:
     assert message in error_of(load, text)
 
 
 def test_alternatives_recovery_priority_and_gpus_alias_are_honoured(load: Loader) -> None:
-    loaded = load("run: x\nresources:\n  accelerators: A100:8\n  any_of:\n    - {infra: aws, accelerators: H100:8}\n"
-                  "    - {infra: gcp}\n  job_recovery: {strategy: FAILOVER, max_restarts_on_errors: 3}\n"
-                  "  priority: 7\n")
+    loaded = load(
+        "run: x\nresources:\n  accelerators: A100:8\n  any_of:\n    - {infra: aws, accelerators: H100:8}\n"
+        "    - {infra: gcp}\n  job_recovery: {strategy: FAILOVER, max_restarts_on_errors: 3}\n"
+        "  priority: 7\n"
+    )
     spec = loaded.tasks[0]
     assert spec.accelerators == [["H100", 8], ["A100", 8]]
     assert (spec.retries, spec.priority) == (3, 7)
     assert any("resources.any_of: infra of each entry ignored" in w for w in loaded.warnings)
-    assert any("resources.job_recovery: ignored (recovery from cloud preemptions; use retries); "
-               "max_restarts_on_errors is honoured as retries" in w for w in loaded.warnings)
-    spec = load("run: x\npriority: 1\nretries: 0\nresources:\n  gpus: L4:2\n  candidates: [{accelerators: T4}]\n"
-                "  spot_recovery: {max_restarts_on_errors: 5}\n  priority: 9\n").tasks[0]
+    assert any(
+        "resources.job_recovery: ignored (recovery from cloud preemptions; use retries); "
+        "max_restarts_on_errors is honoured as retries" in w
+        for w in loaded.warnings
+    )
+    spec = load(
+        "run: x\npriority: 1\nretries: 0\nresources:\n  gpus: L4:2\n  candidates: [{accelerators: T4}]\n"
+        "  spot_recovery: {max_restarts_on_errors: 5}\n  priority: 9\n"
+    ).tasks[0]
     assert spec.accelerators == [["T4", 1]]  # candidates (the old any_of) replace the task's own
     assert (spec.retries, spec.priority) == (0, 1)  # ours win over SkyPilot's
     assert load("run: x\nresources:\n  ordered: [{accelerators: T4}, {cpus: 4}]\n").tasks[0].accelerators == []
@@ -546,8 +699,10 @@ def test_alternatives_recovery_priority_and_gpus_alias_are_honoured(load: Loader
 def test_fractional_accelerators_round_up_with_a_warning(load: Loader) -> None:
     loaded = load("run: x\nresources:\n  accelerators: T4:0.5\n")
     assert loaded.tasks[0].accelerators == [["T4", 1]]
-    assert loaded.warnings == ['job.yaml:3: resources.accelerators: "T4:0.5": a fraction of an accelerator '
-                               "is reserved as 1 whole device(s) here"]
+    assert loaded.warnings == [
+        'job.yaml:3: resources.accelerators: "T4:0.5": a fraction of an accelerator '
+        "is reserved as 1 whole device(s) here"
+    ]
     assert load("run: x\nresources:\n  accelerators: {A100: 1.5}\n").tasks[0].accelerators == [["A100", 2]]
 
 
@@ -557,8 +712,10 @@ def test_git_workdir(load: Loader, tmp_path: Path) -> None:
     assert JobSpec.from_dict(spec.to_dict()) == spec
     spec = load("run: x\nworkdir: {url: ../repo}\n").tasks[0]  # a local path: relative to the file
     assert spec.workdir_git == {"url": str(tmp_path.parent / "repo"), "ref": None}
-    assert load("run: x\nworkdir: {url: 'git@github.com:org/repo.git'}\n").tasks[0].workdir_git["url"] == \
-        "git@github.com:org/repo.git"
+    assert (
+        load("run: x\nworkdir: {url: 'git@github.com:org/repo.git'}\n").tasks[0].workdir_git["url"]
+        == "git@github.com:org/repo.git"
+    )
 
 
 @pytest.mark.parametrize("workdir", ["mistral", "/root/transformers", "~/Downloads/temp1-no-such"])
@@ -569,13 +726,19 @@ def test_missing_workdir_loads_with_a_warning(load: Loader, tmp_path: Path, work
     assert loaded.warnings == [f'job.yaml:2: workdir: "{path}" does not exist here (a real launch is refused)']
 
 
-@pytest.mark.parametrize(("text", "setup", "warning"), [
-    ("setup: pip install x\n", "pip install x",
-     "job.yaml:1: run: missing: SkyPilot would only provision; a real launch runs setup alone"),
-    ("name: x\n", None, "job.yaml:1: run: missing: nothing to run (no run, no setup); a real launch is refused"),
-    ("name: x\nrun:\n", None, "job.yaml:2: run: missing: nothing to run"),
-    ("run: '  '\n", None, "job.yaml:1: run: missing: nothing to run"),
-])
+@pytest.mark.parametrize(
+    ("text", "setup", "warning"),
+    [
+        (
+            "setup: pip install x\n",
+            "pip install x",
+            "job.yaml:1: run: missing: SkyPilot would only provision; a real launch runs setup alone",
+        ),
+        ("name: x\n", None, "job.yaml:1: run: missing: nothing to run (no run, no setup); a real launch is refused"),
+        ("name: x\nrun:\n", None, "job.yaml:2: run: missing: nothing to run"),
+        ("run: '  '\n", None, "job.yaml:1: run: missing: nothing to run"),
+    ],
+)
 def test_no_run_loads_with_a_warning(load: Loader, text: str, setup: str | None, warning: str) -> None:
     loaded = load(text)
     assert (loaded.tasks[0].run, loaded.tasks[0].setup) == ("", setup)
@@ -583,8 +746,10 @@ def test_no_run_loads_with_a_warning(load: Loader, text: str, setup: str | None,
 
 
 def test_job_group_header(load: Loader) -> None:
-    loaded = load("---\nname: grp\nexecution: parallel\nprimary_tasks: [a]\ntermination_delay: 5s\n---\n"
-                  "name: a\nrun: x\n---\nname: b\nrun: y\n")
+    loaded = load(
+        "---\nname: grp\nexecution: parallel\nprimary_tasks: [a]\ntermination_delay: 5s\n---\n"
+        "name: a\nrun: x\n---\nname: b\nrun: y\n"
+    )
     assert loaded.parallel and loaded.pipeline_name == "grp"
     assert [t.name for t in loaded.tasks] == ["a", "b"]
     assert [w.split(": ")[1] for w in loaded.warnings] == ["primary_tasks", "termination_delay"]
@@ -595,17 +760,30 @@ def test_job_group_header(load: Loader) -> None:
 
 
 # Values of every JSON-ish shape, for every key of the schema's key space.
-_values = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
-                       | st.text(max_size=12) | st.sampled_from(["A100:8", "H100", "2+", "4GiB", "1h", "."]),
-                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-                           st.sampled_from(["url", "ref", "accelerators", "infra", "cpus", "x", "A100"]),
-                           inner, max_size=3), max_leaves=6)
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["A100:8", "H100", "2+", "4GiB", "1h", "."]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["url", "ref", "accelerators", "infra", "cpus", "x", "A100"]), inner, max_size=3
+        )
+    ),
+    max_leaves=6,
+)
 _resource_keys = st.sampled_from(jobfile_module.ALL_RESOURCE_KEYS)
 _top_keys = st.sampled_from(jobfile_module.ALL_TOP_KEYS)
 _task = st.fixed_dictionaries({}, optional={"run": st.sampled_from(["echo hi", ""])}).flatmap(
     lambda base: st.dictionaries(_top_keys, _values, max_size=6).flatmap(
         lambda top: st.dictionaries(_resource_keys, _values, max_size=5).map(
-            lambda res: {**base, **top, **({"resources": res} if res else {})})))
+            lambda res: {**base, **top, **({"resources": res} if res else {})}
+        )
+    )
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -6,7 +6,6 @@ import json
 import time
 
 import psutil
-
 from conftest import wait_until, write_job
 
 
@@ -31,8 +30,13 @@ def test_stop_freezes_the_tree_and_start_resumes_it(jobctl, home):
     job = jobctl.job(job_id)
     user = job["user"]
     assert job["status"] == f"SUSPENDED (by {user})"
-    wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in job_processes(jobctl, job_id))
-               and job_processes(jobctl, job_id), what="every process stopped (state T)")
+    wait_until(
+        lambda: (
+            all(p.status() == psutil.STATUS_STOPPED for p in job_processes(jobctl, job_id))
+            and job_processes(jobctl, job_id)
+        ),
+        what="every process stopped (state T)",
+    )
     frozen_at = jobctl("logs", str(job_id)).stdout
     time.sleep(0.5)  # the job must make no progress while frozen
     assert jobctl("logs", str(job_id)).stdout == frozen_at
@@ -49,8 +53,10 @@ def test_stop_release_requeues_and_frees(jobctl, home):
     jobctl.wait_state(job_id, "ACTIVE")
     pids = [p.pid for p in wait_until(lambda: job_processes(jobctl, job_id))]
     assert jobctl("stop", "--release", str(job_id)).returncode == 0
-    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                               for p in pids), what="released processes gone")
+    wait_until(
+        lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids),
+        what="released processes gone",
+    )
     assert jobctl.job(job_id)["state"] == "SUSPENDED"
     assert jobctl("start", str(job_id)).returncode == 0
     job = jobctl.wait_state(job_id, "ACTIVE")
@@ -75,23 +81,31 @@ def test_held_pending_job_does_not_start_until_start(jobctl, home):
 
 def test_kill_leaves_no_process_behind_even_setsid_and_nohup(jobctl, home):
     marker = home / "escaped"
-    path = write_job(home, "sneaky", f"""run: |
+    path = write_job(
+        home,
+        "sneaky",
+        f"""run: |
   setsid bash -c 'sleep 300; touch {marker}' &
   nohup bash -c 'sleep 300; touch {marker}' > /dev/null 2>&1 &
   ( ( sleep 300 & ) & )
   trap '' TERM
   sleep 300
-""")
+""",
+    )
     job_id = jobctl.launch(path)
     jobctl.wait_state(job_id, "ACTIVE")
-    procs = wait_until(lambda: (ps := job_processes(jobctl, job_id)) and
-                       sum(1 for p in ps if p.name() == "sleep") >= 4 and ps, what="all sleepers")
+    procs = wait_until(
+        lambda: (ps := job_processes(jobctl, job_id)) and sum(1 for p in ps if p.name() == "sleep") >= 4 and ps,
+        what="all sleepers",
+    )
     proc = jobctl("kill", str(job_id), "--grace", "1")
     assert proc.returncode == 0
     job = jobctl.job(job_id)
     assert job["status"] == f"KILLED (by {job['user']})"
+
     def gone():
         return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in procs)
+
     wait_until(gone, timeout=10, what="every descendant killed")
     assert not marker.exists()
     assert jobctl("wait", str(job_id)).returncode == 137
@@ -125,8 +139,11 @@ def test_retry_runs_a_new_attempt_and_keeps_old_logs(jobctl, home):
 
 def test_automatic_retries_make_a_flaky_job_complete(jobctl, home):
     flag = home / "tried"
-    path = write_job(home, "flaky", f"retries: 2\nrun: |\n  if [ ! -e {flag} ]; then touch {flag}; exit 1; fi\n"
-                     "  echo second time lucky\n")
+    path = write_job(
+        home,
+        "flaky",
+        f"retries: 2\nrun: |\n  if [ ! -e {flag} ]; then touch {flag}; exit 1; fi\n  echo second time lucky\n",
+    )
     job_id = jobctl.launch(path)
     job = jobctl.wait_state(job_id, "RETRYING", "COMPLETED", timeout=15)
     if job["state"] == "RETRYING":

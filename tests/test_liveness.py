@@ -10,10 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import re
 import os
 import random
-import signal
+import re
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import Jobctl, _stop_everything, wait_until, write_job
 from test_crash_safety import kill_supervisor, supervisor_pid
 
@@ -87,8 +85,11 @@ def test_a_blocked_job_starts_after_a_crash_with_no_command_at_all(jobctl, home)
     # from here on no jobctl command runs until the downstream job has run
     ended = time.time()
     (home / "go").touch()
-    stamp = wait_until(lambda: (home / "down_ran").exists() and (home / "down_ran").read_text().strip(), 30,
-                       "the blocked job to run with nobody typing")
+    stamp = wait_until(
+        lambda: (home / "down_ran").exists() and (home / "down_ran").read_text().strip(),
+        30,
+        "the blocked job to run with nobody typing",
+    )
     assert float(stamp) - ended < 5.0, f"it started {float(stamp) - ended:.1f}s after its upstream ended"
     assert jobctl.wait_state(down, "COMPLETED")["state"] == "COMPLETED"
     assert jobctl.job(up)["state"] == "COMPLETED"
@@ -99,16 +100,20 @@ def test_a_runner_ending_after_a_crash_records_itself_through_a_new_supervisor(j
     jobctl.wait_state(job_id, "ACTIVE")
     assert kill_supervisor(home)
     (home / "go").touch()
-    row = wait_until(lambda: (r := db_row(home, job_id))["state"] == "FAILED" and r, 30,
-                     "the job's end to be recorded with nobody typing")
+    row = wait_until(
+        lambda: (r := db_row(home, job_id))["state"] == "FAILED" and r,
+        30,
+        "the job's end to be recorded with nobody typing",
+    )
     assert row["exit_code"] == 4 and row["alloc"] is None
     assert supervisor_pid(home) is not None  # a runner started it
 
 
 # -- (b) every command that shows or waits on local jobs ------------------------------------------
 SHOWING = {
-    "status --all --json": lambda j, i: next(x for x in json.loads(j("status", "--all", "--json", check=True).stdout)
-                                           if x["id"] == i)["status"],
+    "status --all --json": lambda j, i: next(
+        x for x in json.loads(j("status", "--all", "--json", check=True).stdout) if x["id"] == i
+    )["status"],
     "status ID --json": lambda j, i: json.loads(j("status", str(i), "--json", check=True).stdout)[0]["status"],
     "status ID": lambda j, i: j("status", str(i), check=True).stdout,
     "status": lambda j, i: j("status", check=True).stdout,
@@ -195,8 +200,13 @@ def test_a_waiter_brings_the_supervisor_back_every_time(jobctl, home, how):
         args = ["wait", str(second)]
     else:
         args = ["launch", str(second_file), "--wait"]
-    waiter = subprocess.Popen([sys.executable, "-m", "jobctl", *args], env=jobctl.env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "jobctl", *args],
+        env=jobctl.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # the waiter waits on a PENDING job: no runner will end to bring a supervisor back, only the waiter
         for round_ in range(3):
@@ -218,8 +228,13 @@ def test_a_waiter_brings_the_supervisor_back_every_time(jobctl, home, how):
 # -- 18.5: `supervisor stop` when a `launch --wait` started the supervisor ------------------------------
 def test_supervisor_stop_works_when_launch_wait_started_it(jobctl, home):
     path = write_job(home, "w", f"run: {gate(home)}\n")
-    waiter = subprocess.Popen([sys.executable, "-m", "jobctl", "launch", str(path), "--wait"], env=jobctl.env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "jobctl", "launch", str(path), "--wait"],
+        env=jobctl.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         pid = wait_until(lambda: supervisor_pid(home), 20, "the supervisor that launch --wait starts")
         assert psutil.Process(pid).ppid() != waiter.pid  # fully detached: nobody's child to reap
@@ -238,9 +253,14 @@ def test_supervisor_stop_works_when_launch_wait_started_it(jobctl, home):
 def test_supervisor_stop_treats_a_zombie_as_stopped(jobctl, home):
     """A supervisor that is someone's unreaped child has stopped: `stop` says so at once."""
     parent = subprocess.Popen(  # a parent that never reaps: it starts a supervisor and sleeps
-        [sys.executable, "-c", "import subprocess, sys, time; "
-         "subprocess.Popen([sys.executable, '-m', 'jobctl', 'supervisor', 'run']); time.sleep(120)"],
-        env=jobctl.env)
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-m', 'jobctl', 'supervisor', 'run']); time.sleep(120)",
+        ],
+        env=jobctl.env,
+    )
     try:
         pid = wait_until(lambda: supervisor_pid(home), 20, "the supervisor")
         started = time.monotonic()

@@ -15,11 +15,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import Jobctl, count_jobs, wait_until, write_job
-from jobctl import paths as paths_module
-from jobctl.launch import LaunchOptions, build_plan
-from jobctl.service import Service
+
+from jobctl.app.launch import LaunchOptions, build_plan
+from jobctl.app.session import Service
+from jobctl.home import paths as paths_module
 
 TASKS = Path(__file__).resolve().parent / "fixtures" / "tasks"
 TASK_FILES = sorted(p for p in TASKS.iterdir() if p.suffix in (".yaml", ".yml"))
@@ -74,14 +74,17 @@ def test_every_real_file_through_the_cli(jobctl: Jobctl) -> None:
     assert count_jobs(jobctl.home) == 0  # a dry run records nothing
 
 
-@pytest.mark.parametrize("name", [
-    "skypilot__llm__fairseq2__sft.sky.yaml",  # workdir: {url, ref}
-    "skypilot__llm__axolotl__axolotl.yaml",  # workdir: mistral (not here)
-    "skypilot__tests__test_yamls__test_only_setup.yaml",  # no run
-    "skypilot__examples__job-group-sdk__job_group.yaml",  # execution: parallel
-    "skypilot__tests__test_yamls__test_multiple_resources.yaml",  # any_of
-    "skypilot__examples__job_queue__job_multinode.yaml",  # K80:0.5
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "skypilot__llm__fairseq2__sft.sky.yaml",  # workdir: {url, ref}
+        "skypilot__llm__axolotl__axolotl.yaml",  # workdir: mistral (not here)
+        "skypilot__tests__test_yamls__test_only_setup.yaml",  # no run
+        "skypilot__examples__job-group-sdk__job_group.yaml",  # execution: parallel
+        "skypilot__tests__test_yamls__test_multiple_resources.yaml",  # any_of
+        "skypilot__examples__job_queue__job_multinode.yaml",  # K80:0.5
+    ],
+)
 def test_sample_one_by_one_through_the_cli(jobctl: Jobctl, name: str) -> None:
     proc = jobctl("launch", "--dry-run", str(TASKS / name))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
@@ -101,10 +104,15 @@ def test_dry_run_warnings_of_real_files(jobctl: Jobctl) -> None:
 
 # -- real launches ---------------------------------------------------------------------------------
 
+
 def _git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com",
-                           "-c", "init.defaultBranch=main", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 @pytest.fixture
@@ -124,8 +132,11 @@ def bare_repo(tmp_path: Path) -> Path:
 
 def test_git_workdir_runs_in_a_clone_at_the_ref(jobctl: Jobctl, tmp_path: Path, bare_repo: Path) -> None:
     seen = tmp_path / "seen.txt"
-    job = write_job(tmp_path, "git", f"workdir:\n  url: file://{bare_repo}\n  ref: v1\n"
-                                     f"run: cat version.txt > {seen}; pwd >> {seen}\n")
+    job = write_job(
+        tmp_path,
+        "git",
+        f"workdir:\n  url: file://{bare_repo}\n  ref: v1\nrun: cat version.txt > {seen}; pwd >> {seen}\n",
+    )
     job_id = jobctl.launch(job)
     assert jobctl.wait_state(job_id, "COMPLETED", "FAILED", timeout=30)["state"] == "COMPLETED"
     version, cwd = seen.read_text().splitlines()
@@ -190,8 +201,11 @@ def test_a_file_with_nothing_to_run_is_refused_naming_run(jobctl: Jobctl, tmp_pa
 def test_a_job_group_runs_its_tasks_side_by_side(jobctl: Jobctl, tmp_path: Path) -> None:
     """execution: parallel: no task waits for another (a pipeline would chain them)."""
     flag = tmp_path / "a-started"
-    job = write_job(tmp_path, "group", "---\nname: grp\nexecution: parallel\n---\nname: a\n"
-                                       f"run: touch {flag}; sleep 30\n---\nname: b\nrun: echo b\n")
+    job = write_job(
+        tmp_path,
+        "group",
+        f"---\nname: grp\nexecution: parallel\n---\nname: a\nrun: touch {flag}; sleep 30\n---\nname: b\nrun: echo b\n",
+    )
     proc = jobctl("launch", str(job), check=True)
     first, second = (int(x) for x in proc.stdout.split())
     assert jobctl.wait_state(second, "COMPLETED", timeout=30)

@@ -12,13 +12,14 @@ import re
 
 from conftest import wait_until, write_job
 
-from jobctl.states import attempt_text
+from jobctl.core.states import attempt_text
 
 FAILED_EVENT = re.compile(r"attempt (\d+) failed \(exit 1\); attempt (\d+) of at most (\d+) in ")
 
 
 def check_views(jobctl, job_id: int) -> dict:
     """attempt, max_attempts, STATUS, `describe`, `status`, events, attempts and logs all agree."""
+
     def key(j: dict) -> tuple:
         return j["state"], j["attempt"], j["max_attempts"], j["status"], len(j["events"])
 
@@ -63,8 +64,16 @@ def test_attempt_numbers_agree_after_automatic_and_manual_retries(jobctl, home):
         assert proc.returncode == 0, proc.stderr
         assert f"queued again as attempt {expected - 1} of at most {expected}" in proc.stderr
         job = check_views(jobctl, job_id)  # just queued: nothing run yet in this round
-        seen = wait_until(lambda: (j := jobctl.job(job_id))["state"] in ("RETRYING", "FAILED") and j
-                          and j["attempt"] >= expected - 1 and j, 30, "the retried attempt to fail")
+        seen = wait_until(
+            lambda: (
+                (j := jobctl.job(job_id))["state"] in ("RETRYING", "FAILED")
+                and j
+                and j["attempt"] >= expected - 1
+                and j
+            ),
+            30,
+            "the retried attempt to fail",
+        )
         if seen["state"] == "RETRYING":
             check_views(jobctl, job_id)
         job = jobctl.wait_state(job_id, "FAILED", timeout=30)
@@ -88,8 +97,14 @@ def test_a_kill_then_retry_gives_a_fresh_budget(jobctl, home):
 
 def test_a_preempted_attempt_does_not_use_up_the_retries(jobctl, home):
     jobctl.config("capacity.cpus", "1")
-    low = jobctl.launch(write_job(home, "low", "retries: 1\nrun: |\n  echo attempt $JOBCTL_ATTEMPT\n"
-                                               "  if [ $JOBCTL_ATTEMPT = 1 ]; then sleep 60; fi\n  exit 1\n"))
+    low = jobctl.launch(
+        write_job(
+            home,
+            "low",
+            "retries: 1\nrun: |\n  echo attempt $JOBCTL_ATTEMPT\n"
+            "  if [ $JOBCTL_ATTEMPT = 1 ]; then sleep 60; fi\n  exit 1\n",
+        )
+    )
     jobctl.wait_state(low, "ACTIVE", timeout=20)
     high = jobctl.launch(write_job(home, "high", "priority: 5\nrun: echo attempt $JOBCTL_ATTEMPT\n"))
     jobctl.wait_state(high, "COMPLETED", timeout=30)
@@ -149,13 +164,15 @@ def test_condition_failed_on_a_completed_upstream_says_so(jobctl, home):
 def test_rm_keeps_an_upstream_that_an_unfinished_job_needs(jobctl, home):
     up = jobctl.launch(write_job(home, "up", "run: 'true'\n"), "--wait")
     slow = jobctl.launch(write_job(home, "slow", "run: sleep 30\n"))
-    down = jobctl.launch(write_job(home, "down", f"depends_on: [{up}, {slow}]\n"
-                                                 "run: echo attempt $JOBCTL_ATTEMPT; exit 3\n"))
+    down = jobctl.launch(
+        write_job(home, "down", f"depends_on: [{up}, {slow}]\nrun: echo attempt $JOBCTL_ATTEMPT; exit 3\n")
+    )
     assert jobctl.job(down)["state"] == "BLOCKED"
     proc = jobctl("rm", str(up))
     assert proc.returncode == 1
-    assert f"job {up} is a dependency of job {down} (down), which is BLOCKED; kill or remove that job first" \
-        in proc.stderr
+    assert (
+        f"job {up} is a dependency of job {down} (down), which is BLOCKED; kill or remove that job first" in proc.stderr
+    )
     assert jobctl.job(up)["state"] == "COMPLETED"
     # Once the dependent has run, the upstream may go; a retry then no longer waits for it.
     assert jobctl("rm", str(slow)).returncode == 1  # still running
@@ -173,6 +190,7 @@ def test_a_removed_upstream_no_longer_holds_back_a_job_that_ran(jobctl, home):
     assert jobctl("rm", str(up)).returncode == 0
     proc = jobctl("retry", str(down))
     assert proc.returncode == 0, proc.stderr
-    job = wait_until(lambda: (j := jobctl.job(down))["attempt"] == 2 and j["state"] == "FAILED" and j, 30,
-                     "the retried job to run")
+    job = wait_until(
+        lambda: (j := jobctl.job(down))["attempt"] == 2 and j["state"] == "FAILED" and j, 30, "the retried job to run"
+    )
     assert job["status"] == "FAILED (exit 3)" and job["depends_on"] == []

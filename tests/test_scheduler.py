@@ -9,7 +9,7 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobctl.scheduler import (
+from jobctl.core.scheduler import (
     EPS,
     Allocation,
     Capacity,
@@ -46,8 +46,11 @@ def _add_running(load: list, job: Running, sign: int = 1) -> None:
 
 def _room(cap: Capacity, load: list) -> list:
     """Capacity minus a load."""
-    return [cap.cpus - load[0], cap.memory_mib - load[1],
-            Counter({n: len(i) - load[2][n] for n, i in cap.devices.items()})]
+    return [
+        cap.cpus - load[0],
+        cap.memory_mib - load[1],
+        Counter({n: len(i) - load[2][n] for n, i in cap.devices.items()}),
+    ]
 
 
 def _opts(req: Request) -> list:
@@ -56,15 +59,20 @@ def _opts(req: Request) -> list:
 
 def _fits(req: Request, room: list, opt=None) -> bool:
     options = [opt] if opt is not None else _opts(req)
-    return req.cpus <= room[0] + EPS and req.memory_mib <= room[1] and any(
-        name is None or count <= room[2][name] for name, count in options
+    return (
+        req.cpus <= room[0] + EPS
+        and req.memory_mib <= room[1]
+        and any(name is None or count <= room[2][name] for name, count in options)
     )
 
 
 def _within(cap: Capacity, load: list) -> bool:
     room = _room(cap, load)
-    return room[0] >= -EPS and room[1] >= 0 and all(v >= 0 for v in room[2].values()) and all(
-        load[2][n] <= 0 for n in load[2] if n not in cap.devices
+    return (
+        room[0] >= -EPS
+        and room[1] >= 0
+        and all(v >= 0 for v in room[2].values())
+        and all(load[2][n] <= 0 for n in load[2] if n not in cap.devices)
     )
 
 
@@ -94,12 +102,19 @@ def ref_reserved_start(req: Request, cap: Capacity, holders: list, now: float):
 
 
 def _holders(running, started, reqs, now):
-    out = [(job.ends_by, [job.cpus, job.memory_mib, Counter({n: len(i) for n, i in job.devices})])
-           for job in running]
+    out = [(job.ends_by, [job.cpus, job.memory_mib, Counter({n: len(i) for n, i in job.devices})]) for job in running]
     for job_id, alloc in started:
         limit = reqs[job_id].limit
-        out.append((None if limit is None else now + limit, [alloc.cpus, alloc.memory_mib, Counter(
-            {alloc.accelerator: len(alloc.devices)} if alloc.accelerator else {})]))
+        out.append(
+            (
+                None if limit is None else now + limit,
+                [
+                    alloc.cpus,
+                    alloc.memory_mib,
+                    Counter({alloc.accelerator: len(alloc.devices)} if alloc.accelerator else {}),
+                ],
+            )
+        )
     return out
 
 
@@ -150,8 +165,7 @@ def check(pending, running, cap: Capacity, d: Decisions, now: float = 0.0) -> No
         if req.job_id in started:
             alloc = started[req.job_id]
             if first is None:
-                assert (alloc.accelerator, len(alloc.devices)) == next(
-                    o for o in _opts(req) if _fits(req, room, o))
+                assert (alloc.accelerator, len(alloc.devices)) == next(o for o in _opts(req) if _fits(req, room, o))
             _add(free, alloc.cpus, alloc.memory_mib, alloc.accelerator, len(alloc.devices))
         elif first is None:
             assert not _fits(req, room)
@@ -173,7 +187,8 @@ def check(pending, running, cap: Capacity, d: Decisions, now: float = 0.0) -> No
         assert d.reserved == (None if expected is None else (first.job_id, expected))
         if expected is not None:
             assert ref_reserved_start(first, cap, _holders(running, d.start, reqs, now), now) == expected, (
-                "a backfilled job delays the reserved start of the first blocked job")
+                "a backfilled job delays the reserved start of the first blocked job"
+            )
             assert not d.preempt
             return
     else:
@@ -188,7 +203,7 @@ def check(pending, running, cap: Capacity, d: Decisions, now: float = 0.0) -> No
         for job in running:
             if not job.releasing and job.job_id not in d.preempt and rank_key(job) > p_key:
                 _add_running(base, job)
-        for req in ranked[rank_of[first.job_id]:]:
+        for req in ranked[rank_of[first.job_id] :]:
             if never_fits(req, cap):
                 continue
             if req.job_id in started:
@@ -199,7 +214,8 @@ def check(pending, running, cap: Capacity, d: Decisions, now: float = 0.0) -> No
                 room = _room(cap, base)
                 used = alloc.accelerator
                 assert room[0] >= -EPS and room[1] >= 0 and (used is None or room[2][used] >= 0), (
-                    f"backfilled {req.job_id} may delay a blocked job")
+                    f"backfilled {req.job_id} may delay a blocked job"
+                )
             else:
                 _add(base, req.cpus, req.memory_mib, *_reserve(req, cap))
 
@@ -252,8 +268,7 @@ def capacities(draw) -> Capacity:
     devices = {}
     for name in draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=2)):
         devices[name] = tuple(sorted(draw(st.lists(st.integers(0, 7), unique=True, max_size=6))))
-    return Capacity(draw(st.sampled_from([1.0, 2.0, 3.5, 8.0])),
-                    draw(st.sampled_from([1024, 8192, 16384])), devices)
+    return Capacity(draw(st.sampled_from([1.0, 2.0, 3.5, 8.0])), draw(st.sampled_from([1024, 8192, 16384])), devices)
 
 
 @st.composite
@@ -274,11 +289,29 @@ def scenarios(draw):
             free[name] -= set(idx)
             devices = ((name, tuple(sorted(idx))),)
         cpus, mem = cpus - c, mem - m
-        running.append(Running(job_id, draw(st.integers(0, 3)), float(draw(st.integers(0, 9))),
-                               c, m, devices, draw(ODDS) > 0, draw(ODDS) == 0))
+        running.append(
+            Running(
+                job_id,
+                draw(st.integers(0, 3)),
+                float(draw(st.integers(0, 9))),
+                c,
+                m,
+                devices,
+                draw(ODDS) > 0,
+                draw(ODDS) == 0,
+            )
+        )
     for job_id in range(100, 100 + draw(st.integers(0, 12))):
-        pending.append(Request(job_id, draw(st.integers(0, 3)), float(draw(st.integers(0, 9))),
-                               draw(CPUS), draw(MEM), tuple(draw(ALTS))))
+        pending.append(
+            Request(
+                job_id,
+                draw(st.integers(0, 3)),
+                float(draw(st.integers(0, 9))),
+                draw(CPUS),
+                draw(MEM),
+                tuple(draw(ALTS)),
+            )
+        )
     return pending, running, cap
 
 
@@ -298,9 +331,11 @@ def timed_scenarios(draw):
     pending, running, cap = draw(scenarios())
     now = draw(st.sampled_from([0.0, 100.0]))
     all_known = draw(st.booleans())  # often every bound is known, so EASY applies
+
     def bound():
         b = draw(BOUND)
         return draw(st.sampled_from([1.0, 4.0, 9.0])) if b is None and all_known else b
+
     running = [replace(r, ends_by=None if (b := bound()) is None else now - 1.0 + b) for r in running]
     pending = [replace(r, limit=bound()) for r in pending]
     return pending, running, cap, now
@@ -338,8 +373,12 @@ def simulate(cap: Capacity, workload: list, rounds: int, arrive=None) -> dict[in
             del pending[job_id]
             devices = ((alloc.accelerator, alloc.devices),) if alloc.accelerator else ()
             ends_by = None if req.limit is None or frozen else rnd + req.limit
-            running[job_id] = [Running(job_id, req.priority, req.order, alloc.cpus,
-                                       alloc.memory_mib, devices, not frozen, ends_by=ends_by), duration]
+            running[job_id] = [
+                Running(
+                    job_id, req.priority, req.order, alloc.cpus, alloc.memory_mib, devices, not frozen, ends_by=ends_by
+                ),
+                duration,
+            ]
         for job_id in d.preempt:
             running[job_id][0] = replace(running[job_id][0], preemptible=False, releasing=True)
         for job_id, (job, left) in list(running.items()):  # time passes
@@ -364,8 +403,9 @@ def workloads(draw):
         at = draw(st.integers(0, 10))
         duration = draw(st.integers(1, 5))
         limit = draw(st.one_of(st.none(), st.integers(0, 3).map(lambda k: float(duration + k))))
-        req = Request(job_id, draw(st.integers(0, 2)), float(at), draw(CPUS), draw(MEM),
-                      tuple(draw(ALTS)), limit)  # some with a known limit (>= the duration)
+        req = Request(
+            job_id, draw(st.integers(0, 2)), float(at), draw(CPUS), draw(MEM), tuple(draw(ALTS)), limit
+        )  # some with a known limit (>= the duration)
         jobs.append((at, req, duration, draw(st.booleans())))
     return cap, jobs
 
@@ -399,8 +439,7 @@ def timed_workloads(draw):
         at = draw(st.integers(0, 8))
         duration = draw(st.integers(1, 5))
         limit = duration + draw(st.integers(0, 3))
-        req = Request(job_id, 0, float(at * 100 + job_id), draw(CPUS), draw(MEM), tuple(draw(ALTS)),
-                      float(limit))
+        req = Request(job_id, 0, float(at * 100 + job_id), draw(CPUS), draw(MEM), tuple(draw(ALTS)), float(limit))
         jobs.append((at, req, duration))
     return cap, jobs
 
@@ -436,9 +475,11 @@ def test_easy_backfill_never_delays_the_reserved_start_over_time(workload):
             req = pending.pop(job_id)
             duration = next(dur for _, r, dur in jobs if r.job_id == job_id)
             devices = ((alloc.accelerator, alloc.devices),) if alloc.accelerator else ()
-            running[job_id] = [Running(job_id, 0, req.order, alloc.cpus, alloc.memory_mib, devices,
-                                       ends_by=now + req.limit), duration]
-        for job_id, (job, left) in list(running.items()):  # one second passes
+            running[job_id] = [
+                Running(job_id, 0, req.order, alloc.cpus, alloc.memory_mib, devices, ends_by=now + req.limit),
+                duration,
+            ]
+        for job_id, (_job, left) in list(running.items()):  # one second passes
             if left <= 1:
                 del running[job_id]
                 done[job_id] = now
@@ -484,7 +525,6 @@ def test_easy_backfill_reserves_the_first_end_that_makes_room():
     assert [j for j, _ in d.start] == [4]
 
 
-
 def test_two_cpus_three_jobs():
     pending = [Request(i, 0, float(i), 1.0, 100) for i in (1, 2, 3)]
     d = schedule(pending, [], Capacity(2, 1024, {}))
@@ -508,8 +548,7 @@ def test_alternatives_take_the_first_satisfiable():
 
 
 def test_priority_then_age_then_id():
-    pending = [Request(1, 0, 0.0, 1, 0), Request(2, 5, 9.0, 1, 0), Request(4, 1, 3.0, 1, 0),
-               Request(3, 1, 3.0, 1, 0)]
+    pending = [Request(1, 0, 0.0, 1, 0), Request(2, 5, 9.0, 1, 0), Request(4, 1, 3.0, 1, 0), Request(3, 1, 3.0, 1, 0)]
     d = schedule(pending, [], Capacity(3, 1024, {}))
     assert [j for j, _ in d.start] == [2, 3, 4] and d.waiting == {1: "resources"}
 
@@ -537,8 +576,11 @@ def test_preempts_lowest_priority_newest_first_and_only_as_needed():
     d = schedule([Request(9, 3, 5.0, 1, 0, (("H100", 1),))], running, cap)
     assert d.preempt == [2] and d.waiting == {9: "preempting"}
     # Already releasing: nothing more is preempted.
-    d = schedule([Request(9, 3, 5.0, 1, 0, (("H100", 1),))],
-                 [replace(running[1], releasing=True, preemptible=False)] + running[::2], cap)
+    d = schedule(
+        [Request(9, 3, 5.0, 1, 0, (("H100", 1),))],
+        [replace(running[1], releasing=True, preemptible=False)] + running[::2],
+        cap,
+    )
     assert d.preempt == [] and d.waiting == {9: "preempting"}
 
 
@@ -561,8 +603,7 @@ def test_never_preempts_a_releasing_job_again():
 
 def test_no_preemption_when_it_cannot_help():
     cap = Capacity(4, 65536, {})
-    running = [Running(1, 0, 1.0, 2, 0, preemptible=False), Running(2, 0, 2.0, 1, 0),
-               Running(3, 3, 0.0, 1, 0)]
+    running = [Running(1, 0, 1.0, 2, 0, preemptible=False), Running(2, 0, 2.0, 1, 0), Running(3, 3, 0.0, 1, 0)]
     d = schedule([Request(9, 3, 5.0, 3, 0)], running, cap)  # would need job 1 or 3 too
     assert d.preempt == [] and d.waiting == {9: "resources"}
 
@@ -571,23 +612,29 @@ def test_never_fits_messages():
     cap = Capacity(2, 2048, {"A100": (0, 1, 2, 3)})
     assert never_fits(Request(1, 0, 0, 1, 1024), cap) is None
     assert never_fits(Request(1, 0, 0, 64, 0), cap) == "needs 64 CPUs but capacity is 2 CPUs"
-    assert never_fits(Request(1, 0, 0, 1, 4096), cap) == (
-        "needs 4.0 GiB of memory but capacity is 2.0 GiB")
-    assert never_fits(Request(1, 0, 0, 1, 0, (("H100", 8),)), cap) == (
-        "needs 8 H100 but this machine has 0")
+    assert never_fits(Request(1, 0, 0, 1, 4096), cap) == ("needs 4.0 GiB of memory but capacity is 2.0 GiB")
+    assert never_fits(Request(1, 0, 0, 1, 0, (("H100", 8),)), cap) == ("needs 8 H100 but this machine has 0")
     assert never_fits(Request(1, 0, 0, 1, 0, (("H100", 8), ("A100", 8))), cap) == (
-        "needs 8 H100 or 8 A100 but this machine has 0 H100 and 4 A100")
+        "needs 8 H100 or 8 A100 but this machine has 0 H100 and 4 A100"
+    )
     d = schedule([Request(1, 9, 0, 64, 0), Request(2, 0, 0, 1, 0)], [], cap)
     assert [j for j, _ in d.start] == [2] and d.waiting == {1: "resources"}
 
 
 def test_thousand_pending_jobs_are_fast():
     cap = Capacity(64, 512 * 1024, {"H100": tuple(range(8)), "A100": tuple(range(8))})
-    running = [Running(i, i % 3, float(i), 1, 1024, (("H100", (i,)),) if i < 8 else ())
-               for i in range(40)]
-    pending = [Request(1000 + i, i % 4, float(i), 0.5 + i % 8, 512 * (i % 16),
-                       ((("H100", 1 + i % 4), ("A100", 2)) if i % 3 == 0 else ()))
-               for i in range(1000)]
+    running = [Running(i, i % 3, float(i), 1, 1024, (("H100", (i,)),) if i < 8 else ()) for i in range(40)]
+    pending = [
+        Request(
+            1000 + i,
+            i % 4,
+            float(i),
+            0.5 + i % 8,
+            512 * (i % 16),
+            ((("H100", 1 + i % 4), ("A100", 2)) if i % 3 == 0 else ()),
+        )
+        for i in range(1000)
+    ]
     best = float("inf")
     for _ in range(5):
         t0 = time.perf_counter()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import wait_until, write_job
 
 
@@ -18,10 +17,11 @@ def test_two_cpus_three_jobs_two_run_one_waits_for_resources(jobctl, home):
     jobctl.config("capacity.cpus", "2")
     path = write_job(home, "one", "resources: {cpus: 1}\nrun: sleep 30\n")
     ids = [jobctl.launch(path) for _ in range(3)]
-    wait_until(lambda: [j["state"] for j in statuses(jobctl, ids)] == ["ACTIVE", "ACTIVE", "PENDING"],
-               what="two ACTIVE and one PENDING")
-    pending = wait_until(lambda: (j := statuses(jobctl, ids)[2])["reason"] == "resources" and j,
-                         what="pending reason")
+    wait_until(
+        lambda: [j["state"] for j in statuses(jobctl, ids)] == ["ACTIVE", "ACTIVE", "PENDING"],
+        what="two ACTIVE and one PENDING",
+    )
+    pending = wait_until(lambda: (j := statuses(jobctl, ids)[2])["reason"] == "resources" and j, what="pending reason")
     assert pending["status"] == "PENDING (resources)"
     assert "PENDING (resources)" in jobctl("status").stdout
     jobctl("kill", str(ids[0]), "--grace", "0", check=True)
@@ -31,8 +31,11 @@ def test_two_cpus_three_jobs_two_run_one_waits_for_resources(jobctl, home):
 
 def test_declared_gpus_are_split_between_jobs(jobctl, home):
     jobctl.config("capacity.accelerators", "{H100 = 4}")
-    path = write_job(home, "gpu", "resources:\n  accelerators: H100:2\n"
-                     "run: echo $CUDA_VISIBLE_DEVICES $JOBCTL_ACCELERATORS; sleep 2\n")
+    path = write_job(
+        home,
+        "gpu",
+        "resources:\n  accelerators: H100:2\nrun: echo $CUDA_VISIBLE_DEVICES $JOBCTL_ACCELERATORS; sleep 2\n",
+    )
     ids = [jobctl.launch(path) for _ in range(2)]
     seen = []
     for job_id in ids:
@@ -53,8 +56,9 @@ def test_alternatives_take_the_first_that_fits(jobctl, home):
 
 def test_each_worker_sees_its_own_devices(jobctl, home):
     jobctl.config("capacity.accelerators", "{H100 = 4}")
-    path = write_job(home, "multi", "num_nodes: 2\nresources: {accelerators: H100:2}\n"
-                     "run: echo $CUDA_VISIBLE_DEVICES\n")
+    path = write_job(
+        home, "multi", "num_nodes: 2\nresources: {accelerators: H100:2}\nrun: echo $CUDA_VISIBLE_DEVICES\n"
+    )
     job_id = jobctl.launch(path, "--wait")
     r0 = jobctl("logs", str(job_id), "--rank", "0").stdout.strip()
     r1 = jobctl("logs", str(job_id), "--rank", "1").stdout.strip()
@@ -72,8 +76,11 @@ def test_a_request_that_can_never_fit_is_refused(jobctl, home):
 
 def test_priority_preempts_and_the_displaced_job_completes_later(jobctl, home):
     jobctl.config("capacity.cpus", "1")
-    low = jobctl.launch(write_job(home, "low", "resources: {cpus: 1}\nrun: |\n  echo start $JOBCTL_ATTEMPT\n"
-                                  "  sleep 3\n  echo low done\n"))
+    low = jobctl.launch(
+        write_job(
+            home, "low", "resources: {cpus: 1}\nrun: |\n  echo start $JOBCTL_ATTEMPT\n  sleep 3\n  echo low done\n"
+        )
+    )
     jobctl.wait_state(low, "ACTIVE")
     high = jobctl.launch(write_job(home, "high", "priority: 10\nresources: {cpus: 1}\nrun: sleep 2; echo high done\n"))
     job = jobctl.wait_state(low, "SUSPENDED", timeout=10)
@@ -88,8 +95,12 @@ def test_priority_preempts_and_the_displaced_job_completes_later(jobctl, home):
 
 
 def test_out_of_memory_is_killed_and_the_neighbour_completes(jobctl, home):
-    hog = write_job(home, "hog", "resources: {memory: 256MiB}\nrun: |\n"
-                    "  python3 -c \"import time; b = bytearray(1 << 30); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)\"\n")
+    hog = write_job(
+        home,
+        "hog",
+        "resources: {memory: 256MiB}\nrun: |\n"
+        "  python3 -c \"import time; b = bytearray(1 << 30); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)\"\n",
+    )
     calm = write_job(home, "calm", "resources: {memory: 256MiB}\nrun: sleep 2; echo fine\n")
     hog_id = jobctl.launch(hog)
     calm_id = jobctl.launch(calm)
@@ -102,12 +113,16 @@ def test_out_of_memory_is_killed_and_the_neighbour_completes(jobctl, home):
 
 
 def test_a_short_memory_spike_is_caught_where_cgroups_exist(jobctl, home):
-    from jobctl.cgroups import MemoryCgroup
+    from jobctl.backends.local.cgroups import MemoryCgroup
 
     if not MemoryCgroup.available():
         pytest.skip("no writable memory cgroup here: only sampling guards memory")
-    path = write_job(home, "spike", "resources: {memory: 256MiB}\nrun: |\n"
-                     "  python3 -c \"b = bytearray(1 << 30); b[::4096] = b'x' * len(b[::4096])\"\n  echo went on\n")
+    path = write_job(
+        home,
+        "spike",
+        "resources: {memory: 256MiB}\nrun: |\n"
+        "  python3 -c \"b = bytearray(1 << 30); b[::4096] = b'x' * len(b[::4096])\"\n  echo went on\n",
+    )
     proc = jobctl("launch", str(path), "--wait")
     assert proc.returncode == 137
     job = jobctl.job(int(proc.stdout))
@@ -140,15 +155,18 @@ def test_array_range_and_several_files(jobctl, home):
 
 
 def test_more_jobs_than_the_scheduler_window_all_start_when_there_is_room(jobctl, home):
-    from jobctl.engine import QUEUE_WINDOW
+    from jobctl.engine.local import QUEUE_WINDOW
 
     jobctl.config("capacity.cpus", "1000")
     jobctl.config("capacity.memory", '"1TiB"')
     count = QUEUE_WINDOW * 2 + 5
     path = write_job(home, "wide", "resources: {cpus: 1, memory: 16MiB}\nrun: sleep 20\n")
     ids = jobctl("launch", str(path), "--array", str(count), check=True).stdout.split()
-    wait_until(lambda: all(j["state"] == "ACTIVE" for j in statuses(jobctl, [int(i) for i in ids])),
-               timeout=60, what=f"all {count} jobs ACTIVE")
+    wait_until(
+        lambda: all(j["state"] == "ACTIVE" for j in statuses(jobctl, [int(i) for i in ids])),
+        timeout=60,
+        what=f"all {count} jobs ACTIVE",
+    )
     jobctl("kill", "--all", "--grace", "0")
 
 
@@ -176,8 +194,11 @@ def test_backfill_starts_a_short_job_that_cannot_delay_the_blocked_one(jobctl, h
     job = jobctl.wait_state(c, "COMPLETED", timeout=30)
     assert jobctl("logs", str(c)).stdout == "backfilled\n"
     for waiting in (d, e):
-        job = wait_until(lambda: (j := jobctl.job(waiting))["status"] == f"PENDING (behind {b})" and j, 30,
-                         f"job {waiting} to wait behind job {b}")
+        job = wait_until(
+            lambda: (j := jobctl.job(waiting))["status"] == f"PENDING (behind {b})" and j,
+            30,
+            f"job {waiting} to wait behind job {b}",
+        )
         assert job["reason"] == "priority" and f"waits behind job {b} (b)" in job["message"]
     assert "due to start by" in jobctl.job(d)["message"]
     row = next(j for j in json.loads(jobctl("status", "--json", check=True).stdout) if j["id"] == d)
@@ -195,8 +216,9 @@ def test_without_time_limits_backfill_stays_conservative(jobctl, home):
     jobctl.wait_state(a, "ACTIVE", timeout=30)
     b = jobctl.launch(write_job(home, "b", "resources: {cpus: 2}\nrun: 'true'\n"))
     c = jobctl.launch(write_job(home, "c", "timeout: 5s\nresources: {cpus: 0.5}\nrun: 'true'\n"))
-    job = wait_until(lambda: (j := jobctl.job(c))["status"] == f"PENDING (behind {b})" and j, 30,
-                     f"job {c} to wait behind job {b}")
+    job = wait_until(
+        lambda: (j := jobctl.job(c))["status"] == f"PENDING (behind {b})" and j, 30, f"job {c} to wait behind job {b}"
+    )
     assert job["attempt"] == 0 and "due to start" not in job["message"]
     jobctl("kill", str(a), "--grace", "0", check=True)
     jobctl.wait_state(c, "COMPLETED", timeout=30)

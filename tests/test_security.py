@@ -12,14 +12,12 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, Jobctl, count_jobs, wait_until, write_job
 
 ROOT = os.geteuid() == 0
@@ -42,8 +40,9 @@ def other_user():
 
 
 def as_user(user: pwd.struct_passwd, script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", user.pw_name, "--", "/bin/sh", "-c", script],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["runuser", "-u", user.pw_name, "--", "/bin/sh", "-c", script], capture_output=True, text=True, timeout=30
+    )
 
 
 def one_line_refusal(proc: subprocess.CompletedProcess, *words: str) -> str:
@@ -61,8 +60,9 @@ def supervisor_running(home: Path) -> bool:
 
     for proc in psutil.process_iter(["cmdline", "environ"]):
         try:
-            if "jobctl.supervisor" in " ".join(proc.info["cmdline"] or []) and \
-                    (proc.info["environ"] or {}).get("JOBCTL_HOME") == str(home):
+            if "jobctl.supervisor.daemon" in " ".join(proc.info["cmdline"] or []) and (proc.info["environ"] or {}).get(
+                "JOBCTL_HOME"
+            ) == str(home):
                 return True
         except psutil.Error:
             pass
@@ -100,8 +100,9 @@ def test_home_data_replaced_by_another_user_is_refused(jobctl, home, tmp_path, o
         os.chmod(f, 0o644)
     try:
         os.chmod(home, 0o777)  # a group-writable project folder, as a stand-in
-        attack = as_user(other_user, f"mv {home}/data {home}/data.old && cp -r {stash} {home}/data "
-                                     f"&& chmod -R go-w {home}/data")
+        attack = as_user(
+            other_user, f"mv {home}/data {home}/data.old && cp -r {stash} {home}/data && chmod -R go-w {home}/data"
+        )
         assert attack.returncode == 0, attack.stderr
         assert (home / "data").stat().st_uid == other_user.pw_uid
 
@@ -144,7 +145,7 @@ def test_group_writable_folder_or_linked_file_is_refused(jobctl, home, tmp_path)
 
 
 def test_state_files_are_written_without_following_links(tmp_path):
-    from jobctl.runner import BadStateFile, read_json, write_json
+    from jobctl.backends.local.runner import BadStateFile, read_json, write_json
 
     victim = tmp_path / "victim"
     victim.write_text("precious")
@@ -166,14 +167,21 @@ def _in_private_tmp(script: str) -> subprocess.CompletedProcess:
     What this test run itself lives in under /tmp (a virtualenv, a clone of the repository) is bound
     back into the private /tmp at the same paths, so `python -m jobctl` still finds itself there."""
     keep = sorted({str(Path(p).resolve()) for p in (sys.prefix, REPO) if str(Path(p).resolve()).startswith("/tmp/")})
-    rebind = "".join(f"mkdir -p {shlex.quote(p)} && mount --bind \"$orig\"{shlex.quote(p[4:])} {shlex.quote(p)}\n"
-                     for p in keep)
-    prologue = ("orig=$(mktemp -d /var/tmp/jctmp-orig.XXXXXX)\n"
-                "trap 'umount \"$orig\" 2>/dev/null; rmdir \"$orig\" 2>/dev/null' EXIT\n"
-                "mount --bind /tmp \"$orig\"\n"
-                "mount -t tmpfs jctmp /tmp\n" + rebind)
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-ec", prologue + script],
-                          capture_output=True, text=True, timeout=60)
+    rebind = "".join(
+        f'mkdir -p {shlex.quote(p)} && mount --bind "$orig"{shlex.quote(p[4:])} {shlex.quote(p)}\n' for p in keep
+    )
+    prologue = (
+        "orig=$(mktemp -d /var/tmp/jctmp-orig.XXXXXX)\n"
+        'trap \'umount "$orig" 2>/dev/null; rmdir "$orig" 2>/dev/null\' EXIT\n'
+        'mount --bind /tmp "$orig"\n'
+        "mount -t tmpfs jctmp /tmp\n" + rebind
+    )
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "/bin/sh", "-ec", prologue + script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("squat", ["other-owner", "mode-0755", "symlink"])
@@ -224,7 +232,11 @@ def test_client_refuses_a_listener_of_another_uid(jobctl, home, tmp_path, other_
     """A process of another user answering on the socket (SO_PEERCRED) is not talked to."""
     (home / "run").mkdir(mode=0o700, parents=True)
     path = home / "run" / "supervisor.sock"
-    fake = subprocess.Popen([sys.executable, "-c", f"""
+    fake = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import os, socket, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind({str(path)!r})
@@ -233,7 +245,11 @@ s.listen(8)
 print("ready", flush=True)
 while True:
     c, _ = s.accept(); c.close()
-"""], stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert fake.stdout.readline().strip() == "ready"
         job = write_job(tmp_path, "hello", "run: echo hi\n")
@@ -257,13 +273,26 @@ run: |
 
 
 def test_secrets_never_outlive_the_job(jobctl, home, tmp_path):
-    values = {"TOKEN": "tok-9f3a7c1e55", "API_KEY": "sk-live-2b8f91c4d7", "NULLED": "nul-63d1e0aa42",
-              "FROMFILE": "file-4c2d9b8e17"}
+    values = {
+        "TOKEN": "tok-9f3a7c1e55",
+        "API_KEY": "sk-live-2b8f91c4d7",
+        "NULLED": "nul-63d1e0aa42",
+        "FROMFILE": "file-4c2d9b8e17",
+    }
     job = write_job(tmp_path, "sec", SECRET_JOB.format(out=tmp_path))
     env_file = tmp_path / "secrets.env"
     env_file.write_text(f'FROMFILE="{values["FROMFILE"]}"\n')
-    proc = jobctl("launch", str(job), "--env", "TOKEN", "--env", f"NULLED={values['NULLED']}",
-                  "--env-file", str(env_file), env={"TOKEN": values["TOKEN"]})
+    proc = jobctl(
+        "launch",
+        str(job),
+        "--env",
+        "TOKEN",
+        "--env",
+        f"NULLED={values['NULLED']}",
+        "--env-file",
+        str(env_file),
+        env={"TOKEN": values["TOKEN"]},
+    )
     assert proc.returncode == 0, proc.stderr
     first = int(proc.stdout.split()[0])
     described = jobctl("describe", str(first), "--json", check=True).stdout
@@ -312,8 +341,8 @@ def test_retry_of_a_finished_job_with_secrets_is_refused(jobctl, home, tmp_path)
 GARBAGE = {
     "exit-list": "printf '[]' > $D/rank0.exit",
     "exit-text": "printf 'not json at all' > $D/rank0.exit",
-    "exit-type": "printf '{\"exit_code\": \"zero\"}' > $D/rank0.exit",
-    "result-type": "printf '{\"outcome\": 5, \"exit_codes\": \"x\"}' > $D/result.json",
+    "exit-type": 'printf \'{"exit_code": "zero"}\' > $D/rank0.exit',
+    "result-type": 'printf \'{"outcome": 5, "exit_codes": "x"}\' > $D/result.json',
     "runner-list": "printf '[]' > $D/runner.json",
     "runner-huge": "head -c 3000000 /dev/zero | tr '\\0' ' ' > $D/result.json",
     "exit-link": "ln -s /dev/zero $D/rank0.exit",
@@ -322,14 +351,18 @@ GARBAGE = {
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
 def test_garbage_in_state_files_fails_that_job_alone(kind, jobctl, home, tmp_path):
-    bad = write_job(tmp_path, "bad", f"""\
+    bad = write_job(
+        tmp_path,
+        "bad",
+        f"""\
 num_nodes: 2
 run: |
   D=$JOBCTL_HOME/state/logs/$JOBCTL_JOB_ID/$JOBCTL_ATTEMPT
   until grep -q workers $D/runner.json; do sleep 0.05; done  # the runner has written its last runner.json
   if [ "$JOBCTL_NODE_RANK" = 1 ]; then {GARBAGE[kind]}; echo $$ > {tmp_path}/bad.pid; fi
   sleep 60
-""")
+""",
+    )
     good = write_job(tmp_path, "good", "run: echo fine\n")
     bad_id = jobctl.launch(bad, "--cpus", "0.5")
     wait_until(lambda: (tmp_path / "bad.pid").exists(), 30, "the bad job to write its garbage")
@@ -341,8 +374,11 @@ run: |
     import psutil
 
     pid = int((tmp_path / "bad.pid").read_text())
-    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 30,
-               "the bad job's processes to be ended")
+    wait_until(
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        30,
+        "the bad job's processes to be ended",
+    )
     third = jobctl.launch(good, "--cpus", "0.5")
     jobctl.wait_state(third, "COMPLETED", timeout=30)
 
@@ -356,7 +392,7 @@ def test_a_3_billion_task_array_is_refused_at_once(array, jobctl, home, tmp_path
     took = time.monotonic() - start
     assert proc.returncode == 2 and "--array" in proc.stderr and "100000" in proc.stderr, proc.stderr
     assert took < 10, took  # a python start-up under load; the check itself is below
-    from jobctl.launch import parse_array
+    from jobctl.app.launch import parse_array
     from jobctl.errors import UsageError
 
     start = time.monotonic()
@@ -388,32 +424,40 @@ def test_env_file_errors_name_the_line_never_the_value(jobctl, tmp_path):
 
 def test_env_file_quotes_are_read_like_dotenv(jobctl, tmp_path):
     out = tmp_path / "out"
-    job = write_job(tmp_path, "q", f"run: printf '%s|%s|%s|%s\\n' \"$A\" \"$B\" \"$C\" \"$D\" > {out}\n")
+    job = write_job(tmp_path, "q", f'run: printf \'%s|%s|%s|%s\\n\' "$A" "$B" "$C" "$D" > {out}\n')
     env_file = tmp_path / "q.env"
-    env_file.write_text("A=\"a b\"\nB='single'\nC=say \"hi\"\nexport D=\"it's\"\n")
+    env_file.write_text('A="a b"\nB=\'single\'\nC=say "hi"\nexport D="it\'s"\n')
     jobctl.launch(job, "--env-file", str(env_file), "--wait")
-    assert out.read_text() == "a b|single|say \"hi\"|it's\n"
+    assert out.read_text() == 'a b|single|say "hi"|it\'s\n'
 
 
 # -- 9. umask, no path pasted into a shell string, control characters ---------------------------------------
 def test_jobs_get_the_callers_umask(jobctl, tmp_path):
     out = tmp_path / "umask"
     job = write_job(tmp_path, "u", f"run: umask > {out}; touch {tmp_path}/made\n")
-    proc = subprocess.run(["/bin/sh", "-c", f"umask 027; exec {sys.executable} -m jobctl launch {job} --wait"],
-                          env=jobctl.env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", f"umask 027; exec {sys.executable} -m jobctl launch {job} --wait"],
+        env=jobctl.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().strip() == "0027"
     assert (tmp_path / "made").stat().st_mode & 0o777 == 0o640
 
 
 def test_a_long_script_runs_from_a_file_named_by_argument(tmp_path):
-    odd = Path(f"/tmp/jc-q\"$(touch pwned)\"-{os.getpid()}")  # a command, run in the workdir if pasted
+    odd = Path(f'/tmp/jc-q"$(touch pwned)"-{os.getpid()}')  # a command, run in the workdir if pasted
     odd.mkdir(mode=0o700)
     try:
         jc = Jobctl(odd)
         big = "# " + "x" * 120_000 + "\necho long-ok\n"
-        job = write_job(tmp_path, "long", "setup: |\n  " + big.replace("\n", "\n  ") + "\nrun: |\n  "
-                        + big.replace("\n", "\n  ") + "\n")
+        job = write_job(
+            tmp_path,
+            "long",
+            "setup: |\n  " + big.replace("\n", "\n  ") + "\nrun: |\n  " + big.replace("\n", "\n  ") + "\n",
+        )
         job_id = jc.launch(job, "--wait")
         assert jc.state(job_id) == "COMPLETED"
         log = jc("logs", str(job_id), check=True).stdout
@@ -427,11 +471,14 @@ def test_a_long_script_runs_from_a_file_named_by_argument(tmp_path):
         shutil.rmtree(odd, ignore_errors=True)
 
 
-@pytest.mark.parametrize("text,where", [
-    ("labels: {team: \"a\\nb\"}\n", "labels.team"),
-    ("labels: {\"te\\nam\": x}\n", "labels"),
-    ("workdir: \"sub\\ndir\"\n", "workdir"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ('labels: {team: "a\\nb"}\n', "labels.team"),
+        ('labels: {"te\\nam": x}\n', "labels"),
+        ('workdir: "sub\\ndir"\n', "workdir"),
+    ],
+)
 def test_control_characters_are_refused_at_launch(text, where, jobctl, home, tmp_path):
     (tmp_path / "sub\ndir").mkdir()
     job = write_job(tmp_path, "ctl", text + "run: echo hi\n")

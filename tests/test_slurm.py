@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from conftest import count_jobs, wait_until, write_job
 
 
@@ -30,9 +29,13 @@ def _cluster_up() -> bool:
         return False
 
 
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(
-    not _cluster_up(), reason="no Slurm cluster reachable (sinfo failed); start one with: "
-                              "sudo bash scripts/slurm-dev-cluster.sh")]
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(
+        not _cluster_up(),
+        reason="no Slurm cluster reachable (sinfo failed); start one with: sudo bash scripts/slurm-dev-cluster.sh",
+    ),
+]
 
 
 @pytest.fixture
@@ -45,8 +48,12 @@ def slurm(jobctl):
 
 def slurm_state(job: dict) -> tuple[str, str]:
     """(state, reason) as squeue shows the job's Slurm job."""
-    out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%T|%r", "-j", job["backend_id"]],
-                         capture_output=True, text=True, timeout=15).stdout.strip()
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-o", "%T|%r", "-j", job["backend_id"]],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    ).stdout.strip()
     return tuple(out.split("|", 1)) if out else ("", "")
 
 
@@ -55,26 +62,32 @@ def logs(jobctl, job_id: int, *args: str) -> str:
 
 
 def test_launch_wait_completes_and_logs_show_the_output(slurm, home):
-    path = write_job(home, "hello", """setup: echo setting up on $JOBCTL_NODE_RANK
+    path = write_job(
+        home,
+        "hello",
+        """setup: echo setting up on $JOBCTL_NODE_RANK
 run: |
   echo "job=$JOBCTL_JOB_ID name=$JOBCTL_JOB_NAME attempt=$JOBCTL_ATTEMPT rank=$JOBCTL_NODE_RANK/$JOBCTL_NUM_NODES"
   echo "greeting=$GREETING secret=$TOKEN cvd=${CUDA_VISIBLE_DEVICES:-none}"
 envs: {GREETING: "hello world", TOKEN: null}
 labels: {team: vision}
-""")
+""",
+    )
     started = time.monotonic()
     proc = slurm("launch", str(path), "--wait", "--env", "TOKEN=s3cret")
     assert proc.returncode == 0, proc.stderr
     job_id = int(proc.stdout)
     assert time.monotonic() - started < 20
-    assert logs(slurm, job_id) == (f"setting up on 0\njob={job_id} name=hello attempt=1 rank=0/1\n"
-                                   "greeting=hello world secret=s3cret cvd=none\n")
+    assert logs(slurm, job_id) == (
+        f"setting up on 0\njob={job_id} name=hello attempt=1 rank=0/1\ngreeting=hello world secret=s3cret cvd=none\n"
+    )
     job = slurm.job(job_id)
     assert (job["status"], job["backend"], job["exit_code"]) == ("COMPLETED", "slurm", 0)
     assert re.fullmatch(r"\d+", job["backend_id"]) and job["started_at"] and job["ended_at"]
     assert [w["state"] for w in job["workers"]] == ["exited"]
-    comment = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%k", "-j", job["backend_id"]], capture_output=True,
-                             text=True).stdout.strip()
+    comment = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%k", "-j", job["backend_id"]], capture_output=True, text=True
+    ).stdout.strip()
     assert comment in ("team=vision", "")  # the labels, while Slurm still remembers the job
 
 
@@ -106,6 +119,7 @@ def test_stop_suspends_a_running_job_and_start_resumes_it(slurm, home):
         before = logs(slurm, job_id)
         time.sleep(1.0)
         return logs(slurm, job_id) == before
+
     wait_until(frozen, timeout=15, what="no progress while suspended")
     assert slurm.job(job_id)["state"] == "SUSPENDED"  # still, after several refreshes
     assert slurm("start", str(job_id)).returncode == 0
@@ -136,8 +150,9 @@ def test_a_job_cancelled_outside_jobctl_is_killed(slurm, home):
 
 
 def test_a_dependency_chain_fails_downstream_when_upstream_fails(slurm, home):
-    path = write_job(home, "chain", "name: chain\n---\nname: a\nrun: exit 1\n---\nname: b\nrun: echo b\n"
-                                    "---\nname: c\nrun: echo c\n")
+    path = write_job(
+        home, "chain", "name: chain\n---\nname: a\nrun: exit 1\n---\nname: b\nrun: echo b\n---\nname: c\nrun: echo c\n"
+    )
     proc = slurm("launch", str(path), "--wait")
     assert proc.returncode == 1
     a, b, c = (slurm.job(int(i)) for i in proc.stdout.split())
@@ -148,18 +163,25 @@ def test_a_dependency_chain_fails_downstream_when_upstream_fails(slurm, home):
 
 def test_a_dependency_chain_runs_in_order_and_conditions_map(slurm, home):
     order = home / "order"
-    path = write_job(home, "pipe", f"""name: pipe
+    path = write_job(
+        home,
+        "pipe",
+        f"""name: pipe
 ---
 name: first
 run: sleep 4; echo first >> {order}
 ---
 name: second
 run: echo second >> {order}; exit 2
-""")
+""",
+    )
     proc = slurm("launch", str(path))
     first, second = (int(i) for i in proc.stdout.split())
-    after = write_job(home, "after", f"name: cleanup\ndepends_on: [{{job: {second}, condition: failed}}]\n"
-                                     f"run: echo cleanup >> {order}\n")
+    after = write_job(
+        home,
+        "after",
+        f"name: cleanup\ndepends_on: [{{job: {second}, condition: failed}}]\nrun: echo cleanup >> {order}\n",
+    )
     cleanup = slurm.launch(after)
     script = (home / "state" / "logs" / str(cleanup) / "1" / "sbatch.sh").read_text()
     assert f"--dependency=afternotok:{slurm.job(second)['backend_id']}" in script
@@ -185,8 +207,9 @@ def test_a_local_job_starts_when_its_slurm_upstream_ends_without_any_command(slu
 
 
 def test_an_array_is_one_sbatch_with_one_jobctl_job_per_index(slurm, home):
-    path = write_job(home, "sweep", "run: echo index=$JOBCTL_ARRAY_INDEX job=$JOBCTL_JOB_ID; "
-                                    "[ $JOBCTL_ARRAY_INDEX -ne 2 ]\n")
+    path = write_job(
+        home, "sweep", "run: echo index=$JOBCTL_ARRAY_INDEX job=$JOBCTL_JOB_ID; [ $JOBCTL_ARRAY_INDEX -ne 2 ]\n"
+    )
     proc = slurm("launch", str(path), "--array", "1-3", "--wait")
     assert proc.returncode == 1
     jobs = [slurm.job(int(i)) for i in proc.stdout.split()]
@@ -199,8 +222,11 @@ def test_an_array_is_one_sbatch_with_one_jobctl_job_per_index(slurm, home):
 
 
 def test_a_gpu_job_sees_its_own_devices(slurm, home):
-    path = write_job(home, "gpus", "resources: {accelerators: H100:2}\n"
-                                   "run: echo cvd=$CUDA_VISIBLE_DEVICES acc=$JOBCTL_ACCELERATORS\n")
+    path = write_job(
+        home,
+        "gpus",
+        "resources: {accelerators: H100:2}\nrun: echo cvd=$CUDA_VISIBLE_DEVICES acc=$JOBCTL_ACCELERATORS\n",
+    )
     proc = slurm("launch", str(path), "--wait")
     assert proc.returncode == 0, proc.stderr
     job_id = int(proc.stdout)
@@ -211,8 +237,9 @@ def test_a_gpu_job_sees_its_own_devices(slurm, home):
     gres = "--gres=gpu:h100:2" if "gpu:h100" in offer else "--gres=gpu:2"
     assert gres in (home / "state" / "logs" / str(job_id) / "1" / "sbatch.sh").read_text()
     if "gpu:h100" in offer:  # a type the partition does not offer: a warning, and any GPU
-        proc = slurm("launch", str(write_job(home, "a100", "resources: {accelerators: A100:1}\nrun: echo\n")),
-                     "--dry-run")
+        proc = slurm(
+            "launch", str(write_job(home, "a100", "resources: {accelerators: A100:1}\nrun: echo\n")), "--dry-run"
+        )
         assert proc.returncode == 0 and "warning: accelerators: the Slurm partition offers no A100" in proc.stderr
 
 
@@ -276,8 +303,11 @@ def test_stop_release_requeues_held_and_start_runs_a_new_attempt(slurm, home):
     assert slurm("stop", "--release", str(job_id)).returncode == 0
     job = slurm.job(job_id)
     assert job["state"] == "SUSPENDED"
-    wait_until(lambda: slurm_state(job) == ("PENDING", "job requeued in held state"), timeout=15,
-               what="Slurm to requeue it held")
+    wait_until(
+        lambda: slurm_state(job) == ("PENDING", "job requeued in held state"),
+        timeout=15,
+        what="Slurm to requeue it held",
+    )
     assert slurm.job(job_id)["state"] == "SUSPENDED"
     assert slurm("start", str(job_id)).returncode == 0
     job = slurm.wait_state(job_id, "ACTIVE", timeout=45)  # Slurm waits ~10 s before running a requeued job
@@ -369,8 +399,15 @@ def test_a_timeout_kills_a_job_ignoring_term_after_the_grace(slurm, home):
 def test_foreign_squeue_settings_or_an_empty_answer_never_end_a_running_job(slurm, home):
     job_id = slurm.launch(write_job(home, "steady", "run: sleep 300\n"))
     job = slurm.wait_state(job_id, "ACTIVE", timeout=30)
-    foreign = {"SQUEUE_PARTITION": "other", "SQUEUE_USERS": "nobody", "SQUEUE_ACCOUNT": "x", "SQUEUE_NAMES": "x",
-               "SACCT_FORMAT": "JobID", "SQUEUE_FORMAT": "%i", "SLURM_TIME_FORMAT": "relative"}
+    foreign = {
+        "SQUEUE_PARTITION": "other",
+        "SQUEUE_USERS": "nobody",
+        "SQUEUE_ACCOUNT": "x",
+        "SQUEUE_NAMES": "x",
+        "SACCT_FORMAT": "JobID",
+        "SQUEUE_FORMAT": "%i",
+        "SLURM_TIME_FORMAT": "relative",
+    }
     (row,) = json.loads(slurm("status", "--json", env=foreign).stdout)
     assert row["state"] == "ACTIVE"
     fake = home / "bin"  # a squeue that answers rc 0 and no rows (a controller that just restarted, a filter)
@@ -391,14 +428,18 @@ def test_foreign_squeue_settings_or_an_empty_answer_never_end_a_running_job(slur
     proc = slurm("kill", str(job_id))
     assert proc.returncode == 0 and "cancelled it there" in proc.stderr, proc.stderr
     assert slurm("retry", str(other)).returncode == 0
-    wait_until(lambda: slurm_state(job)[0] in ("CANCELLED", "") and slurm_state(twin)[0] in ("CANCELLED", ""),
-               timeout=15, what="Slurm to cancel both")
+    wait_until(
+        lambda: slurm_state(job)[0] in ("CANCELLED", "") and slurm_state(twin)[0] in ("CANCELLED", ""),
+        timeout=15,
+        what="Slurm to cancel both",
+    )
     assert slurm.job(other)["backend_id"] != twin["backend_id"]
 
 
 def test_out_of_memory_in_the_step_is_out_of_memory(slurm, home):
-    path = write_job(home, "hog", "resources: {memory: 100MiB}\n"
-                                  "run: python3 -c 'b = bytearray(600 * 1024 * 1024); print(len(b))'\n")
+    path = write_job(
+        home, "hog", "resources: {memory: 100MiB}\nrun: python3 -c 'b = bytearray(600 * 1024 * 1024); print(len(b))'\n"
+    )
     proc = slurm("launch", str(path), "--wait")
     job = slurm.job(int(proc.stdout))
     assert (proc.returncode, job["status"]) == (137, "FAILED (out of memory)"), (job["message"], proc.stderr)
@@ -409,8 +450,9 @@ def test_a_missing_workdir_fails_the_job_and_names_it(slurm, home):
     workdir = home / "gone later"
     workdir.mkdir()
     upstream = slurm.launch(write_job(home, "first", "run: sleep 300\n"))
-    job_id = slurm.launch(write_job(home, "there", f"workdir: {workdir}\n"
-                                                   f"depends_on: [{{job: {upstream}, condition: any}}]\nrun: pwd\n"))
+    job_id = slurm.launch(
+        write_job(home, "there", f"workdir: {workdir}\ndepends_on: [{{job: {upstream}, condition: any}}]\nrun: pwd\n")
+    )
     workdir.rmdir()  # as on a node that does not share it
     slurm("kill", str(upstream), check=True)
     assert slurm("wait", str(job_id), timeout=60).returncode != 0

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from jobctl import states
-from jobctl.store import Store, transition
+from jobctl.core import states
+from jobctl.store.database import Store, transition
 
 
 @pytest.fixture
@@ -23,7 +23,9 @@ def new_job(store: Store, state: str) -> int:
         conn.execute("INSERT OR IGNORE INTO specs (id, hash, body) VALUES (1, 'h', '{}')")
         cur = conn.execute(
             "INSERT INTO jobs (name, state, spec_id, cpus, memory_mib, user, submitted_at) "
-            "VALUES ('j', ?, 1, 1, 1024, 'me', ?)", (state, time.time()))
+            "VALUES ('j', ?, 1, 1, 1024, 'me', ?)",
+            (state, time.time()),
+        )
         return cur.lastrowid
 
 
@@ -33,8 +35,9 @@ def test_every_pair_follows_the_table(store, src, dst):
     with store.write() as conn:
         before = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         result = transition(conn, job_id, dst, reason="r", actor="tester")
-    state, events = store.conn.execute("SELECT state, (SELECT COUNT(*) FROM events) FROM jobs WHERE id = ?",
-                                       (job_id,)).fetchone()
+    state, events = store.conn.execute(
+        "SELECT state, (SELECT COUNT(*) FROM events) FROM jobs WHERE id = ?", (job_id,)
+    ).fetchone()
     if states.allowed(src, dst):
         assert result == src and state == dst and events == before + 1
         ev = store.conn.execute("SELECT from_state, to_state, reason, actor FROM events ORDER BY id DESC").fetchone()
@@ -63,10 +66,18 @@ def test_reference_states_map_onto_ours(system):
     """SPEC section 3: every state of the reference systems has a place in ours."""
     for theirs, (ours, reason) in states.REFERENCE_MAPPING[system].items():
         assert ours in states.ALL_STATES, (system, theirs)
-        assert reason is None or reason in states.REASON_TEXT or reason in {
-            "exit_code", "workers_failed", "user", "system", "dependency"}, (system, theirs, reason)
+        assert (
+            reason is None
+            or reason in states.REASON_TEXT
+            or reason in {"exit_code", "workers_failed", "user", "system", "dependency"}
+        ), (system, theirs, reason)
     expected = {
-        "konduktor": 7, "qube": 8, "cortex": 9, "osmo": 11, "bacalhau": 5, "slurm": 10,
+        "konduktor": 7,
+        "qube": 8,
+        "cortex": 9,
+        "osmo": 11,
+        "bacalhau": 5,
+        "slurm": 10,
     }
     assert len(states.REFERENCE_MAPPING[system]) == expected[system]
 

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from jobctl.errors import StoreError
-from jobctl.store import MIGRATIONS, SCHEMA_VERSION, Store
+from jobctl.store.database import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def test_migrates_from_nothing_and_records_versions(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobctl.units import (
+from jobctl.core.units import (
     accelerator_count,
     format_duration,
     format_gib,
@@ -23,10 +23,27 @@ from jobctl.units import (
 @pytest.mark.parametrize(
     ("value", "mib"),
     [
-        (4, 4096), (0.5, 512), (1, 1024), ("4", 4096), ("4+", 4096), ("1000+", 1024000),
-        ("512MiB", 512), ("512M", 512), ("512MB", 512), ("512mi", 512), ("4GiB", 4096),
-        ("4GB", 4096), ("4G", 4096), ("4Gi", 4096), ("4gb", 4096), ("1TiB", 1048576),
-        ("1.5GiB", 1536), ("4GiB+", 4096), (" 4 GiB ", 4096), ("0.1", 103), ("1KiB", 1),
+        (4, 4096),
+        (0.5, 512),
+        (1, 1024),
+        ("4", 4096),
+        ("4+", 4096),
+        ("1000+", 1024000),
+        ("512MiB", 512),
+        ("512M", 512),
+        ("512MB", 512),
+        ("512mi", 512),
+        ("4GiB", 4096),
+        ("4GB", 4096),
+        ("4G", 4096),
+        ("4Gi", 4096),
+        ("4gb", 4096),
+        ("1TiB", 1048576),
+        ("1.5GiB", 1536),
+        ("4GiB+", 4096),
+        (" 4 GiB ", 4096),
+        ("0.1", 103),
+        ("1KiB", 1),
     ],
 )
 def test_parse_memory(value: object, mib: int) -> None:
@@ -84,8 +101,19 @@ def test_parse_cpus_errors(value: object, problem: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(90, 90.0), (0.5, 0.5), ("90", 90.0), ("45s", 45.0), ("30m", 1800.0), ("2h", 7200.0),
-     ("1d", 86400.0), ("1h30m", 5400.0), ("1h 30m", 5400.0), ("1.5h", 5400.0), (" 2H ", 7200.0)],
+    [
+        (90, 90.0),
+        (0.5, 0.5),
+        ("90", 90.0),
+        ("45s", 45.0),
+        ("30m", 1800.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+        ("1h30m", 5400.0),
+        ("1h 30m", 5400.0),
+        ("1.5h", 5400.0),
+        (" 2H ", 7200.0),
+    ],
 )
 def test_parse_duration(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
@@ -94,9 +122,17 @@ def test_parse_duration(value: object, seconds: float) -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("soon", 'got "soon"'), ("1h1h", 'got "1h1h"'), ("90 5", 'got "90 5"'), ("", 'got ""'),
-        ("-5m", 'got "-5m"'), (True, "got true"), (0, "above 0, got 0"), (-1, "above 0, got -1"),
-        (math.nan, "above 0, got nan"), ("366d", "expected at most 365d"), (10**400, "at most 365d"),
+        ("soon", 'got "soon"'),
+        ("1h1h", 'got "1h1h"'),
+        ("90 5", 'got "90 5"'),
+        ("", 'got ""'),
+        ("-5m", 'got "-5m"'),
+        (True, "got true"),
+        (0, "above 0, got 0"),
+        (-1, "above 0, got -1"),
+        (math.nan, "above 0, got nan"),
+        ("366d", "expected at most 365d"),
+        (10**400, "at most 365d"),
     ],
 )
 def test_parse_duration_errors(value: object, problem: str) -> None:
@@ -107,8 +143,7 @@ def test_parse_duration_errors(value: object, problem: str) -> None:
 
 @pytest.mark.parametrize(
     ("mib", "text"),
-    [(1024, "1"), (2048, "2"), (512, "0.5"), (1536, "1.5"), (100, "0.1"), (1024000, "1000"),
-     (1, "0.01"), (0, "0")],
+    [(1024, "1"), (2048, "2"), (512, "0.5"), (1536, "1.5"), (100, "0.1"), (1024000, "1000"), (1, "0.01"), (0, "0")],
 )
 def test_format_gib(mib: int, text: str) -> None:
     assert format_gib(mib) == text
@@ -116,8 +151,18 @@ def test_format_gib(mib: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(45, "45s"), (0, "0s"), (0.5, "0.5s"), (120, "2m"), (125, "2m 5s"), (3600, "1h"),
-     (5400, "1h 30m"), (3605, "1h"), (90000, "1d 1h"), (3 * 86400, "3d")],
+    [
+        (45, "45s"),
+        (0, "0s"),
+        (0.5, "0.5s"),
+        (120, "2m"),
+        (125, "2m 5s"),
+        (3600, "1h"),
+        (5400, "1h 30m"),
+        (3605, "1h"),
+        (90000, "1d 1h"),
+        (3 * 86400, "3d"),
+    ],
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
@@ -125,8 +170,12 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "parsed"),
-    [("H100:8", ("H100", 8)), ("A100", ("A100", 1)), (" A100-80GB : 2 ", ("A100-80GB", 2)),
-     ("tpu-v3-8", ("tpu-v3-8", 1))],
+    [
+        ("H100:8", ("H100", 8)),
+        ("A100", ("A100", 1)),
+        (" A100-80GB : 2 ", ("A100-80GB", 2)),
+        ("tpu-v3-8", ("tpu-v3-8", 1)),
+    ],
 )
 def test_parse_accelerator(text: str, parsed: tuple[str, int]) -> None:
     assert parse_accelerator(text) == parsed
@@ -170,9 +219,14 @@ def test_parse_gpus_option() -> None:
 
 @given(st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.booleans(), st.none()))
 def test_parsers_raise_only_value_error(value: object) -> None:
-    for parse in (parse_cpus, parse_duration, parse_memory, accelerator_count,
-                  lambda v: parse_accelerator(v) if isinstance(v, str) else None,
-                  lambda v: parse_gpus_option(v, [["H100", 1]])):
+    for parse in (
+        parse_cpus,
+        parse_duration,
+        parse_memory,
+        accelerator_count,
+        lambda v: parse_accelerator(v) if isinstance(v, str) else None,
+        lambda v: parse_gpus_option(v, [["H100", 1]]),
+    ):
         try:
             parse(value)
         except ValueError as e:

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, count_jobs, wait_until, write_job
 
 OK_FILE = "name: ok\nrun: 'true'\n"
@@ -85,7 +84,7 @@ def _argv(args: list[str], job: Path) -> list[str]:
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:
     """Run the CLI's entry point in this process; returns (exit code, stdout, stderr)."""
-    from jobctl.cli import main
+    from jobctl.cli.main import main
 
     saved = sys.argv
     sys.argv = ["jobctl", *args]
@@ -148,8 +147,16 @@ def test_help_still_exits_0(jobctl):
     assert proc.returncode == 0 and "unset" in proc.stdout
 
 
-@pytest.mark.parametrize("args", [["status", "--bogus"], ["describe", "99999999999999999999999"],
-                                  ["launch", "--priority", "x", "job.yaml"], ["config"], ["frobnicate"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--bogus"],
+        ["describe", "99999999999999999999999"],
+        ["launch", "--priority", "x", "job.yaml"],
+        ["config"],
+        ["frobnicate"],
+    ],
+)
 def test_usage_errors_as_real_processes(jobctl, args):
     proc = jobctl(*args)
     assert proc.returncode == 2, proc.stderr
@@ -157,12 +164,15 @@ def test_usage_errors_as_real_processes(jobctl, args):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-@pytest.mark.parametrize("args,help_of", [
-    (["launch", "x.yaml", "--env"], "jobctl launch --help"),
-    (["logs", "1", "--tail"], "jobctl logs --help"),
-    (["status", "--state"], "jobctl status --help"),
-    (["config", "set", "--bogus"], "jobctl config set --help"),
-])
+@pytest.mark.parametrize(
+    "args,help_of",
+    [
+        (["launch", "x.yaml", "--env"], "jobctl launch --help"),
+        (["logs", "1", "--tail"], "jobctl logs --help"),
+        (["status", "--state"], "jobctl status --help"),
+        (["config", "set", "--bogus"], "jobctl config set --help"),
+    ],
+)
 def test_option_missing_its_value_names_the_commands_help(jobctl, args, help_of):
     """`--env` with nothing after it points at the help of the command typed, not the top one."""
     proc = jobctl(*args)
@@ -177,13 +187,14 @@ def test_usage_errors_need_no_click_package(home):
 
     if not typer.BadParameter.__module__.startswith("typer."):
         pytest.skip("this Typer runs on the click package")
-    code = ("import sys; sys.modules['click'] = None; sys.argv = ['jobctl'] + sys.argv[1:]; "
-            "from jobctl.cli import main; main()")
+    code = (
+        "import sys; sys.modules['click'] = None; sys.argv = ['jobctl'] + sys.argv[1:]; "
+        "from jobctl.cli.main import main; main()"
+    )
     env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": "1"}
     env.pop("JOBCTL_DEBUG", None)
     for args in (["status", "--bogus"], ["describe", "99999999999999999999999"], ["config"], ["launch"]):
-        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                              timeout=60)
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=60)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
@@ -246,8 +257,9 @@ def test_bulk_kill_acts_on_live_jobs_and_reports_every_selector(jobctl, home):
 def test_a_glob_acts_on_the_jobs_it_can(jobctl, home):
     path = write_job(home, "sweep", "resources: {cpus: 0.1}\nrun: sleep 60\n")
     ids = [jobctl.launch(path, "--name", f"sweep-{i}") for i in range(2)]
-    done = jobctl.launch(write_job(home, "sweepdone", "resources: {cpus: 0.1}\nrun: 'true'\n"), "--name", "sweep-done",
-                         "--wait")
+    done = jobctl.launch(
+        write_job(home, "sweepdone", "resources: {cpus: 0.1}\nrun: 'true'\n"), "--name", "sweep-done", "--wait"
+    )
     proc = jobctl("kill", "sweep-*", "--grace", "0")
     assert proc.returncode == 0, proc.stderr
     assert {jobctl.state(i) for i in ids} == {"KILLED"}
@@ -259,8 +271,9 @@ def test_a_glob_acts_on_the_jobs_it_can(jobctl, home):
 
 # -- dry run ---------------------------------------------------------------------------------------
 def test_dry_run_exits_2_exactly_when_a_real_launch_is_refused(jobctl, home):
-    cycle = write_job(home, "cycle", "name: p\n---\nname: a\ndepends_on: b\nrun: 'true'\n---\n"
-                                     "name: b\ndepends_on: a\nrun: 'true'\n")
+    cycle = write_job(
+        home, "cycle", "name: p\n---\nname: a\ndepends_on: b\nrun: 'true'\n---\nname: b\ndepends_on: a\nrun: 'true'\n"
+    )
     unknown = write_job(home, "unknown", "depends_on: ghost\nrun: 'true'\n")
     for path in (cycle, unknown):
         dry = jobctl("launch", "--dry-run", str(path))
@@ -291,7 +304,7 @@ def test_env_files_all_apply_later_wins(jobctl, home):
     a.write_text("A=1\nBOTH=from-a\n")
     b = home / "b.env"
     b.write_text("B=2\nBOTH=from-b\n")
-    path = write_job(home, "envs", "run: echo \"$A $B $BOTH\"\n")
+    path = write_job(home, "envs", 'run: echo "$A $B $BOTH"\n')
     job = jobctl.launch(path, "--env-file", str(a), "--env-file", str(b), "--wait")
     assert jobctl("logs", str(job), check=True).stdout.strip() == "1 2 from-b"
 
@@ -356,8 +369,13 @@ def test_wait_all_waits_for_every_unfinished_job(jobctl, home):
     wait_for_gate = f"resources: {{cpus: 0.1}}\nrun: while [ ! -e {gate} ]; do sleep 0.05; done"
     a = jobctl.launch(write_job(home, "a", wait_for_gate + "\n"))
     b = jobctl.launch(write_job(home, "b", wait_for_gate + "; exit 3\n"))
-    proc = subprocess.Popen([sys.executable, "-m", "jobctl", "wait", "--all", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=jobctl.env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobctl", "wait", "--all", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=jobctl.env,
+    )
     try:
         wait_until(lambda: _waiting(proc.pid), 30, "the waiter to poll")
         gate.touch()
@@ -381,11 +399,19 @@ def test_ctrl_c_while_waiting_says_the_job_keeps_running(jobctl, home, how):
         args = ["wait", str(job)]
     else:
         args = ["launch", str(path), "--wait"]
-    proc = subprocess.Popen([sys.executable, "-m", "jobctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=jobctl.env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobctl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=jobctl.env,
+    )
     try:
-        rows = wait_until(lambda: [r for r in json.loads(jobctl("status", "--json", check=True).stdout)
-                                   if r["state"] == "ACTIVE"], 30, "the job to run")
+        rows = wait_until(
+            lambda: [r for r in json.loads(jobctl("status", "--json", check=True).stdout) if r["state"] == "ACTIVE"],
+            30,
+            "the job to run",
+        )
         job = rows[0]["id"]
         wait_until(lambda: _waiting(proc.pid), 15, "the waiter to poll")
         proc.send_signal(signal.SIGINT)
@@ -406,8 +432,7 @@ def _waiting(pid: int) -> bool:
 
     try:
         proc = psutil.Process(pid)
-        return (any(f.path.endswith("jobctl.db") for f in proc.open_files())
-                and proc.status() == psutil.STATUS_SLEEPING)
+        return any(f.path.endswith("jobctl.db") for f in proc.open_files()) and proc.status() == psutil.STATUS_SLEEPING
     except psutil.Error:
         return False
 
@@ -517,8 +542,9 @@ def test_wait_line_of_a_killed_job_does_not_repeat_its_status(jobctl, home):
 def test_status_state_and_label_filters_pick_from_every_finished_job(jobctl, home):
     """`status --state FAILED` (and `--label`) shows the newest finished jobs *of that state*, up
     to the limit: not only those among the 20 newest of any state."""
-    failing = write_job(home, "bad", "name: bad\nlabels: {kind: bad}\nresources: {cpus: 0.1, memory: 64MiB}\n"
-                        "run: exit 3\n")
+    failing = write_job(
+        home, "bad", "name: bad\nlabels: {kind: bad}\nresources: {cpus: 0.1, memory: 64MiB}\nrun: exit 3\n"
+    )
     good = write_job(home, "good", "name: good\nresources: {cpus: 0.1, memory: 64MiB}\nrun: 'true'\n")
     jobctl("launch", str(failing), "--array", "3", "--wait")
     jobctl("launch", str(good), "--array", "25", "--wait", check=True)

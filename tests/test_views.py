@@ -13,15 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import wait_until, write_job
 
 
 def run_bytes(jobctl, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """The CLI with stdout kept as bytes (text mode would turn `\\r` into newlines)."""
-    return subprocess.run([sys.executable, "-m", "jobctl", *args], capture_output=True, env=jobctl.env,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "jobctl", *args], capture_output=True, env=jobctl.env, timeout=timeout)
 
 
 def log_path(jobctl, job_id: int, rank: int = 0, attempt: int = 1) -> Path:
@@ -30,9 +27,14 @@ def log_path(jobctl, job_id: int, rank: int = 0, attempt: int = 1) -> Path:
 
 # -- logs: the bytes, in bounded memory ------------------------------------------------------------
 
+
 def test_logs_print_the_bytes_the_job_wrote(jobctl, tmp_path):
-    job = write_job(tmp_path, "bytes", "run: |\n  printf 'a\\rb\\r\\n'\n  printf '\\xff\\xfe'\n"
-                                       "  head -c 3000000 /dev/urandom\n  printf 'tail-without-newline'\n")
+    job = write_job(
+        tmp_path,
+        "bytes",
+        "run: |\n  printf 'a\\rb\\r\\n'\n  printf '\\xff\\xfe'\n"
+        "  head -c 3000000 /dev/urandom\n  printf 'tail-without-newline'\n",
+    )
     job_id = jobctl.launch(job, "--wait")
     written = log_path(jobctl, job_id).read_bytes()
     assert written.startswith(b"a\rb\r\n\xff\xfe") and len(written) > 3_000_000
@@ -47,11 +49,18 @@ def test_logs_print_the_bytes_the_job_wrote(jobctl, tmp_path):
 
 def test_logs_follow_streams_carriage_returns_live(jobctl, tmp_path):
     gate = tmp_path / "go"
-    job = write_job(tmp_path, "progress", f"run: |\n  printf '10%%\\r'\n  while [ ! -e {gate} ]; do sleep 0.05; done\n"
-                                          "  printf '100%%\\r\\n\\xff'\n")
+    job = write_job(
+        tmp_path,
+        "progress",
+        f"run: |\n  printf '10%%\\r'\n  while [ ! -e {gate} ]; do sleep 0.05; done\n  printf '100%%\\r\\n\\xff'\n",
+    )
     job_id = jobctl.launch(job)
-    follower = subprocess.Popen([sys.executable, "-m", "jobctl", "logs", str(job_id), "-f"], env=jobctl.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "jobctl", "logs", str(job_id), "-f"],
+        env=jobctl.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         # the partial line `10%\r` arrives before the job writes a newline
         first = wait_until(lambda: os.read(follower.stdout.fileno(), 100), timeout=30, what="the first bytes")
@@ -95,12 +104,15 @@ def test_logs_of_a_large_file_use_bounded_memory(jobctl, tmp_path):
         for _ in range(120):
             handle.write(block)
     # the peak RSS of the `logs` process alone, measured by a fresh parent that waits for nothing else
-    probe = ("import resource, subprocess, sys\n"
-             "for args in (['logs', sys.argv[1]], ['logs', sys.argv[1], '-f'], ['logs', sys.argv[1], '--tail', '5']):\n"
-             "    subprocess.run([sys.executable, '-m', 'jobctl', *args], stdout=subprocess.DEVNULL, check=True)\n"
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
-    proc = subprocess.run([sys.executable, "-c", probe, str(job_id)], capture_output=True, text=True, env=jobctl.env,
-                          timeout=120)
+    probe = (
+        "import resource, subprocess, sys\n"
+        "for args in (['logs', sys.argv[1]], ['logs', sys.argv[1], '-f'], ['logs', sys.argv[1], '--tail', '5']):\n"
+        "    subprocess.run([sys.executable, '-m', 'jobctl', *args], stdout=subprocess.DEVNULL, check=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(job_id)], capture_output=True, text=True, env=jobctl.env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     peak_mib = int(proc.stdout) / 1024
     assert peak_mib < 100, f"jobctl logs of a 120 MiB log peaked at {peak_mib:.0f} MiB"
@@ -112,8 +124,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
 SWEEP = "very-long-sweep-name-for-hyperparameter-search-x1"  # 50 characters
 
 
-def run_in_terminal(jobctl, *args: str, columns: int, lines: int = 50, until: bytes | None = None,
-                    timeout: float = 60) -> str:
+def run_in_terminal(
+    jobctl, *args: str, columns: int, lines: int = 50, until: bytes | None = None, timeout: float = 60
+) -> str:
     """Run the CLI on a real pseudo-terminal of `columns` x `lines`; its screen output without escapes.
 
     With `until`, stop it with Ctrl-C (SIGINT) once that text has been shown (for `--watch`)."""
@@ -128,8 +141,14 @@ def run_in_terminal(jobctl, *args: str, columns: int, lines: int = 50, until: by
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
     env = {**jobctl.env, "COLUMNS": str(columns), "LINES": str(lines)}
-    proc = subprocess.Popen([sys.executable, "-m", "jobctl", *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobctl", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     data = b""
     deadline = time.monotonic() + timeout
@@ -241,8 +260,9 @@ def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
     jobctl.config("capacity.cpus", "1")
     job = write_job(tmp_path, "many", "run: sleep 300\nresources: {cpus: 1}\n")
     jobctl("launch", str(job), "--array", "600", check=True)
-    wait_until(lambda: '"ACTIVE"' in jobctl("status", "--state", "ACTIVE", "--json").stdout, timeout=30,
-               what="one job to run")
+    wait_until(
+        lambda: '"ACTIVE"' in jobctl("status", "--state", "ACTIVE", "--json").stdout, timeout=30, what="one job to run"
+    )
     running = json.loads(jobctl("status", "--state", "ACTIVE", "--json", check=True).stdout)[0]["id"]
     text = jobctl("status", check=True).stdout
     rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
@@ -255,6 +275,7 @@ def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
 
 
 # -- names that can always be told apart and found -----------------------------------------------------
+
 
 def test_a_number_is_refused_as_a_name(jobctl, tmp_path, home):
     from conftest import count_jobs
@@ -289,9 +310,14 @@ def test_array_names_must_fit_the_name_limit_with_their_suffix(jobctl, tmp_path,
 
 # -- describe and the result line -----------------------------------------------------------------------
 
+
 def test_describe_shows_everything_the_spec_sets(jobctl, tmp_path):
-    job = write_job(tmp_path, "full", "setup: echo preparing\nrun: exit 5\nretries: 1\ntimeout: 2h\n"
-                                      "queue_timeout: 90s\nlabels: {team: vision, stage: dev}\n")
+    job = write_job(
+        tmp_path,
+        "full",
+        "setup: echo preparing\nrun: exit 5\nretries: 1\ntimeout: 2h\n"
+        "queue_timeout: 90s\nlabels: {team: vision, stage: dev}\n",
+    )
     proc = jobctl("launch", str(job), "--wait")
     assert proc.returncode == 5
     # the result line does not repeat the reason: `FAILED (exit 5)`, not `FAILED (exit 5): exit 5`

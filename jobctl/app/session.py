@@ -1,0 +1,317 @@
+"""The service layer: what the CLI calls. It validates, records and reads; it never prints.
+
+It opens the store lazily, so commands that do not need the database do not pay for it, and it
+talks to the supervisor only to wake it (or start it on demand).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobctl.core import states
+from jobctl.errors import NotFound, UsageError
+from jobctl.home.paths import Paths
+from jobctl.store.database import Store, loads, transition
+
+TERMINAL_SQL = "('COMPLETED', 'FAILED', 'KILLED')"
+
+
+def current_user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER", str(os.getuid()))
+
+
+@dataclass
+class ActionResult:
+    job_id: int | None  # None: a selector that named no job
+    name: str | None
+    ok: bool
+    message: str
+    state: str | None = None
+    selector: str | None = None  # what the user typed that named this job (bulk actions)
+
+
+@dataclass
+class LaunchPlan:
+    """What `launch` would record: one entry per job, and the warnings seen while loading."""
+
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # would be refused by a real launch
+
+
+class Service:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self._store: Store | None = None
+        self._config = None
+        self.user = current_user()
+        self._started_supervisor = -10.0  # monotonic time this process last started one
+        self.env_drop: set[str] = set()  # --env/--env-file names: a supervisor started now must not inherit them
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.paths.ensure()
+            self._store = Store(self.paths.db)
+        return self._store
+
+    @property
+    def config(self):
+        if self._config is None:
+            from jobctl.home.config import Config
+
+            self._config = Config.load(self.paths.config_file)
+        return self._config
+
+    # -- the supervisor ------------------------------------------------------------------------
+    def wake_supervisor(self, start: bool = True) -> bool:
+        """Poke the supervisor; start one when none answers. True when one was already up."""
+        from jobctl.home.paths import trusted_owners
+
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                sock.connect(str(self.paths.socket))
+                import struct
+
+                creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                uid = struct.unpack("3i", creds)[1]  # the server's (pid, uid, gid), from the kernel
+                if uid not in trusted_owners():
+                    from jobctl.errors import UnsafePath
+
+                    raise UnsafePath(
+                        f"{self.paths.socket}: answered by a process of uid {uid}, not by your "
+                        "supervisor; refusing to talk to it (see README: Security)"
+                    )
+                sock.sendall(b"w")
+            return True
+        except OSError:
+            if start:
+                from jobctl.supervisor.daemon import exiting, spawn_detached, start_if_absent
+
+                # None answers: start one, unless one holds the lock and is still starting (its first pass
+                # sees what we just recorded). One that is leaving gets a successor, which waits for the lock.
+                if not start_if_absent(self.paths, drop=self.env_drop) and exiting(self.paths):
+                    spawn_detached(self.paths, drop=self.env_drop)
+            return False
+
+    def refresh_local(self) -> None:
+        """Keep what a command shows true, and the queue moving, whatever happened to the supervisor.
+
+        Attempts whose runner wrote its result are recorded here (the same compare-and-set a supervisor
+        does, so doing it twice is harmless); and when live local jobs exist and no supervisor holds the
+        lock (it was killed or stopped), one is started (SPEC section 7: the supervisor comes back by itself).
+        """
+        store = self.store
+        conn = store.conn
+        holding = conn.execute("SELECT id, attempt FROM jobs WHERE alloc IS NOT NULL AND backend = 'local'").fetchall()
+        if not store.read_only and any(
+            (self.paths.attempt_dir(job_id, attempt) / "result.json").exists() for job_id, attempt in holding
+        ):
+            from jobctl.backends.local.backend import LocalBackend
+            from jobctl.engine.local import Engine
+
+            engine = Engine(LocalBackend(self.paths.logs), None, str(self.paths.socket), 0.0, paths=self.paths)
+            try:
+                with store.write() as wconn:
+                    engine.record_ended(wconn, time.time())
+            except Exception:  # noqa: BLE001 - a busy or damaged file: show what is recorded; a supervisor retries
+                if os.environ.get("JOBCTL_DEBUG") not in (None, "", "0"):
+                    raise
+        if store.read_only or time.monotonic() < self._started_supervisor + 5.0:
+            return
+        live = conn.execute(
+            f"SELECT 1 FROM jobs WHERE state NOT IN {TERMINAL_SQL} AND backend = 'local' LIMIT 1"
+        ).fetchone()
+        if live is not None:
+            from jobctl.supervisor.daemon import start_if_absent
+
+            if start_if_absent(self.paths, drop=self.env_drop):
+                self._started_supervisor = time.monotonic()
+
+    # -- selecting jobs ------------------------------------------------------------------------
+    def job(self, selector: str) -> sqlite3.Row:
+        rows = self.select([selector])
+        if len(rows) > 1:
+            raise UsageError(f"{selector!r} matches {len(rows)} jobs; give one job ID")
+        return rows[0]
+
+    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[sqlite3.Row]:
+        """Jobs named by IDs, names or globs, in the order given; newest first within a name."""
+        conn = self.store.conn
+        if all_jobs:
+            return conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+        if not selectors:
+            raise UsageError("name at least one job (an ID, a name or a glob such as 'sweep-*'), or use --all")
+        found: dict[int, sqlite3.Row] = {}
+        for sel in selectors:
+            if sel.isdigit() and int(sel) > 2**63 - 1:
+                raise UsageError(f"{sel[:30]}{'...' if len(sel) > 30 else ''}: not a job ID (too large)")
+            if sel.isdigit():
+                rows = conn.execute("SELECT * FROM jobs WHERE id = ?", (int(sel),)).fetchall()
+            elif any(ch in sel for ch in "*?["):
+                rows = [
+                    r
+                    for r in conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+                    if fnmatch.fnmatchcase(r["name"], sel)
+                ]
+            else:
+                rows = conn.execute("SELECT * FROM jobs WHERE name = ? ORDER BY id", (sel,)).fetchall()
+            if not rows and not missing_ok:
+                raise NotFound(f"no job matches {sel!r}")
+            for row in rows:
+                found.setdefault(row["id"], row)
+        return list(found.values())
+
+    # -- reading -------------------------------------------------------------------------------
+    def status_rows(
+        self,
+        selectors: list[str],
+        *,
+        all_jobs: bool,
+        state: list[str] | None,
+        labels: list[tuple[str, str]] | None,
+        limit: int | None,
+    ) -> list[sqlite3.Row]:
+        conn = self.store.conn
+        wanted = {s.upper() for s in state or []}
+        unknown = wanted - set(states.ALL_STATES)
+        if unknown:
+            typed = sorted(unknown)[0]
+            ours = next(
+                (
+                    m[typed]
+                    for m in (
+                        {k.upper(): v[0] for k, v in other.items()} for other in states.REFERENCE_MAPPING.values()
+                    )
+                    if typed in m
+                ),
+                None,
+            )
+            hint = f'did you mean "{ours}"? ' if ours else ""
+            raise UsageError(f"--state: unknown state {typed} ({hint}states: {', '.join(states.ALL_STATES)})")
+        self.refresh_local()
+        if selectors or all_jobs:
+            rows = (
+                self.select(selectors) if selectors else conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+            )
+            if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for r in rows):
+                self.refresh_slurm(rows)  # mirror Slurm here too (one batched query)
+                rows = [conn.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone() or r for r in rows]
+        else:
+            live = conn.execute(f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY +id DESC").fetchall()
+            if any(r["backend"] == "slurm" for r in live):
+                self.refresh_slurm(live)  # Slurm is the source of truth: mirror it in one batched query
+                live = conn.execute(
+                    f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY +id DESC"
+                ).fetchall()
+            # scan from the newest row down: the newest finished jobs sit at the top of the table
+            # --state and --label pick from every finished job, then keep the newest `limit` of those
+            count = 20 if limit is None else limit
+            only = f" AND state IN ({', '.join('?' * len(wanted))})" if wanted else ""
+            done = conn.execute(
+                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL}{only} ORDER BY id DESC"
+                + ("" if labels else " LIMIT ?"),
+                (*sorted(wanted), *(() if labels else (count,))),
+            ).fetchall()
+            if labels:
+                done = [r for r in done if all(loads(r["labels"], {}).get(k) == v for k, v in labels)][:count]
+            rows = sorted(live + done, key=lambda r: r["id"], reverse=True)
+            if any(r["backend"] == "local" for r in live):
+                self.wake_supervisor(start=True)
+        if wanted:
+            rows = [r for r in rows if r["state"] in wanted]
+        for key, value in labels or []:
+            rows = [r for r in rows if loads(r["labels"], {}).get(key) == value]
+        rows.sort(key=lambda r: r["id"], reverse=True)
+        if limit is not None:  # --limit N: the N newest finished jobs; unfinished ones always show
+            keep = {r["id"] for r in [r for r in rows if r["state"] in states.TERMINAL][:limit]}
+            rows = [r for r in rows if r["state"] not in states.TERMINAL or r["id"] in keep]
+        return rows
+
+    def spec_of(self, row: sqlite3.Row) -> dict[str, Any]:
+        body = self.store.conn.execute("SELECT body FROM specs WHERE id = ?", (row["spec_id"],)).fetchone()[0]
+        return json.loads(body)
+
+    def details(self, row: sqlite3.Row) -> dict[str, Any]:
+        conn = self.store.conn
+        job_id = row["id"]
+        attempts = [dict(a) for a in conn.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))]
+        workers = [
+            dict(w) for w in conn.execute("SELECT * FROM workers WHERE job_id = ? ORDER BY attempt, rank", (job_id,))
+        ]
+        for w in workers:
+            w["log"] = str(self.paths.attempt_dir(job_id, w["attempt"]) / f"rank{w['rank']}.log")
+        events = [
+            dict(e)
+            for e in conn.execute(
+                "SELECT at, from_state, to_state, reason, actor, message FROM events WHERE job_id = ? ORDER BY id",
+                (job_id,),
+            )
+        ]
+        deps = [dict(d) for d in conn.execute("SELECT dep_id, condition FROM deps WHERE job_id = ?", (job_id,))]
+        return {"attempts": attempts, "workers": workers, "events": events, "depends_on": deps}
+
+    def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[sqlite3.Row]:
+        """Block until every job is terminal (polling the database with a growing interval)."""
+        delay, deadline = 0.02, None if timeout is None else time.monotonic() + timeout
+        marks = ",".join("?" * len(job_ids))
+        next_check = time.monotonic() + 0.25
+        while True:
+            rows = self.store.conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", job_ids).fetchall()
+            if len(rows) < len(set(job_ids)):
+                raise NotFound("a job being waited for was removed")
+            if all(r["state"] in states.TERMINAL for r in rows):
+                return rows
+            if on_tick:
+                on_tick(rows)
+            if time.monotonic() >= next_check and any(r["backend"] == "local" for r in rows):
+                # again and again, not once: the supervisor may be stopped or killed at any time while we wait
+                self.refresh_local()
+                next_check = time.monotonic() + 1.0
+            if any(r["backend"] == "slurm" for r in rows):
+                self.refresh_slurm(rows)
+            if deadline is not None and time.monotonic() > deadline:
+                raise UsageError("gave up waiting (--timeout)")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    def refresh_slurm(self, rows: list[sqlite3.Row]) -> None:
+        from jobctl.engine.slurm_sync import refresh
+
+        refresh(self, [r for r in rows if r["backend"] == "slurm" and r["state"] not in states.TERMINAL])
+
+    # -- control -------------------------------------------------------------------------------
+    def _cas(self, row: sqlite3.Row, to: str, expect, **kw) -> str | None:
+        with self.store.write() as conn:
+            return transition(conn, row["id"], to, expect=expect, actor=self.user, **kw)
+
+    @staticmethod
+    def _contextual(row: sqlite3.Row) -> str:
+        return f"job {row['id']} is {states.status_text(row['state'], row['detail'])}"
+
+    @staticmethod
+    def digest(body: str) -> str:
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+def masked_envs(spec: dict[str, Any], job_envs: dict[str, Any]) -> dict[str, str | None]:
+    """The job's environment as shown to people: secrets as *** (their values are not in the database)."""
+    given = set(job_envs.get("secret") or [])  # secrets that have a value, in the job's secrets file
+    values = {**(spec.get("envs") or {}), **(job_envs.get("env") or {})}
+    values.update({k: "***" for k in given})
+    secret = set(spec.get("secrets") or []) | given
+    return {k: ("***" if k in secret and v is not None else v) for k, v in values.items()}

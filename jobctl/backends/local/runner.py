@@ -1,0 +1,526 @@
+"""The per-attempt runner of the local backend.
+
+The supervisor forks one runner per attempt. The runner starts its own session, makes itself a
+child subreaper (so a descendant that double-forks or calls setsid is re-parented to it, not to
+init), starts one bash worker per rank, and waits. It outlives the supervisor: everything it
+learns goes to files in the attempt folder, written atomically, and the supervisor (this one or
+the next) turns them into database rows. The runner never touches the database.
+
+Files in the attempt folder:
+  plan.json            what to run (written by the runner itself, first thing after the fork); it holds
+                       secret names and the path of the job's secrets file, never a secret value
+  runner.json          {"pid", "start"}: written first thing, before any worker starts; then again
+                       with "workers": {rank: pid} once they are started
+  rank<N>.log          the worker's stdout and stderr
+  rank<N>.exit         {"exit_code", "ended_at"}: written when a worker exits while others still run
+                       (every exit code is in result.json at the end)
+  kill.json            {"reason", "grace", "message"}: a request to end the attempt (then SIGTERM); read
+                       again after runner.json is written, so a kill that raced the start starts nothing
+  result.json          the outcome, written last, just before the runner exits
+
+Signals (no handlers: they are blocked and taken with sigtimedwait, one loop, no races):
+  SIGTERM end the attempt (reason in kill.json), SIGUSR1 freeze the tree, SIGUSR2 thaw it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+PR_SET_CHILD_SUBREAPER = 36
+BASH = "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash"
+WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP}
+
+# Runs setup then run, in the job's workdir; the scripts come as arguments ($3, $4), so nothing
+# is written to disk for them; a script too long for one argument comes as a file ($5, $6), named
+# by an argument, never pasted into a shell string. A failing setup leaves a marker file.
+WORKER_SCRIPT = r"""
+dir=$1; rank=$2
+if [ -n "$5" ]; then bash "$5"; else bash -c "$3" jobctl-setup; fi
+code=$?
+if [ $code -ne 0 ]; then
+  echo "jobctl: setup failed with exit code $code" >&2
+  : > "$dir/setup_failed.$rank"
+  exit $code
+fi
+if [ -n "$6" ]; then exec bash "$6"; fi
+exec bash -c "$4" jobctl-run
+"""
+ARG_LIMIT = 100_000  # bytes: a longer script goes through a file (Linux caps one argument at 128 KiB)
+STATE_FILE_LIMIT = 1 << 20  # bytes: a state file the runner writes is far smaller; a bigger one is garbage
+# New files: never through a symlink someone left in the way, never an existing file.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class BadStateFile(Exception):
+    """A state file that is not what the runner writes (a symlink, too big, not a JSON object, wrong types)."""
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a small JSON file atomically (readers see the old file or the new, never half).
+
+    The temporary file has a random name in the same folder, is created with O_EXCL (mkstemp), and
+    is renamed over the target: a symlink at either name is replaced, never followed.
+    """
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create a new 0600 file (refused if anything, a symlink included, is already there)."""
+    with os.fdopen(os.open(path, NEW_FILE, 0o600), "w") as handle:
+        handle.write(text)
+
+
+def read_json(path: Path, limit: int = STATE_FILE_LIMIT) -> dict[str, Any] | None:
+    """A JSON object from a state file; None when the file does not exist (yet).
+
+    Raises BadStateFile for anything the runner would not have written: a symlink, a FIFO, more
+    than `limit` bytes, bytes that are not JSON, JSON that is not an object.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BadStateFile(f"{path.name}: cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadStateFile(f"{path.name}: not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise BadStateFile(f"{path.name}: larger than {limit} bytes")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        raise BadStateFile(f"{path.name}: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadStateFile(f"{path.name}: not a JSON object")
+    return value
+
+
+def exit_code_of(status: int) -> int:
+    """A wait status as a shell would show it: the exit code, or 128 + the signal number."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def notify(sock_path: str) -> bool:
+    """Wake the supervisor, if one is listening; True when one was. Never fails."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            sock.connect(sock_path)
+            sock.sendall(b"w")
+        return True
+    except OSError:
+        return False
+
+
+def tell_supervisor(plan: dict[str, Any], home: Any) -> None:
+    """The attempt has ended: make sure a supervisor records it and moves the queue on (SPEC section 7).
+
+    The supervisor that forked us learns it from SIGCHLD; another one that adopted us, from the socket;
+    with none listening (it was killed), we start one, so a chain of jobs moves on with nobody typing.
+    """
+    if os.getppid() == plan.get("supervisor_pid"):
+        return
+    if notify(plan.get("socket", "")) or home is None:
+        return
+    try:
+        from jobctl.supervisor.daemon import start_if_absent
+
+        start_if_absent(home)
+    except Exception:  # noqa: BLE001 - the next jobctl command starts one as well
+        pass
+
+
+PR_SET_NAME = 15
+
+
+def set_title(title: str) -> None:
+    """Tell this runner apart from the supervisor it was forked from, in ps, top and psutil.
+
+    The short name (`comm`) through prctl(PR_SET_NAME); the command line by overwriting the argument
+    area in place, as setproctitle(3) does: when its last byte is not NUL, Linux shows the text up to
+    the first NUL. Best effort: a failure leaves the old title.
+    """
+    raw = title.encode()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw.split()[0][:15]), 0, 0, 0)  # its first word
+        with open("/proc/self/stat", "rb") as handle:
+            stat = handle.read()
+        fields = stat[stat.rindex(b")") + 2 :].split()  # fields from the third (state) on
+        start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end (fields 48 and 49)
+        size = end - start
+        if start <= 0 or size < 2:
+            return
+        data = raw[: size - 1] + b"\0"
+        ctypes.memmove(start, data + b" " * (size - len(data)), size)
+    except (OSError, AttributeError, ValueError, IndexError):
+        pass
+
+
+class Runner:
+    def __init__(self, attempt_dir: Path, plan: dict[str, Any]):
+        self.dir = attempt_dir
+        self.plan = plan
+        self.workers: dict[int, int] = {}  # pid -> rank
+        self.exits: dict[int, int] = {}  # rank -> exit code
+        self.frozen_since: float | None = None
+        self.frozen_total = 0.0
+        self.started = time.monotonic()
+        self.kill_request: dict[str, Any] | None = None
+        self.kill_deadline: float | None = None
+        self.cgroup: Any = None  # a MemoryCgroup when the machine offers one
+        self.identity: dict[str, Any] = {}
+
+    # -- the tree ------------------------------------------------------------------------------
+    def descendants(self) -> list[Any]:
+        if not self.has_children():
+            return []  # a subreaper with no child has no descendant at all: skip the /proc scan
+        import psutil
+
+        try:
+            return psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+
+    @staticmethod
+    def has_children() -> bool:
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            return True
+        except ChildProcessError:
+            return False
+
+    def signal_tree(self, sig: int) -> None:
+        import psutil
+
+        for proc in self.descendants():
+            try:
+                proc.send_signal(sig)  # psutil checks the PID was not reused
+            except psutil.Error:
+                pass
+
+    # -- life ----------------------------------------------------------------------------------
+    def start_workers(self) -> None:
+        plan = self.plan
+        run, setup = plan["run"], plan.get("setup") or ""
+        run_file = setup_file = ""
+        if len(run.encode()) > ARG_LIMIT:
+            run_file = str(self.dir / "run.sh")
+            write_private(Path(run_file), run)
+        if len(setup.encode()) > ARG_LIMIT:
+            setup_file = str(self.dir / "setup.sh")
+            write_private(Path(setup_file), setup)
+        base = dict(os.environ)
+        base.update(plan.get("env") or {})
+        base.update(self.secrets())
+        umask = plan.get("umask")
+        old_umask = os.umask(umask if isinstance(umask, int) and 0 <= umask <= 0o777 else 0o022)
+        try:
+            self._spawn_all(base, run, setup, run_file, setup_file)
+        finally:
+            os.umask(old_umask)
+        # the workers' PIDs join the runner's identity (one file fewer per job)
+        write_json(self.dir / "runner.json", {**self.identity, "workers": {str(r): p for p, r in self.workers.items()}})
+
+    def secrets(self) -> dict[str, str]:
+        """The job's secret values, from its 0600 secrets file (removed when the job ends)."""
+        path = self.plan.get("secrets_file")
+        if not path:
+            return {}
+        values = read_json(Path(path))
+        if values is None:
+            raise RuntimeError(f"its secrets file {path} is gone (the job ended, or was removed); launch it again")
+        return {str(k): str(v) for k, v in values.items()}
+
+    def _spawn_all(self, base: dict[str, str], run: str, setup: str, run_file: str, setup_file: str) -> None:
+        plan = self.plan
+        for rank in range(plan["num_nodes"]):
+            env = dict(base)
+            env.update(plan["rank_env"][rank])
+            log = os.open(self.dir / f"rank{rank}.log", LOG_FLAGS, 0o600)
+            if setup:
+                argv = [
+                    "bash",
+                    "-c",
+                    WORKER_SCRIPT,
+                    "jobctl-worker",
+                    str(self.dir),
+                    str(rank),
+                    setup,
+                    run,
+                    setup_file,
+                    run_file,
+                ]
+            elif run_file:
+                argv = ["bash", run_file]
+            else:
+                argv = ["bash", "-c", run, "jobctl-run"]  # one bash per worker
+            try:
+                pid = os.posix_spawn(
+                    BASH,
+                    argv,
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                        (os.POSIX_SPAWN_DUP2, log, 1),
+                        (os.POSIX_SPAWN_DUP2, log, 2),
+                        (os.POSIX_SPAWN_CLOSE, log),
+                    ],
+                    setsigmask=(),
+                    setsigdef=tuple(WATCHED),
+                )
+            finally:
+                os.close(log)
+            self.workers[pid] = rank
+
+    def chdir(self) -> None:
+        git = self.plan.get("workdir_git")
+        if git:  # a git workdir: a fresh clone at the ref, in this attempt's folder
+            from jobctl.backends.local.gitworkdir import clone
+
+            self.plan["workdir"] = str(clone(git["url"], git.get("ref"), self.dir / "workdir"))
+        os.chdir(self.plan["workdir"])
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            rank = self.workers.pop(pid, None)
+            if rank is None:
+                continue  # an orphaned descendant re-parented to us
+            code = exit_code_of(status)
+            self.exits[rank] = code
+            if self.workers:  # others still run: say so now (the last one's end is in result.json)
+                write_json(self.dir / f"rank{rank}.exit", {"exit_code": code, "ended_at": time.time()})
+                notify(self.plan.get("socket", ""))
+
+    def active_seconds(self) -> float:
+        frozen = self.frozen_total + (time.monotonic() - self.frozen_since if self.frozen_since else 0.0)
+        return time.monotonic() - self.started - frozen
+
+    def request_end(self, reason: str, grace: float, message: str | None = None) -> None:
+        if self.kill_request is not None:
+            return
+        self.kill_request = {"reason": reason, "grace": grace, "message": message}
+        self.kill_deadline = time.monotonic() + grace
+        self.signal_tree(signal.SIGTERM)
+        self.signal_tree(signal.SIGCONT)  # a frozen process must wake to see SIGTERM
+        self.frozen_since = None
+
+    def handle(self, sig: int) -> None:
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            try:
+                req = read_json(self.dir / "kill.json") or {}
+                grace = float(req.get("grace", self.plan.get("grace", 10.0)))
+                reason, message = str(req.get("reason", "killed")), req.get("message")
+            except (BadStateFile, TypeError, ValueError):
+                grace, reason, message = float(self.plan.get("grace", 10.0)), "killed", None
+            self.request_end(reason, grace, message if isinstance(message, str) else None)
+        elif sig == signal.SIGUSR1 and self.frozen_since is None and self.kill_request is None:
+            self.frozen_since = time.monotonic()
+            self.signal_tree(signal.SIGSTOP)
+        elif sig == signal.SIGUSR2 and self.frozen_since is not None:
+            self.signal_tree(signal.SIGCONT)
+            self.frozen_total += time.monotonic() - self.frozen_since
+            self.frozen_since = None
+
+    def loop(self) -> None:
+        timeout = self.plan.get("timeout")
+        while self.workers or (self.kill_request and self.descendants()):
+            wait = 1.0
+            if self.kill_deadline is not None:
+                left = self.kill_deadline - time.monotonic()
+                if left <= 0:
+                    self.signal_tree(signal.SIGKILL)
+                    wait = 0.05
+                else:
+                    wait = min(wait, left)
+            elif timeout and self.frozen_since is None:
+                left = timeout - self.active_seconds()
+                if left <= 0:
+                    limit = self.plan.get("timeout_text", f"{timeout:g}s")
+                    self.request_end(
+                        "timed_out", float(self.plan.get("grace", 10.0)), f"ran longer than its timeout of {limit}"
+                    )
+                    continue
+                wait = min(wait, left)
+            info = signal.sigtimedwait(WATCHED, max(wait, 0.01))
+            if info is not None:
+                self.handle(info.si_signo)
+            self.reap()
+            if self.cgroup is not None and self.kill_request is None and self.cgroup.oom_killed():
+                self.request_end("out_of_memory", 0.0, self.oom_message())
+        # Whatever the workers left running in the background does not outlive the attempt.
+        leftovers = self.descendants()
+        if leftovers:
+            self.signal_tree(signal.SIGTERM)
+            self.signal_tree(signal.SIGCONT)
+            deadline = time.monotonic() + 2.0
+            while self.descendants() and time.monotonic() < deadline:
+                signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+                self.reap()
+            self.signal_tree(signal.SIGKILL)
+            while self.descendants():
+                signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+                self.reap()
+
+    def oom_message(self) -> str:
+        from jobctl.core.units import format_gib
+
+        limit = self.plan.get("memory_mib") or 0
+        peak = self.cgroup.peak_mib() if self.cgroup is not None else None
+        if peak and peak < limit:
+            what = f"used {format_gib(peak)} GiB of its {format_gib(limit)} GiB memory limit"
+        else:
+            what = f"reached its {format_gib(limit)} GiB memory limit"
+        return (
+            f"{what} and was killed by the kernel; raise resources.memory in the job file (or --memory) to allow more"
+        )
+
+    def result(self) -> dict[str, Any]:
+        n = self.plan["num_nodes"]
+        codes = [self.exits.get(rank) for rank in range(n)]
+        failed = [c for c in codes if c != 0]
+        setup_failed = any((self.dir / f"setup_failed.{r}").exists() for r in range(n))
+        req = self.kill_request
+        if req is None and self.cgroup is not None and self.cgroup.oom_killed():
+            req = self.kill_request = {"reason": "out_of_memory", "grace": 0.0, "message": self.oom_message()}
+        if req is not None:
+            outcome = req["reason"]
+        elif setup_failed:
+            outcome = "setup_failed"
+        elif not failed:
+            outcome = "completed"
+        else:
+            outcome = "failed"
+        exit_code = next((c for c in codes if c), 0)
+        return {
+            "outcome": outcome,
+            "message": req.get("message") if req else None,
+            "exit_codes": codes,
+            "failed": len(failed),
+            "exit_code": exit_code,
+            "ended_at": time.time(),
+        }
+
+
+def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
+    """Body of the forked runner. Never returns: it ends the process with os._exit.
+
+    The attempt folder and plan.json are made here, not in the supervisor: file system work is off
+    the supervisor's path, which is shared by every job.
+    """
+    code = 0
+    try:
+        attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_json(attempt_dir / "plan.json", plan)
+        set_title(f"jobctl-runner job {plan.get('job_id')} attempt {plan.get('attempt')}")
+        try:
+            from jobctl.home.paths import resolve
+
+            home = resolve()  # before the chdir into the job's workdir (JOBCTL_HOME may be relative)
+        except Exception:  # noqa: BLE001 - only needed to start a supervisor at the end
+            home = None
+        os.setsid()
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+        for sig in WATCHED:
+            signal.signal(sig, signal.SIG_DFL)
+        import psutil
+
+        identity = {"pid": os.getpid(), "start": psutil.Process().create_time()}
+        write_json(attempt_dir / "runner.json", identity)
+        # A kill that raced the start wrote kill.json before it could signal us (no runner.json yet):
+        # look for it only now, after runner.json, so that one of the two sides always sees the other.
+        request = read_json(attempt_dir / "kill.json")
+        if request is not None:
+            write_json(
+                attempt_dir / "result.json",
+                {
+                    "outcome": request.get("reason", "killed"),
+                    "message": request.get("message"),
+                    "exit_codes": [None] * int(plan.get("num_nodes", 1)),
+                    "failed": 0,
+                    "exit_code": None,
+                    "ended_at": time.time(),
+                },
+            )
+            tell_supervisor(plan, home)
+            return
+        runner = Runner(attempt_dir, plan)
+        runner.identity = identity
+        if runner.plan.get("memory_mib"):
+            from jobctl.backends.local.cgroups import MemoryCgroup
+
+            pool = runner.plan.get("cgroup_pool")
+            runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan["memory_mib"])) if pool else None
+        try:
+            runner.chdir()
+            runner.start_workers()
+        except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
+            runner.signal_tree(signal.SIGKILL)
+            if runner.cgroup is not None:
+                runner.cgroup.release()
+            write_json(
+                attempt_dir / "result.json",
+                {
+                    "outcome": "start_error",
+                    "message": f"could not start the job: {exc}",
+                    "exit_codes": [],
+                    "failed": 0,
+                    "exit_code": None,
+                    "ended_at": time.time(),
+                },
+            )
+            tell_supervisor(runner.plan, home)
+            return
+        runner.loop()
+        result = runner.result()
+        if runner.cgroup is not None:
+            runner.cgroup.release()
+        write_json(attempt_dir / "result.json", result)
+        tell_supervisor(runner.plan, home)
+    except BaseException:  # noqa: BLE001 - the runner must always leave a trace and exit
+        import traceback
+
+        code = 70
+        with (
+            contextlib.suppress(OSError),
+            os.fdopen(os.open(attempt_dir / "runner-error.log", LOG_FLAGS, 0o600), "a") as handle,
+        ):
+            traceback.print_exc(file=handle)
+    finally:
+        os._exit(code)

@@ -1,0 +1,582 @@
+"""The command line: thin Typer commands over the service layer.
+
+One chokepoint (`main`) maps every JobctlError to a red one-line message on stderr and its exit
+code; `JOBCTL_DEBUG=1` shows the traceback instead. Data goes to stdout, everything else to stderr.
+"""
+
+import json
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from jobctl import __version__
+from jobctl.core.states import TERMINAL
+from jobctl.errors import JobctlError, UsageError
+
+app = typer.Typer(
+    name="jobctl",
+    help="A batch job manager: launch job.yaml files, watch them in a table, control them.\n\n"
+    "Example: jobctl launch examples/hello.yaml --wait && jobctl status",
+    no_args_is_help=False,  # plain `jobctl`: see _root; a group without a command is a usage error
+    invoke_without_command=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (see README: JSON output).")]
+
+
+def _complete_jobs(incomplete: str) -> list[str]:
+    from jobctl.cli.completions import complete_jobs
+
+    return complete_jobs(incomplete)
+
+
+JobsArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(
+        help="Job IDs, names or globs such as 'sweep-*'.", show_default=False, autocompletion=_complete_jobs
+    ),
+]
+OneJob = Annotated[str, typer.Argument(help="A job ID or name.", autocompletion=_complete_jobs)]
+AllOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help="Every job this command applies to (kill: unfinished ones; "
+        "rm: finished ones; retry: FAILED or KILLED ones).",
+    ),
+]
+
+
+def _paths():
+    from jobctl.home import paths
+
+    return paths.resolve()
+
+
+def _service():
+    from jobctl.app.session import Service
+
+    return Service(_paths())
+
+
+def _err(text: str, style: str = "") -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text, style=style or None, markup=False)
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"jobctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """jobctl: launch job files, see them in a table, stop/start/retry/kill them."""
+    if ctx.invoked_subcommand is None:  # plain `jobctl`: the help, on stderr, and exit 2 (no command given)
+        sys.stderr.write(ctx.get_help() + "\n")
+        raise typer.Exit(2)
+
+
+# -- launch ------------------------------------------------------------------------------------
+@app.command()
+def launch(
+    files: Annotated[list[str], typer.Argument(help="Job files (YAML). Several may be given.")],
+    name: Annotated[
+        Optional[str],
+        typer.Option(help="Job name (default: the file's `name`, else its stem); on a pipeline, a prefix: NAME-TASK."),
+    ] = None,
+    env: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--env", "-e", help="KEY=VALUE, or KEY to take it from this environment (shown as ***). Repeatable."
+        ),
+    ] = None,
+    env_file: Annotated[
+        Optional[list[str]],
+        typer.Option(help="A file of KEY=VALUE lines (values shown as ***). Repeatable; a later file wins."),
+    ] = None,
+    cpus: Annotated[Optional[str], typer.Option(help='CPUs per node, e.g. 2 or "2+".')] = None,
+    memory: Annotated[Optional[str], typer.Option(help="Memory per node, e.g. 4GiB or 512MiB.")] = None,
+    gpus: Annotated[Optional[str], typer.Option(help="Accelerators per node, e.g. H100:2.")] = None,
+    num_nodes: Annotated[Optional[int], typer.Option(help="Number of workers (nodes).", min=1)] = None,
+    priority: Annotated[
+        Optional[int], typer.Option(help="Higher runs first and may preempt lower.", min=-1_000_000, max=1_000_000)
+    ] = None,
+    array: Annotated[
+        Optional[str], typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX.")
+    ] = None,
+    backend: Annotated[Optional[str], typer.Option(help="local or slurm (default: config `backend`).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; record nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Block until done; exit with the job's code.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream the logs while waiting.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate job files, record them and queue them. Prints the new job IDs, one a line.
+
+    Example: id=$(jobctl launch job.yaml --env TOKEN) && jobctl wait "$id"
+    """
+    from jobctl.app import launch as launch_mod
+    from jobctl.cli import output
+
+    service = _service()
+    options = launch_mod.LaunchOptions(
+        name=name,
+        env=env,
+        env_file=env_file,
+        cpus=cpus,
+        memory=memory,
+        gpus=gpus,
+        num_nodes=num_nodes,
+        array=array,
+        backend=backend,
+        priority=priority,
+        dry_run=dry_run,
+    )
+    ids, plan = launch_mod.launch(service, files, options)
+    for warning in plan.warnings:
+        _err(f"warning: {warning}", "yellow")
+    if dry_run:
+        output.print_plan(plan, as_json)
+        return
+    if as_json and not (wait or follow):  # a list of job objects, as `launch --wait --json` prints
+        rows = service.select([str(i) for i in ids])
+        from jobctl.cli.views import job_json
+
+        _print_json([job_json(r) for r in rows])
+    elif not as_json:
+        sys.stdout.write("".join(f"{i}\n" for i in ids))
+        sys.stdout.flush()
+        first = plan.jobs[0]
+        more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+        name = service.select([str(ids[0])])[0]["name"] if first.get("array") else first["name"]  # NAME-INDEX
+        _err(f"launched job {ids[0]} ({name}){more} on {first['backend']}: {first['resources']}")
+    if wait or follow:
+        raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
+
+
+def _wait(service, ids: list[int], **kw) -> int:
+    """Wait for jobs; Ctrl-C leaves them running and says how to wait again or stop them (exit 130)."""
+    from jobctl.cli import output
+
+    try:
+        return output.wait_and_report(service, ids, **kw)
+    except KeyboardInterrupt:
+        if os.environ.get("JOBCTL_DEBUG") not in (None, "", "0"):
+            raise
+        live = [str(i) for i in ids]
+        try:
+            done = {r["id"] for r in service.select(live, missing_ok=True) if r["state"] in TERMINAL}
+            live = [i for i in live if int(i) not in done] or live
+        except Exception:  # the database is busy or gone: name every job
+            pass
+        text = " ".join(live)
+        verb = "keeps" if len(live) == 1 else "keep"
+        _err(
+            f"job{'s' if len(live) > 1 else ''} {', '.join(live)} {verb} running; `jobctl wait {text}` to wait again, "
+            f"`jobctl kill {text}` to stop {'it' if len(live) == 1 else 'them'}"
+        )
+        return 130
+
+
+# -- status --------------------------------------------------------------------------------------
+@app.command()
+def status(
+    jobs: JobsArg = None,
+    all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include every finished job.")] = False,
+    state: Annotated[Optional[list[str]], typer.Option(help="Only jobs in this state (repeatable).")] = None,
+    label: Annotated[Optional[list[str]], typer.Option(help="Only jobs with label k=v (repeatable).")] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Show the N newest finished jobs (default 20, every one with --all); 0: unfinished jobs only.", min=0
+        ),
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table in place until Ctrl-C.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show jobs in a table: unfinished ones and the 20 newest finished ones, newest first.
+
+    Example: jobctl status --state PENDING --label team=vision
+    """
+    from jobctl.cli import output
+
+    if watch and as_json:
+        raise UsageError("--watch and --json do not go together (a live table, or one JSON document)")
+    labels = []
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--label: expected k=v, got {item!r}")
+        labels.append((key, value))
+    output.status(
+        _service(), jobs or [], all_jobs=all_jobs, state=state, labels=labels, limit=limit, watch=watch, as_json=as_json
+    )
+
+
+# -- control -------------------------------------------------------------------------------------
+@app.command()
+def stop(
+    jobs: JobsArg = None,
+    release: Annotated[bool, typer.Option("--release", help="Terminate and requeue instead of freezing.")] = False,
+    all_jobs: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Suspend jobs: freeze running ones (SIGSTOP), hold waiting ones.
+
+    Example: jobctl stop 12   (then: jobctl start 12)
+    """
+    from jobctl.app import control
+
+    _check_selectors(jobs, all_jobs)
+    svc = _service()
+    results = control.bulk(svc, jobs or [], all_jobs, "stop", lambda row: control.stop(svc, row, release))
+    from jobctl.cli import output
+
+    raise typer.Exit(output.report(results, as_json))
+
+
+@app.command()
+def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Undo stop: resume a frozen job, or requeue a released or held one.
+
+    Example: jobctl start 12
+    """
+    from jobctl.app import control
+    from jobctl.cli import output
+
+    _check_selectors(jobs, all_jobs)
+    svc = _service()
+    results = control.bulk(svc, jobs or [], all_jobs, "start", lambda r: control.start(svc, r))
+    raise typer.Exit(output.report(results, as_json))
+
+
+@app.command()
+def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Queue a FAILED or KILLED job again, as a new attempt (earlier logs are kept).
+
+    Example: jobctl retry 'sweep-*'
+    """
+    from jobctl.app import control
+    from jobctl.cli import output
+
+    _check_selectors(jobs, all_jobs)
+    svc = _service()
+    results = control.bulk(svc, jobs or [], all_jobs, "retry", lambda r: control.retry(svc, r))
+    raise typer.Exit(output.report(results, as_json))
+
+
+@app.command()
+def kill(
+    jobs: JobsArg = None,
+    grace: Annotated[Optional[str], typer.Option(help="Seconds between SIGTERM and SIGKILL (default 10s).")] = None,
+    all_jobs: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Kill jobs: SIGTERM to every process of the job, SIGKILL after the grace period.
+
+    Example: jobctl kill 12 --grace 2s
+    """
+    from jobctl.app import control
+    from jobctl.cli import output
+
+    seconds = 0.0 if grace is not None and grace.strip() in ("0", "0s") else _duration_option("--grace", grace)
+    _check_selectors(jobs, all_jobs)
+    svc = _service()
+    results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds))
+    raise typer.Exit(output.report(results, as_json))
+
+
+@app.command()
+def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Forget finished jobs and delete their logs.
+
+    Example: jobctl rm 12 13
+    """
+    from jobctl.app import control
+    from jobctl.cli import output
+
+    _check_selectors(jobs, all_jobs)
+    svc = _service()
+    results = control.bulk(svc, jobs or [], all_jobs, "rm", lambda r: control.remove(svc, r))
+    raise typer.Exit(output.report(results, as_json))
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age of finished jobs to forget, e.g. 7d.")] = "7d",
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget finished jobs that ended before the given age, with their logs.
+
+    Example: jobctl prune --older-than 7d
+    """
+    from jobctl.app import control
+    from jobctl.cli import output
+
+    seconds = _duration_option("--older-than", older_than)
+    raise typer.Exit(output.report(control.prune(_service(), seconds), as_json, quiet_empty=True))
+
+
+# -- reading -------------------------------------------------------------------------------------
+@app.command()
+def logs(
+    job: OneJob,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as the job writes.")] = False,
+    rank: Annotated[Optional[int], typer.Option(help="Only this worker.", min=0)] = None,
+    attempt: Annotated[Optional[int], typer.Option(help="An earlier attempt (default: the latest).", min=1)] = None,
+    tail: Annotated[Optional[int], typer.Option(help="Only the last N lines.", min=0)] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Slurm's own output of the job (slurm.out).")] = False,
+) -> None:
+    """Print a job's output (stdout and stderr of each worker).
+
+    Example: jobctl logs 12 -f --rank 0
+    """
+    from jobctl.cli import output
+
+    output.logs(_service(), job, follow=follow, rank=rank, attempt=attempt, tail=tail, batch=batch)
+
+
+@app.command()
+def describe(job: OneJob, as_json: JsonOpt = False) -> None:
+    """Everything about one job: spec, state, resources held, attempts, workers, timeline.
+
+    Example: jobctl describe 12 --json | jq .events
+    """
+    from jobctl.cli import output
+
+    output.describe(_service(), job, as_json)
+
+
+@app.command()
+def wait(
+    jobs: JobsArg = None,
+    timeout: Annotated[Optional[str], typer.Option(help="Give up after this long (exit 2).")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Wait for every unfinished job.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Block until the jobs end. Exit 0 if COMPLETED, else the job's code (124 timeout, 137 OOM/killed).
+
+    Example: jobctl wait 12 || echo "failed with $?"
+    """
+    seconds = _duration_option("--timeout", timeout)
+    _check_selectors(jobs, all_jobs)
+    svc = _service()
+    if all_jobs:
+        ids = [row["id"] for row in svc.select([], all_jobs=True) if row["state"] not in TERMINAL]
+        if not ids:
+            _err("no unfinished jobs")
+            raise typer.Exit(0)
+    else:
+        ids = [row["id"] for row in svc.select(jobs or [])]
+    raise typer.Exit(_wait(svc, ids, as_json=as_json, timeout=seconds))
+
+
+def _duration_option(option: str, value: Optional[str]) -> Optional[float]:
+    from jobctl.core.units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _check_selectors(jobs: Optional[list[str]], all_jobs: bool) -> None:
+    if jobs and all_jobs:
+        raise UsageError("give job selectors or --all, not both")
+    if not jobs and not all_jobs:
+        raise UsageError("name at least one job (an ID, a name or a glob such as 'sweep-*'), or use --all")
+
+
+# -- config and supervisor -----------------------------------------------------------------------
+config_app = typer.Typer(help="Settings in config.toml. Example: jobctl config set capacity.cpus 8")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(as_json: JsonOpt = False) -> None:
+    """Show every setting with its value. Example: jobctl config show --json"""
+    from jobctl.cli import output
+
+    output.config_show(_service().config, as_json)
+
+
+@config_app.command("get")
+def config_get(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
+    """Print one setting. Example: jobctl config get defaults.memory"""
+    value = _service().config.get(key)
+    print(json.dumps(value) if not isinstance(value, str) else value)
+
+
+@config_app.command("set", context_settings={"ignore_unknown_options": True})  # `set capacity.cpus -2`: a value
+def config_set(
+    key: Annotated[str, typer.Argument(help="A dotted key such as capacity.accelerators.")],
+    value: Annotated[str, typer.Argument(help="A TOML value, e.g. 8, '\"32GiB\"' or '{H100 = 4}'.")],
+) -> None:
+    """Change one setting. Example: jobctl config set capacity.accelerators '{H100 = 4}'"""
+    service = _service()
+    stored = service.config.set(key, value)
+    service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
+    _err(f"{key} = {json.dumps(stored)}")
+
+
+@config_app.command("unset")
+def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
+    """Remove a setting from config.toml, so that it takes its default. Example: jobctl config unset capacity.cpus"""
+    service = _service()
+    was_set = service.config.unset(key)
+    if was_set:
+        service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
+    default = service.config.get(key)
+    from jobctl.home.config import unset_text
+
+    shown = unset_text(key) if default is None else json.dumps(default)
+    _err(f"{key} = {shown} (default)" + ("" if was_set else "; it was not set"))
+
+
+@config_app.command("path")
+def config_path() -> None:
+    """Print where config.toml lives. Example: $EDITOR "$(jobctl config path)" """
+    print(_paths().config_file)
+
+
+supervisor_app = typer.Typer(help="The local supervisor that runs jobs. It starts on demand.")
+app.add_typer(supervisor_app, name="supervisor")
+
+
+@supervisor_app.command("run")
+def supervisor_run() -> None:
+    """Run the supervisor in the foreground (for systemd). Example: jobctl supervisor run"""
+    from jobctl.supervisor.daemon import Supervisor
+
+    raise typer.Exit(Supervisor(_paths()).run())
+
+
+@supervisor_app.command("start")
+def supervisor_start() -> None:
+    """Start the supervisor in the background if it is not running. Example: jobctl supervisor start"""
+    from jobctl.cli import output
+
+    output.supervisor_start(_service())
+
+
+@supervisor_app.command("stop")
+def supervisor_stop() -> None:
+    """Stop the supervisor; running jobs keep running. Example: jobctl supervisor stop"""
+    from jobctl.cli import output
+
+    raise typer.Exit(output.supervisor_stop(_service()))
+
+
+@supervisor_app.command("status")
+def supervisor_status(as_json: JsonOpt = False) -> None:
+    """Show the supervisor's pid, uptime and capacity. Example: jobctl supervisor status --json"""
+    from jobctl.cli import output
+
+    raise typer.Exit(output.supervisor_status(_service(), as_json))
+
+
+def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
+    """(ClickException, UsageError) of the click that Typer runs on: the `click` package for older
+    Typer releases, the copy Typer vendors (`typer._click`) for newer ones. Found through
+    `typer.BadParameter`, which both export, so `click` itself is never imported."""
+    module = sys.modules[typer.BadParameter.__module__]
+    return module.ClickException, module.UsageError
+
+
+def _command_path_from_argv() -> str:
+    """`jobctl CMD [SUB]` as typed, for a parser error that carries no context (an option given
+    last without its value): the words of sys.argv that name commands, up to the first other one."""
+    command = typer.main.get_command(app)
+    words = ["jobctl"]
+    for word in sys.argv[1:]:
+        sub = getattr(command, "commands", {}).get(word) if not word.startswith("-") else None
+        if sub is None:
+            break
+        words.append(word)
+        command = sub
+    return " ".join(words)
+
+
+def _usage_line(exc) -> str:
+    """One line for a click usage error: what is wrong, and which --help to read."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else _command_path_from_argv()
+    command = getattr(ctx, "command", None) if ctx is not None else None
+    if message == "Missing command" and hasattr(command, "list_commands"):
+        message = f"missing command (one of: {', '.join(command.list_commands(ctx))})"
+    elif message.startswith("No such command") and hasattr(command, "list_commands"):
+        import difflib
+        import re
+
+        typed = re.search(r"'(.*)'", message)
+        names = command.list_commands(ctx)
+        close = difflib.get_close_matches(typed.group(1), names, n=1) if typed else []
+        if "did you mean" not in message.lower():
+            message += f' (did you mean "{close[0]}"?)' if close else f" (commands: {', '.join(names)})"
+    return f"error: {message} (see '{path} --help')"
+
+
+def main() -> None:
+    """Entry point: the one place where errors become a message and an exit code.
+
+    Typer runs with standalone_mode=False so that every click exception reaches this function;
+    usage errors become one line on stderr and exit 2 (SPEC section 4)."""
+    from jobctl.home import paths as paths_mod
+
+    paths_mod.CALLER_UMASK = os.umask(0o077)  # jobs run under the caller's umask, jobctl's own files are private
+    debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
+    click_exception, click_usage_error = _click_exceptions()
+    try:
+        code = app(prog_name="jobctl", standalone_mode=False)  # click returns typer.Exit's code here
+        sys.exit(code if isinstance(code, int) else 0)
+    except JobctlError as exc:
+        if debug:
+            raise
+        _err(f"error: {exc.message}", "red")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _err("interrupted", "red")
+        sys.exit(130)
+    except click_usage_error as exc:
+        if debug:
+            raise
+        _err(_usage_line(exc), "red")
+        sys.exit(2)
+    except click_exception as exc:
+        if debug:
+            raise
+        _err(f"error: {' '.join(exc.format_message().split())}", "red")
+        sys.exit(exc.exit_code if exc.exit_code else 1)
+    except Exception as exc:  # anything unexpected
+        import sqlite3
+
+        if isinstance(exc, sqlite3.Error) and not debug:  # a query outside a mapped transaction
+            from jobctl.store.database import explain
+
+            _err(f"error: {explain(exc, _paths().db).message}", "red")
+            sys.exit(1)
+        if debug:
+            raise
+        _err(f"error: {type(exc).__name__}: {exc} (set JOBCTL_DEBUG=1 for the traceback)", "red")
+        sys.exit(1)

@@ -1,0 +1,444 @@
+"""Presenting results on a terminal or as JSON. The CLI's commands end up here; no logic lives here
+that a script could not get through `--json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from jobctl.app.session import ActionResult, Service, masked_envs
+from jobctl.core import states
+from jobctl.errors import NotFound, StateError, UsageError
+from jobctl.store.database import loads
+
+# the default table (no selector, --all or --limit) shows at most this many rows, then a footer line
+DEFAULT_ROWS = 500
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    no_color = bool(os.environ.get("NO_COLOR"))
+    out = Console(stderr=stderr, highlight=False, no_color=no_color, soft_wrap=False)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        # piped: never squeeze or cut columns, a script may parse them (unless COLUMNS asks for a width)
+        out = Console(stderr=stderr, highlight=False, no_color=True, soft_wrap=False, width=400)
+    return out
+
+
+def dump(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_plan(plan, as_json: bool) -> None:
+    if as_json:
+        dump({"jobs": plan.jobs, "warnings": plan.warnings, "problems": plan.problems})
+        return
+    from rich.table import Table
+
+    table = Table(title="Plan (dry run: nothing recorded)", box=None, header_style="bold")
+    for col in ("NAME", "RESOURCES", "BACKEND", "FITS", "DEPENDS ON"):
+        table.add_column(col)
+    for job in plan.jobs:
+        deps = ", ".join(str(d) for d in job["depends_on"]) or "-"
+        name = job["name"] + (f" (x{job['array']})" if job["array"] else "")
+        table.add_row(name, job["resources"], job["backend"], "yes" if job["fits"] else f"no: {job['why_not']}", deps)
+    out = console()
+    out.print(table)
+    for problem in plan.problems:
+        out.print(f"on this machine, a real launch would refuse: {problem}", style="yellow", markup=False)
+
+
+def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False) -> int:
+    if as_json:
+        dump(
+            [
+                {
+                    "id": r.job_id,
+                    "name": r.name,
+                    "ok": r.ok,
+                    "message": r.message,
+                    "state": r.state,
+                    "selector": r.selector,
+                }
+                for r in results
+            ]
+        )
+    else:
+        err = console(stderr=True)
+        for r in results:
+            err.print(r.message if r.ok else f"error: {r.message}", style=None if r.ok else "red", markup=False)
+        if not results and not quiet_empty:
+            err.print("no jobs", markup=False)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool) -> None:
+    from jobctl.cli.views import cap_rows, job_json, status_table
+
+    def rows():
+        return service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+
+    if as_json:
+        dump([job_json(r) for r in rows()])
+        return
+    out = console()
+
+    def table(found, fit_height: bool = False):
+        cap = None if limit or all_jobs or selectors else DEFAULT_ROWS
+        if fit_height:  # a live view shows what fits on the screen, and says how many more there are
+            cap = min(cap or len(found), max(1, out.height - 5))
+        left = None
+        if cap is not None:
+            found, left = cap_rows(found, cap)
+        return status_table(found, service.user, width=out.width, left=left)
+
+    if not watch:
+        out.print(table(rows()))
+        return
+    from rich.live import Live
+
+    try:
+        with Live(table(rows(), True), console=out, auto_refresh=False, screen=False) as live:
+            while True:
+                time.sleep(1.0)  # one cheap query a second: no hammering of the database
+                live.update(table(rows(), True), refresh=True)
+    except KeyboardInterrupt:
+        pass
+
+
+def wait_and_report(
+    service: Service, ids: list[int], *, follow: bool = False, as_json: bool = False, timeout: float | None = None
+) -> int:
+    from jobctl.cli.views import job_json, with_message
+
+    if follow:
+        _follow_jobs(service, ids)
+    spinner = None
+    if sys.stderr.isatty() and not follow and not as_json:
+        spinner = console(stderr=True).status("waiting…")
+        spinner.start()
+    started = time.monotonic()
+
+    def tick(rows):
+        if spinner:
+            text = ", ".join(f"{r['id']} {states.status_text(r['state'], r['detail'])}" for r in rows[:3])
+            spinner.update(f"{text}  {int(time.monotonic() - started)}s")
+
+    try:
+        rows = service.wait_for(ids, timeout=timeout, on_tick=tick)
+    finally:
+        if spinner:
+            spinner.stop()
+    if as_json:
+        dump([job_json(r) for r in rows])  # always a list, as `launch --json` prints
+    else:
+        err = console(stderr=True)
+        for r in rows:
+            text = states.status_text(r["state"], r["detail"])
+            if r["state"] != states.COMPLETED:
+                text = with_message(text, r["message"])
+            err.print(f"job {r['id']} ({r['name']}): {text}", markup=False)
+    codes = [states.wait_exit_code(r["state"], r["reason"], r["exit_code"]) for r in rows]
+    return next((c for c in codes if c), 0)
+
+
+def _follow_jobs(service: Service, ids: list[int]) -> None:
+
+    for job_id in ids:
+        _follow_one(service, job_id, None, from_start=True)
+
+
+def _follow_one(service: Service, job_id: int, rank: int | None, from_start: bool) -> None:
+    from jobctl.app.logs import follow, log_files
+
+    conn = service.store.conn
+
+    def row():
+        found = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if found is None:
+            raise NotFound(f"job {job_id} was removed")
+        return found
+
+    def files():
+        r = row()
+        if r["attempt"] == 0:
+            return None
+        return log_files(service.paths.job_dir(job_id), r["attempt"], r["num_nodes"], rank)
+
+    next_check = [time.monotonic() + 1.0]
+
+    def finished():
+        r = row()
+        if r["backend"] == "slurm":
+            service.refresh_slurm([r])
+            r = row()
+        elif r["state"] not in states.TERMINAL or r["alloc"] is not None:
+            if time.monotonic() >= next_check[0]:  # record an end nobody recorded; bring a killed supervisor back
+                service.refresh_local()
+                next_check[0] = time.monotonic() + 1.0
+                r = row()
+        return r["state"] in states.TERMINAL and r["alloc"] is None
+
+    service.wake_supervisor(start=True)
+    service.refresh_local()
+    follow(files, finished, from_start=from_start)
+
+
+def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, batch: bool = False) -> None:
+    from jobctl.app.logs import log_files, print_logs
+
+    row = service.job(selector)
+    if row["backend"] == "slurm":
+        service.refresh_slurm([row])
+        row = service.job(str(row["id"]))
+    if follow and attempt is None:
+        if tail is not None:
+            files = log_files(service.paths.job_dir(row["id"]), max(row["attempt"], 1), row["num_nodes"], rank)
+            print_logs(files, tail)
+            _follow_one(service, row["id"], rank, from_start=False)
+        else:
+            _follow_one(service, row["id"], rank, from_start=True)
+        row = service.job(str(row["id"]))
+        if row["attempt"] == 0 and row["state"] in states.TERMINAL:  # nothing was streamed: say why
+            raise StateError(
+                f"job {row['id']} ({row['name']}) ended without running: "
+                f"{states.status_text(row['state'], row['detail'])}"
+            )
+        return
+    n = attempt if attempt is not None else row["attempt"]
+    if n == 0:
+        raise StateError(f"job {row['id']} has not started yet; use -f to wait for its output")
+    if not 1 <= n <= row["attempt"]:
+        raise UsageError(f"--attempt: job {row['id']} has attempts 1 to {row['attempt']}")
+    if batch:  # Slurm's output of the batch script: where errors before or around the workers show
+        if row["backend"] != "slurm":
+            raise UsageError(f"--batch: job {row['id']} runs on the {row['backend']} backend; only Slurm jobs have it")
+        return print_logs([(0, service.paths.attempt_dir(row["id"], n) / "slurm.out")], tail)
+    print_logs(log_files(service.paths.job_dir(row["id"]), n, row["num_nodes"], rank), tail)
+
+
+def describe(service: Service, selector: str, as_json: bool) -> None:
+    from jobctl.cli.views import clock_seconds, iso, job_json, resources, seconds_text
+
+    service.refresh_local()  # the true end of a job that ended while no supervisor ran
+    row = service.job(selector)
+    if row["backend"] == "slurm":
+        service.refresh_slurm([row])
+        row = service.job(str(row["id"]))
+    spec = service.spec_of(row)
+    details = service.details(row)
+    spec["envs"] = masked_envs(spec, loads(row["envs"], {}))
+    held = loads(row["alloc"])
+    doc = job_json(row)
+    if row["backend"] == "slurm" and row["attempt"]:
+        from jobctl.engine.slurm_sync import batch_output
+
+        details["slurm_out"] = batch_output(service, row)
+    if as_json:
+        for e in details["events"]:
+            e["at"] = iso(e["at"])
+        for a in details["attempts"]:
+            a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
+        dump({**doc, "spec": spec, "held": held, **details})
+        return
+    out = console()
+    labels = doc["labels"] or {}
+    retries = spec.get("retries") or 0
+    lines = [
+        ("ID", row["id"]),
+        ("Name", row["name"]),
+        ("Status", doc["status"]),
+        ("Reason", row["reason"] or "-"),
+        ("Message", row["message"] or "-"),
+        ("Resources", resources(row)),
+        ("Backend", f"{row['backend']}" + (f" ({row['backend_id']})" if row["backend_id"] else "")),
+        ("User", row["user"]),
+        ("Priority", spec.get("priority", 0)),
+        ("Attempt", states.attempt_text(row["attempt"], row["max_attempts"])),
+        ("Retries", f"{retries} (automatic, after a failure)" if retries else "0 (a failure is final)"),
+        ("Timeout", seconds_text(spec.get("timeout")) + (" per attempt" if spec.get("timeout") else "")),
+        ("Queue timeout", seconds_text(spec.get("queue_timeout"))),
+        ("Labels", ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"),
+        ("Submitted", clock_seconds(row["submitted_at"])),
+        ("Started", clock_seconds(row["started_at"])),
+        ("Ended", clock_seconds(row["ended_at"])),
+        ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
+        ("Workdir", spec.get("workdir")),
+        ("Source", spec.get("source") or "-"),
+    ]
+    if row["array_index"] is not None:
+        lines.insert(2, ("Array index", row["array_index"]))
+    if held:
+        devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
+        lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
+    if details["depends_on"]:
+        lines.append(("Depends on", ", ".join(f"{d['dep_id']} ({d['condition']})" for d in details["depends_on"])))
+    if spec.get("envs"):
+        lines.append(("Envs", ", ".join(f"{k}={v}" for k, v in spec["envs"].items())))
+    if spec.get("file_mounts"):
+        lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
+    if spec.get("ignored"):
+        lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
+    if details.get("slurm_out"):
+        lines.append(("Slurm out", details["slurm_out"]["path"]))
+        lines.extend(("", f"| {line}") for line in details["slurm_out"]["tail"])
+    for key, value in lines:
+        out.print(f"{key + ':':<14} {value}", markup=False, highlight=False)
+    if spec.get("setup"):
+        out.print("\nSetup:", style="bold")
+        out.print("  " + spec["setup"].strip().replace("\n", "\n  "), markup=False, highlight=False)
+    out.print("\nRun:", style="bold")
+    out.print("  " + spec["run"].strip().replace("\n", "\n  "), markup=False, highlight=False)
+    if details["attempts"]:
+        out.print("\nAttempts:", style="bold")
+        for a in details["attempts"]:
+            code = "" if a["exit_code"] is None else f", exit {a['exit_code']}"
+            out.print(
+                f"  {a['n']}: {clock_seconds(a['started_at'])} to {clock_seconds(a['ended_at'])}, "
+                f"{a['outcome'] or 'running'}{code}",
+                markup=False,
+                highlight=False,
+            )
+    if details["workers"]:
+        out.print("\nWorkers:", style="bold")
+        for w in details["workers"]:
+            code = "-" if w["exit_code"] is None else w["exit_code"]
+            out.print(
+                f"  attempt {w['attempt']} rank {w['rank']}: pid {w['pid'] or '-'}, {w['state']}, exit {code}, "
+                f"log {w['log']}",
+                markup=False,
+                highlight=False,
+            )
+    out.print("\nEvents:", style="bold")
+    for e in details["events"]:
+        move = f"{e['from_state'] or '-'} -> {e['to_state']}"
+        extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
+        out.print(
+            f"  {clock_seconds(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False, highlight=False
+        )
+
+
+def config_show(config, as_json: bool) -> None:
+    values = config.effective()
+    if as_json:
+        dump(values)
+        return
+    from jobctl.home.config import unset_text
+
+    out = console()
+    for key, value in values.items():
+        shown = unset_text(key) if value is None else json.dumps(value)
+        out.print(f"{key} = {shown}", markup=False, highlight=False)
+    out.print(f"# {config.path}", style="dim", markup=False)
+
+
+def _supervisor_info(service: Service) -> dict[str, Any] | None:
+    import psutil
+
+    try:
+        info = json.loads(service.paths.lock.read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    pid = info.get("pid")
+    try:
+        proc = psutil.Process(pid)
+        if "jobctl" not in " ".join(proc.cmdline()) or abs(proc.create_time() - info["started"]) > 2:
+            return None
+    except (psutil.Error, TypeError, KeyError):
+        return None
+    return {"pid": pid, "started": info["started"], "proc": proc}
+
+
+def supervisor_status(service: Service, as_json: bool) -> int:
+    info = _supervisor_info(service)
+    capacity = None
+    try:
+        capacity = json.loads((service.paths.runtime / "capacity.json").read_text())
+    except (OSError, ValueError):
+        pass
+    running = info is not None
+    doc = {
+        "pid": info["pid"] if info else None,
+        "running": running,
+        "uptime_s": round(time.time() - info["started"], 1) if info else None,
+        "capacity": capacity,
+    }
+    if as_json:
+        dump(doc)
+    else:
+        out = console()
+        if running:
+            out.print(
+                f"supervisor running: pid {doc['pid']}, up {_uptime(doc['uptime_s'])}, "
+                f"capacity {_capacity_text(capacity)}",
+                markup=False,
+                highlight=False,
+            )
+        else:
+            out.print("supervisor not running (it starts on demand)", markup=False)
+    return 0
+
+
+def _uptime(seconds: float) -> str:
+    s = int(seconds)
+    return (
+        f"{s // 86400}d {s % 86400 // 3600}h"
+        if s >= 86400
+        else (f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else (f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"))
+    )
+
+
+def _capacity_text(capacity: dict[str, Any] | None) -> str:
+    """`8 CPU, 31.2 GiB memory, H100 x4` from the supervisor's capacity.json."""
+    if not capacity:
+        return "not known yet"
+    parts = [f"{capacity.get('cpus', 0):g} CPU"]
+    if capacity.get("memory_mib") is not None:
+        mib = capacity["memory_mib"]
+        parts.append(f"{mib / 1024:.1f} GiB memory" if mib >= 1024 else f"{mib} MiB memory")
+    parts += [f"{name} x{count}" for name, count in (capacity.get("accelerators") or {}).items()]
+    return ", ".join(parts)
+
+
+def supervisor_start(service: Service) -> None:
+    if not service.wake_supervisor(start=True):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _supervisor_info(service) is None:
+            time.sleep(0.05)
+    info = _supervisor_info(service)
+    console(stderr=True).print(
+        f"supervisor running: pid {info['pid']}"
+        if info
+        else f"supervisor did not start; see {service.paths.supervisor_log}",
+        markup=False,
+    )
+
+
+def supervisor_stop(service: Service) -> int:
+    import psutil
+
+    info = _supervisor_info(service)
+    if info is None:
+        console(stderr=True).print("supervisor not running", markup=False)
+        return 0
+    proc = info["proc"]
+    proc.terminate()
+
+    def stopped() -> bool:  # a zombie (someone's unreaped child) has stopped too
+        try:
+            return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + 10
+    while not stopped():
+        if time.monotonic() > deadline:
+            console(stderr=True).print(f"supervisor {info['pid']} did not stop within 10 s", markup=False)
+            return 1
+        time.sleep(0.05)
+    console(stderr=True).print(f"supervisor {info['pid']} stopped; running jobs keep running", markup=False)
+    return 0

@@ -1,0 +1,337 @@
+"""Local scheduling (SPEC §7): a pure function from jobs and capacity to decisions.
+
+`schedule` does no I/O and reads no clock; the supervisor calls it on every wake-up with the
+jobs waiting to start, the jobs holding resources and the machine's capacity, and acts on the
+returned `Decisions`.
+
+Rank: priority (higher first), then submission order (older first), then job ID.
+
+Starting: pending jobs are walked in rank order. A job starts when it fits the free resources
+(capacity minus everything held by running jobs and by jobs started earlier in this call), taking
+the first of its accelerator alternatives that can be satisfied and the lowest free device indices.
+A job that could not fit even an empty machine (`never_fits`) is skipped: it neither starts nor
+reserves anything and waits with reason "resources".
+
+Backfill: job durations are unknown, so "does not delay a blocked job" is defined on resources
+alone. Every job that does not start (a *blocked* job, whatever its reason) reserves its need: the
+first alternative that could fit an empty machine. Let P be the first (highest-ranked) blocked job.
+A job J ranked below P may start only if, besides fitting the free resources now, it fits (on
+each resource J uses: CPUs, memory, and its accelerator if any)
+
+    capacity - reserved needs of the blocked jobs ranked above J
+             - jobs started in this call ranked between P and J (J included)
+             - running jobs ranked below P (except those already releasing or preempted now)
+
+so once the running jobs ranked above P (and the releasing ones) end, every blocked job ranked
+above J fits alongside everything ranked below P. Counting the lower-ranked *running* jobs as well (not only this call's
+starts) is what stops a stream of small jobs, each backfilled in a different call, from starving
+P forever. When P is waiting on preemption (below), J must also fit in what P leaves of
+`free + resources of releasing/preempted jobs`, so P starts as soon as those have ended.
+A job that fits the free resources but is refused by these rules waits with reason "priority",
+and `Decisions.behind` names P, the job it must not delay.
+
+Backfill with time limits (EASY): when P waits for resources alone (no preemption can help) and
+every job it needs to end has a known bound on its end (`Running.ends_by`: its timeout), P has a
+*reserved start*: the first of those ends at which P fits, counting every job started in this call
+as holding its resources until its own bound (`now + Request.limit`), or for good when it has none.
+Then the rule above is replaced by: a job J ranked below P may start when it fits the free
+resources now and either ends by P's reserved start (its `limit` is known and `now + limit` is not
+later), or fits in what P leaves free at its reserved start (`extra`, which it then takes). So no
+job started in a call moves P's reserved start later. Without known bounds (a running job with no
+timeout, a frozen one) the resource-only rule above applies unchanged.
+
+Preemption, for P only (at most one target per call): if P fits `free + releasing` nothing more is
+preempted. Otherwise, if terminating preemptible, not-yet-releasing running jobs of strictly lower
+priority can make P fit, they are chosen lowest priority first, then newest first, until P fits,
+and any victim that turns out unnecessary is spared. Either way P then waits "preempting". If not
+even all of them would be enough, nothing is preempted. Jobs started in this call are never
+preempted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from jobctl.core.models import MIB_PER_GIB
+
+EPS = 1e-6  # CPU counts are floats: tolerate rounding when comparing them
+
+Option = tuple[str | None, int]  # an accelerator alternative (name, device count); (None, 0): none
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: float
+    memory_mib: int
+    devices: dict[str, tuple[int, ...]]  # accelerator name -> device indices
+
+
+@dataclass(frozen=True)
+class Request:
+    """A job waiting to start (PENDING, or SUSPENDED by the system after preemption)."""
+
+    job_id: int
+    priority: int  # higher first
+    order: float  # submission time; older (smaller) first; ties broken by job_id
+    cpus: float  # total for the job (all nodes)
+    memory_mib: int  # total
+    accelerators: tuple[tuple[str, int], ...] = ()  # alternatives ("any one of these"); (): none
+    limit: float | None = None  # once started, it ends within this many seconds; None: unknown
+
+
+@dataclass(frozen=True)
+class Running:
+    """A job holding resources now."""
+
+    job_id: int
+    priority: int
+    order: float
+    cpus: float
+    memory_mib: int
+    devices: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (name, indices) it holds
+    preemptible: bool = True  # False: frozen by a user, or already being terminated
+    releasing: bool = False  # True: already being terminated; its resources will free soon
+    ends_by: float | None = None  # a time by which it will have ended (its timeout); None: unknown
+
+
+@dataclass(frozen=True)
+class Allocation:
+    cpus: float
+    memory_mib: int
+    accelerator: str | None
+    devices: tuple[int, ...]  # sorted device indices of that accelerator
+
+
+@dataclass
+class Decisions:
+    start: list[tuple[int, Allocation]] = field(default_factory=list)  # in start order
+    preempt: list[int] = field(default_factory=list)  # running job IDs to terminate gracefully
+    # job ID -> why it does not start: "resources" | "priority" | "preempting"
+    waiting: dict[int, str] = field(default_factory=dict)
+    behind: dict[int, int] = field(default_factory=dict)  # "priority" job ID -> the blocked job P
+    reserved: tuple[int, float] | None = None  # (P, its reserved start) when known (EASY backfill)
+
+
+def rank_key(job: Request | Running) -> tuple[int, float, int]:
+    """Sort key: the smallest key ranks first."""
+    return (-job.priority, job.order, job.job_id)
+
+
+@dataclass
+class _Pool:
+    """An amount of resources (device counts per name); may go negative when used as a budget."""
+
+    cpus: float
+    memory_mib: int
+    devices: dict[str, int]
+
+    @classmethod
+    def of(cls, capacity: Capacity) -> _Pool:
+        counts = {name: len(indices) for name, indices in capacity.devices.items()}
+        return cls(capacity.cpus, capacity.memory_mib, counts)
+
+    def copy(self) -> _Pool:
+        return _Pool(self.cpus, self.memory_mib, dict(self.devices))
+
+    def fits(self, cpus: float, memory_mib: int, option: Option) -> bool:
+        name, count = option
+        return (
+            cpus <= self.cpus + EPS
+            and memory_mib <= self.memory_mib
+            and (name is None or count <= self.devices.get(name, 0))
+        )
+
+    def add(self, cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]], sign: int = 1) -> None:
+        self.cpus += sign * cpus
+        self.memory_mib += sign * memory_mib
+        for name, count in devices:
+            self.devices[name] = self.devices.get(name, 0) + sign * count
+
+    def add_running(self, job: Running, sign: int = 1) -> None:
+        self.add(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices), sign)
+
+    def take(self, cpus: float, memory_mib: int, option: Option) -> None:
+        self.add(cpus, memory_mib, [option] if option[0] is not None else [], -1)
+
+
+def _options(req: Request) -> list[Option]:
+    return list(req.accelerators) if req.accelerators else [(None, 0)]
+
+
+def _gib(mib: float) -> str:
+    return f"{mib / MIB_PER_GIB:.1f} GiB"
+
+
+def never_fits(req: Request, capacity: Capacity) -> str | None:
+    """None if `req` could fit an empty machine, else a one-line reason naming the resource."""
+    reasons = []
+    if req.cpus > capacity.cpus + EPS:
+        reasons.append(f"needs {req.cpus:g} CPUs but capacity is {capacity.cpus:g} CPUs")
+    if req.memory_mib > capacity.memory_mib:
+        reasons.append(f"needs {_gib(req.memory_mib)} of memory but capacity is {_gib(capacity.memory_mib)}")
+    if req.accelerators:
+        empty = _Pool.of(capacity)
+        if not any(empty.fits(0, 0, opt) for opt in req.accelerators):
+            wanted = " or ".join(f"{count} {name}" for name, count in req.accelerators)
+            names = list(dict.fromkeys(name for name, _ in req.accelerators))
+            have = " and ".join(f"{len(capacity.devices.get(n, ()))} {n}" for n in names)
+            if len(names) == 1:
+                have = str(len(capacity.devices.get(names[0], ())))
+            reasons.append(f"needs {wanted} but this machine has {have}")
+    return "; ".join(reasons) or None
+
+
+def _plan_preemption(req: Request, free: _Pool, running: Sequence[Running]) -> tuple[list[Running], _Pool] | None:
+    """Victims that make the blocked `req` fit, and the pool it then fits in; None if impossible.
+
+    An empty victim list means jobs already releasing will make room.
+    """
+    opts = _options(req)
+
+    def fits(pool: _Pool) -> bool:
+        return any(pool.fits(req.cpus, req.memory_mib, o) for o in opts)
+
+    pool = free.copy()
+    for job in running:
+        if job.releasing:
+            pool.add_running(job)
+    if fits(pool):
+        return [], pool
+    candidates = sorted(
+        (j for j in running if j.preemptible and not j.releasing and j.priority < req.priority),
+        key=lambda j: (j.priority, -j.order, -j.job_id),  # lowest priority, then newest, first
+    )
+    everything = pool.copy()
+    for job in candidates:
+        everything.add_running(job)
+    if not fits(everything):
+        return None
+    victims: list[Running] = []
+    for job in candidates:
+        pool.add_running(job)
+        victims.append(job)
+        if fits(pool):
+            break
+    # Spare victims that are not needed after all (e.g. CPU-only jobs when P needs devices),
+    # trying the highest-ranked ones first. `fits` is monotone, so the result is 1-minimal.
+    for job in reversed(victims[:]):
+        pool.add_running(job, -1)
+        if fits(pool):
+            victims.remove(job)
+        else:
+            pool.add_running(job)
+    return victims, pool
+
+
+def reserved_start(
+    req: Request, free: _Pool, holders: Iterable[tuple[float | None, _Pool]], now: float
+) -> tuple[float, _Pool] | None:
+    """When the blocked `req` is sure to fit, and what it then leaves free; None if unknown.
+
+    `free`: resources free now; `holders`: (end bound or None, resources) of what holds the rest.
+    """
+    opts = _options(req)
+    pool = free.copy()
+    ends = sorted(((end, res) for end, res in holders if end is not None), key=lambda x: x[0])
+    at = now
+    for end, res in [(now, None), *ends]:
+        if res is not None:
+            pool.add(res.cpus, res.memory_mib, res.devices.items())
+            at = max(now, end)
+        opt = next((o for o in opts if pool.fits(req.cpus, req.memory_mib, o)), None)
+        if opt is not None:
+            pool.take(req.cpus, req.memory_mib, opt)
+            return at, pool
+    return None
+
+
+def _held(cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]]) -> _Pool:
+    pool = _Pool(0.0, 0, {})
+    pool.add(cpus, memory_mib, devices)
+    return pool
+
+
+def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: Capacity, now: float = 0.0) -> Decisions:
+    """Decide which pending jobs start now, which running jobs to preempt, and why others wait."""
+    free = _Pool.of(capacity)
+    free_sets = {name: set(indices) for name, indices in capacity.devices.items()}
+    for job in running:
+        free.add_running(job, -1)
+        for name, indices in job.devices:
+            free_sets.get(name, set()).difference_update(indices)
+    free_idx = {name: sorted(s) for name, s in free_sets.items()}  # lowest first
+    free.devices = {name: len(idx) for name, idx in free_idx.items()}
+
+    empty = _Pool.of(capacity)
+    out = Decisions()
+    budget: _Pool | None = None  # backfill budget, set at the first blocked job P
+    soon: _Pool | None = None  # what P leaves of free + releasing/preempted, when P is preempting
+    first: int | None = None  # P's job ID
+    shadow: float | None = None  # P's reserved start, when known (EASY backfill)
+    extra: _Pool | None = None  # what P leaves free at its reserved start
+    holders = [
+        (job.ends_by, _held(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices))) for job in running
+    ]  # and the jobs started in this call, appended below
+
+    for req in sorted(pending, key=rank_key):
+        if never_fits(req, capacity):
+            out.waiting[req.job_id] = "resources"
+            continue
+        opts = _options(req)
+        fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
+        if shadow is not None:  # EASY: ends before P's reserved start, or fits what P leaves
+            ends_in_time = req.limit is not None and now + req.limit <= shadow
+            chosen = next((o for o in fit_now if ends_in_time or extra.fits(req.cpus, req.memory_mib, o)), None)
+            if chosen is not None and not ends_in_time:
+                extra.take(req.cpus, req.memory_mib, chosen)
+        else:
+            chosen = next(
+                (o for o in fit_now if all(p is None or p.fits(req.cpus, req.memory_mib, o) for p in (budget, soon))),
+                None,
+            )
+        if chosen is not None:
+            name, count = chosen
+            devices: tuple[int, ...] = ()
+            if name is not None:
+                indices = free_idx.get(name, [])  # absent only when count is 0
+                devices = tuple(indices[:count])
+                del indices[:count]
+            for pool in (free, budget, soon):
+                if pool is not None:
+                    pool.take(req.cpus, req.memory_mib, chosen)
+            out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, name, devices)))
+            end = None if req.limit is None else now + req.limit
+            holders.append((end, _held(req.cpus, req.memory_mib, [chosen] if name is not None else [])))
+            continue
+
+        # Blocked. It reserves the first alternative that could fit an empty machine.
+        reserve = next(o for o in opts if empty.fits(req.cpus, req.memory_mib, o))
+        if budget is None:  # the first blocked job P: nothing ranked above it waits
+            plan = _plan_preemption(req, free, running)
+            victims = plan[0] if plan else []
+            out.preempt = [v.job_id for v in victims]
+            gone = {v.job_id for v in victims}
+            budget = _Pool.of(capacity)
+            key = rank_key(req)
+            for job in running:  # lower-ranked running jobs that keep their resources
+                if not job.releasing and job.job_id not in gone and rank_key(job) > key:
+                    budget.add_running(job, -1)
+            first = req.job_id
+            if plan is not None:
+                soon = plan[1]
+                soon_opt = next(o for o in opts if soon.fits(req.cpus, req.memory_mib, o))
+                soon.take(req.cpus, req.memory_mib, soon_opt)
+                out.waiting[req.job_id] = "preempting"
+            else:
+                out.waiting[req.job_id] = "resources"
+                known = reserved_start(req, free, holders, now)
+                if known is not None:
+                    shadow, extra = known
+                    out.reserved = (req.job_id, shadow)
+        else:
+            out.waiting[req.job_id] = "priority" if fit_now else "resources"
+            if fit_now:
+                out.behind[req.job_id] = first
+        budget.take(req.cpus, req.memory_mib, reserve)
+    return out

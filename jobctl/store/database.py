@@ -1,0 +1,294 @@
+"""The store: plain sqlite3, numbered migrations, WAL, and `BEGIN IMMEDIATE` for read-then-write.
+
+Every change of a job's state goes through `transition`: a compare-and-set on the job's current
+state, checked against the table in `states.py`, plus an appended event, in the caller's
+transaction. sqlite3 errors are turned into one-line `StoreError`s at this layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jobctl.core import states
+from jobctl.errors import StoreError
+
+BUSY_TIMEOUT_MS = 30_000
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE specs (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        detail TEXT,
+        message TEXT,
+        spec_id INTEGER NOT NULL REFERENCES specs(id),
+        priority INTEGER NOT NULL DEFAULT 0,
+        cpus REAL NOT NULL,
+        memory_mib INTEGER NOT NULL,
+        accelerators TEXT,
+        num_nodes INTEGER NOT NULL DEFAULT 1,
+        labels TEXT,
+        envs TEXT,
+        array_index INTEGER,
+        backend TEXT NOT NULL DEFAULT 'local',
+        backend_id TEXT,
+        user TEXT NOT NULL,
+        submitted_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        exit_code INTEGER,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 1,
+        failures INTEGER NOT NULL DEFAULT 0,
+        not_before REAL,
+        alloc TEXT
+    );
+    CREATE INDEX jobs_name ON jobs(name);
+    CREATE INDEX jobs_live ON jobs(state) WHERE state NOT IN ('COMPLETED', 'FAILED', 'KILLED');
+    CREATE TABLE deps (
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        dep_id INTEGER NOT NULL,
+        condition TEXT NOT NULL DEFAULT 'ok',
+        PRIMARY KEY (job_id, dep_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deps_dep ON deps(dep_id);
+    CREATE TABLE attempts (
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        n INTEGER NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        runner_pid INTEGER,
+        runner_start REAL,
+        outcome TEXT,
+        exit_code INTEGER,
+        PRIMARY KEY (job_id, n)
+    ) WITHOUT ROWID;
+    CREATE TABLE workers (
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        rank INTEGER NOT NULL,
+        pid INTEGER,
+        state TEXT NOT NULL,
+        exit_code INTEGER,
+        PRIMARY KEY (job_id, attempt, rank)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        reason TEXT,
+        actor TEXT,
+        message TEXT
+    );
+    CREATE INDEX events_job ON events(job_id);
+    """,
+    # 2: indexes for every query of the supervisor's tick, so its cost does not grow with history
+    """
+    ALTER TABLE jobs ADD COLUMN queue_deadline REAL;
+    CREATE INDEX jobs_state ON jobs(state);
+    CREATE INDEX jobs_holding ON jobs(id) WHERE alloc IS NOT NULL;
+    CREATE INDEX jobs_queue ON jobs(priority DESC, submitted_at, id) WHERE state IN ('PENDING', 'RETRYING');
+    CREATE INDEX jobs_deadline ON jobs(queue_deadline) WHERE queue_deadline IS NOT NULL;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def explain(exc: sqlite3.Error, db: Path) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreError(f"{db}: database is busy (locked by another jobctl for over {BUSY_TIMEOUT_MS // 1000} s)")
+    if "full" in text or ("disk I/O" in text and _disk_full(db)):
+        return StoreError(f"{db}: the disk is full; nothing was changed (free some space and try again)")
+    if "readonly" in text or "read-only" in text:
+        return StoreError(f"{db}: the database is read-only; check the permissions of {db.parent}")
+    if "unable to open" in text:
+        return StoreError(f"{db}: cannot open the database; check that {db.parent} exists and is writable")
+    if "malformed" in text or "not a database" in text:
+        return StoreError(f"{db}: the database file is damaged ({text})")
+    return StoreError(f"{db}: database error: {text}")
+
+
+def _disk_full(db: Path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(db.parent).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+class Store:
+    """One connection to the jobctl database. Cheap to open; not shared between processes."""
+
+    def __init__(self, db: Path):
+        self.db = db
+        self.read_only = db.exists() and _read_only_fs(db.parent)
+        try:
+            if not self.read_only:
+                db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if not db.exists():
+                    os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StoreError(f"{db}: cannot create the database ({exc.strerror})") from None
+        try:
+            if self.read_only:  # a read-only file system: reading still works, writing says why not
+                self.conn = self._open_read_only(db)
+            else:
+                self.conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise explain(exc, db) from None
+
+    @staticmethod
+    def _open_read_only(db: Path) -> sqlite3.Connection:
+        # With its -wal and -shm files present SQLite reads a WAL database in place; without them
+        # (a clean shutdown checkpointed everything) only `immutable` can open it.
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error:
+            return sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+    def close(self, checkpoint: bool = False) -> None:
+        if checkpoint and not self.read_only:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.db}: written by a newer jobctl (schema {version}; this one knows up to {SCHEMA_VERSION}); "
+                "upgrade jobctl, nothing was changed"
+            )
+        if version == SCHEMA_VERSION or self.read_only:
+            return
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        with self.write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, time.time()))
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A read-then-write transaction: BEGIN IMMEDIATE takes the write lock up front."""
+        if self.read_only:
+            raise StoreError(f"{self.db}: the database is on a read-only file system; nothing was changed")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise explain(exc, self.db) from None
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise explain(exc, self.db) from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several SELECTs."""
+        try:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise explain(exc, self.db) from None
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+
+
+def transition(
+    conn: sqlite3.Connection,
+    job_id: int,
+    to: str,
+    *,
+    expect: frozenset[str] | set[str] | tuple[str, ...] | None = None,
+    reason: str | None = None,
+    detail: str | None = None,
+    message: str | None = None,
+    actor: str = "system",
+    now: float | None = None,
+    fields: dict[str, Any] | None = None,
+) -> str | None:
+    """Compare-and-set a job's state inside the caller's write transaction.
+
+    Returns the state the job was in, or None when the job is missing, not in `expect`, or the
+    table does not allow the move (the caller decides whether that is an error).
+    """
+    now = time.time() if now is None else now
+    row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    src = row[0]
+    if (expect is not None and src not in expect) or not states.allowed(src, to):
+        return None
+    values = {"state": to, "reason": reason, "detail": detail, "message": message, **(fields or {})}
+    if to in states.TERMINAL and "ended_at" not in values:
+        values["ended_at"] = now
+    if to in states.TERMINAL or to == states.ACTIVE:
+        values.setdefault("queue_deadline", None)  # no longer waiting in the queue
+    assignments = ", ".join(f"{key} = ?" for key in values)
+    cursor = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", (*values.values(), job_id, src))
+    if cursor.rowcount != 1:
+        return None
+    conn.execute(
+        "INSERT INTO events (job_id, at, from_state, to_state, reason, actor, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job_id, now, src, to, reason, actor, message),
+    )
+    return src
+
+
+def dumps(value: Any) -> str | None:
+    return None if value in (None, {}, []) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    return default if text is None else json.loads(text)

@@ -1,0 +1,497 @@
+"""The local supervisor: one process per JOBCTL_HOME (an exclusive flock, not a hope).
+
+It sleeps until something happens (a CLI wake-up on its socket, a runner exiting, a timer),
+then runs one `Engine.tick` in one write transaction, commits, and only then forks runners and
+sends signals. Signal handlers only set flags or write to a wake-up pipe. It exits after
+`supervisor.idle_exit` with nothing to do; `launch` starts it again on demand, and so do a runner
+whose attempt ends while none listens and every command that shows or waits on live local jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+from jobctl.backends.local import capacity as capacity_mod
+from jobctl.backends.local.backend import LocalBackend
+from jobctl.core.units import parse_duration
+from jobctl.engine.local import Engine
+from jobctl.home.config import Config
+from jobctl.home.paths import Paths, make_private_dir
+from jobctl.store.database import Store
+
+MEMORY_CHECK_EVERY = 0.25  # seconds, while jobs run
+LIVENESS_CHECK_EVERY = 1.0  # seconds, for runners adopted from an earlier supervisor
+LOCK_FD_ENV = "JOBCTL_SUPERVISOR_LOCK_FD"  # a held lock handed over by whoever started the supervisor
+
+
+def peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class Supervisor:
+    def __init__(self, paths: Paths, on_demand: bool = False):
+        self.paths = paths
+        self.on_demand = on_demand  # started by a CLI call, not by `supervisor run`
+        self.config = Config.load(paths.config_file)
+        self.idle_exit = parse_duration(self.config.get("supervisor.idle_exit"))
+        self.grace = parse_duration(self.config.get("kill.grace"))
+        self.children: set[int] = set()
+        self.runner_pids: dict[str, int] = {}  # backend id -> runner pid, read once from runner.json
+        self.stop_requested = False
+        self.started = time.time()
+
+    # -- process plumbing ----------------------------------------------------------------------
+    def acquire_lock(self, wait: float) -> bool:
+        make_private_dir(self.paths.runtime)
+        fd = self._inherited_lock()
+        if fd is None:
+            fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+        self.lock_fd = fd
+        self.mark(exiting=False)
+        return True
+
+    def mark(self, exiting: bool) -> None:
+        """Say in the lock file who holds it, and whether it is on its way out (not answering any more)."""
+        info = {"pid": os.getpid(), "started": self.started, **({"exiting": True} if exiting else {})}
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.lock_fd, 0)
+            os.pwrite(self.lock_fd, json.dumps(info).encode(), 0)
+
+    def _inherited_lock(self) -> int | None:
+        """The lock handed over by `start_if_absent` (already held: the lock was never free meanwhile)."""
+        number = os.environ.pop(LOCK_FD_ENV, None)
+        if not number:
+            return None
+        try:
+            fd = int(number)
+            held, ours = os.fstat(fd), os.stat(self.paths.lock)
+            if (held.st_dev, held.st_ino) != (ours.st_dev, ours.st_ino):
+                return None  # not our lock file: leave that descriptor alone
+            os.set_inheritable(fd, False)
+            return fd
+        except (ValueError, OSError):
+            return None
+
+    def bind(self) -> None:
+        path = self.paths.socket
+        make_private_dir(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            self.listener.bind(str(path))
+        finally:
+            os.umask(old)
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+
+    def unbind(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.socket.unlink()
+
+    def install_signals(self) -> None:
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+        def on_stop(signum: int, frame: object) -> None:
+            self.stop_requested = True
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to wake select via the wake-up fd
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while os.read(self.wake_r, 4096):
+                pass
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            with conn:
+                if peer_uid(conn) != os.getuid():
+                    continue  # only the owning user may talk to this supervisor
+                conn.setblocking(False)
+                with contextlib.suppress(OSError):
+                    conn.recv(64)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            for bid in [b for b, p in self.runner_pids.items() if p == pid]:
+                del self.runner_pids[bid]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        waited = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])  # whoever started us may have blocked signals
+        if not self.acquire_lock(wait=5.0):
+            return 0  # another supervisor holds this home
+        self.paths.ensure()
+        if time.monotonic() - waited > 0.2 and self.on_demand and not self._live_work():
+            return 0  # started on demand while another was exiting or stopping, and nothing is left to do
+        self.install_signals()
+        self.bind()
+        self.store = Store(self.paths.db)
+        import gc
+
+        import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
+
+        import jobctl.backends.local.cgroups  # noqa: F401 - likewise
+
+        gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
+
+        self.backend = LocalBackend(self.paths.logs)
+        self.engine = Engine(
+            self.backend,
+            self.detect_capacity(),
+            str(self.paths.socket),
+            self.grace,
+            str(self.paths.runtime / "cgroups"),
+            paths=self.paths,
+        )
+        self.loop()
+        return 0
+
+    def loop(self) -> None:
+        """Tick on events (a CLI wake-up, a runner's note, SIGCHLD) and timers, never on a fast clock.
+
+        Between ticks, only the memory check runs (no database), at a pace that slows down as the
+        number of running jobs grows; runners adopted from an earlier supervisor are looked at once
+        a second, since no SIGCHLD will come for them.
+        """
+        idle_since = time.monotonic()
+        next_memory_check = next_liveness = 0.0
+        need_tick, holding, live, next_wake = True, [], 0, None
+        try:
+            while not self.stop_requested:
+                self.reap()
+                if need_tick:
+                    holding, live, next_wake, more = self.tick()
+                    need_tick = False
+                    if more:
+                        need_tick = True  # the queue window was full and there may be room left
+                        continue
+                mono = time.monotonic()
+                deadlines = []
+                if next_wake is not None:
+                    deadlines.append(mono + max(0.0, next_wake - time.time()))
+                if holding:
+                    if mono >= next_memory_check:
+                        self.check_memory(holding)
+                        next_memory_check = mono + MEMORY_CHECK_EVERY * max(1.0, len(holding) / 25)
+                    deadlines.append(next_memory_check)
+                    if any(not self._is_child(r) for r in holding):
+                        if mono >= next_liveness:
+                            next_liveness = mono + LIVENESS_CHECK_EVERY
+                        deadlines.append(next_liveness)
+                if live or self.children:
+                    idle_since = mono
+                else:
+                    left = self.idle_exit - (mono - idle_since)
+                    if left <= 0 and self.try_exit():
+                        break
+                    deadlines.append(mono + max(left, 0.05))
+                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                with contextlib.suppress(InterruptedError):
+                    ready, _, _ = select.select([self.listener, self.wake_r], [], [], timeout)
+                self.drain()
+                mono = time.monotonic()
+                due = next_wake is not None and time.time() >= next_wake
+                need_tick = bool(ready) or due or (holding and mono >= next_liveness > 0)
+        finally:
+            self.mark(exiting=True)
+            self.unbind()
+            self.store.close(checkpoint=True)  # leaves a self-contained database file behind
+            from jobctl.backends.local.cgroups import remove_pool
+
+            remove_pool(self.paths.runtime / "cgroups")
+
+    def config_stamp(self) -> float | None:
+        try:
+            return self.paths.config_file.stat().st_mtime
+        except OSError:
+            return None
+
+    def detect_capacity(self):
+        """Capacity from config.toml (re-read when it changes: `jobctl config set` takes effect at once)."""
+        self.config_mtime = self.config_stamp()
+        self.config = Config.load(self.paths.config_file)
+        self.grace = parse_duration(self.config.get("kill.grace"))
+        capacity = capacity_mod.detect(self.config)
+        (self.paths.runtime / "capacity.json").write_text(
+            json.dumps(
+                {
+                    "cpus": capacity.cpus,
+                    "memory_mib": capacity.memory_mib,
+                    "accelerators": {k: len(v) for k, v in capacity.devices.items()},
+                }
+            )
+        )
+        return capacity
+
+    def tick(self):
+        """One pass in one write transaction; then fork and signal. Never lets one bad job kill the loop."""
+        try:
+            if self.config_stamp() != self.config_mtime:
+                self.engine.capacity = self.detect_capacity()
+                self.engine.grace = self.grace
+            slurm_wake = self.poll_slurm_upstreams()
+            with self.store.write() as conn:
+                own = {bid: pid for bid, pid in self.runner_pids.items() if pid in self.children}
+                actions = self.engine.tick(conn, time.time(), own)
+                if slurm_wake:  # a local job waits for a Slurm job: look at Slurm again soon
+                    actions.next_wake = min(actions.next_wake or slurm_wake, slurm_wake)
+                live = conn.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
+                ).fetchone()[0]
+                holding = self.engine.holding(conn)
+            self.act(actions)
+            return holding, live, actions.next_wake, actions.more
+        except Exception:  # noqa: BLE001 - logged; the next event retries
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            return [], 1, time.time() + 1.0, False
+
+    def poll_slurm_upstreams(self) -> float | None:
+        """Mirror the Slurm jobs that waiting local jobs depend on; when to look again (None: none).
+        At most once every few seconds, however often the loop ticks."""
+        now = time.time()
+        if now < getattr(self, "slurm_next", 0.0):
+            return self.slurm_next  # look then (a launch may have just added such a local job)
+        self.slurm_next = now + 3.0
+        if not self.store.conn.execute(
+            "SELECT 1 FROM jobs WHERE backend = 'slurm' AND state NOT IN ('COMPLETED','FAILED','KILLED') LIMIT 1"
+        ).fetchone():
+            return None  # no Slurm job to wait for: no cost for homes that never use Slurm
+        from jobctl.engine.slurm_sync import refresh_upstreams
+
+        if not hasattr(self, "slurm_service"):
+            from jobctl.app.session import Service
+
+            self.slurm_service = Service(self.paths)
+            self.slurm_service._store = self.store
+        return refresh_upstreams(self.slurm_service)
+
+    def _is_child(self, row) -> bool:
+        pid = self._runner_pid(f"{row['id']}/{row['attempt']}")
+        return pid is not None and pid in self.children
+
+    def _runner_pid(self, bid: str) -> int | None:
+        if bid not in self.runner_pids:
+            info = self.backend.runner(bid)
+            if not info:
+                return None
+            self.runner_pids[bid] = info["pid"]
+        return self.runner_pids[bid]
+
+    def act(self, actions) -> None:
+        for job_id, attempt, plan in actions.start:
+            try:
+                pid = self.backend.start(f"{job_id}/{attempt}", plan)
+            except OSError as exc:  # no fork possible now: the runner never started, say so
+                from jobctl.backends.local.runner import write_json
+
+                write_json(
+                    self.paths.attempt_dir(job_id, attempt) / "result.json",
+                    {
+                        "outcome": "start_error",
+                        "message": f"could not start a runner: {exc.strerror}",
+                        "exit_codes": [],
+                        "failed": 0,
+                        "exit_code": None,
+                        "ended_at": time.time(),
+                    },
+                )
+                continue
+            self.children.add(pid)
+            self.runner_pids[f"{job_id}/{attempt}"] = pid
+        for bid, reason, grace, message in actions.cancel:
+            self.backend.cancel(bid, grace, reason, message)
+
+    def _live_work(self) -> bool:
+        store = Store(self.paths.db)
+        try:
+            return (
+                store.conn.execute(
+                    "SELECT 1 FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local' LIMIT 1"
+                ).fetchone()
+                is not None
+            )
+        finally:
+            store.close()
+
+    def try_exit(self) -> bool:
+        """Stop listening, then check once more under the lock: a launch may have just landed.
+
+        A launch that lands after that check finds no socket and a lock marked "exiting": it starts the
+        next supervisor, which takes the lock as this one leaves.
+        """
+        self.mark(exiting=True)
+        self.unbind()
+        with self.store.write() as conn:
+            live = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
+            ).fetchone()[0]
+        if live:
+            self.bind()
+            self.mark(exiting=False)
+            return False
+        return True
+
+    def check_memory(self, holding) -> None:
+        """Kill a job whose process tree uses more memory than it asked for (SPEC section 7).
+
+        One pass over /proc for all jobs: a map of parent -> children, then each runner's tree.
+        """
+        import psutil
+
+        from jobctl.core.units import format_gib
+
+        roots = {}
+        for row in holding:
+            if row["state"] in ("ACTIVE", "FAILING"):
+                bid = f"{row['id']}/{row['attempt']}"
+                pid = self._runner_pid(bid)
+                if pid:
+                    roots[pid] = (bid, row["memory_mib"] * row["num_nodes"])
+        if not roots:
+            return
+        kids: dict[int, list[psutil.Process]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            kids.setdefault(proc.info["ppid"], []).append(proc)
+        for root, (bid, limit) in roots.items():
+            used, stack = 0, list(kids.get(root, []))
+            while stack:
+                proc = stack.pop()
+                stack.extend(kids.get(proc.pid, []))
+                with contextlib.suppress(psutil.Error):
+                    used += proc.memory_info().rss
+            used_mib = used / (1024 * 1024)
+            if used_mib > limit:
+                message = (
+                    f"used {format_gib(int(used_mib))} GiB of its {format_gib(limit)} GiB memory limit; "
+                    "raise resources.memory in the job file (or --memory) to allow more"
+                )
+                self.backend.cancel(bid, 0.0, "out_of_memory", message)
+
+
+def spawn_detached(paths: Paths, lock_fd: int | None = None, drop: set[str] | frozenset[str] = frozenset()) -> None:
+    """Start a supervisor in the background, fully detached: its own session, no terminal, and nobody's
+    child (an intermediate process starts it and exits at once; it is reaped here), so a long-lived
+    caller such as `launch --wait` never holds it as an unreaped zombie. The caller's blocked signals
+    (a runner blocks several) do not carry over.
+
+    `drop`: variables passed with --env/--env-file: later jobs inherit the supervisor's environment,
+    so a secret given to one job must not be in it (SPEC section 14).
+    """
+    paths.ensure()
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.pop(LOCK_FD_ENV, None)
+    if lock_fd is not None:
+        env[LOCK_FD_ENV] = str(lock_fd)
+    if env.get("JOBCTL_HOME"):  # the same home whatever the folder the supervisor and its runners work in
+        env["JOBCTL_HOME"] = str(Path(env["JOBCTL_HOME"]).expanduser().resolve())
+    argv = [sys.executable, "-m", "jobctl.supervisor.daemon"]
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (
+            os.POSIX_SPAWN_OPEN,
+            1,
+            str(paths.supervisor_log),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+            0o600,
+        ),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    defaults = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+    pid = os.fork()
+    if pid == 0:  # the intermediate: start the supervisor in a new session and leave at once
+        code = 0
+        try:
+            if lock_fd is not None:
+                os.set_inheritable(lock_fd, True)  # in this process only: the new supervisor holds the lock too
+            os.posix_spawn(
+                sys.executable, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=defaults
+            )
+        except BaseException:  # noqa: BLE001 - nothing to report to: the caller only sees no supervisor
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+def exiting(paths: Paths) -> bool:
+    """True when the supervisor holding the lock has said it is leaving (it no longer answers)."""
+    try:
+        return bool(json.loads(paths.lock.read_text() or "{}").get("exiting"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def start_if_absent(paths: Paths, drop: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Start a supervisor unless one holds the lock; True when one was started.
+
+    The lock is taken here and handed over to the new supervisor (it inherits the locked file), so it is
+    never free while a supervisor starts: of many callers at once (runners ending together after a
+    crash, several waiters), only one starts a supervisor.
+    """
+    make_private_dir(paths.runtime)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        spawn_detached(paths, lock_fd=fd, drop=drop)
+        return True
+    finally:
+        os.close(fd)
+
+
+def main() -> int:
+    from jobctl.home import paths as paths_mod
+
+    os.umask(0o077)
+    return Supervisor(paths_mod.resolve(), on_demand=True).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
