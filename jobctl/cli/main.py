@@ -493,6 +493,27 @@ def supervisor_status(as_json: JsonOpt = False) -> None:
     raise typer.Exit(output.supervisor_status(_service(), as_json))
 
 
+# -- dashboard -----------------------------------------------------------------------------------
+@app.command()
+def dashboard(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback is reachable from the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).", min=0, max=65535)] = 8765,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a web browser.")] = False,
+    allow_control: Annotated[
+        bool, typer.Option("--allow-control", help="Add stop/start/kill/retry buttons (read-only without it).")
+    ] = False,
+) -> None:
+    """Serve a web page of jobs, a timeline and usage until Ctrl-C; prints its URL with an access token.
+
+    Example: jobctl dashboard --port 8765 --open
+    """
+    from jobctl.dashboard.server import serve  # imported only here: no cost for other commands
+
+    raise typer.Exit(serve(_paths(), host, port, open_browser=open_browser, allow_control=allow_control))
+
+
 def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
     """(ClickException, UsageError) of the click that Typer runs on: the `click` package for older
     Typer releases, the copy Typer vendors (`typer._click`) for newer ones. Found through

@@ -222,7 +222,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
 
 
 def describe(service: Service, selector: str, as_json: bool) -> None:
-    from jobctl.cli.views import clock_seconds, iso, job_json, resources, seconds_text
+    from jobctl.cli.views import clock_seconds, job_json, resources, seconds_text
 
     service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
@@ -239,11 +239,7 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
 
         details["slurm_out"] = batch_output(service, row)
     if as_json:
-        for e in details["events"]:
-            e["at"] = iso(e["at"])
-        for a in details["attempts"]:
-            a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
-        dump({**doc, "spec": spec, "held": held, **details})
+        dump(describe_document(doc, spec, held, details))
         return
     out = console()
     labels = doc["labels"] or {}
@@ -320,6 +316,31 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         out.print(
             f"  {clock_seconds(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False, highlight=False
         )
+
+
+def describe_document(doc: dict[str, Any], spec: dict[str, Any], held: Any, details: dict[str, Any]) -> dict[str, Any]:
+    """The document of `describe --json` (also served by the dashboard's /api/jobs/ID)."""
+    from jobctl.cli.views import iso
+
+    for e in details["events"]:
+        e["at"] = iso(e["at"])
+    for a in details["attempts"]:
+        a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
+    return {**doc, "spec": spec, "held": held, **details}
+
+
+def describe_json(service: Service, row) -> dict[str, Any]:
+    """`describe --json` of one job row, as a document (the job's Slurm output included)."""
+    from jobctl.cli.views import job_json
+
+    spec = service.spec_of(row)
+    details = service.details(row)
+    spec["envs"] = masked_envs(spec, loads(row["envs"], {}))
+    if row["backend"] == "slurm" and row["attempt"]:
+        from jobctl.engine.slurm_sync import batch_output
+
+        details["slurm_out"] = batch_output(service, row)
+    return describe_document(job_json(row), spec, loads(row["alloc"]), details)
 
 
 def config_show(config, as_json: bool) -> None:
