@@ -100,27 +100,27 @@ class Handler(BaseHTTPRequestHandler):
     def _forbidden(self, why: str) -> None:
         self._send(HTTPStatus.FORBIDDEN, f"403 Forbidden: {why}\n".encode())
 
-    def _given_token(self, query: dict[str, list[str]]) -> tuple[str | None, str]:
-        header = self.headers.get("X-Jobctl-Token")
-        if header:
-            return header, "header"
-        if query.get("token"):
-            return query["token"][-1], "query"
+    def _authorised(self, query: dict[str, list[str]]) -> tuple[bool, str]:
+        """(the request carries the token, how: header, query, cookie or none). A token in the
+        header or the address must be right whatever else comes with it; the cookie counts only
+        without them (a stale cookie of an earlier dashboard on this port never hides a new URL)."""
+        expected = self.server.token.encode()
+        given = [(v, how) for v, how in ((self.headers.get("X-Jobctl-Token"), "header"),) if v is not None]
+        given += [(v, "query") for v in query.get("token", [])]
+        if given:
+            ok = all(hmac.compare_digest(v.encode(), expected) for v, _ in given)
+            return ok, "query" if any(how == "query" for _, how in given) else "header"
         from http.cookies import CookieError, SimpleCookie
 
         cookies: SimpleCookie = SimpleCookie()
         try:
             cookies.load(self.headers.get("Cookie", ""))
         except CookieError:
-            return None, "none"
+            return False, "none"
         morsel = cookies.get(self.server.cookie)
-        return (morsel.value, "cookie") if morsel else (None, "none")
-
-    def _authorised(self, query: dict[str, list[str]]) -> tuple[bool, str]:
-        given, how = self._given_token(query)
-        if given is None:
-            return False, how
-        return hmac.compare_digest(given.encode(), self.server.token.encode()), how
+        if morsel is None:
+            return False, "none"
+        return hmac.compare_digest(morsel.value.encode(), expected), "cookie"
 
     def _service(self) -> Any:
         from jobctl.app.session import Service
@@ -363,31 +363,31 @@ def serve(
         raise JobctlError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port)"
         ) from None
-    bound_port = server.server_address[1]
-    shown_host = f"[{host}]" if ":" in host else host
-    url = f"http://{shown_host}:{bound_port}/?token={token}"
-    if not is_loopback(host):
-        sys.stderr.write(
-            f"warning: listening on {host}: the dashboard is reachable from the network by anyone who has the "
-            "token; plain HTTP, so the token can be read on the way (prefer --host 127.0.0.1 and an SSH tunnel)\n"
-        )
-    mode = "control allowed (stop/start/kill/retry)" if allow_control else "read-only"
-    sys.stderr.write(f"jobctl dashboard: {mode}; Ctrl-C stops it\n")
-    sys.stdout.write(url + "\n")
-    sys.stdout.flush()
-    sys.stderr.flush()
-
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
-    if open_browser:
-        import threading
-        import webbrowser
-
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     started = time.monotonic()
-    try:
+    try:  # from here on, Ctrl-C (or SIGTERM) at any moment stops it cleanly
+        bound_port = server.server_address[1]
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{bound_port}/?token={token}"
+        if not is_loopback(host):
+            sys.stderr.write(
+                f"warning: listening on {host}: the dashboard is reachable from the network by anyone who has "
+                "the token; plain HTTP, so the token can be read on the way (prefer --host 127.0.0.1 and an "
+                "SSH tunnel)\n"
+            )
+        mode = "control allowed (stop/start/kill/retry)" if allow_control else "read-only"
+        sys.stderr.write(f"jobctl dashboard: {mode}; Ctrl-C stops it\n")
+        sys.stdout.write(url + "\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if open_browser:
+            import threading
+            import webbrowser
+
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
         pass
