@@ -422,7 +422,10 @@ def new_page(browser, d: Dashboard, path: str = "/"):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+    page.on(  # a poll cut short by leaving the page is aborted: not a failure
+        "requestfailed",
+        lambda req: None if "ERR_ABORTED" in (req.failure or "") else errors.append(f"{req.url}: {req.failure}"),
+    )
     outside: list[str] = []
     page.on("request", lambda req: None if req.url.startswith(d.base) else outside.append(req.url))
     page.goto(d.base + path + ("&" if "?" in path else "?") + f"token={d.token}")
@@ -477,6 +480,7 @@ def test_browser_four_pages_on_fifty_jobs_and_a_row_that_changes_live(jobctl, da
         "END TIME",
         "DURATION",
     ]
+    shoot(page, "jobs")  # while the last job runs
     # the page notes when the row changes; the test notes when the database does
     page.evaluate(
         """id => {
@@ -521,7 +525,6 @@ def test_browser_four_pages_on_fifty_jobs_and_a_row_that_changes_live(jobctl, da
     page.fill("#f-label", "")
     page.dispatch_event("#f-label", "change")
     page.wait_for_function("document.querySelectorAll('#jobs tbody tr').length === 50", timeout=10000)
-    shoot(page, "jobs")
 
     # Job: describe, events, and the log as it is followed
     for job_id in range(1, 51):
@@ -533,13 +536,14 @@ def test_browser_four_pages_on_fifty_jobs_and_a_row_that_changes_live(jobctl, da
     assert page.locator("#log").inner_text().startswith("waiting for the flag")
     shoot(page, "job")
 
-    page.goto(f"{d.base}/timeline?range=hour")
-    bars = page.eval_on_selector_all(
-        "rect.bar",
-        "rs => rs.map(r => [r.dataset.lane, +r.getAttribute('x'), +r.getAttribute('x') + +r.getAttribute('width')])",
-    )
-    assert len(bars) >= 50
-    assert_no_overlap([(lane, x0, x1) for lane, x0, x1 in bars])
+    for range_name in ("hour", "5m"):  # the 5-minute view last: the screenshot
+        page.goto(f"{d.base}/timeline?range={range_name}")
+        bars = page.eval_on_selector_all(
+            "rect.bar",
+            "rs => rs.map(r => [r.dataset.lane, +r.getAttribute('x'), +r.getAttribute('x') + +r.getAttribute('width')])",
+        )
+        assert len(bars) >= 50
+        assert_no_overlap([(lane, x0, x1) for lane, x0, x1 in bars])
     shoot(page, "timeline")
 
     page.goto(f"{d.base}/usage?since=1d")
@@ -557,7 +561,7 @@ def test_browser_timeline_three_jobs_two_gpus_and_escaped_text(jobctl, dashboard
     with sqlite3.connect(db_path(jobctl)) as conn:
         conn.execute("UPDATE jobs SET name = ? WHERE id = ?", (evil, bad))
     d = dashboard()
-    page = new_page(browser, d, "/timeline?range=hour")
+    page = new_page(browser, d, "/timeline?range=5m")
     bars = page.eval_on_selector_all(
         "rect.bar",
         "rs => rs.map(r => [r.dataset.lane, +r.dataset.job, +r.getAttribute('x'), +r.getAttribute('x') + +r.getAttribute('width')])",
@@ -568,9 +572,9 @@ def test_browser_timeline_three_jobs_two_gpus_and_escaped_text(jobctl, dashboard
     assert_no_overlap([(lane, x0, x1) for lane, _, x0, x1 in bars])
     title = page.locator(f'rect.bar[data-job="{ids[0]}"] title').first.text_content()
     assert title.startswith(f"gpu-task (job {ids[0]}), attempt 1: COMPLETED")
+    shoot(page, "timeline-3-jobs-2-gpus")
     page.locator(f'rect.bar[data-job="{ids[2]}"]').first.click()  # a click opens the job
     page.wait_for_url(f"**/job/{ids[2]}")
-    shoot(page, "timeline-3-jobs-2-gpus")
 
     for path in ("/", f"/job/{bad}", "/timeline?range=hour", "/usage?since=1d"):
         page.goto(d.base + path)

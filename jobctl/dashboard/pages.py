@@ -90,7 +90,8 @@ def job_body(job_id: int, allow_control: bool) -> str:
 
 def timeline_body(svg: str, range_name: str, lanes: int, bars: int) -> str:
     links = " ".join(
-        f'<a href="/timeline?range={r}"{HERE if r == range_name else ""}>last {r}</a>' for r in ("hour", "day", "week")
+        f'<a href="/timeline?range={r}"{HERE if r == range_name else ""}>last {"5 minutes" if r == "5m" else r}</a>'
+        for r in ("5m", "hour", "day", "week")
     )
     return f"""<h1>Timeline</h1>
 <p class="zoom">{links} · {lanes} lanes, {bars} bars · hover a bar for the job, click it to open the job</p>

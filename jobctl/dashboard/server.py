@@ -363,6 +363,7 @@ def serve(
         raise JobctlError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port)"
         ) from None
+
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 

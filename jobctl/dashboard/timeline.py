@@ -25,7 +25,7 @@ from typing import Any
 from jobctl.core import states
 from jobctl.store.dashboard import AttemptSpan, attempts_between
 
-RANGES = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0}
+RANGES = {"5m": 300.0, "hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0}
 # how an earlier attempt ended -> the state its bar is coloured as
 OUTCOME_STATE = {
     "completed": states.COMPLETED,
@@ -205,7 +205,7 @@ WIDTH = 1200
 LABEL_W = 150
 LANE_H = 24
 TOP = 28
-TICKS = {"hour": 600.0, "day": 7200.0, "week": 86400.0}
+TICKS = {"5m": 60.0, "hour": 600.0, "day": 7200.0, "week": 86400.0}
 
 
 def _x(t: float, tl: Timeline) -> float:
@@ -256,11 +256,15 @@ def svg(tl: Timeline) -> str:
         y = lane_y[lane_key]
         lane_bars.sort(key=lambda b: b.start)
         for i, b in enumerate(lane_bars):
-            x0 = _x(max(b.start, tl.start), tl)
-            x1 = _x(min(b.end, tl.end), tl)
-            limit = _x(min(lane_bars[i + 1].start, tl.end), tl) if i + 1 < len(lane_bars) else _x(tl.end, tl)
+            # in the units written (1/100 px), so that x + width never reaches into the next bar
+            x0 = round(_x(max(b.start, tl.start), tl), 2)
+            x1 = round(_x(min(b.end, tl.end), tl), 2)
+            nxt = lane_bars[i + 1].start if i + 1 < len(lane_bars) else tl.end
+            limit = round(_x(min(nxt, tl.end), tl), 2)
             x1 = min(max(x1, x0 + 2), max(limit, x0))  # at least 2 px wide, never into the next bar
-            width = max(0.0, x1 - x0)
+            width = round(max(0.0, x1 - x0), 2)
+            if x0 + width > limit:
+                width = round(max(0.0, width - 0.01), 2)
             title = f"{b.name} (job {b.job_id}), attempt {b.attempt}: {b.status}; {_span_text(b)}"
             classes = f"bar st-{b.state}" + (" running" if b.running else "")
             out.append(
