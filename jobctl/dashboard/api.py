@@ -76,11 +76,16 @@ def jobs(service: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
 
 def table(service: Any, query: dict[str, list[str]]) -> dict[str, Any]:
     """The status table as the terminal shows it: the same columns, texts and order."""
-    from jobctl.cli.views import COLUMNS, table_cells
+    from jobctl.cli.output import DEFAULT_ROWS
+    from jobctl.cli.views import COLUMNS, cap_rows, table_cells
 
     rows, unfiltered = _rows(service, query)
+    left: dict[str, int] = {}
+    if _one(query, "limit") is None:  # as the terminal's table: at most DEFAULT_ROWS, and how many more
+        rows, left = cap_rows(rows, DEFAULT_ROWS)
     now = time.time()
     return {
+        "more": _more(left),
         "user": service.user,
         "columns": list(COLUMNS),
         "rows": [
@@ -97,6 +102,14 @@ def table(service: Any, query: dict[str, list[str]]) -> dict[str, Any]:
         "queues": sorted({_queue_of(r) for r in unfiltered}),
         "states": list(states.ALL_STATES),
     }
+
+
+def _more(left: dict[str, int]) -> str | None:
+    """`... and 812 more (800 COMPLETED, 12 PENDING); filter by state, label, queue or user to see them`."""
+    if not left:
+        return None
+    by_state = ", ".join(f"{n} {state}" for state, n in sorted(left.items(), key=lambda kv: -kv[1]))
+    return f"... and {sum(left.values())} more ({by_state}); filter by state, label, queue or user to see them"
 
 
 def _job_row(service: Any, job_id: int) -> Any:

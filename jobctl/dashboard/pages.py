@@ -60,6 +60,7 @@ def jobs_body() -> str:
 </form>
 <p id="error" class="error" hidden></p>
 <table id="jobs" class="jobs"><thead><tr>{head}</tr></thead><tbody></tbody></table>
+<p id="more" class="note" hidden></p>
 <p class="updated">Updated <span id="updated">-</span> (every second)</p>
 """
 

@@ -120,6 +120,9 @@
         if (tbody.rows[index] !== tr) { tbody.insertBefore(tr, tbody.rows[index] || null); }
       });
       existing.forEach(function (tr, id) { if (!seen.has(id)) { tr.remove(); } });
+      const more = document.getElementById('more');
+      more.hidden = !doc.more;
+      more.textContent = doc.more || '';
       document.getElementById('updated').textContent = new Date().toLocaleTimeString();
     }
 
