@@ -380,6 +380,30 @@ def test_timeline_puts_three_jobs_on_two_gpus_without_overlap(jobctl, dashboard,
         assert d.request("GET", f"/timeline?range={range_name}")[0] == 200
 
 
+def test_timeline_shows_a_preempted_attempt_apart_from_the_last(jobctl, dashboard, tmp_path):
+    jobctl.config("capacity.accelerators", "{H100 = 1}")
+    jobctl.config("kill.grace", "2s")
+    low = jobctl.launch(
+        write_job(
+            tmp_path,
+            "low",
+            "resources: {accelerators: 'H100:1'}\nrun: if [ \"$JOBCTL_ATTEMPT\" = 1 ]; then sleep 60; fi; echo done\n",
+        )
+    )
+    jobctl.wait_state(low, "ACTIVE", timeout=30)
+    high = jobctl.launch(
+        write_job(tmp_path, "high", "priority: 10\nresources: {accelerators: 'H100:1'}\nrun: sleep 1\n")
+    )
+    assert finished(jobctl, high, timeout=60)["state"] == "COMPLETED"
+    assert finished(jobctl, low, timeout=60)["state"] == "COMPLETED"
+    d = dashboard()
+    bars = [b for b in d.json("/api/timeline?range=5m")["bars"] if b["lane"] == "gpu:H100:0"]
+    assert_no_overlap([(b["lane"], b["start"], b["end"]) for b in bars])
+    got = [(b["job_id"], b["attempt"], b["state"]) for b in sorted(bars, key=lambda b: b["start"])]
+    assert got == [(low, 1, "SUSPENDED"), (high, 1, "COMPLETED"), (low, 2, "COMPLETED")]
+    assert sorted(bars, key=lambda b: b["start"])[0]["status"] == "attempt 1 preempted"
+
+
 # -- in a real browser ---------------------------------------------------------------------------------
 
 
@@ -456,7 +480,7 @@ def test_browser_four_pages_on_fifty_jobs_and_a_row_that_changes_live(jobctl, da
         f"run: |\n  echo waiting for the flag\n  while [ ! -e {flag} ]; do sleep 0.05; done\n  echo finished\n",
     )
     jobctl("launch", str(quick), "--array", "45", check=True)
-    jobctl.launch(failing)
+    flaky = jobctl.launch(failing)
     jobctl.launch(gpu)
     jobctl.launch(gpu)
     jobctl.launch(gpu)
@@ -544,6 +568,11 @@ def test_browser_four_pages_on_fifty_jobs_and_a_row_that_changes_live(jobctl, da
         )
         assert len(bars) >= 50
         assert_no_overlap([(lane, x0, x1) for lane, x0, x1 in bars])
+    # a retried job: a bar per attempt, the first coloured by how it ended, the last by the job's state
+    attempts = page.eval_on_selector_all(
+        f'rect.bar[data-job="{flaky}"]', "rs => rs.map(r => [+r.dataset.attempt, r.dataset.state])"
+    )
+    assert sorted(set(map(tuple, attempts))) == [(1, "FAILED"), (2, "FAILED")]
     shoot(page, "timeline")
 
     page.goto(f"{d.base}/usage?since=1d")

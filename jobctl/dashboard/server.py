@@ -58,6 +58,17 @@ class Dashboard(ThreadingHTTPServer):
         self.cookie = f"jobctl_token_{self.server_address[1]}"
         self.debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that leaves a page cuts its open requests short (a broken pipe): not worth a
+        word. Anything else is one line on stderr (the traceback with JOBCTL_DEBUG=1)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        if self.debug:
+            super().handle_error(request, client_address)
+            return
+        sys.stderr.write(f"dashboard: a request failed: {type(exc).__name__}: {exc}\n")
+
 
 class Handler(BaseHTTPRequestHandler):
     server: Dashboard

@@ -120,7 +120,8 @@ def span_state(span: AttemptSpan) -> tuple[str, str]:
         return span.job_state, states.status_text(span.job_state, span.job_detail)
     outcome = span.outcome or "ended"
     state = OUTCOME_STATE.get(outcome, states.FAILED)
-    code = f", exit {span.exit_code}" if span.exit_code not in (None, 0) else ""
+    # the exit code of a failure; a preempted, released or killed attempt's (143: SIGTERM) says nothing
+    code = f", exit {span.exit_code}" if state == states.FAILED and span.exit_code not in (None, 0) else ""
     return state, f"attempt {span.n} {outcome.replace('_', ' ')}{code}"
 
 
