@@ -620,3 +620,26 @@ def test_browser_timeline_three_jobs_two_gpus_and_escaped_text(jobctl, dashboard
         assert page.locator("img").count() == 0
         assert page.locator("script").count() == 1  # app.js alone
     assert page.errors == [] and page.outside == []  # type: ignore[attr-defined]
+
+
+def test_browser_control_buttons_act_as_the_cli(jobctl, dashboard, browser, tmp_path):
+    job_id = jobctl.launch(write_job(tmp_path, "sleeper", "run: sleep 120\n"))
+    jobctl.wait_state(job_id, "ACTIVE", timeout=30)
+    read_only = dashboard()
+    page = new_page(browser, read_only, f"/job/{job_id}")
+    page.wait_for_function("document.getElementById('job-status').textContent === 'ACTIVE'", timeout=15000)
+    assert page.locator("#controls button").count() == 0  # read-only: no buttons
+    page.context.close()
+
+    d = dashboard("--allow-control")
+    page = new_page(browser, d, f"/job/{job_id}")
+    page.wait_for_function("document.getElementById('job-status').textContent === 'ACTIVE'", timeout=15000)
+    assert page.locator("#controls button").all_inner_texts() == ["stop", "start", "kill", "retry"]
+    page.click('#controls button[data-verb="start"]')  # refused, as `jobctl start` refuses it
+    page.wait_for_function("document.getElementById('control-result').className === 'result bad'", timeout=15000)
+    assert "only SUSPENDED jobs can be started" in page.locator("#control-result").inner_text()
+    page.click('#controls button[data-verb="kill"]')
+    page.wait_for_function(f"document.getElementById('control-result').textContent === 'job {job_id} killed'")
+    page.wait_for_function("document.getElementById('job-status').textContent.startsWith('KILLED (by ')", timeout=15000)
+    assert finished(jobctl, job_id)["state"] == "KILLED"
+    assert page.errors == [] and page.outside == []  # type: ignore[attr-defined]
