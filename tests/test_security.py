@@ -60,7 +60,7 @@ def supervisor_running(home: Path) -> bool:
 
     for proc in psutil.process_iter(["cmdline", "environ"]):
         try:
-            if "jobctl.supervisor.daemon" in " ".join(proc.info["cmdline"] or []) and (proc.info["environ"] or {}).get(
+            if "jobctl.supervisor" in " ".join(proc.info["cmdline"] or []) and (proc.info["environ"] or {}).get(
                 "JOBCTL_HOME"
             ) == str(home):
                 return True

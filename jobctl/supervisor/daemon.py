@@ -429,7 +429,7 @@ def spawn_detached(paths: Paths, lock_fd: int | None = None, drop: set[str] | fr
         env[LOCK_FD_ENV] = str(lock_fd)
     if env.get("JOBCTL_HOME"):  # the same home whatever the folder the supervisor and its runners work in
         env["JOBCTL_HOME"] = str(Path(env["JOBCTL_HOME"]).expanduser().resolve())
-    argv = [sys.executable, "-m", "jobctl.supervisor.daemon"]
+    argv = [sys.executable, "-m", "jobctl.supervisor"]
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (
