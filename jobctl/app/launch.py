@@ -13,11 +13,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from jobctl.app.session import LaunchPlan, Service
-from jobctl.cli.views import resources_text
 from jobctl.core import states
 from jobctl.core.models import JobSpec
+from jobctl.core.units import resources_text
 from jobctl.errors import DoesNotFit, JobFileError, UsageError
-from jobctl.store.database import dumps, transition
+from jobctl.store.database import Store
+from jobctl.store.records import dumps
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what every shell (and the Slurm batch script) takes
 
@@ -197,7 +198,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             }
             previous = len(tasks)
             tasks.append(task)
-    indices = parse_array(options.array) if options.array else [None]
+    indices: list[int | None] = list(parse_array(options.array)) if options.array else [None]
     check_names(tasks, indices, options)
     capacity = None
     for task in tasks:
@@ -302,7 +303,7 @@ def check_names(tasks: list[dict[str, Any]], indices: list[int | None], options:
                 where = "--name" if options.name is not None else f"{task['path']}: name"
                 raise UsageError(f'{where}: a name cannot be a number ("{spec.name}"); it would read as a job ID')
         if indices != [None]:
-            longest = f"{spec.name}-{max(indices)}"
+            longest = f"{spec.name}-{max(i for i in indices if i is not None)}"
             if len(longest) > NAME_LIMIT:
                 where = "--name" if options.name is not None else f"{task['path']}: name"
                 raise UsageError(
@@ -334,8 +335,8 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
     if options.dry_run:
         # what is wrong with the launch itself (unknown depends_on, cycles) is refused as a real
         # launch would be (exit 2); what depends on this machine or on --env stays in plan.problems
-        with service.store.read() as conn:
-            resolve_dependencies(conn, [dict(t) for t in tasks])
+        with service.store.read():
+            resolve_dependencies(service.store, [dict(t) for t in tasks])
         return [], plan
     for problem in plan.problems:
         if ": resources:" in problem:
@@ -363,9 +364,10 @@ def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> l
     umask = paths_mod.CALLER_UMASK if paths_mod.CALLER_UMASK is not None else _current_umask()
     tokens: list[str] = []
     try:
-        with service.store.write() as conn:
-            secretfiles.Sweeper(service.paths).sweep(conn)
-            _record(service, conn, tasks, now, umask, tokens, ids)
+        store = service.store
+        with store.write():
+            secretfiles.Sweeper(service.paths).sweep(store)
+            _record(service, store, tasks, now, umask, tokens, ids)
     except BaseException:
         for token in tokens:  # written inside the transaction that rolled back
             secretfiles.remove(service.paths, token)
@@ -381,7 +383,7 @@ def _current_umask() -> int:
 
 def _record(
     service: Service,
-    conn,
+    store: Store,
     tasks: list[dict[str, Any]],
     now: float,
     umask: int,
@@ -390,14 +392,13 @@ def _record(
 ) -> None:
     from jobctl.home import secrets as secretfiles
 
-    resolved = resolve_dependencies(conn, tasks)
+    resolved = resolve_dependencies(store, tasks)
     created: list[list[int]] = []
     for task, deps in zip(tasks, resolved):
         spec: JobSpec = task["spec"]
         body = _spec_body(spec)
         digest = service.digest(body)
-        conn.execute("INSERT OR IGNORE INTO specs (hash, body) VALUES (?, ?)", (digest, body))
-        spec_id = conn.execute("SELECT id FROM specs WHERE hash = ?", (digest,)).fetchone()[0]
+        spec_id = store.spec_id(digest, body)
         envs_doc: dict[str, Any] = {"umask": umask}
         if task["env"]:
             envs_doc["env"] = task["env"]
@@ -409,42 +410,28 @@ def _record(
         after_prev = created[task["after"]] if task["after"] is not None else []
         for index in task["indices"]:
             name = spec.name if index is None else f"{spec.name}-{index}"
-            cur = conn.execute(
-                "INSERT INTO jobs (name, state, spec_id, priority, cpus, memory_mib, accelerators, num_nodes,"
-                " labels, envs, array_index, backend, user, submitted_at, max_attempts, queue_deadline)"
-                " VALUES (?, 'CREATED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    spec_id,
-                    spec.priority,
-                    task["cpus"],
-                    task["memory_mib"],
-                    dumps(spec.accelerators),
-                    spec.num_nodes,
-                    dumps(spec.labels),
-                    envs,
-                    index,
-                    spec.backend,
-                    service.user,
-                    now,
-                    spec.retries + 1,
-                    now + spec.queue_timeout if spec.queue_timeout else None,
-                ),
-            )
-            job_id = cur.lastrowid
-            conn.execute(
-                "INSERT INTO events (job_id, at, from_state, to_state, actor) VALUES (?, ?, NULL, 'CREATED', ?)",
-                (job_id, now, service.user),
+            job_id = store.create_job(
+                name=name,
+                spec_id=spec_id,
+                priority=spec.priority,
+                cpus=task["cpus"],
+                memory_mib=task["memory_mib"],
+                accelerators=dumps(spec.accelerators),
+                num_nodes=spec.num_nodes,
+                labels=dumps(spec.labels),
+                envs=envs,
+                array_index=index,
+                backend=spec.backend or "local",
+                user=service.user,
+                submitted_at=now,
+                max_attempts=spec.retries + 1,
+                queue_deadline=now + spec.queue_timeout if spec.queue_timeout else None,
             )
             batch = [(d, c) for j, c in task.get("batch_deps", []) for d in created[j]]
             all_deps = [(d, "ok") for d in after_prev] + batch + deps
-            conn.executemany(
-                "INSERT OR IGNORE INTO deps (job_id, dep_id, condition) VALUES (?, ?, ?)",
-                [(job_id, d, c) for d, c in all_deps],
-            )
+            store.add_dependencies(job_id, all_deps)
             if all_deps:
-                transition(
-                    conn,
+                store.transition(
                     job_id,
                     states.BLOCKED,
                     reason="dependency",
@@ -453,10 +440,10 @@ def _record(
                     now=now,
                 )
             else:
-                transition(conn, job_id, states.PENDING, actor=service.user, now=now)
+                store.transition(job_id, states.PENDING, actor=service.user, now=now)
             mine.append(job_id)
         created.append(mine)
-        ids.extend((job_id, spec.backend) for job_id in mine)
+        ids.extend((job_id, spec.backend or "local") for job_id in mine)
 
 
 def _spec_body(spec: JobSpec) -> str:
@@ -465,7 +452,7 @@ def _spec_body(spec: JobSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def resolve_dependencies(conn, tasks: list[dict[str, Any]]) -> list[list[tuple[int, str]]]:
+def resolve_dependencies(store: Store, tasks: list[dict[str, Any]]) -> list[list[tuple[int, str]]]:
     """Turn `depends_on` names/IDs into job IDs; refuse unknown ones and cycles (names of this launch)."""
     batch_names = {t["spec"].name: i for i, t in enumerate(tasks)}
     resolved: list[list[tuple[int, str]]] = []
@@ -486,13 +473,13 @@ def resolve_dependencies(conn, tasks: list[dict[str, Any]]) -> list[list[tuple[i
                     )
                 continue  # linked below through the batch (see record)
             if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-                row = conn.execute("SELECT id FROM jobs WHERE id = ?", (int(ref),)).fetchone()
+                found = store.job(int(ref))
+                dep_id = None if found is None else found.id
             else:
-                row = conn.execute("SELECT MAX(id) FROM jobs WHERE name = ?", (ref,)).fetchone()
-                row = row if row and row[0] is not None else None
-            if row is None:
+                dep_id = store.latest_id_named(ref)
+            if dep_id is None:
                 raise JobFileError(task["path"], None, "depends_on", f"unknown job {ref!r}")
-            out.append((row[0], dep.condition))
+            out.append((dep_id, dep.condition))
         resolved.append(out)
     # dependencies on jobs of this same launch, by name, become links to their new IDs in record()
     for i, task in enumerate(tasks):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jobctl.backends.base import Observation
+from jobctl.core import states
 from jobctl.errors import BackendError, UsageError
 
 Result = subprocess.CompletedProcess  # returncode, stdout, stderr
@@ -146,10 +147,11 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def array_spec(indices: list[int]) -> str:
     """[0, 1, 2, 5] -> "0-2,5"."""
     parts, start = [], indices[0]
-    for prev, cur in zip(indices, indices[1:] + [None]):
+    for prev, cur in zip(indices, [*indices[1:], None]):
         if cur != prev + 1:
             parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
+            if cur is not None:
+                start = cur
     return ",".join(parts)
 
 
@@ -443,7 +445,7 @@ def observe(
     # waiting job it ends; a job that ran for under a second looks the same, and is taken as never started
     if jstate not in ("PENDING", "BLOCKED") and jreason != "held" and not never_ran:
         obs.started_at = _time(start)  # a waiting job's start is only Slurm's estimate
-    if jstate in ("COMPLETED", "FAILED", "KILLED"):
+    if jstate in states.TERMINAL:
         obs.ended_at = _time(end)
     return obs
 
