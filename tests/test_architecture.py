@@ -3,6 +3,7 @@
 - SQL and `sqlite3` live only in `jobctl/store/`.
 - A job's state is written only by `transition` in `jobctl/store/database.py`.
 - The layer packages (`jobctl/core`, `store`, `engine`, ...) import each other without a cycle.
+- No module compares a job's backend name: the `Backend` objects (jobctl/engine/backends.py) decide.
 
 Each rule is a function over a source tree, so that the tests below also run it on a copy with a
 violation planted, which it must report.
@@ -106,6 +107,30 @@ def state_writes(root: Path) -> list[str]:
     return problems
 
 
+BACKEND_PICKERS = ("engine/backends.py", "engine/slurm_sync.py", "store/")  # where a backend is named
+
+
+def backend_checks(root: Path) -> list[str]:
+    """`job.backend == "slurm"` and the like outside the modules that pick or implement a backend."""
+    problems = []
+    for rel, tree in modules(root):
+        if rel.startswith(BACKEND_PICKERS):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            named = any(isinstance(side, ast.Attribute) and side.attr == "backend" for side in sides)
+            literal = any(
+                literal_text(side) is not None
+                or (isinstance(side, (ast.Tuple, ast.Set, ast.List)) and any(literal_text(e) for e in side.elts))
+                for side in sides
+            )
+            if named and literal:
+                problems.append(f"{rel}:{node.lineno}: compares a backend name; ask the Backend object instead")
+    return problems
+
+
 def layer_of(rel: str) -> str:
     """The layer package of a module path (`engine/local.py` -> `engine`); top-level modules are their own."""
     return rel.split("/")[0].removesuffix(".py")
@@ -170,6 +195,10 @@ def test_the_one_transition_function_is_where_the_rule_looks():
     assert any(JOB_UPDATE.search(text) for text in texts)  # the rule guards a real statement
 
 
+def test_no_backend_named_outside_the_backend_objects():
+    assert backend_checks(PACKAGE) == []
+
+
 def test_no_import_cycle_between_layers():
     graph = layer_graph(PACKAGE)
     assert {"core", "store", "engine", "app", "cli", "backends", "supervisor"} <= set(graph)
@@ -227,3 +256,10 @@ def test_an_import_cycle_is_caught(copy: Path):
     plant(copy / "store/records.py", "def _late():\n    from jobctl.app import session  # noqa: F401")
     cycles = import_cycles(copy)
     assert cycles and any("store" in c and "app" in c for c in cycles)
+
+
+def test_a_backend_check_by_name_is_caught(copy: Path):
+    plant(
+        copy / "app/control.py", "def _is_slurm(row):\n    return row.backend == 'slurm' or row.backend in ('local',)"
+    )
+    assert len([p for p in backend_checks(copy) if p.startswith("app/control.py")]) == 2

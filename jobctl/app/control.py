@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable
 
 from jobctl.app.session import ActionResult, Service
-from jobctl.backends.local.backend import LocalBackend, backend_id
+from jobctl.backends.base import Backend
 from jobctl.core import states
+from jobctl.engine.backends import backend_class, backend_for
 from jobctl.store.database import Store
 from jobctl.store.records import Dependency, Job, loads
-
-WAITING = {states.CREATED, states.PENDING, states.BLOCKED, states.RETRYING}
 
 
 def _result(row: Job, ok: bool, message: str, state: str | None = None) -> ActionResult:
@@ -28,34 +27,22 @@ def _refuse(service: Service, row: Job, wanted: str) -> ActionResult:
     return _result(row, False, f"{service._contextual(row)}; {wanted}", row.state)
 
 
-def _backend(service: Service, row: Job):
-    if row.backend == "slurm":
-        from jobctl.engine.slurm_sync import backend_for
-
-        return backend_for(service)
-    return LocalBackend(service.paths.logs)
-
-
-def _bid(row: Job) -> str:
-    if row.backend == "slurm":
-        assert row.backend_id is not None  # a running or frozen Slurm job was submitted
-        return row.backend_id
-    return backend_id(row.id, row.attempt)
+def _backend(service: Service, row: Job) -> Backend:
+    return backend_for(row, service)
 
 
 def stop(service: Service, row: Job, release: bool = False) -> ActionResult:
     by = f"by {service.user}"
-    if row.state in WAITING:
+    if row.state in states.QUEUED:
         if service._cas(
             row,
             states.SUSPENDED,
-            WAITING,
+            states.QUEUED,
             reason="held",
             detail=by,
             message="held: it will not start until `jobctl start`",
         ):
-            if row.backend == "slurm" and row.backend_id:
-                _backend(service, row).hold(row.backend_id)
+            _backend(service, row).hold(row)
             return _result(row, True, f"job {row.id} held (SUSPENDED)", states.SUSPENDED)
     elif row.state in states.RUNNING:
         reason = "released" if release else "user"
@@ -63,9 +50,9 @@ def stop(service: Service, row: Job, release: bool = False) -> ActionResult:
         if service._cas(row, states.SUSPENDED, states.RUNNING, reason=reason, detail=by, message=message):
             backend = _backend(service, row)
             if release:
-                backend.cancel(_bid(row), _grace(service), "released")
+                backend.release(row, _grace(service))
             else:
-                backend.suspend(_bid(row))
+                backend.freeze(row)
             return _result(
                 row, True, f"job {row.id} {'released' if release else 'frozen'} (SUSPENDED)", states.SUSPENDED
             )
@@ -77,7 +64,7 @@ def start(service: Service, row: Job) -> ActionResult:
         return _refuse(service, row, "only SUSPENDED jobs can be started")
     if row.reason == "user":  # frozen: thaw it
         if service._cas(row, states.ACTIVE, {states.SUSPENDED}, message="resumed"):
-            _backend(service, row).resume(_bid(row))
+            _backend(service, row).thaw(row)
             return _result(row, True, f"job {row.id} resumed (ACTIVE)", states.ACTIVE)
     else:
         after = _after(service, row)
@@ -85,26 +72,20 @@ def start(service: Service, row: Job) -> ActionResult:
         if service._cas(
             row, target, {states.SUSPENDED}, reason="dependency" if after else None, detail=after, message="requeued"
         ):
-            if row.backend == "slurm":  # release a held/released Slurm job, resubmit a preempted one
-                from jobctl.engine.slurm_control import restart
-
-                restart(service, row)
+            _backend(service, row).requeue(row)
             return _result(row, True, f"job {row.id} requeued ({target})", target)
     return _refuse(service, _fresh(service, row), "only SUSPENDED jobs can be started")
 
 
 def kill(service: Service, row: Job, grace: float | None = None) -> ActionResult:
     if row.state in states.TERMINAL:
-        if row.backend == "slurm" and row.backend_id:  # taken for ended, but Slurm may still run it
-            from jobctl.engine.slurm_control import cancel_leftover
-
-            if cancel_leftover(service, row):
-                return _result(
-                    row,
-                    True,
-                    f"job {row.id} ({row.state}) was still in Slurm as job {row.backend_id}: cancelled it there",
-                    row.state,
-                )
+        if _backend(service, row).cancel_leftover(row):  # taken for ended, but the backend still ran it
+            return _result(
+                row,
+                True,
+                f"job {row.id} ({row.state}) was still in Slurm as job {row.backend_id}: cancelled it there",
+                row.state,
+            )
         return _refuse(service, row, "only unfinished jobs can be killed")
     grace = _grace(service) if grace is None else grace
     src = service._cas(
@@ -112,14 +93,7 @@ def kill(service: Service, row: Job, grace: float | None = None) -> ActionResult
     )
     if src is None:
         return _refuse(service, _fresh(service, row), "only unfinished jobs can be killed")
-    fresh = _fresh(service, row)
-    if row.backend == "slurm" and row.backend_id:
-        _backend(service, row).cancel(row.backend_id)
-    elif fresh.alloc is not None:
-        try:
-            LocalBackend(service.paths.logs).cancel(backend_id(row.id, fresh.attempt), grace, "killed")
-        except OSError:
-            pass  # the kill is recorded: the runner reads kill.json as it starts, the supervisor sends it again
+    _backend(service, row).kill(row, _fresh(service, row), grace)
     return _result(row, True, f"job {row.id} killed", states.KILLED)
 
 
@@ -145,10 +119,7 @@ def retry(service: Service, row: Job) -> ActionResult:
             f"job {row.id}: its secrets ({names}) were deleted when it ended; launch it again to give them anew",
             row.state,
         )
-    if row.backend == "slurm" and row.backend_id:  # never a second copy beside one Slurm still runs
-        from jobctl.engine.slurm_control import cancel_leftover
-
-        cancel_leftover(service, row)
+    _backend(service, row).cancel_leftover(row)  # never a second copy beside one the backend still runs
     retries = int(service.spec_of(row).get("retries") or 0)
     attempt, last = row.attempt + 1, row.attempt + retries + 1
     now = time.time()
@@ -180,10 +151,7 @@ def retry(service: Service, row: Job) -> ActionResult:
         )
         again = _requeue_dependents(store, row.id, service.user, now) if src else []
     if src:
-        if row.backend == "slurm":
-            from jobctl.engine.slurm_sync import submit
-
-            submit(service, [row.id])
+        _backend(service, row).submit([row.id])
         text = f"job {row.id} queued again as attempt {attempt} of at most {last}"
         if again:
             text += f"; its dependents {', '.join(map(str, again))} wait for it again (BLOCKED)"
@@ -280,7 +248,7 @@ def prune(service: Service, older_than: float) -> list[ActionResult]:
 # The others are skipped without a word (like `scancel -u`, `pueue kill --all`); a job named on its
 # own (an ID, or a name that matches one job) is always acted on, so a wrong state is reported.
 APPLIES = {
-    "stop": lambda r: r.state in WAITING | states.RUNNING,
+    "stop": lambda r: r.state in states.QUEUED | states.RUNNING,
     "start": lambda r: r.state == states.SUSPENDED,
     "retry": lambda r: r.state in (states.FAILED, states.KILLED),
     "kill": lambda r: r.state not in states.TERMINAL,
@@ -312,8 +280,7 @@ def bulk(
         for row in usable or rows:  # none applies: act on each anyway, so each refusal says why
             seen.add(row.id)
             todo.append((sel, row, bool(usable)))
-    if any(r.backend == "slurm" and r.state not in states.TERMINAL for _, r, _ in todo):
-        service.refresh_slurm([r for _, r, _ in todo])  # act on Slurm's current state, not on what was last recorded
+    if service.refresh([r for _, r, _ in todo]):  # act on Slurm's current state, not on what was last recorded
         todo = [(sel, _fresh(service, r), skip) for sel, r, skip in todo]
         todo = [(sel, r, skip) for sel, r, skip in todo if applies(r) or not skip]
     debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
@@ -334,7 +301,7 @@ def bulk(
     order: dict[str | None, int] = {sel: i for i, sel in enumerate(selectors)}
     results.sort(key=lambda r: order.get(r.selector, len(order)))
     if any(r.ok for r in results):
-        service.wake_supervisor(start=any(row.backend == "local" for _, row, _ in todo))
+        service.wake_supervisor(start=any(backend_class(row).supervised for _, row, _ in todo))
     return results
 
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from jobctl.app.session import LaunchPlan, Service
+from jobctl.backends.base import Backend
 from jobctl.core import states
 from jobctl.core.models import JobSpec
 from jobctl.core.units import resources_text
+from jobctl.engine.backends import BACKENDS, backend_class, backend_for
 from jobctl.errors import DoesNotFit, JobFileError, UsageError
 from jobctl.store.database import Store
 from jobctl.store.records import dumps
@@ -137,8 +139,16 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
 
     plan = LaunchPlan()
     env_values, env_secret = parse_env(options)
-    if options.backend not in (None, "local", "slurm"):
+    if options.backend is not None and options.backend not in BACKENDS:
         raise UsageError(f'--backend: expected "local" or "slurm", got "{options.backend}"')
+    backends: dict[str, Backend] = {}
+
+    def picked(name: str | None) -> Backend:  # one object per backend for the whole launch
+        key = name or "local"
+        if key not in backends:
+            backends[key] = backend_for(key, service)
+        return backends[key]
+
     default_cpus = float(service.config.get("defaults.cpus"))
     default_mem = parse_memory(service.config.get("defaults.memory"), where_key="defaults.memory")
     tasks: list[dict[str, Any]] = []
@@ -178,16 +188,8 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
                 plan.problems.append(text)
-            if spec.workdir_git and backend == "slurm":
-                plan.problems.append(
-                    f"{loaded.path}: workdir: a git repository is cloned by the local backend "
-                    "only; clone it on the cluster's shared storage and give that folder"
-                )
-            if spec.file_mounts and backend == "local":
-                plan.problems.append(
-                    f"{loaded.path}: file_mounts: not supported by the local backend "
-                    "(copy the files into the workdir, or use --backend slurm with shared storage)"
-                )
+            for problem in picked(backend).unsupported(spec):
+                plan.problems.append(f"{loaded.path}: {problem}")
             task = {
                 "spec": spec,
                 "cpus": spec.cpus if spec.cpus is not None else default_cpus,
@@ -200,28 +202,14 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             tasks.append(task)
     indices: list[int | None] = list(parse_array(options.array)) if options.array else [None]
     check_names(tasks, indices, options)
-    capacity = None
     for task in tasks:
         spec = task["spec"]
         text = resources_text(spec.num_nodes, task["cpus"], task["memory_mib"], spec.accelerators)
-        fit = None
         backend = spec.backend
-        if backend == "local":
-            capacity = capacity or local_capacity(service, any(t["spec"].accelerators for t in tasks))
-            fit = fits(task, capacity)
-            if fit:
-                hint = (
-                    f" (declare GPUs with: jobctl config set capacity.accelerators '{{{spec.accelerators[0][0]} = N}}')"
-                    if "this machine has" in fit
-                    else ""
-                )
-                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}{hint}")
-        elif backend == "slurm":  # ask Slurm (sbatch --test-only); also refuses what cannot go into a batch script
-            from jobctl.engine.slurm_sync import check_launch
-
-            fit = check_launch(service, task, tasks, plan.warnings, env_values)
-            if fit:
-                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
+        fit = picked(backend).never_fits(task, tasks, plan.warnings, env_values)  # Slurm: sbatch --test-only
+        if fit:
+            hint = picked(backend).fit_hint(spec, fit)
+            plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}{hint}")
         plan.jobs.append(
             {
                 "name": spec.name,
@@ -314,29 +302,13 @@ def check_names(tasks: list[dict[str, Any]], indices: list[int | None], options:
                 )
 
 
-def local_capacity(service: Service, with_gpus: bool):
-    from jobctl.backends.local import capacity
-
-    return capacity.detect(service.config, with_gpus=with_gpus)
-
-
-def fits(task: dict[str, Any], capacity) -> str | None:
-    from jobctl.core.scheduler import Request, never_fits
-
-    spec = task["spec"]
-    n = spec.num_nodes
-    accs = tuple((str(name).upper(), int(count) * n) for name, count in spec.accelerators)
-    upper = replace(capacity, devices={k.upper(): v for k, v in capacity.devices.items()})
-    return never_fits(Request(0, 0, 0.0, task["cpus"] * n, task["memory_mib"] * n, accs), upper)
-
-
 def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[list[int], LaunchPlan]:
     plan, tasks = build_plan(service, files, options)
     if options.dry_run:
         # what is wrong with the launch itself (unknown depends_on, cycles) is refused as a real
         # launch would be (exit 2); what depends on this machine or on --env stays in plan.problems
         with service.store.read():
-            resolve_dependencies(service.store, [dict(t) for t in tasks])
+            resolve_depends_on(service.store, [dict(t) for t in tasks])
         return [], plan
     for problem in plan.problems:
         if ": resources:" in problem:
@@ -344,12 +316,12 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
         raise UsageError(problem)
     service.env_drop = {name for t in tasks for name in (*t["env"], *t["secret"])}  # see Service.wake_supervisor
     ids = record(service, tasks, plan)
-    slurm = [job_id for job_id, backend in ids if backend == "slurm"]
-    if slurm:
-        from jobctl.engine.slurm_sync import submit
-
-        submit(service, slurm)
-    if len(slurm) < len(ids):
+    by_backend: dict[str, list[int]] = {}
+    for job_id, name in ids:
+        by_backend.setdefault(name, []).append(job_id)
+    for name, job_ids in sorted(by_backend.items(), key=lambda item: backend_class(item[0]).supervised):
+        backend_for(name, service).submit(job_ids)  # Slurm: sbatch; the supervisor's: nothing to do
+    if any(backend_class(name).supervised for name in by_backend):
         service.wake_supervisor(start=True)
     return [job_id for job_id, _ in ids], plan
 
@@ -392,7 +364,7 @@ def _record(
 ) -> None:
     from jobctl.home import secrets as secretfiles
 
-    resolved = resolve_dependencies(store, tasks)
+    resolved = resolve_depends_on(store, tasks)
     created: list[list[int]] = []
     for task, deps in zip(tasks, resolved):
         spec: JobSpec = task["spec"]
@@ -452,7 +424,7 @@ def _spec_body(spec: JobSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def resolve_dependencies(store: Store, tasks: list[dict[str, Any]]) -> list[list[tuple[int, str]]]:
+def resolve_depends_on(store: Store, tasks: list[dict[str, Any]]) -> list[list[tuple[int, str]]]:
     """Turn `depends_on` names/IDs into job IDs; refuse unknown ones and cycles (names of this launch)."""
     batch_names = {t["spec"].name: i for i, t in enumerate(tasks)}
     resolved: list[list[tuple[int, str]]] = []

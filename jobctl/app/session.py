@@ -15,7 +15,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobctl.backends.base import Backend
 from jobctl.core import states
+from jobctl.engine.backends import backend_class
 from jobctl.errors import NotFound, UsageError
 from jobctl.home.paths import Paths
 from jobctl.store.database import Store
@@ -199,13 +201,11 @@ class Service:
         self.refresh_local()
         if selectors or all_jobs:
             rows = self.select(selectors) if selectors else store.all_jobs(newest_first=True)
-            if any(r.backend == "slurm" and r.state not in states.TERMINAL for r in rows):
-                self.refresh_slurm(rows)  # mirror Slurm here too (one batched query)
+            if self.refresh(rows):  # mirror Slurm here too (one batched query)
                 rows = [store.job(r.id) or r for r in rows]
         else:
             live = store.live_jobs()
-            if any(r.backend == "slurm" for r in live):
-                self.refresh_slurm(live)  # Slurm is the source of truth: mirror it in one batched query
+            if self.refresh(live):  # Slurm is the source of truth: mirror it in one batched query
                 live = store.live_jobs()
             # scan from the newest row down: the newest finished jobs sit at the top of the table
             # --state and --label pick from every finished job, then keep the newest `limit` of those
@@ -214,7 +214,7 @@ class Service:
             if labels:
                 done = [r for r in done if all(loads(r.labels, {}).get(k) == v for k, v in labels)][:count]
             rows = sorted(live + done, key=lambda r: r.id, reverse=True)
-            if any(r.backend == "local" for r in live):
+            if any(backend_class(r).supervised for r in live):
                 self.wake_supervisor(start=True)
         if wanted:
             rows = [r for r in rows if r.state in wanted]
@@ -262,21 +262,27 @@ class Service:
                 return rows
             if on_tick:
                 on_tick(rows)
-            if time.monotonic() >= next_check and any(r.backend == "local" for r in rows):
+            if time.monotonic() >= next_check and any(backend_class(r).supervised for r in rows):
                 # again and again, not once: the supervisor may be stopped or killed at any time while we wait
                 self.refresh_local()
                 next_check = time.monotonic() + 1.0
-            if any(r.backend == "slurm" for r in rows):
-                self.refresh_slurm(rows)
+            self.refresh(rows)
             if deadline is not None and time.monotonic() > deadline:
                 raise UsageError("gave up waiting (--timeout)")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 
-    def refresh_slurm(self, rows: list[Job]) -> None:
-        from jobctl.engine.slurm_sync import refresh
-
-        refresh(self, [r for r in rows if r.backend == "slurm" and r.state not in states.TERMINAL])
+    def refresh(self, rows: list[Job]) -> bool:
+        """Ask the backends that are the source of truth for their jobs (Slurm) about the unfinished
+        ones among `rows`, one batched query per backend; True when there were such jobs."""
+        by_backend: dict[type[Backend], list[Job]] = {}
+        for row in rows:
+            backend = backend_class(row)
+            if backend.mirrored and row.state not in states.TERMINAL:
+                by_backend.setdefault(backend, []).append(row)
+        for backend, jobs in by_backend.items():
+            backend(self).refresh(jobs)
+        return bool(by_backend)
 
     # -- control -------------------------------------------------------------------------------
     def _cas(self, row: Job, to: str, expect, **kw) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from jobctl.app.session import ActionResult, Service, masked_envs
 from jobctl.core import states
+from jobctl.engine.backends import backend_class, backend_for
 from jobctl.errors import NotFound, StateError, UsageError
 from jobctl.store.records import Job, loads
 
@@ -173,8 +174,8 @@ def _follow_one(service: Service, job_id: int, rank: int | None, from_start: boo
 
     def finished():
         r = row()
-        if r.backend == "slurm":
-            service.refresh_slurm([r])
+        if backend_class(r).mirrored:
+            service.refresh([r])
             r = row()
         elif r.state not in states.TERMINAL or r.alloc is not None:
             if time.monotonic() >= next_check[0]:  # record an end nobody recorded; bring a killed supervisor back
@@ -192,8 +193,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
     from jobctl.app.logs import log_files, print_logs
 
     row = service.job(selector)
-    if row.backend == "slurm":
-        service.refresh_slurm([row])
+    if service.refresh([row]):
         row = service.job(str(row.id))
     if follow and attempt is None:
         if tail is not None:
@@ -214,9 +214,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
     if not 1 <= n <= row.attempt:
         raise UsageError(f"--attempt: job {row.id} has attempts 1 to {row.attempt}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show
-        if row.backend != "slurm":
-            raise UsageError(f"--batch: job {row.id} runs on the {row.backend} backend; only Slurm jobs have it")
-        return print_logs([(0, service.paths.attempt_dir(row.id, n) / "slurm.out")], tail)
+        return print_logs([(0, backend_for(row, service).batch_log(row, n))], tail)
     print_logs(log_files(service.paths.job_dir(row.id), n, row.num_nodes, rank), tail)
 
 
@@ -225,18 +223,14 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
 
     service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
-    if row.backend == "slurm":
-        service.refresh_slurm([row])
+    if service.refresh([row]):
         row = service.job(str(row.id))
     spec = service.spec_of(row)
     details = service.details(row)
     spec["envs"] = masked_envs(spec, loads(row.envs, {}))
     held = loads(row.alloc)
     doc = job_json(row)
-    if row.backend == "slurm" and row.attempt:
-        from jobctl.engine.slurm_sync import batch_output
-
-        details["slurm_out"] = batch_output(service, row)
+    details.update(backend_for(row, service).describe(row))
     if as_json:
         for e in details["events"]:
             e["at"] = iso(e["at"])

@@ -78,10 +78,10 @@ class Engine:
     def tick(self, db: Store, now: float, own: dict[str, int]) -> Actions:
         """`own`: backend id -> PID of the runners this supervisor forked and that still live."""
         actions = Actions()
-        self.observe(db, now, own, actions)
-        self.resolve_dependencies(db, now)
+        self.record_attempts(db, now, own, actions)
+        self.settle_dependencies(db, now)
         self.expire(db, now, actions)
-        self.schedule(db, now, actions)
+        self.start_waiting(db, now, actions)
         if self.sweeper is not None:
             self.sweeper.sweep(db)  # secrets of jobs that ended are removed
         return actions
@@ -93,9 +93,11 @@ class Engine:
     def record_ended(self, db: Store, now: float) -> None:
         """Record only the attempts whose runner wrote its result: safe from any process, with or without a
         supervisor (each end is a compare-and-set), so a command shows the true end even after a crash."""
-        self.observe(db, now, {}, Actions(), ended_only=True)
+        self.record_attempts(db, now, {}, Actions(), ended_only=True)
 
-    def observe(self, db: Store, now: float, own: dict[str, int], actions: Actions, ended_only: bool = False) -> None:
+    def record_attempts(
+        self, db: Store, now: float, own: dict[str, int], actions: Actions, ended_only: bool = False
+    ) -> None:
         """Each job in its own savepoint: a job whose files are garbage (or any error while handling
         one job) fails that job alone, never the whole pass."""
         for job in self.holding(db):
@@ -262,7 +264,7 @@ class Engine:
         )
 
     # -- dependencies and timeouts ---------------------------------------------------------------
-    def resolve_dependencies(self, db: Store, now: float) -> None:
+    def settle_dependencies(self, db: Store, now: float) -> None:
         for _ in range(100):  # to a fixed point: an upstream failure spreads down a chain at once
             changed = False
             for job_id in db.blocked_ids("local"):
@@ -306,7 +308,7 @@ class Engine:
                 actions.wake_at(row.queue_deadline)
 
     # -- scheduling --------------------------------------------------------------------------------
-    def schedule(self, db: Store, now: float, actions: Actions) -> None:
+    def start_waiting(self, db: Store, now: float, actions: Actions) -> None:
         # The queue window: the best-ranked waiting jobs (an index keeps this cheap however long the
         # queue and the history are). Jobs beyond it wait for a later pass; rank order is kept.
         rows = db.queue_window("local", QUEUE_WINDOW)
@@ -412,9 +414,9 @@ class Engine:
             return
         db.add_attempt(job.id, attempt, now)
         db.add_workers(job.id, attempt, job.num_nodes)
-        actions.start.append((job.id, attempt, self.plan(job, spec, attempt, alloc)))
+        actions.start.append((job.id, attempt, self.runner_plan(job, spec, attempt, alloc)))
 
-    def plan(self, job: Job, spec: JobSpec, attempt: int, alloc: Allocation) -> dict[str, Any]:
+    def runner_plan(self, job: Job, spec: JobSpec, attempt: int, alloc: Allocation) -> dict[str, Any]:
         n = job.num_nodes
         env = {k: v for k, v in spec.envs.items() if v is not None}
         envs = loads(job.envs, {})

@@ -1,27 +1,18 @@
-"""What the engine's Slurm side needs from whoever calls it: the home's paths, its config and an
-open store. The CLI's `Service` (jobctl/app/session.py) is one; the supervisor uses `StoreSession`."""
+"""A `Session` (jobctl/backends/base.py) over an open store, for the supervisor; the CLI's is
+`Service` (jobctl/app/session.py)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
+from jobctl.backends.base import Session
 from jobctl.home.config import Config
 from jobctl.home.paths import Paths
 from jobctl.store.database import Store
 from jobctl.store.records import Job
 
-
-class Session(Protocol):
-    paths: Paths
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def config(self) -> Config: ...
-
-    def spec_of(self, row: Job) -> dict[str, Any]: ...
+__all__ = ["Session", "StoreSession"]
 
 
 class StoreSession:

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jobctl.backends.base import Session
 from jobctl.backends.slurm.client import SlurmBackend, SlurmUnreachable
 from jobctl.core import states
-from jobctl.engine.session import Session
-from jobctl.engine.slurm_sync import _new_attempt_dir, _poll_state, submit
+from jobctl.engine.slurm_common import new_attempt_dir, poll_state
+from jobctl.engine.slurm_sync import submit
 from jobctl.errors import BackendError
 from jobctl.store.records import Job
 
@@ -25,7 +26,7 @@ def restart(service: Session, row: Job) -> None:
         return submit(service, [row.id], again=True)
     released, attempt = row.reason == "released", row.attempt + 1
     if released:  # it runs again as a new attempt, like a released local job: the script reads the number
-        _new_attempt_dir(service, row.id, attempt)
+        new_attempt_dir(service, row.id, attempt)
     SyncedBackend(service).release(row.backend_id)
     if released:
         store = service.store
@@ -64,7 +65,7 @@ class SyncedBackend:
 
         def act(bid: str, *args: Any) -> None:
             try:
-                if time.monotonic() - _poll_state(self.service)["down"] < 30:  # just seen down: do not wait again
+                if time.monotonic() - poll_state(self.service)["down"] < 30:  # just seen down: do not wait again
                     raise SlurmUnreachable("slurm controller unreachable; nothing was changed in Slurm")
                 action(bid, *args)
             except BackendError as exc:

@@ -15,8 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from jobctl.backends.base import Session
 from jobctl.backends.slurm.client import (
     AFTER,
+    SLURM_WAITING,
     SlurmBackend,
     SlurmObservation,
     SlurmUnreachable,
@@ -25,13 +27,10 @@ from jobctl.backends.slurm.client import (
     check_values,
     choose_gres,
 )
-from jobctl.backends.slurm.client import (
-    WAITING as WAITING_IN_SLURM,
-)
 from jobctl.core import states
 from jobctl.core.units import format_duration, format_gib
 from jobctl.engine.local import dependency_verdict, failure_detail
-from jobctl.engine.session import Session
+from jobctl.engine.slurm_common import new_attempt_dir, poll_state, write_private_text
 from jobctl.errors import BackendError, JobctlError, UsageError
 from jobctl.store.database import Store
 from jobctl.store.records import Dependency, Job, loads
@@ -39,21 +38,6 @@ from jobctl.store.records import Dependency, Job, loads
 STALE = "slurm controller unreachable; showing the last known state"
 SETTLE = 5.0  # seconds during which a user's own stop/start may not show in Slurm yet
 SUBMITTABLE = frozenset({states.PENDING, states.BLOCKED, states.RETRYING, states.SUSPENDED})
-
-
-def _poll_state(service: Session) -> dict[str, float]:
-    """Per service (one CLI process): at most one squeue per gap, 0.5 s growing to 5 s."""
-    if not hasattr(service, "slurm_poll"):
-        setattr(service, "slurm_poll", {"last": 0.0, "gap": 0.0, "down": -60.0})  # noqa: B010 - not in Session
-    poll: dict[str, float] = getattr(service, "slurm_poll")  # noqa: B009
-    return poll
-
-
-def backend_for(service: Session):
-    """What control.py uses for stop/start/kill of Slurm jobs (see jobctl/engine/slurm_control.py)."""
-    from jobctl.engine.slurm_control import SyncedBackend
-
-    return SyncedBackend(service)
 
 
 def _verdict(deps: list[Dependency]) -> str | None:
@@ -237,12 +221,12 @@ def _submit_group(service: Session, backend: SlurmBackend, group: list[Job], off
         mounts=_mounts(spec),
     )
     for row in group:
-        _new_attempt_dir(service, row.id, attempt)
+        new_attempt_dir(service, row.id, attempt)
     script = service.paths.attempt_dir(first.id, attempt) / "sbatch.sh"
-    _write(script, batch_script(sub))
+    write_private_text(script, batch_script(sub))
     slurm_id = backend.submit(str(script), sub)
     if loads(first.envs, {}).get("secrets"):  # sbatch keeps its own copy: ours keeps no secret value
-        _write(
+        write_private_text(
             script,
             batch_script(
                 replace(sub, env={k: "***" if k in _secrets(service, first) else v for k, v in sub.env.items()})
@@ -278,12 +262,6 @@ def _secrets(service: Session, row: Job) -> dict[str, str]:
         raise UsageError(f"job {row.id}: its secrets were deleted when it ended; launch it again") from None
 
 
-def _new_attempt_dir(service: Session, job_id: int, attempt: int) -> None:
-    """The attempt's log folder, and the number the batch script reads to find it (see batch_script)."""
-    service.paths.attempt_dir(job_id, attempt).mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write(service.paths.job_dir(job_id) / "slurm-attempt", f"{attempt}\n")
-
-
 def _mounts(spec: dict[str, Any]) -> dict[str, str]:
     """file_mounts with a local source, which each node links to (so it must be on shared storage)."""
     base = Path(spec["source"]).parent if spec.get("source") else Path(spec["workdir"])
@@ -296,11 +274,6 @@ def _mounts(spec: dict[str, Any]) -> dict[str, str]:
             )
         mounts[str(dest)] = str((base / os.path.expanduser(source)).resolve())
     return mounts
-
-
-def _write(path: Path, text: str) -> None:
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(text)
 
 
 def _fail(service: Session, rows: list[Job], reason: str, message: str) -> None:
@@ -332,7 +305,7 @@ def refresh(service: Session, jobs: Sequence[Job | None], force: bool = False) -
         key=lambda r: r.id,
     )
     now = time.monotonic()
-    _poll = _poll_state(service)
+    _poll = poll_state(service)
     if not rows or (not force and now - _poll["last"] < _poll["gap"]):
         return
     _poll["last"], _poll["gap"] = now, min(5.0, max(0.5, _poll["gap"] * 1.25))
@@ -458,7 +431,7 @@ def _missed(service: Session, row: Job, missing: bool) -> SlurmObservation | Non
     if count >= LOST_AFTER[0] and time.time() - first >= LOST_AFTER[1]:
         return _from_files(service, row)
     try:
-        _write(path, f"{first} {int(count)}\n")
+        write_private_text(path, f"{first} {int(count)}\n")
     except OSError:
         pass
     return None
@@ -562,7 +535,7 @@ def _apply(service: Session, store: Store, cur: Job, obs: SlurmObservation, now:
         if message in (None, "ok"):
             return "again"  # jobctl is retrying its upstream: submit it again behind the new attempt
         action = "cancel" if obs.slurm_state == "PENDING" else None
-    elif reason == "queue_timeout" or reason == "start_error" and obs.slurm_state in WAITING_IN_SLURM:
+    elif reason == "queue_timeout" or reason == "start_error" and obs.slurm_state in SLURM_WAITING:
         action = "cancel"  # it would wait in Slurm for good
     elif reason == "exit_code" and any(service.paths.attempt_dir(job_id, cur.attempt).glob("setup_failed.*")):
         reason, message = "setup_failed", f"setup failed with exit code {code}"

@@ -102,9 +102,6 @@ class LocalBackend:
         return self._signal(bid, signal.SIGTERM)
 
     # -- observing -----------------------------------------------------------------------------
-    def poll(self, backend_ids: list[str]) -> dict[str, Observation]:
-        return {bid: self.observe(bid) for bid in backend_ids}
-
     def observe(self, bid: str, num_nodes: int | None = None) -> Observation:
         """What the attempt's files say. Raises BadStateFile when one of them is not what the runner writes."""
         folder = self.attempt_dir(bid)

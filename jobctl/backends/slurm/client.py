@@ -371,7 +371,7 @@ STATE_MAP: dict[str, tuple[str, str | None, str | None]] = {
     "REQUEUE_HOLD": ("SUSPENDED", "held", None),
     "RESV_DEL_HOLD": ("SUSPENDED", "held", None),
 }
-WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
+SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
 PENDING_REASONS = {"Priority": "priority", "Resources": "resources", "None": None, "": None}
 # Pending reasons that mean the job asks for more than its partition allows: it would wait for good
 NEVER_REASONS = {
@@ -412,9 +412,9 @@ def observe(
     code, sig = _exit(exit_text)
     why = f"Slurm: {state}" + (f" ({reason})" if reason and reason != "None" else "")
     mapped = STATE_MAP.get(state, ("ACTIVE", None, None))
-    if reason == "DependencyNeverSatisfied" and (state in WAITING or state == "CANCELLED"):
+    if reason == "DependencyNeverSatisfied" and (state in SLURM_WAITING or state == "CANCELLED"):
         mapped = ("FAILED", "upstream_failed", "a dependency failed")
-    elif state in WAITING:
+    elif state in SLURM_WAITING:
         if reason.startswith("JobHeld") or "held" in reason.lower():
             mapped = ("SUSPENDED", "held", None)
         elif reason == "Dependency":
@@ -435,7 +435,7 @@ def observe(
         slurm_state=state,
         slurm_reason=reason,
         raw_id=raw_id,
-        transient=state not in STATE_MAP and state not in WAITING,
+        transient=state not in STATE_MAP and state not in SLURM_WAITING,
     )
     if jstate == "COMPLETED":
         obs.exit_code = 0
