@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobctl.backends.local.backend import LocalBackend, backend_id
+from jobctl.backends.local.plan import RunnerPlan
 from jobctl.core import states
 from jobctl.core.models import JobSpec
 from jobctl.core.scheduler import Allocation, Capacity, Request, Running, schedule
@@ -29,7 +30,7 @@ END_SLACK = 5.0
 
 @dataclass
 class Actions:
-    start: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)  # job, attempt, plan
+    start: list[tuple[int, int, RunnerPlan]] = field(default_factory=list)  # job, attempt, plan
     cancel: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # bid, reason, grace, message
     next_wake: float | None = None
     more: bool = False  # the scheduler saw a full window and room may be left: pass again at once
@@ -416,7 +417,7 @@ class Engine:
         db.add_workers(job.id, attempt, job.num_nodes)
         actions.start.append((job.id, attempt, self.runner_plan(job, spec, attempt, alloc)))
 
-    def runner_plan(self, job: Job, spec: JobSpec, attempt: int, alloc: Allocation) -> dict[str, Any]:
+    def runner_plan(self, job: Job, spec: JobSpec, attempt: int, alloc: Allocation) -> RunnerPlan:
         n = job.num_nodes
         env = {k: v for k, v in spec.envs.items() if v is not None}
         envs = loads(job.envs, {})
@@ -451,26 +452,26 @@ class Engine:
             rank_env.append(e)
         from jobctl.core.units import format_duration
 
-        return {
-            "job_id": job.id,
-            "attempt": attempt,
-            "num_nodes": n,
-            "run": spec.run,
-            "setup": spec.setup,
-            "workdir": spec.workdir,
-            "workdir_git": spec.workdir_git,
-            "env": env,
-            "rank_env": rank_env,
-            "timeout": spec.timeout,
-            "timeout_text": format_duration(spec.timeout) if spec.timeout else None,
-            "grace": self.grace,
-            "socket": self.socket_path,
-            "memory_mib": job.memory_mib * n,
-            "supervisor_pid": os.getpid(),
-            "cgroup_pool": self.cgroup_pool,
-            "secrets_file": secrets_file,
-            "umask": envs.get("umask"),
-        }
+        return RunnerPlan(
+            job_id=job.id,
+            attempt=attempt,
+            num_nodes=n,
+            run=spec.run,
+            setup=spec.setup,
+            workdir=spec.workdir,
+            workdir_git=spec.workdir_git,
+            env=env,
+            rank_env=rank_env,
+            timeout=spec.timeout,
+            timeout_text=format_duration(spec.timeout) if spec.timeout else None,
+            grace=self.grace,
+            socket=self.socket_path,
+            memory_mib=job.memory_mib * n,
+            supervisor_pid=os.getpid(),
+            cgroup_pool=self.cgroup_pool,
+            secrets_file=secrets_file,
+            umask=envs.get("umask"),
+        )
 
 
 def _log_exception() -> None:
