@@ -16,7 +16,7 @@ from jobctl.app.envfiles import ENV_NAME, env_file_value, parse_env, read_env_fi
 from jobctl.app.session import LaunchPlan, Service
 from jobctl.backends.base import Backend
 from jobctl.core import states
-from jobctl.core.models import JobSpec
+from jobctl.core.models import JobSpec, LaunchTask
 from jobctl.core.units import resources_text
 from jobctl.engine.backends import BACKENDS, backend_class, backend_for
 from jobctl.errors import DoesNotFit, JobFileError, UsageError
@@ -71,7 +71,7 @@ def parse_array(text: str) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tuple[LaunchPlan, list[dict[str, Any]]]:
+def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tuple[LaunchPlan, list[LaunchTask]]:
     from jobctl.core.units import parse_memory
     from jobctl.jobfile.loader import apply_overrides, load_jobfile
 
@@ -89,7 +89,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
 
     default_cpus = float(service.config.get("defaults.cpus"))
     default_mem = parse_memory(service.config.get("defaults.memory"), where_key="defaults.memory")
-    tasks: list[dict[str, Any]] = []
+    tasks: list[LaunchTask] = []
     for path in files:
         loaded = load_jobfile(path)
         plan.warnings.extend(loaded.warnings)
@@ -128,26 +128,26 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 plan.problems.append(text)
             for problem in picked(backend).unsupported(spec):
                 plan.problems.append(f"{loaded.path}: {problem}")
-            task = {
-                "spec": spec,
-                "cpus": spec.cpus if spec.cpus is not None else default_cpus,
-                "memory_mib": spec.memory_mib if spec.memory_mib is not None else default_mem,
-                "after": None if loaded.parallel else previous,
-                "path": loaded.path,
-                "previous": tasks[previous]["spec"].name if previous is not None and not loaded.parallel else None,
-            }
+            task = LaunchTask(
+                spec=spec,
+                cpus=spec.cpus if spec.cpus is not None else default_cpus,
+                memory_mib=spec.memory_mib if spec.memory_mib is not None else default_mem,
+                after=None if loaded.parallel else previous,
+                path=loaded.path,
+                previous=tasks[previous].spec.name if previous is not None and not loaded.parallel else None,
+            )
             previous = len(tasks)
             tasks.append(task)
     indices: list[int | None] = list(parse_array(options.array)) if options.array else [None]
     check_names(tasks, indices, options)
     for task in tasks:
-        spec = task["spec"]
-        text = resources_text(spec.num_nodes, task["cpus"], task["memory_mib"], spec.accelerators)
+        spec = task.spec
+        text = resources_text(spec.num_nodes, task.cpus, task.memory_mib, spec.accelerators)
         backend = spec.backend
         fit = picked(backend).never_fits(task, tasks, plan.warnings, env_values)  # Slurm: sbatch --test-only
         if fit:
             hint = picked(backend).fit_hint(spec, fit)
-            plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}{hint}")
+            plan.problems.append(f"{task.path}: resources: {spec.name} {fit}{hint}")
         plan.jobs.append(
             {
                 "name": spec.name,
@@ -157,12 +157,12 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 "why_not": fit,
                 "array": len(indices) if indices != [None] else None,
                 "depends_on": list(
-                    dict.fromkeys(([task["previous"]] if task["previous"] else []) + [d.ref for d in spec.depends_on])
+                    dict.fromkeys(([task.previous] if task.previous else []) + [d.ref for d in spec.depends_on])
                 ),
                 "priority": spec.priority,
             }
         )
-    return plan, [dict(t, indices=indices, **split_secrets(t["spec"], env_values, env_secret)) for t in tasks]
+    return plan, [replace(t, indices=indices, **split_secrets(t.spec, env_values, env_secret)) for t in tasks]
 
 
 def split_secrets(spec: JobSpec, values: dict[str, str], launch_secret: list[str]) -> dict[str, Any]:
@@ -214,24 +214,24 @@ def refuse_control_characters(path: str, spec: JobSpec) -> None:
 NAME_LIMIT = 128  # characters, the limit of jobfile.NAME_RE, array suffix included
 
 
-def check_names(tasks: list[dict[str, Any]], indices: list[int | None], options: LaunchOptions) -> None:
+def check_names(tasks: list[LaunchTask], indices: list[int | None], options: LaunchOptions) -> None:
     """Names that `status NAME` and friends can always find: never a number (it would read as a job
     ID; a number taken from a file's stem becomes `job-<stem>`), and at most 128 characters with the
     array suffix (`-<index>`) included: refused, not cut, so that no two tasks look alike."""
     from jobctl.jobfile.loader import default_name
 
     for task in tasks:
-        spec = task["spec"]
+        spec = task.spec
         if spec.name.isdigit():
-            if options.name is None and spec.name == default_name(task["path"]):
+            if options.name is None and spec.name == default_name(task.path):
                 spec.name = f"job-{spec.name}"
             else:
-                where = "--name" if options.name is not None else f"{task['path']}: name"
+                where = "--name" if options.name is not None else f"{task.path}: name"
                 raise UsageError(f'{where}: a name cannot be a number ("{spec.name}"); it would read as a job ID')
         if indices != [None]:
             longest = f"{spec.name}-{max(i for i in indices if i is not None)}"
             if len(longest) > NAME_LIMIT:
-                where = "--name" if options.name is not None else f"{task['path']}: name"
+                where = "--name" if options.name is not None else f"{task.path}: name"
                 raise UsageError(
                     f"{where}: with --array the names end in -<index> and would be up to "
                     f"{len(longest)} characters ({longest[:20]}…{longest[-12:]}); names are at most "
@@ -246,13 +246,13 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
         # what is wrong with the launch itself (unknown depends_on, cycles) is refused as a real
         # launch would be (exit 2); what depends on this machine or on --env stays in plan.problems
         with service.store.read():
-            resolve_depends_on(service.store, [dict(t) for t in tasks])
+            resolve_depends_on(service.store, [replace(t, batch_deps=list(t.batch_deps)) for t in tasks])
         return [], plan
     for problem in plan.problems:
         if ": resources:" in problem:
             raise DoesNotFit(problem)
         raise UsageError(problem)
-    service.env_drop = {name for t in tasks for name in (*t["env"], *t["secret"])}  # see Service.wake_supervisor
+    service.env_drop = {name for t in tasks for name in (*t.env, *t.secret)}  # see Service.wake_supervisor
     ids = record(service, tasks, plan)
     by_backend: dict[str, list[int]] = {}
     for job_id, name in ids:
@@ -264,7 +264,7 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
     return [job_id for job_id, _ in ids], plan
 
 
-def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> list[tuple[int, str]]:
+def record(service: Service, tasks: list[LaunchTask], plan: LaunchPlan) -> list[tuple[int, str]]:
     """Insert every job of the launch in one transaction; returns (job ID, backend) pairs."""
     from jobctl.home import paths as paths_mod
     from jobctl.home import secrets as secretfiles
@@ -294,7 +294,7 @@ def _current_umask() -> int:
 def _record(
     service: Service,
     store: Store,
-    tasks: list[dict[str, Any]],
+    tasks: list[LaunchTask],
     now: float,
     umask: int,
     tokens: list[str],
@@ -305,27 +305,27 @@ def _record(
     resolved = resolve_depends_on(store, tasks)
     created: list[list[int]] = []
     for task, deps in zip(tasks, resolved):
-        spec: JobSpec = task["spec"]
+        spec: JobSpec = task.spec
         body = _spec_body(spec)
         digest = service.digest(body)
         spec_id = store.spec_id(digest, body)
         envs_doc: dict[str, Any] = {"umask": umask}
-        if task["env"]:
-            envs_doc["env"] = task["env"]
-        if task["secret_values"]:
-            tokens.append(secretfiles.write(service.paths, task["secret_values"]))
-            envs_doc.update(secret=task["secret"], secrets=tokens[-1])
+        if task.env:
+            envs_doc["env"] = task.env
+        if task.secret_values:
+            tokens.append(secretfiles.write(service.paths, task.secret_values))
+            envs_doc.update(secret=task.secret, secrets=tokens[-1])
         envs = dumps(envs_doc)
         mine = []
-        after_prev = created[task["after"]] if task["after"] is not None else []
-        for index in task["indices"]:
+        after_prev = created[task.after] if task.after is not None else []
+        for index in task.indices:
             name = spec.name if index is None else f"{spec.name}-{index}"
             job_id = store.create_job(
                 name=name,
                 spec_id=spec_id,
                 priority=spec.priority,
-                cpus=task["cpus"],
-                memory_mib=task["memory_mib"],
+                cpus=task.cpus,
+                memory_mib=task.memory_mib,
                 accelerators=dumps(spec.accelerators),
                 num_nodes=spec.num_nodes,
                 labels=dumps(spec.labels),
@@ -337,7 +337,7 @@ def _record(
                 max_attempts=spec.retries + 1,
                 queue_deadline=now + spec.queue_timeout if spec.queue_timeout else None,
             )
-            batch = [(d, c) for j, c in task.get("batch_deps", []) for d in created[j]]
+            batch = [(d, c) for j, c in task.batch_deps for d in created[j]]
             all_deps = [(d, "ok") for d in after_prev] + batch + deps
             store.add_dependencies(job_id, all_deps)
             if all_deps:
@@ -362,12 +362,12 @@ def _spec_body(spec: JobSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def resolve_depends_on(store: Store, tasks: list[dict[str, Any]]) -> list[list[tuple[int, str]]]:
+def resolve_depends_on(store: Store, tasks: list[LaunchTask]) -> list[list[tuple[int, str]]]:
     """Turn `depends_on` names/IDs into job IDs; refuse unknown ones and cycles (names of this launch)."""
-    batch_names = {t["spec"].name: i for i, t in enumerate(tasks)}
+    batch_names = {t.spec.name: i for i, t in enumerate(tasks)}
     resolved: list[list[tuple[int, str]]] = []
     for i, task in enumerate(tasks):
-        spec = task["spec"]
+        spec = task.spec
         out = []
         for dep in spec.depends_on:
             ref = dep.ref
@@ -376,7 +376,7 @@ def resolve_depends_on(store: Store, tasks: list[dict[str, Any]]) -> list[list[t
                 if j >= i:
                     chain = _cycle(tasks, i, batch_names)
                     raise JobFileError(
-                        task["path"],
+                        task.path,
                         None,
                         "depends_on",
                         f"dependency cycle: {chain}" if chain else f"{ref} comes later in this launch",
@@ -388,26 +388,26 @@ def resolve_depends_on(store: Store, tasks: list[dict[str, Any]]) -> list[list[t
             else:
                 dep_id = store.latest_id_named(ref)
             if dep_id is None:
-                raise JobFileError(task["path"], None, "depends_on", f"unknown job {ref!r}")
+                raise JobFileError(task.path, None, "depends_on", f"unknown job {ref!r}")
             out.append((dep_id, dep.condition))
         resolved.append(out)
     # dependencies on jobs of this same launch, by name, become links to their new IDs in record()
     for i, task in enumerate(tasks):
-        for dep in task["spec"].depends_on:
+        for dep in task.spec.depends_on:
             if isinstance(dep.ref, str) and dep.ref in batch_names and batch_names[dep.ref] < i:
-                task.setdefault("batch_deps", []).append((batch_names[dep.ref], dep.condition))
+                task.batch_deps.append((batch_names[dep.ref], dep.condition))
     return resolved
 
 
-def _cycle(tasks: list[dict[str, Any]], start: int, names: dict[str, int]) -> str | None:
-    path, seen, node = [tasks[start]["spec"].name], {start}, start
+def _cycle(tasks: list[LaunchTask], start: int, names: dict[str, int]) -> str | None:
+    path, seen, node = [tasks[start].spec.name], {start}, start
     while True:
         nxt = next(
-            (names[d.ref] for d in tasks[node]["spec"].depends_on if isinstance(d.ref, str) and d.ref in names), None
+            (names[d.ref] for d in tasks[node].spec.depends_on if isinstance(d.ref, str) and d.ref in names), None
         )
         if nxt is None:
             return None
-        path.append(tasks[nxt]["spec"].name)
+        path.append(tasks[nxt].spec.name)
         if nxt in seen:
             return " -> ".join(path)
         seen.add(nxt)

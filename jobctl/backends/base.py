@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from jobctl.core.models import JobSpec
+    from jobctl.core.models import JobSpec, LaunchTask
     from jobctl.home.config import Config
     from jobctl.home.paths import Paths
     from jobctl.store.database import Store
@@ -76,7 +76,7 @@ class Backend(ABC):
 
     @abstractmethod
     def never_fits(
-        self, task: dict[str, Any], tasks: list[dict[str, Any]], warnings: list[str], env: dict[str, str]
+        self, task: LaunchTask, tasks: list[LaunchTask], warnings: list[str], env: dict[str, str]
     ) -> str | None:
         """Why the task can never start on this backend, or None; may add warnings."""
 

@@ -22,7 +22,7 @@ from jobctl.store.records import Job
 
 if TYPE_CHECKING:  # the rest is imported when used: `jobctl status` never needs it
     from jobctl.backends.local.backend import LocalBackend
-    from jobctl.core.models import JobSpec
+    from jobctl.core.models import JobSpec, LaunchTask
     from jobctl.core.scheduler import Capacity
 
 
@@ -55,20 +55,20 @@ class LocalJobs(Backend):
         return []
 
     def never_fits(
-        self, task: dict[str, Any], tasks: list[dict[str, Any]], warnings: list[str], env: dict[str, str]
+        self, task: LaunchTask, tasks: list[LaunchTask], warnings: list[str], env: dict[str, str]
     ) -> str | None:
         from jobctl.core.scheduler import Request, never_fits
 
         if self._capacity is None:  # detected once per launch
             from jobctl.backends.local import capacity
 
-            with_gpus = any(t["spec"].accelerators for t in tasks)
+            with_gpus = any(t.spec.accelerators for t in tasks)
             self._capacity = capacity.detect(self.session.config, with_gpus=with_gpus)
-        spec = task["spec"]
+        spec = task.spec
         n = spec.num_nodes
         accs = tuple((str(name).upper(), int(count) * n) for name, count in spec.accelerators)
         upper = replace(self._capacity, devices={k.upper(): v for k, v in self._capacity.devices.items()})
-        return never_fits(Request(0, 0, 0.0, task["cpus"] * n, task["memory_mib"] * n, accs), upper)
+        return never_fits(Request(0, 0, 0.0, task.cpus * n, task.memory_mib * n, accs), upper)
 
     def fit_hint(self, spec: JobSpec, why: str) -> str:
         if "this machine has" in why:
@@ -133,7 +133,7 @@ class SlurmJobs(Backend):
         return []
 
     def never_fits(
-        self, task: dict[str, Any], tasks: list[dict[str, Any]], warnings: list[str], env: dict[str, str]
+        self, task: LaunchTask, tasks: list[LaunchTask], warnings: list[str], env: dict[str, str]
     ) -> str | None:
         from jobctl.engine.slurm_sync import check_launch  # also refuses what cannot go into a batch script
 

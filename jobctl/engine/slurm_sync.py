@@ -26,6 +26,7 @@ from jobctl.backends.slurm.client import (
     choose_gres,
 )
 from jobctl.core import states
+from jobctl.core.models import LaunchTask
 from jobctl.engine.rules import dependency_verdict
 from jobctl.engine.slurm_common import new_attempt_dir, poll_state, write_private_text
 from jobctl.engine.slurm_observe import apply, batch_output, missed, read_attempt_file, route, target_state
@@ -45,13 +46,13 @@ def _verdict(deps: list[Dependency]) -> str | None:
 
 # -- submitting ------------------------------------------------------------------------------------
 def check_launch(
-    service, task: dict[str, Any], tasks: list[dict[str, Any]], warnings: list[str], env: dict[str, str]
+    service, task: LaunchTask, tasks: list[LaunchTask], warnings: list[str], env: dict[str, str]
 ) -> str | None:
     """Before anything is recorded: refuse what Slurm must never get (UsageError), warn about a GPU type
     the partition lacks, and ask Slurm whether the job could ever start (`sbatch --test-only`): its
     reason when not, else None. Used by `launch` and `launch --dry-run`."""
-    spec = task["spec"]
-    batch = {t["spec"].name: t["spec"].backend for t in tasks}
+    spec = task.spec
+    batch = {t.spec.name: t.spec.backend for t in tasks}
     for dep in spec.depends_on:
         ref = dep.ref
         if isinstance(ref, str) and ref in batch:
@@ -93,8 +94,8 @@ def check_launch(
         workdir=spec.workdir,
         run=spec.run,
         num_nodes=spec.num_nodes,
-        cpus=task["cpus"],
-        memory_mib=task["memory_mib"],
+        cpus=task.cpus,
+        memory_mib=task.memory_mib,
         gres=gres,
         accelerator=accelerator,
         gpus_per_node=per_node,
