@@ -12,21 +12,17 @@ WORKER_COLUMNS = columns(Worker)
 class AttemptQueries(Queries):
     def attempt(self, job_id: int, n: int) -> Attempt | None:
         """Attempt `n` of a job, or None."""
-        row = self.conn.execute(
-            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? AND n = ?", (job_id, n)
-        ).fetchone()
+        row = self._tuples(f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? AND n = ?", (job_id, n)).fetchone()
         return None if row is None else build(Attempt, row)
 
     def attempts(self, job_id: int) -> list[Attempt]:
         """Every attempt of a job, first to last."""
-        rows = self.conn.execute(f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
+        rows = self._tuples(f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
         return build_all(Attempt, rows)
 
     def workers(self, job_id: int) -> list[Worker]:
         """Every worker of every attempt of a job, by attempt and rank."""
-        rows = self.conn.execute(
-            f"SELECT {WORKER_COLUMNS} FROM workers WHERE job_id = ? ORDER BY attempt, rank", (job_id,)
-        )
+        rows = self._tuples(f"SELECT {WORKER_COLUMNS} FROM workers WHERE job_id = ? ORDER BY attempt, rank", (job_id,))
         return build_all(Worker, rows)
 
     def add_attempt(self, job_id: int, n: int, started_at: float) -> None:

@@ -17,9 +17,15 @@ class Queries:
 
     conn: sqlite3.Connection
 
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Rows as plain tuples (cheaper than sqlite3.Row), to build records from."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params)
+
     def _jobs(self, sql: str, params: Sequence[Any] = ()) -> list[Job]:
-        return build_all(Job, self.conn.execute(sql, params))
+        return build_all(Job, self._tuples(sql, params))
 
     def _job(self, sql: str, params: Sequence[Any] = ()) -> Job | None:
-        row = self.conn.execute(sql, params).fetchone()
+        row = self._tuples(sql, params).fetchone()
         return None if row is None else build(Job, row)

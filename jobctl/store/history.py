@@ -13,7 +13,7 @@ class HistoryQueries(Queries):
     # -- dependencies ----------------------------------------------------------------------------
     def dependencies(self, job_id: int) -> list[Dependency]:
         """What a job depends on, by dependency ID, with each one's state (None: removed)."""
-        rows = self.conn.execute(
+        rows = self._tuples(
             "SELECT d.dep_id, d.condition, j.state, j.name, j.backend, j.backend_id FROM deps d"
             " LEFT JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? ORDER BY d.dep_id",
             (job_id,),
@@ -22,7 +22,7 @@ class HistoryQueries(Queries):
 
     def dependency_ids(self, job_id: int) -> list[int]:
         """The IDs of the jobs a job depends on, in order."""
-        rows = self.conn.execute("SELECT dep_id FROM deps WHERE job_id = ? ORDER BY dep_id", (job_id,))
+        rows = self._tuples("SELECT dep_id FROM deps WHERE job_id = ? ORDER BY dep_id", (job_id,))
         return [row[0] for row in rows]
 
     def add_dependencies(self, job_id: int, deps: list[tuple[int, str]]) -> None:
@@ -38,7 +38,7 @@ class HistoryQueries(Queries):
 
     def live_dependent(self, job_id: int) -> Job | None:
         """The first unfinished job that depends on this one, or None."""
-        rows = self.conn.execute(
+        rows = self._tuples(
             f"SELECT {JOB_COLUMNS_J} FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = ?"
             f" AND j.state NOT IN {TERMINAL_SQL} ORDER BY j.id LIMIT 1",
             (job_id,),
@@ -48,7 +48,7 @@ class HistoryQueries(Queries):
 
     def upstream_failed_dependents(self, job_id: int) -> list[Job]:
         """Local jobs that FAILED only because this one failed (upstream failed), holding nothing."""
-        rows = self.conn.execute(
+        rows = self._tuples(
             f"SELECT {JOB_COLUMNS_J} FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = ?"
             f" AND j.state = '{states.FAILED}' AND j.reason = 'upstream_failed' AND j.backend = 'local'"
             " AND j.alloc IS NULL ORDER BY j.id",
@@ -59,12 +59,12 @@ class HistoryQueries(Queries):
     # -- events ----------------------------------------------------------------------------------
     def events(self, job_id: int) -> list[Event]:
         """Every recorded change of a job's state, oldest first."""
-        rows = self.conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        rows = self._tuples(f"SELECT {EVENT_COLUMNS} FROM events WHERE job_id = ? ORDER BY id", (job_id,))
         return build_all(Event, rows)
 
     def recent_events(self, job_id: int, count: int) -> list[Event]:
         """The last `count` changes of a job's state, newest first."""
-        rows = self.conn.execute(
+        rows = self._tuples(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, count)
         )
         return build_all(Event, rows)
