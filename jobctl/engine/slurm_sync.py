@@ -46,7 +46,7 @@ def _verdict(deps: list[Dependency]) -> str | None:
 
 # -- submitting ------------------------------------------------------------------------------------
 def check_launch(
-    service, task: LaunchTask, tasks: list[LaunchTask], warnings: list[str], env: dict[str, str]
+    service: Session, task: LaunchTask, tasks: list[LaunchTask], warnings: list[str], env: dict[str, str]
 ) -> str | None:
     """Before anything is recorded: refuse what Slurm must never get (UsageError), warn about a GPU type
     the partition lacks, and ask Slurm whether the job could ever start (`sbatch --test-only`): its
