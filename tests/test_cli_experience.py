@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, wait_until, write_job
+from helpers import REPO, wait_until, write_job
 
 from jobctl.cli.completions import SHELLS, generate
 from jobctl.cli.main import app

@@ -7,7 +7,7 @@ import re
 import stat
 
 import pytest
-from conftest import FIXTURES, REPO, count_jobs, wait_until, write_job
+from helpers import FIXTURES, REPO, count_jobs, wait_until, write_job
 
 
 def test_hello_example_completes_and_shows_in_table(jobctl):

@@ -12,7 +12,7 @@ import sys
 import time
 
 import psutil
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 
 def supervisor_pid(home) -> int | None:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Jobctl, count_jobs, write_job
+from helpers import Jobctl, count_jobs, write_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ import json
 import time
 
 import psutil
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 
 def job_processes(jobctl, job_id: int) -> list[psutil.Process]:

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Jobctl, count_jobs, wait_until, write_job
+from helpers import Jobctl, count_jobs, wait_until, write_job
 
 from jobctl.app.launch import LaunchOptions, build_plan
 from jobctl.app.session import Service

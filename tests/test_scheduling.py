@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 
 def statuses(jobctl, ids):

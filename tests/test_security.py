@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Jobctl, count_jobs, wait_until, write_job
+from helpers import REPO, Jobctl, count_jobs, wait_until, write_job
 
 ROOT = os.geteuid() == 0
 
@@ -465,9 +465,9 @@ def test_a_long_script_runs_from_a_file_named_by_argument(tmp_path):
         assert not (tmp_path / "pwned").exists()
         jc("supervisor", "stop")
     finally:
-        from conftest import _stop_everything
+        from helpers import stop_everything
 
-        _stop_everything(odd)
+        stop_everything(odd)
         shutil.rmtree(odd, ignore_errors=True)
 
 

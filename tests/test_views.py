@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 
 def run_bytes(jobctl, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -278,7 +278,7 @@ def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
 
 
 def test_a_number_is_refused_as_a_name(jobctl, tmp_path, home):
-    from conftest import count_jobs
+    from helpers import count_jobs
 
     job = write_job(tmp_path, "plain", "run: echo hi\n")
     proc = jobctl("launch", str(job), "--name", "12")
@@ -295,7 +295,7 @@ def test_a_number_is_refused_as_a_name(jobctl, tmp_path, home):
 
 
 def test_array_names_must_fit_the_name_limit_with_their_suffix(jobctl, tmp_path, home):
-    from conftest import count_jobs
+    from helpers import count_jobs
 
     job = write_job(tmp_path, "plain", "run: echo hi\n")
     proc = jobctl("launch", str(job), "--name", "a" * 127, "--array", "10")
