@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,8 +87,8 @@ class InProcessJobctl(Jobctl):
     """The CLI's entry point run inside this process (see the module docstring for when to use it).
 
     Only for commands that start no process: a `launch` of a job that gets recorded, `wait`,
-    `logs -f` or `supervisor start` belong to `Jobctl`. `timeout` is accepted for the same
-    interface and not enforced.
+    `logs -f` or `supervisor start` belong to `Jobctl`. `timeout` is enforced with SIGALRM and
+    raises subprocess.TimeoutExpired, as for a child process.
     """
 
     def run(
@@ -110,15 +111,21 @@ class InProcessJobctl(Jobctl):
             # the terminal-size fallback instead (80 columns, so text wrapped at 78): use that
             sys.modules[type(runner).isolation.__module__].formatting.FORCED_WIDTH = None
             sys.argv = ["jobctl", *args]
+            saved_alarm = signal.signal(signal.SIGALRM, _time_out)
+            signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
                 main()
                 code = 0
             except SystemExit as exc:
                 code = _exit_status(exc)
+            except _CallTimedOut:
+                raise subprocess.TimeoutExpired(["jobctl", *args], timeout) from None
             except BaseException:  # the interpreter hands an uncaught exception to sys.excepthook, then exits 1
                 sys.excepthook(*sys.exc_info())
                 code = 1
             finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, saved_alarm)
                 sys.argv, sys.excepthook = saved_argv, saved_hook  # Typer installs its own hook
                 os.umask(saved_umask)
                 paths.CALLER_UMASK = saved_caller_umask
@@ -127,6 +134,15 @@ class InProcessJobctl(Jobctl):
             stdout = out.getvalue().decode("utf-8", errors="replace")
             stderr = err.getvalue().decode("utf-8", errors="replace")
         return subprocess.CompletedProcess(["jobctl", *args], code, stdout, stderr)
+
+
+class _CallTimedOut(BaseException):
+    """Raised in the test process when an in-process call outlives its timeout (a BaseException, so
+    that the CLI's own `except Exception` does not turn it into an error message)."""
+
+
+def _time_out(signum: int, frame: object) -> None:
+    raise _CallTimedOut
 
 
 def _exit_status(exc: SystemExit) -> int:
