@@ -8,7 +8,6 @@ pass) is in this module, so that renames in jobctl.store or jobctl.app are fixed
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +76,7 @@ class SupervisorPass:
         result = self.backend.attempt_dir(bid) / "result.json"
         wait_until(result.exists, timeout, f"job {bid} to end")
         pid = self.own.pop(bid)
-        deadline = time.monotonic() + timeout
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            assert time.monotonic() < deadline, f"the runner of {bid} did not exit"
-            time.sleep(0.02)
+        wait_until(lambda: os.waitpid(pid, os.WNOHANG) != (0, 0), timeout, f"the runner of {bid} to exit")
 
     def close(self) -> None:
         """Kill what still runs and reap the runners forked here."""
