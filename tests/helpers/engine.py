@@ -55,8 +55,9 @@ class SupervisorPass:
     def tick(self, now: float, run: bool = True) -> Any:
         """One pass at time `now` in one write transaction; then, with `run`, fork a runner for
         each job the pass started (as the supervisor does after its commit). Returns the Actions."""
-        with self.service.store.write() as conn:
-            actions = self.engine.tick(conn, now, dict(self.own))
+        store = self.service.store
+        with store.write():
+            actions = self.engine.tick(store, now, dict(self.own))
         if run:
             for job_id, attempt, plan in actions.start:
                 bid = f"{job_id}/{attempt}"
