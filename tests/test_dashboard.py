@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import REPO, write_job
+from helpers import REPO, write_job
 
 CHROMIUM = os.environ.get("JOBCTL_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("JOBCTL_TEST_ARTIFACTS") or REPO / "test-artifacts" / "dashboard")
@@ -103,7 +103,7 @@ def dashboard(jobctl):
 
 
 def finished(jobctl, job_id: int, timeout: float = 30.0) -> dict:
-    from conftest import wait_until as until
+    from helpers import wait_until as until
 
     return until(
         lambda: (j := jobctl.job(job_id))["state"] in ("COMPLETED", "FAILED", "KILLED") and j,
@@ -124,9 +124,9 @@ def test_dashboard_is_imported_only_by_its_command(jobctl):
     code = (
         "import atexit, sys\n"
         "atexit.register(lambda: sys.stderr.write('DASHBOARD=%s\\n' % "
-        "any(m.startswith('jobctl.dashboard') for m in sys.modules)))\n"
+        "any(m.startswith('jobctl.cli.dashboard') for m in sys.modules)))\n"
         "import jobctl.cli.main\n"
-        "assert 'jobctl.dashboard' not in sys.modules\n"
+        "assert 'jobctl.cli.dashboard' not in sys.modules\n"
         "sys.argv = ['jobctl'] + sys.argv[1:]\n"
         "jobctl.cli.main.main()\n"
     )

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.core import states
 from jobctl.errors import NotFound, UsageError
+from jobctl.store.records import Job
+
+if TYPE_CHECKING:
+    from jobctl.app.session import Service
 
 LOG_CHUNK = 1 << 16  # bytes of log sent at most per request
 LOG_TAIL = 1 << 18  # a first request without an offset starts this far before the end
@@ -39,7 +43,7 @@ def _int(value: str | None, what: str, minimum: int = 0) -> int | None:
     return int(value)
 
 
-def _rows(service: Any, query: dict[str, list[str]]) -> tuple[list[Any], list[Any]]:
+def _rows(service: Service, query: dict[str, list[str]]) -> tuple[list[Job], list[Job]]:
     """(rows that match every filter, rows before the user/queue filters) as `status` selects them."""
     labels = []
     for item in _many(query, "label"):
@@ -56,25 +60,23 @@ def _rows(service: Any, query: dict[str, list[str]]) -> tuple[list[Any], list[An
         limit=_int(_one(query, "limit"), "limit"),
     )
     user, queue = _one(query, "user"), _one(query, "queue")
-    kept = [r for r in rows if (user is None or r["user"] == user) and (queue is None or _queue_of(r) == queue)]
+    kept = [r for r in rows if (user is None or r.user == user) and (queue is None or _queue_of(r) == queue)]
     return kept, rows
 
 
-def _queue_of(row: Any) -> str:
-    try:
-        return row["queue"] or "default"
-    except (IndexError, KeyError):  # a database without queues: every job is in the default one
-        return "default"
+def _queue_of(row: Job) -> str:
+    """The job's queue; a store without queues puts every job in the default one."""
+    return getattr(row, "queue", None) or "default"
 
 
-def jobs(service: Any, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+def jobs(service: Service, query: dict[str, list[str]]) -> list[dict[str, Any]]:
     from jobctl.cli.views import job_json
 
     rows, _ = _rows(service, query)
     return [job_json(r) for r in rows]
 
 
-def table(service: Any, query: dict[str, list[str]]) -> dict[str, Any]:
+def table(service: Service, query: dict[str, list[str]]) -> dict[str, Any]:
     """The status table as the terminal shows it: the same columns, texts and order."""
     from jobctl.cli.output import DEFAULT_ROWS
     from jobctl.cli.views import COLUMNS, cap_rows, table_cells
@@ -90,15 +92,15 @@ def table(service: Any, query: dict[str, list[str]]) -> dict[str, Any]:
         "columns": list(COLUMNS),
         "rows": [
             {
-                "id": r["id"],
-                "state": r["state"],
-                "user": r["user"],
+                "id": r.id,
+                "state": r.state,
+                "user": r.user,
                 "queue": _queue_of(r),
                 "cells": table_cells(r, now),
             }
             for r in rows
         ],
-        "users": sorted({r["user"] for r in unfiltered}),
+        "users": sorted({r.user for r in unfiltered}),
         "queues": sorted({_queue_of(r) for r in unfiltered}),
         "states": list(states.ALL_STATES),
     }
@@ -112,20 +114,19 @@ def _more(left: dict[str, int]) -> str | None:
     return f"... and {sum(left.values())} more ({by_state}); filter by state, label, queue or user to see them"
 
 
-def _job_row(service: Any, job_id: int) -> Any:
+def _job_row(service: Service, job_id: int) -> Job:
     rows = service.select([str(job_id)], missing_ok=True)
     if not rows:
         raise NotFound(f"no job {job_id}")
     return rows[0]
 
 
-def job(service: Any, job_id: int) -> dict[str, Any]:
+def job(service: Service, job_id: int) -> dict[str, Any]:
     from jobctl.cli.output import describe_json
 
     service.refresh_local()  # as `describe` does: the true end of a job that ended while no supervisor ran
     row = _job_row(service, job_id)
-    if row["backend"] == "slurm":
-        service.refresh_slurm([row])
+    if service.refresh([row]):  # a mirrored backend (Slurm) asked about it: read it again
         row = _job_row(service, job_id)
     return describe_json(service, row)
 
@@ -142,28 +143,28 @@ def _utf8_cut(data: bytes) -> int:
     return len(data)
 
 
-def log_chunk(service: Any, job_id: int, query: dict[str, list[str]]) -> dict[str, Any]:
+def log_chunk(service: Service, job_id: int, query: dict[str, list[str]]) -> dict[str, Any]:
     """Up to LOG_CHUNK bytes of one rank's log of one attempt, from `offset` (default: the last
     LOG_TAIL bytes, from a line start). `finished`: the job is over, nothing more will be written."""
     row = _job_row(service, job_id)
-    attempt = _int(_one(query, "attempt"), "attempt", 1) or row["attempt"]
+    attempt = _int(_one(query, "attempt"), "attempt", 1) or row.attempt
     rank = _int(_one(query, "rank"), "rank") or 0
-    if not 0 <= rank < row["num_nodes"]:
-        raise UsageError(f"rank: the job has ranks 0 to {row['num_nodes'] - 1}")
-    if row["attempt"] == 0:
+    if not 0 <= rank < row.num_nodes:
+        raise UsageError(f"rank: the job has ranks 0 to {row.num_nodes - 1}")
+    if row.attempt == 0:
         attempt = 0
-    elif attempt > row["attempt"]:
-        raise UsageError(f"attempt: job {job_id} has attempts 1 to {row['attempt']}")
+    elif attempt > row.attempt:
+        raise UsageError(f"attempt: job {job_id} has attempts 1 to {row.attempt}")
     offset = _int(_one(query, "offset"), "offset")
-    finished = row["state"] in states.TERMINAL and row["alloc"] is None
+    finished = row.state in states.TERMINAL and row.alloc is None
     doc: dict[str, Any] = {
         "job": job_id,
         "attempt": attempt,
-        "attempts": row["attempt"],
+        "attempts": row.attempt,
         "rank": rank,
-        "num_nodes": row["num_nodes"],
-        "state": row["state"],
-        "finished": finished or attempt < row["attempt"],
+        "num_nodes": row.num_nodes,
+        "state": row.state,
+        "finished": finished or attempt < row.attempt,
         "offset": offset or 0,
         "next_offset": offset or 0,
         "size": 0,
@@ -206,7 +207,7 @@ def log_chunk(service: Any, job_id: int, query: dict[str, list[str]]) -> dict[st
     return doc
 
 
-def control(service: Any, job_id: int, verb: str) -> tuple[bool, list[dict[str, Any]]]:
+def control(service: Service, job_id: int, verb: str) -> tuple[bool, list[dict[str, Any]]]:
     """Run `jobctl VERB JOB` through the same functions as the CLI; (all ok, the `--json` report)."""
     from jobctl.app import control as actions
 

@@ -13,30 +13,34 @@ import datetime as dt
 import math
 import time
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jobctl.cli.dashboard.timeline import attempt_devices, on_this_machine, span_end
 from jobctl.core import states
-from jobctl.dashboard.timeline import attempt_devices, span_end
-from jobctl.store.dashboard import attempts_between, jobs_since
+from jobctl.store.dashboard import AttemptSpan
+from jobctl.store.records import loads
+
+if TYPE_CHECKING:
+    from jobctl.app.session import Service
 
 
-def _gpus(span: Any, devices: list[int]) -> int:
+def _gpus(span: AttemptSpan, devices: list[int]) -> int:
+    """GPUs an attempt held: the devices it was given here, or what a job elsewhere asked for."""
     if devices:
         return len(devices)
-    accs = span.accelerators or []
-    return int(accs[0][1]) * span.num_nodes if accs and span.backend != "local" else 0
+    accs = loads(span.job.accelerators, [])
+    return int(accs[0][1]) * span.job.num_nodes if accs and not on_this_machine(span) else 0
 
 
-def compute(service: Any, since_seconds: float, now: float | None = None) -> dict[str, Any]:
+def compute(service: Service, since_seconds: float, now: float | None = None) -> dict[str, Any]:
     """The usage document of the last `since_seconds` (served as /api/usage)."""
     now = time.time() if now is None else now
     since = now - since_seconds
-    conn = service.store.conn
     by_state: dict[str, int] = {s: 0 for s in states.ALL_STATES}
     users: dict[str, dict[str, float]] = {}
     names: dict[str, dict[str, float]] = {}
     waited, started = 0.0, 0
-    for count in jobs_since(conn, since):
+    for count in service.store.jobs_since(since):
         by_state[count.state] = by_state.get(count.state, 0) + count.count
         for table, key in ((users, count.user), (names, count.name)):
             entry = table.setdefault(key, {"jobs": 0, "cpu_hours": 0.0, "gpu_hours": 0.0})
@@ -49,17 +53,17 @@ def compute(service: Any, since_seconds: float, now: float | None = None) -> dic
         days[day.strftime("%m/%d")] = {"cpu_hours": 0.0, "gpu_hours": 0.0}
         day += dt.timedelta(days=1)
     cpu_total = gpu_total = 0.0
-    for span in attempts_between(conn, since, now):
+    for span in service.store.attempts_between(since, now):
         end, _ = span_end(span, now)
         begin = max(span.started_at, since)
         if end <= begin:
             continue
-        _, devices = attempt_devices(span, service.paths.attempt_dir(span.job_id, span.n))
-        cpus = span.cpus * span.num_nodes
+        _, devices = attempt_devices(span, service.paths.attempt_dir(span.job.id, span.attempt.n))
+        cpus = span.job.cpus * span.job.num_nodes
         gpus = _gpus(span, devices)
         cpu_total += cpus * (end - begin) / 3600
         gpu_total += gpus * (end - begin) / 3600
-        for table, key in ((users, span.user), (names, span.name)):
+        for table, key in ((users, span.job.user), (names, span.job.name)):
             entry = table.setdefault(key, {"jobs": 0, "cpu_hours": 0.0, "gpu_hours": 0.0})
             entry["cpu_hours"] += cpus * (end - begin) / 3600
             entry["gpu_hours"] += gpus * (end - begin) / 3600

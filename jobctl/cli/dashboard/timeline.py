@@ -20,10 +20,15 @@ import time
 from dataclasses import asdict, dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.core import states
-from jobctl.store.dashboard import AttemptSpan, attempts_between
+from jobctl.engine.backends import backend_class
+from jobctl.store.dashboard import AttemptSpan
+from jobctl.store.records import loads
+
+if TYPE_CHECKING:
+    from jobctl.app.session import Service
 
 RANGES = {"5m": 300.0, "hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0}
 # how an earlier attempt ended -> the state its bar is coloured as
@@ -77,11 +82,12 @@ def attempt_devices(span: AttemptSpan, attempt_dir: Path) -> tuple[str | None, l
     """(accelerator, device indices) an attempt held: the job's allocation for its current attempt,
     else what the runner was given (plan.json: JOBCTL_ACCELERATORS of each rank). A file that is
     not what the runner writes counts as no devices."""
-    if span.n == span.job_attempt and span.alloc:
-        devices = span.alloc.get("devices") or []
+    held = loads(span.job.alloc) if span.attempt.n == span.job.attempt else None
+    if isinstance(held, dict) and held:
+        devices = held.get("devices") or []
         if isinstance(devices, list) and all(isinstance(d, int) for d in devices):
-            return span.alloc.get("accelerator"), devices
-    if span.backend != "local":
+            return held.get("accelerator"), devices
+    if not on_this_machine(span):
         return None, []
     from jobctl.backends.local.runner import BadStateFile, read_json
 
@@ -103,29 +109,37 @@ def attempt_devices(span: AttemptSpan, attempt_dir: Path) -> tuple[str | None, l
     return model, sorted(set(found))
 
 
+def on_this_machine(span: AttemptSpan) -> bool:
+    """Whether the attempt ran here, on this home's CPUs and GPUs (its backend's jobs are run by
+    this home's supervisor), rather than elsewhere (a Slurm job: one lane of its own)."""
+    return backend_class(span.job.backend).supervised
+
+
 def span_end(span: AttemptSpan, now: float) -> tuple[float, bool]:
     """When an attempt ended (or now, and True, while it runs)."""
-    if span.ended_at is not None:
-        return span.ended_at, False
-    if span.n == span.job_attempt and span.alloc is None and span.job_state in states.TERMINAL:
-        return span.job_ended_at or now, False  # ended, and nothing holds resources any more
-    if span.n != span.job_attempt:
+    if span.attempt.ended_at is not None:
+        return span.attempt.ended_at, False
+    if span.attempt.n == span.job.attempt and span.job.alloc is None and span.job.state in states.TERMINAL:
+        return span.job.ended_at or now, False  # ended, and nothing holds resources any more
+    if span.attempt.n != span.job.attempt:
         return span.started_at, False  # an old attempt without an end: nothing to draw
     return now, True
 
 
 def span_state(span: AttemptSpan) -> tuple[str, str]:
     """(state for the colour, status text) of one attempt's bar."""
-    if span.n == span.job_attempt:
-        return span.job_state, states.status_text(span.job_state, span.job_detail)
-    outcome = span.outcome or "ended"
+    if span.attempt.n == span.job.attempt:
+        return span.job.state, states.status_text(span.job.state, span.job.detail)
+    outcome = span.attempt.outcome or "ended"
     state = OUTCOME_STATE.get(outcome, states.FAILED)
     # the exit code of a failure; a preempted, released or killed attempt's (143: SIGTERM) says nothing
-    code = f", exit {span.exit_code}" if state == states.FAILED and span.exit_code not in (None, 0) else ""
-    return state, f"attempt {span.n} {outcome.replace('_', ' ')}{code}"
+    code = (
+        f", exit {span.attempt.exit_code}" if state == states.FAILED and span.attempt.exit_code not in (None, 0) else ""
+    )
+    return state, f"attempt {span.attempt.n} {outcome.replace('_', ' ')}{code}"
 
 
-def build(service: Any, range_name: str, now: float | None = None) -> Timeline:
+def build(service: Service, range_name: str, now: float | None = None) -> Timeline:
     """The lanes and bars of the last hour, day or week (`range_name`)."""
     from jobctl.backends.local.capacity import detect
 
@@ -138,7 +152,7 @@ def build(service: Any, range_name: str, now: float | None = None) -> Timeline:
     cpu_slots = max(1, math.ceil(capacity.cpus))
     lanes += [Lane(f"cpu:{i}", f"CPU {i}", "cpu") for i in range(cpu_slots)]
     known = {lane.key for lane in lanes}
-    spans = attempts_between(service.store.conn, start, now)
+    spans = service.store.attempts_between(start, now)
     bars: list[Bar] = []
     slot_free: list[float] = [-math.inf] * cpu_slots  # when each CPU slot is free again
     for span in spans:
@@ -148,16 +162,16 @@ def build(service: Any, range_name: str, now: float | None = None) -> Timeline:
         state, status = span_state(span)
 
         def bar(lane: str, span: AttemptSpan = span, end: float = end) -> Bar:
-            return Bar(lane, span.job_id, span.name, span.n, span.started_at, end, state, status, running)
+            return Bar(lane, span.job.id, span.job.name, span.attempt.n, span.started_at, end, state, status, running)
 
-        if span.backend != "local":
-            key = f"slurm:{span.job_id}"
+        if not on_this_machine(span):
+            key = f"slurm:{span.job.id}"
             if key not in known:
                 known.add(key)
-                lanes.append(Lane(key, f"Slurm job {span.job_id}", "slurm"))
+                lanes.append(Lane(key, f"Slurm job {span.job.id}", "slurm"))
             bars.append(bar(key))
             continue
-        held, devices = attempt_devices(span, service.paths.attempt_dir(span.job_id, span.n))
+        held, devices = attempt_devices(span, service.paths.attempt_dir(span.job.id, span.attempt.n))
         model = held or "GPU"
         for device in devices:
             key = f"gpu:{model}:{device}"
@@ -166,7 +180,7 @@ def build(service: Any, range_name: str, now: float | None = None) -> Timeline:
                 gpu_lanes = [i for i, lane in enumerate(lanes) if lane.kind == "gpu"]
                 lanes.insert(gpu_lanes[-1] + 1 if gpu_lanes else 0, Lane(key, f"GPU {device} ({model})", "gpu"))
             bars.append(bar(key))
-        wanted = max(1, math.ceil(span.cpus * span.num_nodes - 1e-9))
+        wanted = max(1, math.ceil(span.job.cpus * span.job.num_nodes - 1e-9))
         free = [i for i, at in enumerate(slot_free) if at <= span.started_at][:wanted]
         while len(free) < wanted:  # busier than the capacity: one more lane
             slot_free.append(-math.inf)

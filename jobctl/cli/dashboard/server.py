@@ -20,14 +20,20 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from jobctl.errors import JobctlError, NotFound, StateError, UsageError
 from jobctl.home.paths import Paths
+
+if TYPE_CHECKING:
+    from jobctl.app.session import Service
+
+T = TypeVar("T")
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 CSP = (
@@ -133,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
             return False, "none"
         return hmac.compare_digest(morsel.value.encode(), expected), "cookie"
 
-    def _service(self) -> Any:
+    def _service(self) -> Service:
         from jobctl.app.session import Service
 
         return Service(self.server.paths)
@@ -209,13 +215,13 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/api/"):
             self._json(status, {"error": exc.message})
         else:
-            from jobctl.dashboard import pages
+            from jobctl.cli.dashboard import pages
 
             self._page(status, "error", "Error", pages.not_found(exc.message))
 
     def _page(self, status: int, name: str, title: str, body: str, extra: dict[str, str] | None = None) -> None:
         from jobctl.app.session import current_user
-        from jobctl.dashboard import pages
+        from jobctl.cli.dashboard import pages
 
         html = pages.page(
             name,
@@ -230,7 +236,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- GET -----------------------------------------------------------------------------------
     def _get(self, path: str, query: dict[str, list[str]]) -> None:
-        from jobctl.dashboard import api, pages
+        from jobctl.cli.dashboard import api, pages
 
         if path.startswith("/static/"):
             return self._static(path[len("/static/") :])
@@ -250,7 +256,7 @@ class Handler(BaseHTTPRequestHandler):
             body = pages.job_body(job_id, self.server.allow_control)
             return self._page(HTTPStatus.OK, "job", f"Job {job_id}", body, {"job": str(job_id)})
         if path == "/timeline":
-            from jobctl.dashboard import timeline
+            from jobctl.cli.dashboard import timeline
 
             range_name = api._one(query, "range") or "day"
             if range_name not in timeline.RANGES:
@@ -259,7 +265,7 @@ class Handler(BaseHTTPRequestHandler):
             body = pages.timeline_body(timeline.svg(tl), range_name, len(tl.lanes), len(tl.bars))
             return self._page(HTTPStatus.OK, "timeline", "Timeline", body)
         if path == "/usage":
-            from jobctl.dashboard import usage
+            from jobctl.cli.dashboard import usage
 
             since = api._one(query, "since") or "7d"
             seconds = _since(since)
@@ -270,14 +276,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/table":
             return self._json(HTTPStatus.OK, self._with_service(lambda s: api.table(s, query)))
         if path == "/api/timeline":
-            from jobctl.dashboard import timeline
+            from jobctl.cli.dashboard import timeline
 
             range_name = api._one(query, "range") or "day"
             if range_name not in timeline.RANGES:
                 raise UsageError(f"range: expected one of {', '.join(timeline.RANGES)}, got {range_name[:30]!r}")
             return self._json(HTTPStatus.OK, self._with_service(lambda s: timeline.build(s, range_name).document()))
         if path == "/api/usage":
-            from jobctl.dashboard import usage
+            from jobctl.cli.dashboard import usage
 
             seconds = _since(api._one(query, "since") or "7d")
             return self._json(HTTPStatus.OK, self._with_service(lambda s: usage.compute(s, seconds)))
@@ -293,7 +299,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         raise NotFound(f"{path[:200]}: no such page")
 
-    def _with_service(self, work: Any) -> Any:
+    def _with_service(self, work: Callable[[Service], T]) -> T:
         service = self._service()
         try:
             return work(service)
@@ -302,21 +308,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def _static(self, name: str) -> None:
         if name == "states.css":
-            from jobctl.dashboard.colours import stylesheet
+            from jobctl.cli.dashboard.colours import stylesheet
 
             return self._send(HTTPStatus.OK, stylesheet().encode(), STATIC_TYPES[".css"])
         suffix = os.path.splitext(name)[1]
         if not re.fullmatch(r"[a-z0-9_-]+\.(css|js)", name):
             raise NotFound(f"/static/{name[:100]}: no such file")
         try:
-            data = (resources.files("jobctl.dashboard") / "static" / name).read_bytes()
+            data = (resources.files("jobctl.cli.dashboard") / "static" / name).read_bytes()
         except (FileNotFoundError, IsADirectoryError):
             raise NotFound(f"/static/{name}: no such file") from None
         self._send(HTTPStatus.OK, data, STATIC_TYPES[suffix])
 
     # -- POST ----------------------------------------------------------------------------------
     def _post(self, path: str) -> None:
-        from jobctl.dashboard import api
+        from jobctl.cli.dashboard import api
 
         if not self.server.allow_control:
             return self._forbidden("read-only dashboard (start it with --allow-control to stop, start, kill, retry)")
@@ -348,7 +354,8 @@ def _since(text: str) -> float:
     return seconds
 
 
-def _close(service: Any) -> None:
+def _close(service: Service) -> None:
+    """Close the database connection of a request's service, if it opened one."""
     store = getattr(service, "_store", None)
     if store is not None:
         store.close()
