@@ -62,7 +62,7 @@ def test_version(jobctl_inproc):
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_completion_files_are_up_to_date(shell):
     path = REPO / "completions" / SHELLS[shell]
-    assert path.read_text() == generate(shell), f"run: python -m jobctl.completions ({path} is stale)"
+    assert path.read_text() == generate(shell), f"run: python -m jobctl.cli.completions ({path} is stale)"
 
 
 def test_completion_offers_commands_and_job_names(jobctl, jobctl_inproc, home):

@@ -45,7 +45,7 @@ def generate(shell: str) -> str:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "completions"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "completions"
     out.mkdir(parents=True, exist_ok=True)
     for shell, filename in SHELLS.items():
         (out / filename).write_text(generate(shell))
