@@ -96,7 +96,10 @@ def _root(
 # -- launch ------------------------------------------------------------------------------------
 @app.command()
 def launch(
-    files: Annotated[list[str], typer.Argument(help="Job files (YAML). Several may be given.")],
+    files: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Job files (YAML), or after -- a command to run: launch [OPTIONS] -- CMD [ARG...]."),
+    ] = None,
     name: Annotated[
         Optional[str],
         typer.Option(help="Job name (default: the file's `name`, else its stem); on a pipeline, a prefix: NAME-TASK."),
@@ -119,8 +122,12 @@ def launch(
         Optional[int], typer.Option(help="Higher runs first and may preempt lower.", min=-1_000_000, max=1_000_000)
     ] = None,
     array: Annotated[
-        Optional[str], typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX.")
+        Optional[str],
+        typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX; A-B%K runs at most K at once."),
     ] = None,
+    queue: Annotated[Optional[str], typer.Option(help="The named queue (default: `default`).")] = None,
+    hold: Annotated[bool, typer.Option("--hold", help="Record it SUSPENDED (held) until `jobctl start`.")] = False,
+    at: Annotated[Optional[str], typer.Option(help='Not before this time: "10m", "2h", "22:00" or ISO 8601.')] = None,
     backend: Annotated[Optional[str], typer.Option(help="local or slurm (default: config `backend`).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; record nothing.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Block until done; exit with the job's code.")] = False,
@@ -134,8 +141,13 @@ def launch(
     from jobctl.app import launch as launch_mod
     from jobctl.cli import output
 
+    files, command = _split_command(files or [])
     service = _service()
     options = launch_mod.LaunchOptions(
+        command=command,
+        queue=queue,
+        hold=hold,
+        at=at,
         name=name,
         env=env,
         env_file=env_file,
@@ -168,6 +180,21 @@ def launch(
         _err(f"launched job {ids[0]} ({name}){more} on {first['backend']}: {first['resources']}")
     if wait or follow:
         raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
+
+
+def _split_command(args: list[str]) -> tuple[list[str], Optional[list[str]]]:
+    """Job files, or the ad-hoc command given after `--` (click drops the `--` itself: find it in argv)."""
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        if not args:
+            raise UsageError("launch: give job files, or a command after -- (jobctl launch -- python train.py)")
+        return args, None
+    tail = argv[argv.index("--") + 1 :]
+    if not tail:
+        raise UsageError("launch --: give a command after -- (e.g. jobctl launch -- python train.py)")
+    if len(args) != len(tail):
+        raise UsageError("launch: give job files or a command after --, not both")
+    return [], tail
 
 
 def _wait(service, ids: list[int], **kw) -> int:

@@ -42,6 +42,9 @@ class JobSpec:
     backend: str | None = None
     source: str | None = None  # the job file this came from
     ignored: dict[str, Any] = field(default_factory=dict)  # accepted keys the backend cannot honour
+    queue: str | None = None  # its named queue (None: `default`); SPEC section 9
+    start_at: str | None = None  # not started before this (as written: "10m", "22:00", ISO 8601)
+    signal: str | None = None  # "USR1@60s": a warning signal before a timeout, preemption or kill
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -355,11 +355,12 @@ class Engine:
     def schedule(self, conn: sqlite3.Connection, now: float, actions: Actions) -> None:
         # The queue window: the best-ranked waiting jobs (an index keeps this cheap however long the
         # queue and the history are). Jobs beyond it wait for a later pass; rank order is kept.
-        rows = conn.execute(
-            "SELECT * FROM jobs INDEXED BY jobs_queue WHERE state IN ('PENDING', 'RETRYING') AND backend = 'local'"
-            " ORDER BY priority DESC, submitted_at, id LIMIT ?",
-            (QUEUE_WINDOW,),
-        ).fetchall()
+        from jobctl.engine import queueing
+        from jobctl.store import queues as queue_store
+
+        holding = self.holding(conn)
+        gate = queueing.prepare(conn, now, holding, actions)  # start times, paused/full queues, throttles
+        rows = queue_store.window(conn, now, QUEUE_WINDOW, gate.closed_queues, gate.closed_arrays)
         rows += conn.execute(
             "SELECT * FROM jobs WHERE state = 'SUSPENDED' AND reason = 'system' AND alloc IS NULL AND backend = 'local'"
         ).fetchall()
@@ -373,8 +374,8 @@ class Engine:
             return
         by_id = {row["id"]: row for row in pending}
         requests = [request_of(row, self.limit(conn, row)) for row in pending]
-        running = [running_of(row, self.ends_by(conn, row)) for row in self.holding(conn)]
-        decisions = schedule(requests, running, self.capacity, now)
+        running = [running_of(row, self.ends_by(conn, row)) for row in holding]
+        decisions = schedule(requests, running, self.capacity, now, gate.limits, queueing.throttles(rows + holding))
         actions.more = (
             len(rows) >= QUEUE_WINDOW and bool(decisions.start) and "resources" not in decisions.waiting.values()
         )
@@ -414,7 +415,9 @@ class Engine:
         for job_id, why in decisions.waiting.items():
             row = by_id[job_id]
             detail, message = states.REASON_TEXT.get(why, why), row["message"]
-            if job_id in decisions.behind:  # fits the free resources, but a blocked job comes first
+            if why in queueing.HELD_BACK:
+                detail, message = queueing.detail(why, row), queueing.message(why, row)
+            elif job_id in decisions.behind:  # fits the free resources, but a blocked job comes first
                 ahead = decisions.behind[job_id]
                 detail = f"behind {ahead}"
                 message = f"waits behind job {ahead} ({by_id[ahead]['name']}), which needs the free resources first"
@@ -423,7 +426,7 @@ class Engine:
 
                     due = dt.datetime.fromtimestamp(decisions.reserved[1]).strftime("%H:%M:%S")
                     message += f" (due to start by {due}); it would still run then"
-            elif (message or "").startswith("waits behind job"):
+            elif (message or "").startswith("waits behind job") or row["reason"] in queueing.HELD_BACK:
                 message = None  # no longer true
             if row["state"] == states.PENDING and (row["reason"], row["detail"], row["message"]) != (
                 why,
@@ -577,7 +580,17 @@ def dependency_outcome(deps: list[sqlite3.Row]) -> tuple[str, str | None, str | 
 def request_of(row: sqlite3.Row, limit: float | None = None) -> Request:
     n = row["num_nodes"]
     accs = tuple((str(name).upper(), int(count) * n) for name, count in loads(row["accelerators"], []))
-    return Request(row["id"], row["priority"], row["submitted_at"], row["cpus"] * n, row["memory_mib"] * n, accs, limit)
+    return Request(
+        row["id"],
+        row["priority"],
+        row["submitted_at"],
+        row["cpus"] * n,
+        row["memory_mib"] * n,
+        accs,
+        limit,
+        queue=row["queue"],
+        group=row["array_id"],
+    )
 
 
 def running_of(row: sqlite3.Row, ends_by: float | None = None) -> Running:
@@ -595,4 +608,6 @@ def running_of(row: sqlite3.Row, ends_by: float | None = None) -> Running:
         preemptible=not (frozen or releasing),
         releasing=releasing,
         ends_by=ends_by,
+        queue=row["queue"],
+        group=row["array_id"],
     )

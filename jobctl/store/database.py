@@ -107,6 +107,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_queue ON jobs(priority DESC, submitted_at, id) WHERE state IN ('PENDING', 'RETRYING');
     CREATE INDEX jobs_deadline ON jobs(queue_deadline) WHERE queue_deadline IS NOT NULL;
     """,
+    # 3: everyday queueing (SPEC section 9): named queues, start times, array throttles; see store/queues.py
+    """
+    ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE jobs ADD COLUMN start_at REAL;
+    ALTER TABLE jobs ADD COLUMN array_id INTEGER;
+    ALTER TABLE jobs ADD COLUMN array_throttle INTEGER;
+    CREATE INDEX jobs_array ON jobs(array_id) WHERE array_id IS NOT NULL;
+    CREATE INDEX jobs_start_at ON jobs(start_at) WHERE start_at IS NOT NULL;
+    CREATE TABLE queues (
+        name TEXT PRIMARY KEY,
+        max_running INTEGER,
+        cpus REAL,
+        gpus INTEGER,
+        paused INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

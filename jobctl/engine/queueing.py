@@ -1,0 +1,86 @@
+"""Everyday queueing in the supervisor's pass (SPEC section 9): start times, queue caps and pauses,
+array throttles. `prepare` runs at the start of `Engine.schedule`, in its transaction: it says why
+jobs that cannot be considered wait, and which ones the queue window must leave out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobctl.core.scheduler import QueueLimit
+from jobctl.store import queues as store
+
+# reasons of a PENDING job held back by its queue or its array (see scheduler._Gate)
+HELD_BACK = ("queue_full", "queue_paused", "throttled")
+
+
+@dataclass
+class Gate:
+    limits: dict[str, QueueLimit] = field(default_factory=dict)
+    closed_queues: dict[str, str] = field(default_factory=dict)  # queue -> "queue_full" | "queue_paused"
+    closed_arrays: dict[int, int] = field(default_factory=dict)  # array ID -> its throttle, reached
+
+
+def start_text(ts: float) -> str:
+    """`starts 11/30/26 10:00PM`: the bracket of a job waiting for its start time."""
+    return "starts " + dt.datetime.fromtimestamp(ts).strftime("%m/%d/%y %I:%M%p")
+
+
+def detail(why: str, row: Any) -> str:
+    """The bracket of STATUS for a job held back: `queue gpu full`, `queue gpu paused`, `array throttle 4`."""
+    if why == "queue_full":
+        return f"queue {row['queue']} full"
+    if why == "queue_paused":
+        return f"queue {row['queue']} paused"
+    return f"array throttle {row['array_throttle']}"
+
+
+def message(why: str, row: Any) -> str:
+    if why == "queue_full":
+        return f"queue {row['queue']} is at its cap (jobctl queue list; jobctl queue set {row['queue']} ...)"
+    if why == "queue_paused":
+        return f"queue {row['queue']} is paused; `jobctl queue resume {row['queue']}` starts its jobs again"
+    return f"at most {row['array_throttle']} tasks of array {row['array_id']} run at once"
+
+
+def prepare(conn: sqlite3.Connection, now: float, holding: Sequence[sqlite3.Row], actions: Any) -> Gate:
+    """Mark jobs waiting for their start time (`PENDING (starts ...)`, reason `scheduled`) and wake
+    the supervisor then; find the queues and arrays that can start nothing now and say so on their
+    waiting jobs."""
+    earliest = None
+    for row in store.scheduled(conn, now):
+        text = start_text(row["start_at"])
+        if (row["reason"], row["detail"]) != ("scheduled", text):
+            store.set_waiting_reason(conn, row["id"], "scheduled", text, None)
+        earliest = row["start_at"] if earliest is None else min(earliest, row["start_at"])
+    if earliest is not None:
+        actions.wake_at(earliest)
+    gate = Gate(limits=store.limits(conn))
+    running: dict[str, int] = {}
+    in_array: dict[int, int] = {}
+    for row in holding:
+        running[row["queue"]] = running.get(row["queue"], 0) + 1
+        if row["array_id"] is not None and row["array_throttle"] is not None:
+            in_array[row["array_id"]] = in_array.get(row["array_id"], 0) + 1
+            if in_array[row["array_id"]] >= row["array_throttle"]:
+                gate.closed_arrays[row["array_id"]] = row["array_throttle"]
+    for name, limit in gate.limits.items():
+        if limit.paused:
+            gate.closed_queues[name] = "queue_paused"
+        elif limit.max_running is not None and running.get(name, 0) >= limit.max_running:
+            gate.closed_queues[name] = "queue_full"
+    for row in store.waiting_in(conn, gate.closed_queues, gate.closed_arrays, now):
+        why = gate.closed_queues.get(row["queue"]) or "throttled"
+        text = detail(why, row)
+        if (row["reason"], row["detail"]) != (why, text):
+            store.set_waiting_reason(conn, row["id"], why, text, message(why, row))
+    return gate
+
+
+def throttles(rows: Sequence[sqlite3.Row]) -> dict[int, int]:
+    """Array ID -> throttle, for the arrays of these jobs that have one."""
+    return {r["array_id"]: r["array_throttle"] for r in rows if r["array_id"] is not None and r["array_throttle"]}
