@@ -95,7 +95,7 @@ def start(service: Service, row: sqlite3.Row) -> ActionResult:
     return _refuse(service, _fresh(service, row), "only SUSPENDED jobs can be started")
 
 
-def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> ActionResult:
+def kill(service: Service, row: sqlite3.Row, grace: float | None = None, signum: int | None = None) -> ActionResult:
     if row["state"] in states.TERMINAL:
         if row["backend"] == "slurm" and row["backend_id"]:  # taken for ended, but Slurm may still run it
             from jobctl.engine.slurm_control import cancel_leftover
@@ -117,10 +117,16 @@ def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> Acti
         return _refuse(service, _fresh(service, row), "only unfinished jobs can be killed")
     fresh = _fresh(service, row)
     if row["backend"] == "slurm" and row["backend_id"]:
+        if signum is not None:  # scancel --signal first, then the cancel itself
+            from jobctl.engine.slurm_control import send_signal
+
+            send_signal(service, row, signum)
         _backend(service, row).cancel(row["backend_id"])
     elif fresh["alloc"] is not None:
         try:
-            LocalBackend(service.paths.logs).cancel(backend_id(row["id"], fresh["attempt"]), grace, "killed")
+            LocalBackend(service.paths.logs).cancel(
+                backend_id(row["id"], fresh["attempt"]), grace, "killed", signum=signum
+            )
         except OSError:
             pass  # the kill is recorded: the runner reads kill.json as it starts, the supervisor sends it again
     return _result(row, True, f"job {row['id']} killed", states.KILLED)
@@ -305,6 +311,7 @@ APPLIES = {
     "retry": lambda r: r["state"] in (states.FAILED, states.KILLED),
     "kill": lambda r: r["state"] not in states.TERMINAL,
     "rm": lambda r: r["state"] in states.TERMINAL,
+    "update": lambda r: r["state"] not in states.TERMINAL,
 }
 
 

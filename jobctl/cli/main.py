@@ -235,6 +235,10 @@ def status(
         ),
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table in place until Ctrl-C.")] = False,
+    queue: Annotated[Optional[str], typer.Option(help="Only jobs of this queue.")] = None,
+    expand: Annotated[
+        bool, typer.Option("--expand", help="Every task of an array (default: one summary row per array).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show jobs in a table: unfinished ones and the 20 newest finished ones, newest first.
@@ -251,8 +255,21 @@ def status(
         if not sep:
             raise UsageError(f"--label: expected k=v, got {item!r}")
         labels.append((key, value))
+    if queue is not None:
+        from jobctl.app.queueing import queue_option
+
+        queue_option(queue)
     output.status(
-        _service(), jobs or [], all_jobs=all_jobs, state=state, labels=labels, limit=limit, watch=watch, as_json=as_json
+        _service(),
+        jobs or [],
+        all_jobs=all_jobs,
+        state=state,
+        labels=labels,
+        limit=limit,
+        watch=watch,
+        as_json=as_json,
+        queue=queue,
+        expand=expand,
     )
 
 
@@ -312,6 +329,9 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 def kill(
     jobs: JobsArg = None,
     grace: Annotated[Optional[str], typer.Option(help="Seconds between SIGTERM and SIGKILL (default 10s).")] = None,
+    signal: Annotated[
+        Optional[str], typer.Option("--signal", "-s", help="Send this signal first instead of SIGTERM (INT, USR1, 2).")
+    ] = None,
     all_jobs: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -323,9 +343,17 @@ def kill(
     from jobctl.cli import output
 
     seconds = 0.0 if grace is not None and grace.strip() in ("0", "0s") else _duration_option("--grace", grace)
+    signum = None
+    if signal is not None:
+        from jobctl.core.queueing import parse_signal
+
+        try:
+            signum = parse_signal(signal)
+        except ValueError as exc:
+            raise UsageError(f"--signal: {exc}") from None
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds))
+    results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
     raise typer.Exit(output.report(results, as_json))
 
 
@@ -518,6 +546,11 @@ def supervisor_status(as_json: JsonOpt = False) -> None:
     from jobctl.cli import output
 
     raise typer.Exit(output.supervisor_status(_service(), as_json))
+
+
+from jobctl.cli.queueing import register as _register_queueing  # noqa: E402 - queue, update (SPEC section 9)
+
+_register_queueing(app)
 
 
 def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:

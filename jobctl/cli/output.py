@@ -76,11 +76,30 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
     return 0 if all(r.ok for r in results) else 1
 
 
-def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool) -> None:
+def status(
+    service: Service,
+    selectors,
+    *,
+    all_jobs,
+    state,
+    labels,
+    limit,
+    watch: bool,
+    as_json: bool,
+    queue: str | None = None,
+    expand: bool = False,
+) -> None:
     from jobctl.cli.views import cap_rows, job_json, status_table
 
     def rows():
-        return service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        found = service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        if queue is not None:  # status --queue NAME
+            found = [r for r in found if r["queue"] == queue]
+        if not (as_json or expand or selectors):  # an array as one summary row (SPEC section 9)
+            from jobctl.cli.arrays import summarize
+
+            found = summarize(service.store.conn, found)
+        return found
 
     if as_json:
         dump([job_json(r) for r in rows()])

@@ -29,6 +29,9 @@ JSON_FIELDS = (
     "backend",
     "backend_id",
     "user",
+    "queue",
+    "array_id",
+    "array_index",
 )
 
 
@@ -63,6 +66,9 @@ def job_json(row: sqlite3.Row) -> dict[str, Any]:
         "backend": row["backend"],
         "backend_id": row["backend_id"],
         "user": row["user"],
+        "queue": row["queue"],  # SPEC section 9
+        "array_id": row["array_id"],
+        "array_index": row["array_index"],
     }
 
 

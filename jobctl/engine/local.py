@@ -528,6 +528,7 @@ class Engine:
             "env": env,
             "rank_env": rank_env,
             "timeout": spec.timeout,
+            "warn_signal": _warning(spec),  # `signal: USR1@60s` as [signal number, seconds]
             "timeout_text": format_duration(spec.timeout) if spec.timeout else None,
             "grace": self.grace,
             "socket": self.socket_path,
@@ -537,6 +538,15 @@ class Engine:
             "secrets_file": secrets_file,
             "umask": envs.get("umask"),
         }
+
+
+def _warning(spec: JobSpec) -> list[float] | None:
+    if not getattr(spec, "signal", None):
+        return None
+    from jobctl.core.queueing import parse_warning
+
+    signum, before = parse_warning(spec.signal)
+    return [signum, before]
 
 
 def _log_exception() -> None:

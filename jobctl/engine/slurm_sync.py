@@ -177,6 +177,21 @@ def submit(service, ids: list[int], again: bool = False) -> None:
         raise errors[0]
 
 
+def slurm_queueing(first: sqlite3.Row, spec: dict, array: bool) -> dict:
+    """The Submission fields of SPEC section 9: a start time, an array throttle, a warning signal."""
+    from jobctl.core.queueing import parse_warning, signal_name
+
+    fields: dict = {}
+    if first["start_at"] is not None and first["start_at"] > time.time():
+        fields["begin"] = first["start_at"]
+    if array and first["array_throttle"]:
+        fields["throttle"] = first["array_throttle"]
+    if spec.get("signal"):
+        signum, before = parse_warning(spec["signal"])
+        fields["warn_signal"] = (signal_name(signum), before)
+    return fields
+
+
 def _groups(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[list[sqlite3.Row]]:
     """Jobs of one `--array` launch (consecutive IDs and indices, same spec and dependencies) go together."""
     groups: list[list[sqlite3.Row]] = []
@@ -249,6 +264,7 @@ def _submit_group(service, backend: SlurmBackend, group: list[sqlite3.Row], offe
         comment=",".join(f"{k}={v}" for k, v in loads(first["labels"], {}).items()) or None,
         hold=first["state"] == states.SUSPENDED,
         mounts=_mounts(spec),
+        **slurm_queueing(first, spec, bool(array)),  # --begin, --array ...%N, --signal (SPEC section 9)
     )
     for row in group:
         _new_attempt_dir(service, row["id"], attempt)

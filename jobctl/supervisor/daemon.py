@@ -50,6 +50,9 @@ class Supervisor:
         self.runner_pids: dict[str, int] = {}  # backend id -> runner pid, read once from runner.json
         self.stop_requested = False
         self.started = time.time()
+        from jobctl.supervisor.retention import Retention
+
+        self.retention = Retention(paths)
 
     # -- process plumbing ----------------------------------------------------------------------
     def acquire_lock(self, wait: float) -> bool:
@@ -282,6 +285,9 @@ class Supervisor:
                 ).fetchone()[0]
                 holding = self.engine.holding(conn)
             self.act(actions)
+            retention = self.retention.run(self.store, self.config, time.time())  # SPEC section 9
+            if retention is not None:
+                actions.wake_at(retention)
             return holding, live, actions.next_wake, actions.more
         except Exception:  # noqa: BLE001 - logged; the next event retries
             import traceback

@@ -111,6 +111,9 @@ class Submission:
     comment: str | None = None
     hold: bool = False
     mounts: dict[str, str] = field(default_factory=dict)  # destination -> source on shared storage
+    begin: float | None = None  # sbatch --begin (epoch seconds): `launch --at` / `start_at:`
+    throttle: int | None = None  # sbatch --array=...%N: tasks of the array running at once
+    warn_signal: tuple[str, float] | None = None  # sbatch --signal=USR1@60 (`signal:`), before the timeout
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -171,7 +174,14 @@ def sbatch_options(sub: Submission) -> list[str]:
     if sub.timeout:  # minutes; the worker enforces the timeout itself, Slurm's limit is a backstop behind it
         opts.append(f"--time={max(1, math.ceil((sub.timeout + TIMEOUT_MARGIN) / 60))}")
     if sub.array:
-        opts.append(f"--array={array_spec(sub.array)}")
+        opts.append(f"--array={array_spec(sub.array)}" + (f"%{sub.throttle}" if sub.throttle else ""))
+    if sub.begin is not None:
+        import datetime as dt
+
+        opts.append("--begin=" + dt.datetime.fromtimestamp(sub.begin).strftime("%Y-%m-%dT%H:%M:%S"))
+    if sub.warn_signal is not None:  # Slurm's limit is the timeout plus TIMEOUT_MARGIN: count from there
+        name, before = sub.warn_signal
+        opts.append(f"--signal={name}@{min(65535, int(before + (TIMEOUT_MARGIN if sub.timeout else 0)))}")
     for flag, value in (
         ("--dependency", sub.dependency),
         ("--partition", sub.partition),
