@@ -418,8 +418,8 @@ class _TaskBuilder:
         value = self.r.data(node, key)
         if value is None:
             return
-        if key == "start_at" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = f"{value}s"
+        if key == "start_at" and isinstance(node, ScalarNode) and not isinstance(value, (str, bool)):
+            value = str(node.value)  # as written: YAML 1.1 reads 22:00 as a number (1320)
         if not isinstance(value, str):
             raise self.r.error(node, key, f"expected a string, got {describe(node)}")
         check = {
