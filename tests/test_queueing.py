@@ -317,7 +317,7 @@ def test_warning_signal_before_the_timeout(jobctl, tmp_path):
     path = write_job(
         tmp_path,
         "warn",
-        f"signal: USR1@2s\ntimeout: 4s\nrun: |\n"
+        "signal: USR1@2s\ntimeout: 4s\nrun: |\n"
         + "".join(f"  {line}\n" for line in TRAP.format(out=out).strip().splitlines()),
     )
     job_id = jobctl.launch(path)
