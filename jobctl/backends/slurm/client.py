@@ -210,6 +210,7 @@ trap 'ended=1; [ -n "$child" ] && kill -TERM $child 2>/dev/null' TERM  # from th
 trap '[ -n "$child" ] && kill -STOP $child 2>/dev/null' TSTP
 trap '[ -n "$child" ] && kill -CONT $child 2>/dev/null' CONT
 trap '[ -n "$child" ] && kill -KILL $child 2>/dev/null' USR2  # the timeout's grace is over
+trap '[ -n "$child" ] && kill -USR1 $child 2>/dev/null' USR1  # `signal: USR1@60s` (sbatch --signal): pass it on
 rank=${SLURM_PROCID:-${SLURM_NODEID:-0}}
 export JOBCTL_NODE_RANK=$rank SKYPILOT_NODE_RANK=$rank
 if [ -n "$2" ] && [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then export JOBCTL_ACCELERATORS="$2:$CUDA_VISIBLE_DEVICES"; fi
