@@ -191,8 +191,12 @@ def update(service: Any, row: sqlite3.Row, changes: dict[str, Any]) -> Any:
             return _refuse(service, _fresh(service, row), "it changed state meanwhile; try again")
     if row["backend"] == "slurm" and row["backend_id"]:
         from jobctl.engine.slurm_control import update as slurm_update
+        from jobctl.errors import JobctlError
 
-        slurm_update(service, row, changes)
+        try:
+            slurm_update(service, row, changes)
+        except JobctlError as exc:  # recorded here; Slurm kept its own value (say so, on the same line)
+            return _result(row, False, f"job {row['id']} {message}; but Slurm refused: {exc.message}", fresh["state"])
     return _result(row, True, f"job {row['id']} {message}", fresh["state"])
 
 

@@ -276,7 +276,8 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         ("Resources", resources(row)),
         ("Backend", f"{row['backend']}" + (f" ({row['backend_id']})" if row["backend_id"] else "")),
         ("User", row["user"]),
-        ("Priority", spec.get("priority", 0)),
+        ("Priority", row["priority"]),  # the job's own (`update --priority` changes it), not the file's
+        ("Queue", row["queue"]),
         ("Attempt", states.attempt_text(row["attempt"], row["max_attempts"])),
         ("Retries", f"{retries} (automatic, after a failure)" if retries else "0 (a failure is final)"),
         ("Timeout", seconds_text(spec.get("timeout")) + (" per attempt" if spec.get("timeout") else "")),
@@ -291,6 +292,12 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     ]
     if row["array_index"] is not None:
         lines.insert(2, ("Array index", row["array_index"]))
+        lines.insert(
+            3,
+            ("Array", f"{row['array_id']}" + (f" (throttle {row['array_throttle']})" if row["array_throttle"] else "")),
+        )
+    if row["start_at"] is not None and row["started_at"] is None:
+        lines.append(("Not before", clock_seconds(row["start_at"])))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
         lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
