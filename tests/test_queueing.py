@@ -97,7 +97,7 @@ def test_adhoc_bad_usage(jobctl):
 def test_queue_caps_and_pause(jobctl):
     jobctl.config("capacity.cpus", "4")
     jobctl("queue", "set", "gpu", "--max-running", "1", check=True)
-    gpu = [int(jobctl("launch", "--queue", "gpu", "--", "sleep", "30", check=True).stdout) for _ in range(3)]
+    gpu = [int(jobctl("launch", "--queue", "gpu", "--", "sleep", "300", check=True).stdout) for _ in range(3)]
     default = [int(jobctl("launch", "--", "sleep", "1.5", check=True).stdout) for _ in range(2)]
 
     def settled():

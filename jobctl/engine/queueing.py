@@ -51,12 +51,9 @@ def prepare(conn: sqlite3.Connection, now: float, holding: Sequence[sqlite3.Row]
     """Mark jobs waiting for their start time (`PENDING (starts ...)`, reason `scheduled`) and wake
     the supervisor then; find the queues and arrays that can start nothing now and say so on their
     waiting jobs."""
-    earliest = None
-    for row in store.scheduled(conn, now):
-        text = start_text(row["start_at"])
-        if (row["reason"], row["detail"]) != ("scheduled", text):
-            store.set_waiting_reason(conn, row["id"], "scheduled", text, None)
-        earliest = row["start_at"] if earliest is None else min(earliest, row["start_at"])
+    rows, earliest = store.scheduled(conn, now)
+    for row in rows:
+        store.set_waiting_reason(conn, row["id"], "scheduled", start_text(row["start_at"]), None)
     if earliest is not None:
         actions.wake_at(earliest)
     gate = Gate(limits=store.limits(conn))
@@ -73,11 +70,14 @@ def prepare(conn: sqlite3.Connection, now: float, holding: Sequence[sqlite3.Row]
             gate.closed_queues[name] = "queue_paused"
         elif limit.max_running is not None and running.get(name, 0) >= limit.max_running:
             gate.closed_queues[name] = "queue_full"
-    for row in store.waiting_in(conn, gate.closed_queues, gate.closed_arrays, now):
-        why = gate.closed_queues.get(row["queue"]) or "throttled"
-        text = detail(why, row)
-        if (row["reason"], row["detail"]) != (why, text):
-            store.set_waiting_reason(conn, row["id"], why, text, message(why, row))
+    for name, why in gate.closed_queues.items():
+        row = {"queue": name}
+        store.mark_held_back(conn, now, why, detail(why, row), message(why, row), queue=name)
+    for array_id, throttle in gate.closed_arrays.items():
+        row = {"array_id": array_id, "array_throttle": throttle}
+        store.mark_held_back(
+            conn, now, "throttled", detail("throttled", row), message("throttled", row), array_id=array_id
+        )
     return gate
 
 

@@ -103,30 +103,40 @@ def window(
     return conn.execute(sql, (*args, size)).fetchall()
 
 
-def scheduled(conn: sqlite3.Connection, now: float) -> list[sqlite3.Row]:
-    """Local PENDING jobs whose start time is still to come: (id, start_at, reason, detail)."""
-    return conn.execute(
-        "SELECT id, start_at, reason, detail FROM jobs INDEXED BY jobs_start_at WHERE start_at > ?"
-        " AND state = 'PENDING' AND backend = 'local'",
+def scheduled(conn: sqlite3.Connection, now: float) -> tuple[list[sqlite3.Row], float | None]:
+    """Local PENDING jobs whose start time is still to come and that do not say so yet (id, start_at),
+    and the earliest start time to come (None: none)."""
+    rows = conn.execute(
+        "SELECT id, start_at FROM jobs INDEXED BY jobs_start_at WHERE start_at > ?"
+        " AND state = 'PENDING' AND backend = 'local' AND reason IS NOT 'scheduled'",
         (now,),
     ).fetchall()
+    earliest = conn.execute(
+        "SELECT MIN(start_at) FROM jobs INDEXED BY jobs_start_at WHERE start_at > ? AND state = 'PENDING'"
+        " AND backend = 'local'",
+        (now,),
+    ).fetchone()[0]
+    return rows, earliest
 
 
-def waiting_in(conn: sqlite3.Connection, queues: Iterable[str], arrays: Iterable[int], now: float) -> list[sqlite3.Row]:
-    """Local PENDING jobs (start time come) of the given queues or arrays: (id, queue, array_id, reason, detail)."""
-    queues, arrays = sorted(set(queues)), sorted(set(arrays))
-    if not queues and not arrays:
-        return []
-    where = []
-    if queues:
-        where.append(f"queue IN ({', '.join('?' * len(queues))})")
-    if arrays:
-        where.append(f"array_id IN ({', '.join('?' * len(arrays))})")
-    return conn.execute(
-        "SELECT id, queue, array_id, array_throttle, reason, detail FROM jobs WHERE state = 'PENDING'"
-        f" AND backend = 'local' AND (start_at IS NULL OR start_at <= ?) AND ({' OR '.join(where)})",
-        (now, *queues, *arrays),
-    ).fetchall()
+def mark_held_back(
+    conn: sqlite3.Connection,
+    now: float,
+    reason: str,
+    detail: str,
+    message: str,
+    *,
+    queue: str | None = None,
+    array_id: int | None = None,
+) -> None:
+    """Say why the local PENDING jobs of a queue (or of an array) that can start nothing now wait.
+    One statement; only rows whose reason or detail changes are written."""
+    column, value = ("queue", queue) if queue is not None else ("array_id", array_id)
+    conn.execute(
+        f"UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE state = 'PENDING' AND backend = 'local'"
+        f" AND {column} = ? AND (start_at IS NULL OR start_at <= ?) AND (reason IS NOT ? OR detail IS NOT ?)",
+        (reason, detail, message, value, now, reason, detail),
+    )
 
 
 def set_waiting_reason(conn: sqlite3.Connection, job_id: int, reason: str, detail: str, message: str | None) -> None:
