@@ -380,3 +380,23 @@ def test_retention_max_age_is_accepted(jobctl, value):
     jobctl("config", "set", "retention.max_age", value, check=True)
     assert jobctl("config", "get", "retention.max_age", check=True).stdout.strip() == value
     assert os.path.exists(jobctl.home)
+
+
+# -- Slurm: what maps (the sbatch options; a real cluster is exercised by tests/test_slurm.py) -------
+def test_sbatch_options_for_hold_begin_throttle_and_signal():
+    import datetime as dt
+
+    from jobctl.backends.slurm.client import Submission, sbatch_options
+
+    base = dict(job_id=1, job_name="sweep", attempt=1, logs="/shared/logs", workdir="/shared/w", run="true")
+    at = dt.datetime(2026, 11, 30, 22, 0).timestamp()
+    opts = sbatch_options(
+        Submission(
+            **base, array=list(range(100)), throttle=4, hold=True, begin=at, warn_signal=("USR1", 60.0), timeout=3600
+        )
+    )
+    assert "--array=0-99%4" in opts and "--hold" in opts
+    assert "--begin=2026-11-30T22:00:00" in opts
+    assert "--signal=USR1@90" in opts  # Slurm counts from its own limit: the timeout + 30 s
+    plain = sbatch_options(Submission(**base))
+    assert not [o for o in plain if o.startswith(("--begin", "--signal", "--hold"))]
