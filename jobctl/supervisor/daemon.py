@@ -285,7 +285,13 @@ class Supervisor:
                 ).fetchone()[0]
                 holding = self.engine.holding(conn)
             self.act(actions)
-            retention = self.retention.run(self.store, self.config, time.time())  # SPEC section 9
+            try:
+                retention = self.retention.run(self.store, self.config, time.time())  # SPEC section 9
+            except Exception:  # noqa: BLE001 - logged; jobs go on, the next pass tries again
+                import traceback
+
+                traceback.print_exc()
+                retention = time.time() + 5.0
             if retention is not None:
                 actions.wake_at(retention)
             return holding, live, actions.next_wake, actions.more
