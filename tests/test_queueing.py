@@ -400,3 +400,15 @@ def test_sbatch_options_for_hold_begin_throttle_and_signal():
     assert "--signal=USR1@90" in opts  # Slurm counts from its own limit: the timeout + 30 s
     plain = sbatch_options(Submission(**base))
     assert not [o for o in plain if o.startswith(("--begin", "--signal", "--hold"))]
+
+
+def test_retention_forgets_jobs_older_than_max_age(jobctl):
+    jobctl.config("retention.max_age", "3s")
+    old = int(jobctl("launch", "--wait", "--", "echo", "old", check=True).stdout)
+    ended = time.monotonic()
+    keeper = int(jobctl("launch", "--", "sleep", "60", check=True).stdout)  # keeps the supervisor busy
+    wait_until(lambda: count_jobs(jobctl.home) == 1, 30, "the old job to be forgotten")
+    assert time.monotonic() - ended >= 2.0  # not before it was old enough (3 s, less the launch's own time)
+    assert not (jobctl.home / "state" / "logs" / str(old)).exists()
+    assert jobctl.job(keeper)["state"] in ("PENDING", "ACTIVE")
+    jobctl("kill", str(keeper))

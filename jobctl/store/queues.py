@@ -263,3 +263,12 @@ def forgettable(conn: sqlite3.Connection, older_than: float | None, keep_newest:
             ):
                 found[row["id"]] = row
     return sorted(found.values(), key=lambda r: r["id"])
+
+
+def oldest_end(conn: sqlite3.Connection, after: float | None = None) -> float | None:
+    """The earliest end of a finished job (ending after `after` when given); None when there is none."""
+    if after is None:
+        return conn.execute(f"SELECT MIN(ended_at) FROM jobs WHERE state IN {TERMINAL_SQL}").fetchone()[0]
+    return conn.execute(
+        f"SELECT MIN(ended_at) FROM jobs WHERE state IN {TERMINAL_SQL} AND ended_at >= ?", (after,)
+    ).fetchone()[0]

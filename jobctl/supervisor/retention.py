@@ -38,7 +38,12 @@ class Retention:
 
             self.service = Service(self.paths)
         self.service._store = store
-        cutoff = now - parse_duration(max_age) if max_age is not None else None
+        age = parse_duration(max_age) if max_age is not None else None
+        cutoff = now - age if age is not None else None
         for row in queues.forgettable(store.conn, cutoff, max_finished):
             control.remove(self.service, row)
-        return now + AGE_RECHECK if max_age is not None else None
+        if age is None:
+            return None
+        # the next finished job to come of age (those kept for an unfinished dependent are passed over)
+        oldest = queues.oldest_end(store.conn, cutoff)
+        return now + AGE_RECHECK if oldest is None else max(self.next, min(oldest + age, now + AGE_RECHECK))
