@@ -71,12 +71,12 @@ def prepare(conn: sqlite3.Connection, now: float, holding: Sequence[sqlite3.Row]
         elif limit.max_running is not None and running.get(name, 0) >= limit.max_running:
             gate.closed_queues[name] = "queue_full"
     for name, why in gate.closed_queues.items():
-        row = {"queue": name}
-        store.mark_held_back(conn, now, why, detail(why, row), message(why, row), queue=name)
+        info: dict[str, Any] = {"queue": name}
+        store.mark_held_back(conn, now, why, detail(why, info), message(why, info), queue=name)
     for array_id, throttle in gate.closed_arrays.items():
-        row = {"array_id": array_id, "array_throttle": throttle}
+        info = {"array_id": array_id, "array_throttle": throttle}
         store.mark_held_back(
-            conn, now, "throttled", detail("throttled", row), message("throttled", row), array_id=array_id
+            conn, now, "throttled", detail("throttled", info), message("throttled", info), array_id=array_id
         )
     return gate
 
