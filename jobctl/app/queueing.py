@@ -159,6 +159,8 @@ def update(service: Any, row: sqlite3.Row, changes: dict[str, Any]) -> Any:
             said.append(f"priority {fresh['priority']} -> {changes['priority']}")
         if "queue" in changes and changes["queue"] != fresh["queue"]:
             fields["queue"] = changes["queue"]
+            if fresh["state"] == states.PENDING:  # why it waits is the new queue's to say
+                fields.update(reason=None, detail=None)
             said.append(f"queue {fresh['queue']} -> {changes['queue']}")
         if "labels" in changes:
             labels = {**loads(fresh["labels"], {}), **changes["labels"]}

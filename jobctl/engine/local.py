@@ -359,7 +359,8 @@ class Engine:
         from jobctl.store import queues as queue_store
 
         holding = self.holding(conn)
-        gate = queueing.prepare(conn, now, holding, actions)  # start times, paused/full queues, throttles
+        memo = self.__dict__.setdefault("queueing_memo", {})  # what the last pass said, see queueing.prepare
+        gate = queueing.prepare(conn, now, holding, actions, memo)  # start times, paused/full queues, throttles
         rows = queue_store.window(conn, now, QUEUE_WINDOW, gate.closed_queues, gate.closed_arrays)
         rows += conn.execute(
             "SELECT * FROM jobs WHERE state = 'SUSPENDED' AND reason = 'system' AND alloc IS NULL AND backend = 'local'"

@@ -47,10 +47,18 @@ def message(why: str, row: Any) -> str:
     return f"at most {row['array_throttle']} tasks of array {row['array_id']} run at once"
 
 
-def prepare(conn: sqlite3.Connection, now: float, holding: Sequence[sqlite3.Row], actions: Any) -> Gate:
+def prepare(
+    conn: sqlite3.Connection,
+    now: float,
+    holding: Sequence[sqlite3.Row],
+    actions: Any,
+    memo: dict[tuple[str, Any], str] | None = None,
+) -> Gate:
     """Mark jobs waiting for their start time (`PENDING (starts ...)`, reason `scheduled`) and wake
     the supervisor then; find the queues and arrays that can start nothing now and say so on their
-    waiting jobs."""
+    waiting jobs. `memo` (kept by the caller between passes): what was said last time, so that only
+    jobs new to a queue or array that stays closed are looked at."""
+    memo = {} if memo is None else memo
     rows, earliest = store.scheduled(conn, now)
     for row in rows:
         store.set_waiting_reason(conn, row["id"], "scheduled", start_text(row["start_at"]), None)
@@ -70,14 +78,21 @@ def prepare(conn: sqlite3.Connection, now: float, holding: Sequence[sqlite3.Row]
             gate.closed_queues[name] = "queue_paused"
         elif limit.max_running is not None and running.get(name, 0) >= limit.max_running:
             gate.closed_queues[name] = "queue_full"
-    for name, why in gate.closed_queues.items():
-        info: dict[str, Any] = {"queue": name}
-        store.mark_held_back(conn, now, why, detail(why, info), message(why, info), queue=name)
-    for array_id, throttle in gate.closed_arrays.items():
-        info = {"array_id": array_id, "array_throttle": throttle}
-        store.mark_held_back(
-            conn, now, "throttled", detail("throttled", info), message("throttled", info), array_id=array_id
-        )
+    closed: dict[tuple[str, Any], str] = {("queue", n): why for n, why in gate.closed_queues.items()}
+    closed.update({("array", a): f"throttled {t}" for a, t in gate.closed_arrays.items()})
+    for key, said in closed.items():
+        kind, name = key
+        why = "throttled" if kind == "array" else said
+        if kind == "queue":
+            info: dict[str, Any] = {"queue": name}
+            where: dict[str, Any] = {"queue": name}
+        else:
+            info = {"array_id": name, "array_throttle": gate.closed_arrays[name]}
+            where = {"array_id": name}
+        only_new = memo.get(key) == said  # closed as before: its other jobs already say so
+        store.mark_held_back(conn, now, why, detail(why, info), message(why, info), only_new=only_new, **where)
+    memo.clear()
+    memo.update(closed)
     return gate
 
 

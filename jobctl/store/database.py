@@ -115,6 +115,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN array_throttle INTEGER;
     CREATE INDEX jobs_array ON jobs(array_id) WHERE array_id IS NOT NULL;
     CREATE INDEX jobs_start_at ON jobs(start_at) WHERE start_at IS NOT NULL;
+    CREATE INDEX jobs_pending_queue ON jobs(queue, reason) WHERE state = 'PENDING';
     CREATE TABLE queues (
         name TEXT PRIMARY KEY,
         max_running INTEGER,

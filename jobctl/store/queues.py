@@ -128,13 +128,17 @@ def mark_held_back(
     *,
     queue: str | None = None,
     array_id: int | None = None,
+    only_new: bool = False,
 ) -> None:
     """Say why the local PENDING jobs of a queue (or of an array) that can start nothing now wait.
-    One statement; only rows whose reason or detail changes are written."""
+    One statement; only rows whose reason or detail changes are written. `only_new`: only jobs that
+    say nothing yet (just queued or requeued, or whose start time has come), found through an index,
+    so that a pass over a long closed queue costs nothing per job."""
     column, value = ("queue", queue) if queue is not None else ("array_id", array_id)
+    which = " AND (reason IS NULL OR reason = 'scheduled')" if only_new else ""
     conn.execute(
-        f"UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE state = 'PENDING' AND backend = 'local'"
-        f" AND {column} = ? AND (start_at IS NULL OR start_at <= ?) AND (reason IS NOT ? OR detail IS NOT ?)",
+        f"UPDATE jobs SET reason = ?, detail = ?, message = ? WHERE state = 'PENDING' AND {column} = ?{which}"
+        " AND backend = 'local' AND (start_at IS NULL OR start_at <= ?) AND (reason IS NOT ? OR detail IS NOT ?)",
         (reason, detail, message, value, now, reason, detail),
     )
 
@@ -188,7 +192,7 @@ def update_job(
 ) -> bool:
     """Change columns of a job still in `expect_state`, and append an event that says what changed
     (from and to the same state, reason `updated`). False when the job moved on meanwhile."""
-    allowed = {"priority", "queue", "labels", "spec_id", "max_attempts"}
+    allowed = {"priority", "queue", "labels", "spec_id", "max_attempts", "reason", "detail"}
     assert set(fields) <= allowed, fields
     assignments = ", ".join(f"{key} = ?" for key in fields)
     cursor = conn.execute(
