@@ -324,11 +324,13 @@ def test_warning_signal_before_the_timeout(jobctl, tmp_path):
     job = jobctl.wait_state(job_id, "FAILED", timeout=30)
     assert job["status"] == "FAILED (timed out)"
     warned = float(out.read_text())
-    import datetime as dt
+    import sqlite3
 
-    started = dt.datetime.fromisoformat(job["started_at"]).timestamp()
+    with sqlite3.connect(jobctl.home / "data" / "jobctl.db") as db:  # exact times, not the shown seconds
+        started, ended = db.execute("SELECT started_at, ended_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
     # SIGUSR1 about 2 s after the start, i.e. about 2 s before the 4 s timeout kills it
-    assert 1.0 <= warned - started <= 3.2, warned - started
+    assert 1.2 <= warned - started <= 2.8, warned - started
+    assert 1.2 <= ended - warned <= 2.8, ended - warned
 
 
 RECORDER = """
