@@ -391,7 +391,7 @@ def test_retention_keeps_the_newest_finished_jobs(jobctl):
     jobctl.config("capacity.cpus", "2")
     ids = [int(jobctl("launch", "--", "echo", str(i), check=True).stdout) for i in range(8)]
     logs = jobctl.home / "state" / "logs"
-    wait_until(lambda: count_jobs(jobctl.home) == 5, 30, "retention to leave 5 jobs")
+    wait_until(lambda: count_jobs(jobctl.home) == 5, 60, "retention to leave 5 jobs")
     kept = sorted(j["id"] for j in status_json(jobctl, "--all"))
     assert kept == ids[-5:]
     wait_until(lambda: sorted(int(p.name) for p in logs.iterdir()) == ids[-5:], 10, "their logs alone left")
