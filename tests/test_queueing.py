@@ -441,3 +441,16 @@ def test_retention_forgets_jobs_older_than_max_age(jobctl):
     assert not (jobctl.home / "state" / "logs" / str(old)).exists()
     assert jobctl.job(keeper)["state"] in ("PENDING", "ACTIVE")
     jobctl("kill", str(keeper))
+
+
+def test_a_long_full_queue_does_not_starve_other_queues(jobctl):
+    """100 high-priority jobs held back by their queue's cap fill more than the supervisor's queue
+    window (64 jobs): a low-priority job of another queue still starts at once."""
+    jobctl.config("capacity.cpus", "4")
+    jobctl("queue", "set", "gpu", "--max-running", "1", check=True)
+    jobctl("launch", "--queue", "gpu", "--priority", "10", "--array", "100", "--", "sleep", "300", check=True)
+    other = int(jobctl("launch", "--", "true", check=True).stdout)
+    jobctl.wait_state(other, "COMPLETED", timeout=60)
+    tasks = [j for j in status_json(jobctl) if j["queue"] == "gpu"]
+    assert sum(j["state"] == "ACTIVE" for j in tasks) == 1
+    jobctl("kill", "--all")
