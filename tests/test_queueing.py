@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import count_jobs, wait_until, write_job
+from helpers import count_jobs, wait_until, write_job
 
 
 def run_cli(jobctl, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 60):

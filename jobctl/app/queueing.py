@@ -7,15 +7,16 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import sqlite3
 import time
 from dataclasses import replace
 from typing import Any
 
 from jobctl.core import queueing as parse
 from jobctl.core import states
-from jobctl.core.models import JobSpec, LoadedFile
+from jobctl.core.models import JobSpec, LaunchTask, LoadedFile
 from jobctl.errors import UsageError
+from jobctl.store.database import Store
+from jobctl.store.records import Job
 
 ADHOC_PATH = "command"  # what messages about an ad-hoc command call its "file"
 # The caller's environment that decides which programs and which `python` a command finds.
@@ -100,9 +101,9 @@ def task_fields(spec: JobSpec, path: str, options: Any, now: float) -> dict[str,
     return {"queue": queue, "start_at": start_at, "hold": bool(getattr(options, "hold", False))}
 
 
-def initial_state(task: dict[str, Any], has_deps: bool) -> tuple[str, dict[str, Any]]:
+def initial_state(task: LaunchTask, has_deps: bool) -> tuple[str, dict[str, Any]]:
     """The state a job enters when recorded, and the transition's keywords."""
-    if task.get("hold"):
+    if task.hold:
         return states.SUSPENDED, {
             "reason": "held",
             "detail": "held",
@@ -110,23 +111,21 @@ def initial_state(task: dict[str, Any], has_deps: bool) -> tuple[str, dict[str, 
         }
     if has_deps:
         return states.BLOCKED, {"reason": "dependency"}
-    if task.get("start_at") is not None and task["start_at"] > time.time():
+    if task.start_at is not None and task.start_at > time.time():
         from jobctl.engine.queueing import start_text
 
-        return states.PENDING, {"reason": "scheduled", "detail": start_text(task["start_at"])}
+        return states.PENDING, {"reason": "scheduled", "detail": start_text(task.start_at)}
     return states.PENDING, {}
 
 
-def record_fields(conn: sqlite3.Connection, task: dict[str, Any], job_ids: list[int]) -> None:
-    from jobctl.store import queues
-
-    queues.set_launch_fields(
-        conn,
+def record_fields(store: Store, task: LaunchTask, job_ids: list[int]) -> None:
+    """Queue, start time and array of the jobs one task of a launch just recorded."""
+    store.set_launch_fields(
         job_ids,
-        queue=task.get("queue") or parse.DEFAULT_QUEUE,
-        start_at=task.get("start_at"),
-        array_throttle=task.get("throttle"),
-        is_array=task.get("indices") not in (None, [None]),
+        queue=task.queue or parse.DEFAULT_QUEUE,
+        start_at=task.start_at,
+        array_throttle=task.throttle,
+        is_array=task.indices not in (None, [None]),
     )
 
 
@@ -134,72 +133,68 @@ def record_fields(conn: sqlite3.Connection, task: dict[str, Any], job_ids: list[
 UPDATABLE_WHILE_RUNNING = {"priority", "labels"}
 
 
-def update(service: Any, row: sqlite3.Row, changes: dict[str, Any]) -> Any:
+def update(service: Any, row: Job, changes: dict[str, Any]) -> Any:
     """Change a job that has not finished: priority and labels of any, queue, timeout and retries of
     waiting ones (they apply from its next attempt); an event records what changed."""
     from jobctl.app.control import _fresh, _refuse, _result
-    from jobctl.store import queues
-    from jobctl.store.database import dumps, loads
+    from jobctl.engine.backends import backend_for
+    from jobctl.store.records import dumps, loads
 
-    if row["state"] in states.TERMINAL:
+    if row.state in states.TERMINAL:
         return _refuse(service, row, "only unfinished jobs can be updated")
-    running = row["alloc"] is not None or row["state"] in states.RUNNING
+    running = row.alloc is not None or row.state in states.RUNNING
     late = sorted(k for k in changes if k not in UPDATABLE_WHILE_RUNNING)
     if running and late:
         keys = ", ".join(f"--{k}" for k in late)
         return _refuse(service, row, f"{keys} applies only to waiting jobs (priority and labels also to running ones)")
-    with service.store.write() as conn:
-        fresh = queues.job(conn, row["id"])
-        if fresh is None or fresh["state"] in states.TERMINAL:
+    store: Store = service.store
+    with store.write():
+        fresh = store.job(row.id)
+        if fresh is None or fresh.state in states.TERMINAL:
             return _refuse(service, fresh or row, "only unfinished jobs can be updated")
         fields: dict[str, Any] = {}
         said: list[str] = []
-        if "priority" in changes and changes["priority"] != fresh["priority"]:
+        if "priority" in changes and changes["priority"] != fresh.priority:
             fields["priority"] = changes["priority"]
-            said.append(f"priority {fresh['priority']} -> {changes['priority']}")
-        if "queue" in changes and changes["queue"] != fresh["queue"]:
+            said.append(f"priority {fresh.priority} -> {changes['priority']}")
+        if "queue" in changes and changes["queue"] != fresh.queue:
             fields["queue"] = changes["queue"]
-            if fresh["state"] == states.PENDING:  # why it waits is the new queue's to say
+            if fresh.state == states.PENDING:  # why it waits is the new queue's to say
                 fields.update(reason=None, detail=None)
-            said.append(f"queue {fresh['queue']} -> {changes['queue']}")
+            said.append(f"queue {fresh.queue} -> {changes['queue']}")
         if "labels" in changes:
-            labels = {**loads(fresh["labels"], {}), **changes["labels"]}
+            labels = {**loads(fresh.labels, {}), **changes["labels"]}
             labels = {k: v for k, v in labels.items() if v != ""}  # --label k= removes k
-            if labels != loads(fresh["labels"], {}):
+            if labels != loads(fresh.labels, {}):
                 fields["labels"] = dumps(labels)
                 said.append("labels " + ", ".join(f"{k}={v}" for k, v in changes["labels"].items()))
         if "timeout" in changes or "retries" in changes:
-            body = queues.spec_body(conn, fresh["spec_id"])
-            spec = JobSpec.from_dict(body)
+            import json
+
+            spec = JobSpec.from_dict(json.loads(store.spec_body(fresh.spec_id)))
             new = spec
             if "timeout" in changes and changes["timeout"] != spec.timeout:
                 new = replace(new, timeout=changes["timeout"])
                 said.append(f"timeout {_seconds(spec.timeout)} -> {_seconds(changes['timeout'])}")
             if "retries" in changes and changes["retries"] != spec.retries:
                 new = replace(new, retries=changes["retries"])
-                fields["max_attempts"] = max(
-                    fresh["attempt"] + 1, fresh["max_attempts"] + changes["retries"] - spec.retries
-                )
+                fields["max_attempts"] = max(fresh.attempt + 1, fresh.max_attempts + changes["retries"] - spec.retries)
                 said.append(f"retries {spec.retries} -> {changes['retries']}")
             if new is not spec:
-                import json
-
                 text = json.dumps(new.to_dict(), sort_keys=True, separators=(",", ":"))
-                fields["spec_id"] = queues.store_spec(conn, service.digest(text), text)
+                fields["spec_id"] = store.spec_id(service.digest(text), text)
         if not fields:
-            return _result(row, True, f"job {row['id']}: nothing to change", fresh["state"])
+            return _result(row, True, f"job {row.id}: nothing to change", fresh.state)
         message = "updated: " + "; ".join(said)
-        if not queues.update_job(conn, row["id"], fresh["state"], fields, service.user, message):
+        if not store.update_job(row.id, fresh.state, fields, service.user, message):
             return _refuse(service, _fresh(service, row), "it changed state meanwhile; try again")
-    if row["backend"] == "slurm" and row["backend_id"]:
-        from jobctl.engine.slurm_control import update as slurm_update
-        from jobctl.errors import JobctlError
+    from jobctl.errors import JobctlError
 
-        try:
-            slurm_update(service, row, changes)
-        except JobctlError as exc:  # recorded here; Slurm kept its own value (say so, on the same line)
-            return _result(row, False, f"job {row['id']} {message}; but Slurm refused: {exc.message}", fresh["state"])
-    return _result(row, True, f"job {row['id']} {message}", fresh["state"])
+    try:
+        backend_for(row.backend, service).update(row, changes)
+    except JobctlError as exc:  # recorded here; the backend kept its own value (say so, on the same line)
+        return _result(row, False, f"job {row.id} {message}; but Slurm refused: {exc.message}", fresh.state)
+    return _result(row, True, f"job {row.id} {message}", fresh.state)
 
 
 def _seconds(value: float | None) -> str:

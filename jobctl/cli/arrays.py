@@ -7,11 +7,12 @@ would have shown; `status --expand` and `--json` list the tasks themselves.
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
+import dataclasses
 
 from jobctl.core import states
-from jobctl.store.queues import ArrayStats, array_stats
+from jobctl.store.database import Store
+from jobctl.store.queues import ArrayStats
+from jobctl.store.records import Job
 
 # (word in the summary, states counted under it), in the order they are said
 GROUPS = (
@@ -58,22 +59,23 @@ def summary_detail(counts: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
-def base_name(row: Any) -> str:
-    name, index = row["name"], row["array_index"]
+def base_name(row: Job) -> str:
+    """The array's name: a task's name without its `-INDEX`."""
+    name, index = row.name, row.array_index
     suffix = f"-{index}"
     return name[: -len(suffix)] if index is not None and name.endswith(suffix) else name
 
 
-def summarize(conn: sqlite3.Connection, rows: list[Any]) -> list[Any]:
+def summarize(store: Store, rows: list[Job]) -> list[Job]:
     """The rows with the tasks of each array replaced by one summary row, where its newest task was."""
-    ids = {r["array_id"] for r in rows if r["array_id"] is not None}
+    ids = {r.array_id for r in rows if r.array_id is not None}
     if not ids:
         return rows
-    stats = array_stats(conn, ids)
-    out: list[Any] = []
+    stats = store.array_stats(ids)
+    out: list[Job] = []
     done: set[int] = set()
     for row in rows:
-        array_id = row["array_id"]
+        array_id = row.array_id
         if array_id is None or array_id not in stats:
             out.append(row)
             continue
@@ -84,9 +86,10 @@ def summarize(conn: sqlite3.Connection, rows: list[Any]) -> list[Any]:
     return out
 
 
-def summary_row(task: Any, stats: ArrayStats) -> dict[str, Any]:
-    row = dict(zip(task.keys(), tuple(task))) if isinstance(task, sqlite3.Row) else dict(task)
-    row.update(
+def summary_row(task: Job, stats: ArrayStats) -> Job:
+    """The summary row of an array: a task's record with the array's ID, name range, state and times."""
+    return dataclasses.replace(
+        task,
         id=stats.array_id,
         name=f"{base_name(task)}[{stats.first_index}-{stats.last_index}]",
         state=summary_state(stats.counts),
@@ -95,4 +98,3 @@ def summary_row(task: Any, stats: ArrayStats) -> dict[str, Any]:
         started_at=stats.started_at,
         ended_at=stats.ended_at,
     )
-    return row

@@ -76,7 +76,6 @@ def queue_set(
     ] = None,
 ) -> None:
     """Cap a queue. Example: jobctl queue set gpu --max-running 1"""
-    from jobctl.store import queues
 
     name = _name(name)
     changes = {}
@@ -91,20 +90,19 @@ def queue_set(
     if not changes:
         raise UsageError("queue set: give --max-running, --cpus or --gpus (see 'jobctl queue set --help')")
     service = _service()
-    with service.store.write() as conn:
-        queues.set_queue(conn, name, changes)
+    with service.store.write():
+        service.store.set_queue(name, changes)
     service.wake_supervisor(start=False)
     said = ", ".join(f"{k.replace('_', '-')} {'none' if v is None else f'{v:g}'}" for k, v in changes.items())
     _err(f"queue {name}: {said}")
 
 
 def _pause(name: str, paused: bool) -> None:
-    from jobctl.store import queues
 
     name = _name(name)
     service = _service()
-    with service.store.write() as conn:
-        queues.set_queue(conn, name, {"paused": int(paused)})
+    with service.store.write():
+        service.store.set_queue(name, {"paused": int(paused)})
     service.wake_supervisor(start=not paused)
     _err(f"queue {name} paused: no new job starts there; running ones go on" if paused else f"queue {name} resumed")
 
@@ -125,11 +123,10 @@ def queue_resume(name: NameArg) -> None:
 def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
     """Every queue: running and waiting jobs, its cap, paused or not. Example: jobctl queue list --json"""
     from jobctl.cli.output import console, dump
-    from jobctl.store import queues
 
     service = _service()
     service.refresh_local()
-    found = queues.list_queues(service.store.conn)
+    found = service.store.list_queues()
     if as_json:
         dump(
             [

@@ -6,13 +6,13 @@ jobs that cannot be considered wait, and which ones the queue window must leave 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jobctl.core.scheduler import QueueLimit
-from jobctl.store import queues as store
+from jobctl.store.database import Store
+from jobctl.store.records import Job
 
 # reasons of a PENDING job held back by its queue or its array (see scheduler._Gate)
 HELD_BACK = ("queue_full", "queue_paused", "throttled")
@@ -30,27 +30,33 @@ def start_text(ts: float) -> str:
     return "starts " + dt.datetime.fromtimestamp(ts).strftime("%m/%d/%y %I:%M%p")
 
 
-def detail(why: str, row: Any) -> str:
+def _field(row: Job | dict[str, Any], key: str) -> Any:
+    """A column of a job record, or of the dict that stands for a whole queue or array."""
+    return row[key] if isinstance(row, dict) else getattr(row, key)
+
+
+def detail(why: str, row: Job | dict[str, Any]) -> str:
     """The bracket of STATUS for a job held back: `queue gpu full`, `queue gpu paused`, `array throttle 4`."""
     if why == "queue_full":
-        return f"queue {row['queue']} full"
+        return f"queue {_field(row, 'queue')} full"
     if why == "queue_paused":
-        return f"queue {row['queue']} paused"
-    return f"array throttle {row['array_throttle']}"
+        return f"queue {_field(row, 'queue')} paused"
+    return f"array throttle {_field(row, 'array_throttle')}"
 
 
-def message(why: str, row: Any) -> str:
+def message(why: str, row: Job | dict[str, Any]) -> str:
+    """Why a job held back by its queue or array waits, in a sentence."""
     if why == "queue_full":
-        return f"queue {row['queue']} is at its cap (jobctl queue list; jobctl queue set {row['queue']} ...)"
+        return f"queue {_field(row, 'queue')} is at its cap (jobctl queue list; jobctl queue set {_field(row, 'queue')} ...)"
     if why == "queue_paused":
-        return f"queue {row['queue']} is paused; `jobctl queue resume {row['queue']}` starts its jobs again"
-    return f"at most {row['array_throttle']} tasks of array {row['array_id']} run at once"
+        return f"queue {_field(row, 'queue')} is paused; `jobctl queue resume {_field(row, 'queue')}` starts its jobs again"
+    return f"at most {_field(row, 'array_throttle')} tasks of array {_field(row, 'array_id')} run at once"
 
 
 def prepare(
-    conn: sqlite3.Connection,
+    db: Store,
     now: float,
-    holding: Sequence[sqlite3.Row],
+    holding: Sequence[Job],
     actions: Any,
     memo: dict[tuple[str, Any], str] | None = None,
 ) -> Gate:
@@ -59,20 +65,21 @@ def prepare(
     waiting jobs. `memo` (kept by the caller between passes): what was said last time, so that only
     jobs new to a queue or array that stays closed are looked at."""
     memo = {} if memo is None else memo
-    rows, earliest = store.scheduled(conn, now)
+    rows, earliest = db.scheduled("local", now)
     for row in rows:
-        store.set_waiting_reason(conn, row["id"], "scheduled", start_text(row["start_at"]), None)
+        assert row.start_at is not None  # selected so
+        db.set_waiting_reason(row.id, "scheduled", start_text(row.start_at), None)
     if earliest is not None:
         actions.wake_at(earliest)
-    gate = Gate(limits=store.limits(conn))
+    gate = Gate(limits=db.queue_limits())
     running: dict[str, int] = {}
     in_array: dict[int, int] = {}
     for row in holding:
-        running[row["queue"]] = running.get(row["queue"], 0) + 1
-        if row["array_id"] is not None and row["array_throttle"] is not None:
-            in_array[row["array_id"]] = in_array.get(row["array_id"], 0) + 1
-            if in_array[row["array_id"]] >= row["array_throttle"]:
-                gate.closed_arrays[row["array_id"]] = row["array_throttle"]
+        running[row.queue] = running.get(row.queue, 0) + 1
+        if row.array_id is not None and row.array_throttle is not None:
+            in_array[row.array_id] = in_array.get(row.array_id, 0) + 1
+            if in_array[row.array_id] >= row.array_throttle:
+                gate.closed_arrays[row.array_id] = row.array_throttle
     for name, limit in gate.limits.items():
         if limit.paused:
             gate.closed_queues[name] = "queue_paused"
@@ -90,12 +97,12 @@ def prepare(
             info = {"array_id": name, "array_throttle": gate.closed_arrays[name]}
             where = {"array_id": name}
         only_new = memo.get(key) == said  # closed as before: its other jobs already say so
-        store.mark_held_back(conn, now, why, detail(why, info), message(why, info), only_new=only_new, **where)
+        db.mark_held_back("local", now, why, detail(why, info), message(why, info), only_new=only_new, **where)
     memo.clear()
     memo.update(closed)
     return gate
 
 
-def throttles(rows: Sequence[sqlite3.Row]) -> dict[int, int]:
+def throttles(rows: Sequence[Job]) -> dict[int, int]:
     """Array ID -> throttle, for the arrays of these jobs that have one."""
-    return {r["array_id"]: r["array_throttle"] for r in rows if r["array_id"] is not None and r["array_throttle"]}
+    return {r.array_id: r.array_throttle for r in rows if r.array_id is not None and r.array_throttle}

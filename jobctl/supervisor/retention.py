@@ -31,7 +31,6 @@ class Retention:
             return self.next
         self.next = now + EVERY
         from jobctl.app import control
-        from jobctl.store import queues
 
         if self.service is None:
             from jobctl.app.session import Service
@@ -40,10 +39,10 @@ class Retention:
         self.service._store = store
         age = parse_duration(max_age) if max_age is not None else None
         cutoff = now - age if age is not None else None
-        for row in queues.forgettable(store.conn, cutoff, max_finished):
+        for row in store.forgettable(cutoff, max_finished):
             control.remove(self.service, row)
         if age is None:
             return None
         # the next finished job to come of age (those kept for an unfinished dependent are passed over)
-        oldest = queues.oldest_end(store.conn, cutoff)
+        oldest = store.oldest_end(cutoff)
         return now + AGE_RECHECK if oldest is None else max(self.next, min(oldest + age, now + AGE_RECHECK))
