@@ -437,7 +437,8 @@ def test_retention_forgets_jobs_older_than_max_age(jobctl):
     keeper = int(jobctl("launch", "--", "sleep", "60", check=True).stdout)  # keeps the supervisor busy
     wait_until(lambda: count_jobs(jobctl.home) == 1, 30, "the old job to be forgotten")
     assert time.monotonic() - ended >= 2.0  # not before it was old enough (3 s, less the launch's own time)
-    assert not (jobctl.home / "state" / "logs" / str(old)).exists()
+    # the row goes first (committed), the folder right after it: wait for that, not for the row alone
+    wait_until(lambda: not (jobctl.home / "state" / "logs" / str(old)).exists(), 15, "its log folder to go")
     assert jobctl.job(keeper)["state"] in ("PENDING", "ACTIVE")
     jobctl("kill", str(keeper))
 
