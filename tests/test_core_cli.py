@@ -207,6 +207,9 @@ def test_status_json_fields(jobctl, home):
         "backend",
         "backend_id",
         "user",
+        "queue",  # SPEC section 9
+        "array_id",
+        "array_index",
     }
     assert doc[0]["labels"] == {"team": "vision"}
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$", doc[0]["submitted_at"])

@@ -217,9 +217,9 @@ def test_status_keeps_id_name_and_status_at_every_width(jobctl, jobctl_inproc, t
     for columns in (80, 100, 120, 200):
         for how in ("terminal", "COLUMNS"):
             if how == "terminal":
-                text = run_in_terminal(jobctl, "status", columns=columns)
+                text = run_in_terminal(jobctl, "status", "--expand", columns=columns)  # every array task
             else:  # piped, with COLUMNS set: Rich honours it
-                text = jobctl_inproc("status", env={"COLUMNS": str(columns)}, check=True).stdout
+                text = jobctl_inproc("status", "--expand", env={"COLUMNS": str(columns)}, check=True).stdout
             names = check_table(text, columns, jobs)
             sweep_names = [names[i] for i in sweep_ids]
             assert len(set(sweep_names)) == 3, f"array tasks look alike at {columns} columns: {sweep_names}"
@@ -231,13 +231,13 @@ def test_status_keeps_id_name_and_status_at_every_width(jobctl, jobctl_inproc, t
                 else:
                     assert name == f"{SWEEP}-{index}"
     # a wide terminal shows every column and every name whole
-    text = run_in_terminal(jobctl, "status", columns=200)
+    text = run_in_terminal(jobctl, "status", "--expand", columns=200)
     assert "END TIME" in text and "DURATION" in text and f"{SWEEP}-2" in text
 
 
 def test_status_watch_fits_a_narrow_terminal(jobctl, tmp_path):
     jobs = launch_mixed_jobs(jobctl, tmp_path)
-    text = run_in_terminal(jobctl, "status", "--watch", columns=80, lines=24, until=b"COMPLETED")
+    text = run_in_terminal(jobctl, "status", "--watch", "--expand", columns=80, lines=24, until=b"COMPLETED")
     frames = text.split("User: ")
     assert len(frames) >= 3, text  # drawn, then redrawn in place at least once
     check_table("User: " + frames[-1], 80, jobs)
@@ -266,13 +266,13 @@ def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
         lambda: '"ACTIVE"' in jobctl("status", "--state", "ACTIVE", "--json").stdout, timeout=30, what="one job to run"
     )
     running = json.loads(jobctl("status", "--state", "ACTIVE", "--json", check=True).stdout)[0]["id"]
-    text = jobctl("status", check=True).stdout
+    text = jobctl("status", "--expand", check=True).stdout  # every task of the array, not its summary row
     rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
     assert len(rows) == 500
     assert any(line.split()[0] == str(running) for line in rows), "the running job must stay in view"
     assert "... and 100 more (100 PENDING); use --limit N, --state or --json" in text
     assert len(json.loads(jobctl("status", "--json", check=True).stdout)) == 600
-    full = jobctl("status", "--limit", "1000", check=True).stdout
+    full = jobctl("status", "--expand", "--limit", "1000", check=True).stdout
     assert "more" not in full and len([l for l in full.splitlines() if l.split()[:1] and l.split()[0].isdigit()]) == 600
 
 

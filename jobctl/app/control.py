@@ -77,7 +77,7 @@ def start(service: Service, row: Job) -> ActionResult:
     return _refuse(service, _fresh(service, row), "only SUSPENDED jobs can be started")
 
 
-def kill(service: Service, row: Job, grace: float | None = None) -> ActionResult:
+def kill(service: Service, row: Job, grace: float | None = None, signum: int | None = None) -> ActionResult:
     if row.state in states.TERMINAL:
         if _backend(service, row).cancel_leftover(row):  # taken for ended, but the backend still ran it
             return _result(
@@ -93,7 +93,7 @@ def kill(service: Service, row: Job, grace: float | None = None) -> ActionResult
     )
     if src is None:
         return _refuse(service, _fresh(service, row), "only unfinished jobs can be killed")
-    _backend(service, row).kill(row, _fresh(service, row), grace)
+    _backend(service, row).kill(row, _fresh(service, row), grace, signum)
     return _result(row, True, f"job {row.id} killed", states.KILLED)
 
 
@@ -253,6 +253,7 @@ APPLIES = {
     "retry": lambda r: r.state in (states.FAILED, states.KILLED),
     "kill": lambda r: r.state not in states.TERMINAL,
     "rm": lambda r: r.state in states.TERMINAL,
+    "update": lambda r: r.state not in states.TERMINAL,
 }
 
 

@@ -37,6 +37,10 @@ class LaunchOptions:
     backend: str | None = None
     priority: int | None = None
     dry_run: bool = False
+    command: list[str] | None = None  # an ad-hoc command (`launch -- CMD ARG...`) instead of files
+    queue: str | None = None
+    hold: bool = False
+    at: str | None = None  # start time (SPEC section 9)
 
 
 __all__ = [
@@ -89,9 +93,12 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
 
     default_cpus = float(service.config.get("defaults.cpus"))
     default_mem = parse_memory(service.config.get("defaults.memory"), where_key="defaults.memory")
+    from jobctl.app import queueing
+
     tasks: list[LaunchTask] = []
-    for path in files:
-        loaded = load_jobfile(path)
+    now = time.time()
+    for path in files or [queueing.ADHOC_PATH]:
+        loaded = queueing.adhoc_file(options.command) if options.command is not None else load_jobfile(path)
         plan.warnings.extend(loaded.warnings)
         plan.problems.extend(loaded.problems)  # a workdir missing here, nothing to run, ...
         # --name on a file of several jobs (a pipeline) is a prefix: NAME-TASK, links between them kept
@@ -135,10 +142,14 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 after=None if loaded.parallel else previous,
                 path=loaded.path,
                 previous=tasks[previous].spec.name if previous is not None and not loaded.parallel else None,
+                **queueing.task_fields(spec, loaded.path, options, now),
             )
             previous = len(tasks)
             tasks.append(task)
-    indices: list[int | None] = list(parse_array(options.array)) if options.array else [None]
+    array, throttle = queueing.array_option(options.array) if options.array else (None, None)
+    indices: list[int | None] = list(parse_array(array)) if array else [None]
+    for task in tasks:
+        task.throttle = throttle
     check_names(tasks, indices, options)
     for task in tasks:
         spec = task.spec
@@ -300,6 +311,7 @@ def _record(
     tokens: list[str],
     ids: list[tuple[int, str]],
 ) -> None:
+    from jobctl.app import queueing
     from jobctl.home import secrets as secretfiles
 
     resolved = resolve_depends_on(store, tasks)
@@ -340,18 +352,12 @@ def _record(
             batch = [(d, c) for j, c in task.batch_deps for d in created[j]]
             all_deps = [(d, "ok") for d in after_prev] + batch + deps
             store.add_dependencies(job_id, all_deps)
-            if all_deps:
-                store.transition(
-                    job_id,
-                    states.BLOCKED,
-                    reason="dependency",
-                    detail=states.blocked_detail([d for d, _ in all_deps]),
-                    actor=service.user,
-                    now=now,
-                )
-            else:
-                store.transition(job_id, states.PENDING, actor=service.user, now=now)
+            first, how = queueing.initial_state(task, bool(all_deps))  # held, scheduled, blocked or pending
+            if first == states.BLOCKED:
+                how["detail"] = states.blocked_detail([d for d, _ in all_deps])
+            store.transition(job_id, first, actor=service.user, now=now, **how)
             mine.append(job_id)
+        queueing.record_fields(store, task, mine)
         created.append(mine)
         ids.extend((job_id, spec.backend or "local") for job_id in mine)
 

@@ -115,8 +115,14 @@ class Backend(ABC):
         """A held, released or preempted job was started again (PENDING or BLOCKED)."""
 
     @abstractmethod
-    def kill(self, job: Job, now: Job, grace: float) -> None:
-        """A job was killed; `job` as the caller saw it, `now` as recorded after the kill."""
+    def kill(self, job: Job, now: Job, grace: float, signum: int | None = None) -> None:
+        """A job was killed; `job` as the caller saw it, `now` as recorded after the kill. `signum`:
+        the signal sent first instead of SIGTERM (`kill --signal`)."""
+
+    def update(self, job: Job, changes: dict[str, Any]) -> None:  # noqa: B027 - optional: most backends read the database
+        """A waiting job's priority, queue, ... were changed (`jobctl update`): tell the backend,
+        which raises a JobctlError when it refuses. The default does nothing (the supervisor reads
+        the new values from the database)."""
 
     @abstractmethod
     def cancel_leftover(self, job: Job) -> bool:

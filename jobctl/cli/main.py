@@ -96,7 +96,10 @@ def _root(
 # -- launch ------------------------------------------------------------------------------------
 @app.command()
 def launch(
-    files: Annotated[list[str], typer.Argument(help="Job files (YAML). Several may be given.")],
+    files: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Job files (YAML), or after -- a command to run: launch [OPTIONS] -- CMD [ARG...]."),
+    ] = None,
     name: Annotated[
         Optional[str],
         typer.Option(help="Job name (default: the file's `name`, else its stem); on a pipeline, a prefix: NAME-TASK."),
@@ -119,8 +122,12 @@ def launch(
         Optional[int], typer.Option(help="Higher runs first and may preempt lower.", min=-1_000_000, max=1_000_000)
     ] = None,
     array: Annotated[
-        Optional[str], typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX.")
+        Optional[str],
+        typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX; A-B%K runs at most K at once."),
     ] = None,
+    queue: Annotated[Optional[str], typer.Option(help="The named queue (default: `default`).")] = None,
+    hold: Annotated[bool, typer.Option("--hold", help="Record it SUSPENDED (held) until `jobctl start`.")] = False,
+    at: Annotated[Optional[str], typer.Option(help='Not before this time: "10m", "2h", "22:00" or ISO 8601.')] = None,
     backend: Annotated[Optional[str], typer.Option(help="local or slurm (default: config `backend`).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; record nothing.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Block until done; exit with the job's code.")] = False,
@@ -134,8 +141,13 @@ def launch(
     from jobctl.app import launch as launch_mod
     from jobctl.cli import output
 
+    files, command = _split_command(files or [])
     service = _service()
     options = launch_mod.LaunchOptions(
+        command=command,
+        queue=queue,
+        hold=hold,
+        at=at,
         name=name,
         env=env,
         env_file=env_file,
@@ -168,6 +180,21 @@ def launch(
         _err(f"launched job {ids[0]} ({name}){more} on {first['backend']}: {first['resources']}")
     if wait or follow:
         raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
+
+
+def _split_command(args: list[str]) -> tuple[list[str], Optional[list[str]]]:
+    """Job files, or the ad-hoc command given after `--` (click drops the `--` itself: find it in argv)."""
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        if not args:
+            raise UsageError("launch: give job files, or a command after -- (jobctl launch -- python train.py)")
+        return args, None
+    tail = argv[argv.index("--") + 1 :]
+    if not tail:
+        raise UsageError("launch --: give a command after -- (e.g. jobctl launch -- python train.py)")
+    if len(args) != len(tail):
+        raise UsageError("launch: give job files or a command after --, not both")
+    return [], tail
 
 
 def _wait(service, ids: list[int], **kw) -> int:
@@ -208,6 +235,10 @@ def status(
         ),
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table in place until Ctrl-C.")] = False,
+    queue: Annotated[Optional[str], typer.Option(help="Only jobs of this queue.")] = None,
+    expand: Annotated[
+        bool, typer.Option("--expand", help="Every task of an array (default: one summary row per array).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show jobs in a table: unfinished ones and the 20 newest finished ones, newest first.
@@ -224,8 +255,21 @@ def status(
         if not sep:
             raise UsageError(f"--label: expected k=v, got {item!r}")
         labels.append((key, value))
+    if queue is not None:
+        from jobctl.app.queueing import queue_option
+
+        queue_option(queue)
     output.status(
-        _service(), jobs or [], all_jobs=all_jobs, state=state, labels=labels, limit=limit, watch=watch, as_json=as_json
+        _service(),
+        jobs or [],
+        all_jobs=all_jobs,
+        state=state,
+        labels=labels,
+        limit=limit,
+        watch=watch,
+        as_json=as_json,
+        queue=queue,
+        expand=expand,
     )
 
 
@@ -285,6 +329,9 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 def kill(
     jobs: JobsArg = None,
     grace: Annotated[Optional[str], typer.Option(help="Seconds between SIGTERM and SIGKILL (default 10s).")] = None,
+    signal: Annotated[
+        Optional[str], typer.Option("--signal", "-s", help="Send this signal first instead of SIGTERM (INT, USR1, 2).")
+    ] = None,
     all_jobs: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -296,9 +343,17 @@ def kill(
     from jobctl.cli import output
 
     seconds = 0.0 if grace is not None and grace.strip() in ("0", "0s") else _duration_option("--grace", grace)
+    signum = None
+    if signal is not None:
+        from jobctl.core.queueing import parse_signal
+
+        try:
+            signum = parse_signal(signal)
+        except ValueError as exc:
+            raise UsageError(f"--signal: {exc}") from None
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds))
+    results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
     raise typer.Exit(output.report(results, as_json))
 
 
@@ -513,6 +568,11 @@ def dashboard(
     from jobctl.cli.dashboard.server import serve  # imported only here: no cost for other commands
 
     raise typer.Exit(serve(_paths(), host, port, open_browser=open_browser, allow_control=allow_control))
+
+
+from jobctl.cli.queueing import register as _register_queueing  # noqa: E402 - queue, update (SPEC section 9)
+
+_register_queueing(app)
 
 
 def _click_exceptions() -> tuple[Any, Any]:  # click's classes, found at run time (never imported here)

@@ -77,11 +77,30 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
     return 0 if all(r.ok for r in results) else 1
 
 
-def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool) -> None:
+def status(
+    service: Service,
+    selectors,
+    *,
+    all_jobs,
+    state,
+    labels,
+    limit,
+    watch: bool,
+    as_json: bool,
+    queue: str | None = None,
+    expand: bool = False,
+) -> None:
     from jobctl.cli.views import cap_rows, job_json, status_table
 
     def rows():
-        return service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        found = service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        if queue is not None:  # status --queue NAME
+            found = [r for r in found if r.queue == queue]
+        if not (as_json or expand or selectors):  # an array as one summary row (SPEC section 9)
+            from jobctl.cli.arrays import summarize
+
+            found = summarize(service.store, found)
+        return found
 
     if as_json:
         dump([job_json(r) for r in rows()])
@@ -246,7 +265,8 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         ("Resources", resources(row)),
         ("Backend", f"{row.backend}" + (f" ({row.backend_id})" if row.backend_id else "")),
         ("User", row.user),
-        ("Priority", spec.get("priority", 0)),
+        ("Priority", row.priority),  # the job's own (`update --priority` changes it), not the file's
+        ("Queue", row.queue),
         ("Attempt", states.attempt_text(row.attempt, row.max_attempts)),
         ("Retries", f"{retries} (automatic, after a failure)" if retries else "0 (a failure is final)"),
         ("Timeout", seconds_text(spec.get("timeout")) + (" per attempt" if spec.get("timeout") else "")),
@@ -261,6 +281,12 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     ]
     if row.array_index is not None:
         lines.insert(2, ("Array index", row.array_index))
+        lines.insert(
+            3,
+            ("Array", f"{row.array_id}" + (f" (throttle {row.array_throttle})" if row.array_throttle else "")),
+        )
+    if row.start_at is not None and row.started_at is None:
+        lines.append(("Not before", clock_seconds(row.start_at)))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
         lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))

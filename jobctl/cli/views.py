@@ -31,6 +31,9 @@ JSON_FIELDS = (
     "backend",
     "backend_id",
     "user",
+    "queue",
+    "array_id",
+    "array_index",
 )
 
 
@@ -65,6 +68,9 @@ def job_json(row: Job) -> dict[str, Any]:
         "backend": row.backend,
         "backend_id": row.backend_id,
         "user": row.user,
+        "queue": row.queue,  # SPEC section 9
+        "array_id": row.array_id,
+        "array_index": row.array_index,
     }
 
 

@@ -42,6 +42,9 @@ class JobSpec:
     backend: str | None = None
     source: str | None = None  # the job file this came from
     ignored: dict[str, Any] = field(default_factory=dict)  # accepted keys the backend cannot honour
+    queue: str | None = None  # its named queue (None: `default`); SPEC section 9
+    start_at: str | None = None  # not started before this (as written: "10m", "22:00", ISO 8601)
+    signal: str | None = None  # "USR1@60s": a warning signal before a timeout, preemption or kill
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,3 +83,7 @@ class LaunchTask:
     secret: list[str] = field(default_factory=list)  # names of the secret values
     secret_values: dict[str, str] = field(default_factory=dict)  # kept only in the job's secrets file
     batch_deps: list[tuple[int, str]] = field(default_factory=list)  # (task index, condition) in this launch
+    queue: str = "default"  # the named queue (SPEC section 9)
+    start_at: float | None = None  # epoch seconds: not started before (`--at`, `start_at:`)
+    hold: bool = False  # recorded SUSPENDED (`--hold`)
+    throttle: int | None = None  # `--array 1-100%4`: at most this many tasks at once

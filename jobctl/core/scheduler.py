@@ -78,6 +78,8 @@ class Request:
     memory_mib: int  # total
     accelerators: tuple[tuple[str, int], ...] = ()  # alternatives ("any one of these"); (): none
     limit: float | None = None  # once started, it ends within this many seconds; None: unknown
+    queue: str = "default"  # its named queue (SPEC section 9); see QueueLimit
+    group: int | None = None  # its array (the array's first job ID), for the array's throttle
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,63 @@ class Running:
     preemptible: bool = True  # False: frozen by a user, or already being terminated
     releasing: bool = False  # True: already being terminated; its resources will free soon
     ends_by: float | None = None  # a time by which it will have ended (its timeout); None: unknown
+    queue: str = "default"
+    group: int | None = None
+
+
+@dataclass(frozen=True)
+class QueueLimit:
+    """What one named queue lets its jobs hold at once (None: no cap), and whether it is paused."""
+
+    max_running: int | None = None
+    cpus: float | None = None
+    gpus: int | None = None
+    paused: bool = False
+
+
+class _Gate:
+    """Queue caps and array throttles (SPEC section 9), counted over every job holding resources.
+
+    A job its queue or its array holds back neither starts nor reserves anything: it is not a
+    blocked job for backfill, since more free resources would not let it start.
+    """
+
+    def __init__(self, running: Sequence[Running], queues: dict[str, QueueLimit], throttles: dict[int, int]):
+        self.queues, self.throttles = queues, throttles
+        self.count: dict[str, int] = {}
+        self.cpus: dict[str, float] = {}
+        self.gpus: dict[str, int] = {}
+        self.group: dict[int, int] = {}
+        for job in running:
+            self._add(job.queue, job.group, job.cpus, sum(len(i) for _, i in job.devices))
+
+    def _add(self, queue: str, group: int | None, cpus: float, gpus: int) -> None:
+        self.count[queue] = self.count.get(queue, 0) + 1
+        self.cpus[queue] = self.cpus.get(queue, 0.0) + cpus
+        self.gpus[queue] = self.gpus.get(queue, 0) + gpus
+        if group is not None:
+            self.group[group] = self.group.get(group, 0) + 1
+
+    def why_not(self, req: Request) -> str | None:
+        """ "queue_paused", "queue_full" or "throttled" when `req` may not start now, else None."""
+        limit = self.queues.get(req.queue)
+        if limit is not None:
+            if limit.paused:
+                return "queue_paused"
+            gpus = max((count for _, count in req.accelerators), default=0)
+            if (
+                (limit.max_running is not None and self.count.get(req.queue, 0) >= limit.max_running)
+                or (limit.cpus is not None and self.cpus.get(req.queue, 0.0) + req.cpus > limit.cpus + EPS)
+                or (limit.gpus is not None and self.gpus.get(req.queue, 0) + gpus > limit.gpus)
+            ):
+                return "queue_full"
+        throttle = self.throttles.get(req.group) if req.group is not None else None
+        if throttle is not None and self.group.get(req.group, 0) >= throttle:  # type: ignore[arg-type]
+            return "throttled"
+        return None
+
+    def take(self, req: Request, option: Option) -> None:
+        self._add(req.queue, req.group, req.cpus, option[1] if option[0] is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -253,8 +312,20 @@ def _held(cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]]) -> _
     return pool
 
 
-def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: Capacity, now: float = 0.0) -> Decisions:
-    """Decide which pending jobs start now, which running jobs to preempt, and why others wait."""
+def schedule(
+    pending: Sequence[Request],
+    running: Sequence[Running],
+    capacity: Capacity,
+    now: float = 0.0,
+    queues: dict[str, QueueLimit] | None = None,
+    throttles: dict[int, int] | None = None,
+) -> Decisions:
+    """Decide which pending jobs start now, which running jobs to preempt, and why others wait.
+
+    `queues`: the caps of named queues; `throttles`: array ID -> how many of its tasks may hold
+    resources at once. A job held back by either waits with reason "queue_paused", "queue_full"
+    or "throttled" and is otherwise ignored (see `_Gate`)."""
+    gate = _Gate(running, queues or {}, throttles or {})
     free = _Pool.of(capacity)
     free_sets = {name: set(indices) for name, indices in capacity.devices.items()}
     for job in running:
@@ -279,6 +350,10 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
         if never_fits(req, capacity):
             out.waiting[req.job_id] = "resources"
             continue
+        held_back = gate.why_not(req)
+        if held_back is not None:
+            out.waiting[req.job_id] = held_back
+            continue
         opts = _options(req)
         fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
         if shadow is not None and extra is not None:  # EASY: ends before P's reserved start, or fits what P leaves
@@ -302,6 +377,7 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
                 if pool is not None:
                     pool.take(req.cpus, req.memory_mib, chosen)
             out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, chosen_name, devices)))
+            gate.take(req, chosen)
             end = None if req.limit is None else now + req.limit
             held = [(chosen_name, count)] if chosen_name is not None else []
             holders.append((end, _held(req.cpus, req.memory_mib, held)))

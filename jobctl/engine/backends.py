@@ -96,11 +96,11 @@ class LocalJobs(Backend):
     def requeue(self, job: Job) -> None:
         pass  # the supervisor starts it again
 
-    def kill(self, job: Job, now: Job, grace: float) -> None:
+    def kill(self, job: Job, now: Job, grace: float, signum: int | None = None) -> None:
         if now.alloc is None:
             return  # not running: nothing to signal
         try:
-            self._runners().cancel(backend_id(job.id, now.attempt), grace, "killed")
+            self._runners().cancel(backend_id(job.id, now.attempt), grace, "killed", signum=signum)
         except OSError:
             pass  # the kill is recorded: the runner reads kill.json as it starts, the supervisor sends it again
 
@@ -167,9 +167,19 @@ class SlurmJobs(Backend):
 
         restart(self.session, job)  # release a held/released Slurm job, resubmit a preempted one
 
-    def kill(self, job: Job, now: Job, grace: float) -> None:
+    def kill(self, job: Job, now: Job, grace: float, signum: int | None = None) -> None:
         if job.backend_id:
+            if signum is not None:  # scancel --signal first, then the cancel itself
+                from jobctl.engine.slurm_control import send_signal
+
+                send_signal(self.session, job, signum)
             self._synced().cancel(job.backend_id)
+
+    def update(self, job: Job, changes: dict[str, Any]) -> None:
+        if job.backend_id:
+            from jobctl.engine.slurm_control import update
+
+            update(self.session, job, changes)
 
     def cancel_leftover(self, job: Job) -> bool:
         if not job.backend_id:

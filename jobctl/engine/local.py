@@ -322,7 +322,12 @@ class Engine:
     def start_waiting(self, db: Store, now: float, actions: Actions) -> None:
         # The queue window: the best-ranked waiting jobs (an index keeps this cheap however long the
         # queue and the history are). Jobs beyond it wait for a later pass; rank order is kept.
-        rows = db.queue_window("local", QUEUE_WINDOW)
+        from jobctl.engine import queueing
+
+        holding = self.holding(db)
+        memo = self.__dict__.setdefault("queueing_memo", {})  # what the last pass said, see queueing.prepare
+        gate = queueing.prepare(db, now, holding, actions, memo)  # start times, paused/full queues, throttles
+        rows = db.startable_window("local", now, QUEUE_WINDOW, gate.closed_queues, gate.closed_arrays)
         rows += db.preempted_waiting("local")
         pending = []
         for row in rows:
@@ -334,9 +339,9 @@ class Engine:
             return
         by_id = {row.id: row for row in pending}
         requests = [request_of(row, self.limit(db, row)) for row in pending]
-        running = [running_of(row, self.ends_by(db, row)) for row in self.holding(db)]
+        running = [running_of(row, self.ends_by(db, row)) for row in holding]
         assert self.capacity is not None, "an engine without a capacity does not schedule"
-        decisions = schedule(requests, running, self.capacity, now)
+        decisions = schedule(requests, running, self.capacity, now, gate.limits, queueing.throttles(rows + holding))
         actions.more = (
             len(rows) >= QUEUE_WINDOW and bool(decisions.start) and "resources" not in decisions.waiting.values()
         )
@@ -373,7 +378,9 @@ class Engine:
         for job_id, why in decisions.waiting.items():
             row = by_id[job_id]
             detail, message = states.REASON_TEXT.get(why, why), row.message
-            if job_id in decisions.behind:  # fits the free resources, but a blocked job comes first
+            if why in queueing.HELD_BACK:
+                detail, message = queueing.detail(why, row), queueing.message(why, row)
+            elif job_id in decisions.behind:  # fits the free resources, but a blocked job comes first
                 ahead = decisions.behind[job_id]
                 detail = f"behind {ahead}"
                 message = f"waits behind job {ahead} ({by_id[ahead].name}), which needs the free resources first"
@@ -382,7 +389,7 @@ class Engine:
 
                     due = dt.datetime.fromtimestamp(decisions.reserved[1]).strftime("%H:%M:%S")
                     message += f" (due to start by {due}); it would still run then"
-            elif (message or "").startswith("waits behind job"):
+            elif (message or "").startswith("waits behind job") or row.reason in queueing.HELD_BACK:
                 message = None  # no longer true
             if row.state == states.PENDING and (row.reason, row.detail, row.message) != (
                 why,

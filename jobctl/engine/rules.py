@@ -55,7 +55,17 @@ def dependency_outcome(deps: list[Dependency]) -> tuple[str, str | None, str | N
 def request_of(row: Job, limit: float | None = None) -> Request:
     n = row.num_nodes
     accs = tuple((str(name).upper(), int(count) * n) for name, count in loads(row.accelerators, []))
-    return Request(row.id, row.priority, row.submitted_at, row.cpus * n, row.memory_mib * n, accs, limit)
+    return Request(
+        row.id,
+        row.priority,
+        row.submitted_at,
+        row.cpus * n,
+        row.memory_mib * n,
+        accs,
+        limit,
+        queue=row.queue,
+        group=row.array_id,
+    )
 
 
 def running_of(row: Job, ends_by: float | None = None) -> Running:
@@ -73,6 +83,8 @@ def running_of(row: Job, ends_by: float | None = None) -> Running:
         preemptible=not (frozen or releasing),
         releasing=releasing,
         ends_by=ends_by,
+        queue=row.queue,
+        group=row.array_id,
     )
 
 
@@ -132,6 +144,7 @@ def build_runner_plan(
         rank_env=rank_environment(job, attempt, alloc),
         timeout=spec.timeout,
         timeout_text=format_duration(spec.timeout) if spec.timeout else None,
+        warn_signal=_warning(spec),
         grace=grace,
         socket=socket,
         memory_mib=job.memory_mib * n,
@@ -140,3 +153,13 @@ def build_runner_plan(
         secrets_file=secrets_file,
         umask=umask,
     )
+
+
+def _warning(spec: JobSpec) -> list[float] | None:
+    """`signal: USR1@60s` as [signal number, seconds before the timeout]; None without one."""
+    if not getattr(spec, "signal", None):
+        return None
+    from jobctl.core.queueing import parse_warning
+
+    signum, before = parse_warning(spec.signal)
+    return [signum, before]

@@ -109,3 +109,38 @@ class SyncedBackend:
                 event_message=text,
                 fields={"ended_at": None},
             )
+
+
+def send_signal(service: Any, row: Job, signum: int) -> None:
+    """`jobctl kill --signal INT` of a Slurm job: `scancel --signal=INT --full` first (the cancel follows)."""
+    from jobctl.core.queueing import signal_name
+
+    assert row.backend_id is not None  # submitted
+    backend = SlurmBackend()
+    backend._call(
+        f"cannot signal Slurm job {row.backend_id}",
+        ["scancel", f"--signal={signal_name(signum)}", "--full", row.backend_id],
+        ("Invalid job id", "already completing or completed"),
+    )
+
+
+def update(service: Any, row: Job, changes: dict[str, Any]) -> None:
+    """`jobctl update` of a Slurm job: priority and time limit through `scontrol update` where Slurm
+    lets this user (an ordinary user may only lower them); the rest is jobctl's own record."""
+    import math
+
+    from jobctl.backends.slurm.client import TIMEOUT_MARGIN
+
+    values = []
+    if "priority" in changes:
+        values.append(f"Nice={max(-2147483645, min(2147483645, -int(changes['priority'])))}")
+    if "timeout" in changes:
+        limit = changes["timeout"]
+        values.append(
+            "TimeLimit=" + ("UNLIMITED" if limit is None else str(max(1, math.ceil((limit + TIMEOUT_MARGIN) / 60))))
+        )
+    if values:
+        SlurmBackend()._call(
+            f"cannot update Slurm job {row.backend_id}",
+            ["scontrol", "update", f"JobId={row.backend_id}", *values],
+        )

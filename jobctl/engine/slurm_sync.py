@@ -147,6 +147,21 @@ def submit(service: Session, ids: list[int], again: bool = False) -> None:
         raise errors[0]
 
 
+def slurm_queueing(first: Job, spec: dict[str, Any], array: bool) -> dict[str, Any]:
+    """The Submission fields of SPEC section 9: a start time, an array throttle, a warning signal."""
+    from jobctl.core.queueing import parse_warning, signal_name
+
+    fields: dict[str, Any] = {}
+    if first.start_at is not None and first.start_at > time.time():
+        fields["begin"] = first.start_at
+    if array and first.array_throttle:
+        fields["throttle"] = first.array_throttle
+    if spec.get("signal"):
+        signum, before = parse_warning(spec["signal"])
+        fields["warn_signal"] = (signal_name(signum), before)
+    return fields
+
+
 def _groups(store: Store, rows: list[Job]) -> list[list[Job]]:
     """Jobs of one `--array` launch (consecutive IDs and indices, same spec and dependencies) go together."""
     groups: list[list[Job]] = []
@@ -219,6 +234,7 @@ def _submit_group(service: Session, backend: SlurmBackend, group: list[Job], off
         comment=",".join(f"{k}={v}" for k, v in loads(first.labels, {}).items()) or None,
         hold=first.state == states.SUSPENDED,
         mounts=_mounts(spec),
+        **slurm_queueing(first, spec, bool(array)),  # --begin, --array ...%N, --signal (SPEC section 9)
     )
     for row in group:
         new_attempt_dir(service, row.id, attempt)

@@ -50,6 +50,14 @@ def _accelerators(value: Any) -> dict[str, int]:
     return value
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError
+    return value
+
+
 def _backend(value: Any) -> str:
     if value not in ("local", "slurm"):
         raise ValueError
@@ -85,6 +93,12 @@ KEYS: dict[str, Key] = {
         _duration, 'a duration such as "60s"', "60s", "the supervisor exits after this long with nothing to do"
     ),
     "kill.grace": Key(_duration, 'a duration such as "10s"', "10s", "time between SIGTERM and SIGKILL"),
+    "retention.max_age": Key(
+        _duration, 'a duration such as "30d"', None, "finished jobs older than this are forgotten, logs too"
+    ),
+    "retention.max_finished": Key(
+        _count, "a whole number >= 1", None, "at most this many finished jobs are kept (the newest), logs too"
+    ),
     "slurm.partition": Key(_string, "a partition name", None, "sbatch --partition"),
     "slurm.account": Key(_string, "an account name", None, "sbatch --account"),
 }

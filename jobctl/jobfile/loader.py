@@ -60,6 +60,9 @@ TOP_KEYS = (
     "queue_timeout",
     "labels",
     "backend",
+    "queue",
+    "start_at",
+    "signal",
 )
 RESOURCE_KEYS = ("cpus", "memory", "accelerators", "labels", "job_config")
 JOB_CONFIG_KEYS = ("max_restarts", "completions")
@@ -254,6 +257,9 @@ class _TaskBuilder:
             "priority": self._bounded_int,
             "retries": self._bounded_int,
             "execution": self._execution,
+            "queue": self._queueing,
+            "start_at": self._queueing,
+            "signal": self._queueing,
         }
         for name, key_node, value in items:
             if name in handlers:
@@ -404,6 +410,29 @@ class _TaskBuilder:
 
     def _duration(self, node: Node, key: str) -> None:  # timeout, queue_timeout
         setattr(self.spec, key, self._unit(parse_duration, node, key))
+
+    def _queueing(self, node: Node, key: str) -> None:  # queue, start_at, signal (SPEC section 9)
+        import time
+
+        from jobctl.core import queueing
+
+        value = self.r.data(node, key)
+        if value is None:
+            return
+        if key == "start_at" and isinstance(node, ScalarNode) and not isinstance(value, (str, bool)):
+            value = str(node.value)  # as written: YAML 1.1 reads 22:00 as a number (1320)
+        if not isinstance(value, str):
+            raise self.r.error(node, key, f"expected a string, got {describe(node)}")
+        check = {
+            "queue": queueing.check_queue,
+            "start_at": lambda v: queueing.parse_start(v, time.time()),
+            "signal": queueing.parse_warning,
+        }[key]
+        try:
+            check(value)
+        except ValueError as e:
+            raise self.r.error(node, key, str(e)) from None
+        setattr(self.spec, key, value)
 
     def _setup(self, node: Node, key: str) -> None:
         if not is_null(node):

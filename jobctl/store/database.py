@@ -21,6 +21,7 @@ from jobctl.store.attempts import AttemptQueries
 from jobctl.store.dashboard import DashboardQueries
 from jobctl.store.history import HistoryQueries
 from jobctl.store.jobs import JobQueries
+from jobctl.store.queues import QueueQueries
 from jobctl.store.records import TERMINAL_SQL, dumps, loads
 
 __all__ = ["DatabaseError", "MIGRATIONS", "SCHEMA_VERSION", "Store", "dumps", "explain", "loads", "transition"]
@@ -114,6 +115,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_queue ON jobs(priority DESC, submitted_at, id) WHERE state IN ('PENDING', 'RETRYING');
     CREATE INDEX jobs_deadline ON jobs(queue_deadline) WHERE queue_deadline IS NOT NULL;
     """,
+    # 3: everyday queueing (SPEC section 9): named queues, start times, array throttles; see store/queues.py
+    """
+    ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE jobs ADD COLUMN start_at REAL;
+    ALTER TABLE jobs ADD COLUMN array_id INTEGER;
+    ALTER TABLE jobs ADD COLUMN array_throttle INTEGER;
+    CREATE INDEX jobs_array ON jobs(array_id) WHERE array_id IS NOT NULL;
+    CREATE INDEX jobs_start_at ON jobs(start_at) WHERE start_at IS NOT NULL;
+    CREATE INDEX jobs_pending_queue ON jobs(queue, reason) WHERE state = 'PENDING';
+    CREATE TABLE queues (
+        name TEXT PRIMARY KEY,
+        max_running INTEGER,
+        cpus REAL,
+        gpus INTEGER,
+        paused INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -150,10 +168,11 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
-class Store(JobQueries, AttemptQueries, HistoryQueries, DashboardQueries):
+class Store(JobQueries, AttemptQueries, HistoryQueries, DashboardQueries, QueueQueries):
     """One connection to the jobctl database. Cheap to open; not shared between processes.
 
-    The named queries (jobctl/store/jobs.py, attempts.py, history.py, dashboard.py) run on this connection, in
+    The named queries (jobctl/store/jobs.py, attempts.py, history.py, dashboard.py,
+    queues.py) run on this connection, in
     whatever transaction the caller opened with `write()` or `read()`; every change of a job's
     state goes through `transition`.
     """

@@ -52,6 +52,10 @@ class Job:
     not_before: float | None
     alloc: str | None  # JSON: what the running attempt holds
     queue_deadline: float | None
+    queue: str  # the named queue (migration 3, store/queues.py)
+    start_at: float | None  # epoch seconds: not started before
+    array_id: int | None  # the array's first job ID
+    array_throttle: int | None  # how many tasks of the array may hold resources at once
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ class Supervisor:
         self.stop_requested = False
         self.started = time.time()
         self.slurm_next = 0.0  # when to look at Slurm again for local jobs waiting on Slurm jobs
+        from jobctl.supervisor.retention import Retention
+
+        self.retention = Retention(paths)
 
     # -- process plumbing ----------------------------------------------------------------------
     def acquire_lock(self, wait: float) -> bool:
@@ -285,6 +288,15 @@ class Supervisor:
                 live = store.count_live("local")
                 holding = self.engine.holding(store)
             self.act(actions)
+            try:
+                retention = self.retention.run(self.store, self.config, time.time())  # SPEC section 9
+            except Exception:  # noqa: BLE001 - logged; jobs go on, the next pass tries again
+                import traceback
+
+                traceback.print_exc()
+                retention = time.time() + 5.0
+            if retention is not None:
+                actions.wake_at(retention)
             return holding, live, actions.next_wake, actions.more
         except Exception:  # noqa: BLE001 - logged; the next event retries
             import traceback

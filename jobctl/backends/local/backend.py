@@ -91,15 +91,26 @@ class LocalBackend:
     def resume(self, bid: str) -> None:
         self._signal(bid, signal.SIGUSR2)
 
-    def cancel(self, bid: str, grace: float = 10.0, reason: str = "killed", message: str | None = None) -> bool:
+    def cancel(
+        self,
+        bid: str,
+        grace: float = 10.0,
+        reason: str = "killed",
+        message: str | None = None,
+        signum: int | None = None,
+    ) -> bool:
         """Ask the attempt to end: kill.json first (the runner reads it before it starts any worker, so a
-        kill that races the start is not lost), then SIGTERM if the runner already runs."""
+        kill that races the start is not lost), then SIGTERM if the runner already runs. `signum`: the
+        signal the job's processes get first instead of SIGTERM (`kill --signal`)."""
         folder = self.attempt_dir(bid)
         if (folder / "result.json").exists():
             return False
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # the runner may not have made it yet
         if not (folder / "kill.json").exists():
-            write_json(folder / "kill.json", {"reason": reason, "grace": grace, "message": message})
+            request = {"reason": reason, "grace": grace, "message": message}
+            if signum is not None:
+                request["signal"] = signum
+            write_json(folder / "kill.json", request)
         return self._signal(bid, signal.SIGTERM)
 
     # -- observing -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class RunnerPlan:
     rank_env: list[dict[str, str]] = field(default_factory=list)  # JOBCTL_*/SKYPILOT_* per rank
     timeout: float | None = None  # seconds per attempt
     timeout_text: str | None = None  # the timeout as the job file gave it, for messages
+    warn_signal: list[float] | None = None  # `signal: USR1@60s` as [signal number, seconds before the timeout]
     grace: float = 10.0  # seconds between TERM and KILL
     socket: str = ""  # the supervisor's socket, to wake it when the attempt ends
     memory_mib: int = 0  # for all ranks together; 0: no limit

@@ -138,6 +138,7 @@ class Runner:
         self.kill_deadline: float | None = None
         self.cgroup: Any = None  # a MemoryCgroup when the machine offers one
         self.identity: dict[str, Any] = {}
+        self.warned = False  # the job's warning signal (`signal: USR1@60s`) was sent this attempt
 
     # -- the tree ------------------------------------------------------------------------------
     def descendants(self) -> list[Any]:
@@ -270,12 +271,31 @@ class Runner:
         frozen = self.frozen_total + (time.monotonic() - self.frozen_since if self.frozen_since else 0.0)
         return time.monotonic() - self.started - frozen
 
-    def request_end(self, reason: str, grace: float, message: str | None = None) -> None:
+    def warning(self) -> tuple[int, float] | None:
+        """The job's warning signal and how long before its timeout it comes (`signal: USR1@60s`)."""
+        warn = self.plan.warn_signal
+        if isinstance(warn, list) and len(warn) == 2 and isinstance(warn[0], int):
+            return int(warn[0]), float(warn[1])
+        return None
+
+    def warn_workers(self) -> None:
+        """Send the warning signal to every worker (each rank's process: bash, or what it exec'ed)."""
+        warn = self.warning()
+        if warn is None or self.warned:
+            return
+        self.warned = True
+        for pid in list(self.workers):  # our own unreaped children: their PIDs cannot have been reused
+            with contextlib.suppress(OSError):
+                os.kill(pid, warn[0])
+
+    def request_end(self, reason: str, grace: float, message: str | None = None, signum: int | None = None) -> None:
         if self.kill_request is not None:
             return
         self.kill_request = {"reason": reason, "grace": grace, "message": message}
         self.kill_deadline = time.monotonic() + grace
-        self.signal_tree(signal.SIGTERM)
+        if grace > 0:
+            self.warn_workers()  # the start of the grace period of a kill or preemption (SPEC section 9)
+        self.signal_tree(signum or signal.SIGTERM)  # `kill --signal INT`: that signal first
         self.signal_tree(signal.SIGCONT)  # a frozen process must wake to see SIGTERM
         self.frozen_since = None
 
@@ -285,9 +305,12 @@ class Runner:
                 req = read_json(self.dir / "kill.json") or {}
                 grace = float(req.get("grace", self.plan.grace))
                 reason, message = str(req.get("reason", "killed")), req.get("message")
+                signum = req.get("signal")
+                signum = signum if isinstance(signum, int) and 0 < signum < signal.NSIG else None
             except (BadStateFile, TypeError, ValueError):
                 grace, reason, message = float(self.plan.grace), "killed", None
-            self.request_end(reason, grace, message if isinstance(message, str) else None)
+                signum = None
+            self.request_end(reason, grace, message if isinstance(message, str) else None, signum)
         elif sig == signal.SIGUSR1 and self.frozen_since is None and self.kill_request is None:
             self.frozen_since = time.monotonic()
             self.signal_tree(signal.SIGSTOP)
@@ -309,6 +332,12 @@ class Runner:
                     wait = min(wait, left)
             elif timeout and self.frozen_since is None:
                 left = timeout - self.active_seconds()
+                warn = self.warning()
+                if warn is not None and not self.warned:  # the warning signal, `before` seconds ahead
+                    if left <= warn[1]:
+                        self.warn_workers()
+                    else:
+                        wait = min(wait, left - warn[1])
                 if left <= 0:
                     limit = self.plan.timeout_text
                     self.request_end("timed_out", float(self.plan.grace), f"ran longer than its timeout of {limit}")

@@ -112,6 +112,9 @@ class Submission:
     comment: str | None = None
     hold: bool = False
     mounts: dict[str, str] = field(default_factory=dict)  # destination -> source on shared storage
+    begin: float | None = None  # sbatch --begin (epoch seconds): `launch --at` / `start_at:`
+    throttle: int | None = None  # sbatch --array=...%N: tasks of the array running at once
+    warn_signal: tuple[str, float] | None = None  # sbatch --signal=USR1@60 (`signal:`), before the timeout
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -173,7 +176,14 @@ def sbatch_options(sub: Submission) -> list[str]:
     if sub.timeout:  # minutes; the worker enforces the timeout itself, Slurm's limit is a backstop behind it
         opts.append(f"--time={max(1, math.ceil((sub.timeout + TIMEOUT_MARGIN) / 60))}")
     if sub.array:
-        opts.append(f"--array={array_spec(sub.array)}")
+        opts.append(f"--array={array_spec(sub.array)}" + (f"%{sub.throttle}" if sub.throttle else ""))
+    if sub.begin is not None:
+        import datetime as dt
+
+        opts.append("--begin=" + dt.datetime.fromtimestamp(sub.begin).strftime("%Y-%m-%dT%H:%M:%S"))
+    if sub.warn_signal is not None:  # Slurm's limit is the timeout plus TIMEOUT_MARGIN: count from there
+        name, before = sub.warn_signal
+        opts.append(f"--signal={name}@{min(65535, int(before + (TIMEOUT_MARGIN if sub.timeout else 0)))}")
     for flag, value in (
         ("--dependency", sub.dependency),
         ("--partition", sub.partition),
@@ -202,6 +212,7 @@ trap 'ended=1; [ -n "$child" ] && kill -TERM $child 2>/dev/null' TERM  # from th
 trap '[ -n "$child" ] && kill -STOP $child 2>/dev/null' TSTP
 trap '[ -n "$child" ] && kill -CONT $child 2>/dev/null' CONT
 trap '[ -n "$child" ] && kill -KILL $child 2>/dev/null' USR2  # the timeout's grace is over
+trap '[ -n "$child" ] && kill -USR1 $child 2>/dev/null' USR1  # `signal: USR1@60s` (sbatch --signal): pass it on
 rank=${SLURM_PROCID:-${SLURM_NODEID:-0}}
 export JOBCTL_NODE_RANK=$rank SKYPILOT_NODE_RANK=$rank
 if [ -n "$2" ] && [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then export JOBCTL_ACCELERATORS="$2:$CUDA_VISIBLE_DEVICES"; fi

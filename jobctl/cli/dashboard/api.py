@@ -60,13 +60,8 @@ def _rows(service: Service, query: dict[str, list[str]]) -> tuple[list[Job], lis
         limit=_int(_one(query, "limit"), "limit"),
     )
     user, queue = _one(query, "user"), _one(query, "queue")
-    kept = [r for r in rows if (user is None or r.user == user) and (queue is None or _queue_of(r) == queue)]
+    kept = [r for r in rows if (user is None or r.user == user) and (queue is None or r.queue == queue)]
     return kept, rows
-
-
-def _queue_of(row: Job) -> str:
-    """The job's queue; a store without queues puts every job in the default one."""
-    return getattr(row, "queue", None) or "default"
 
 
 def jobs(service: Service, query: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -95,13 +90,13 @@ def table(service: Service, query: dict[str, list[str]]) -> dict[str, Any]:
                 "id": r.id,
                 "state": r.state,
                 "user": r.user,
-                "queue": _queue_of(r),
+                "queue": r.queue,
                 "cells": table_cells(r, now),
             }
             for r in rows
         ],
         "users": sorted({r.user for r in unfiltered}),
-        "queues": sorted({_queue_of(r) for r in unfiltered}),
+        "queues": sorted({r.queue for r in unfiltered}),
         "states": list(states.ALL_STATES),
     }
 
