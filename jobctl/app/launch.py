@@ -389,11 +389,14 @@ def _record(
     ids: list[tuple[int, str]],
 ) -> None:
     from jobctl.home import secrets as secretfiles
+    from jobctl.store.notifications import set_targets as set_notify_targets
 
     resolved = resolve_dependencies(conn, tasks)
     created: list[list[int]] = []
+    config_targets = service.config.notify_targets()  # `[notify]` of config.toml: for every job
     for task, deps in zip(tasks, resolved):
         spec: JobSpec = task["spec"]
+        notify_targets = spec.notify + config_targets
         body = _spec_body(spec)
         digest = service.digest(body)
         conn.execute("INSERT OR IGNORE INTO specs (hash, body) VALUES (?, ?)", (digest, body))
@@ -432,6 +435,8 @@ def _record(
                 ),
             )
             job_id = cur.lastrowid
+            if notify_targets:
+                set_notify_targets(conn, job_id, notify_targets)
             conn.execute(
                 "INSERT INTO events (job_id, at, from_state, to_state, actor) VALUES (?, ?, NULL, 'CREATED', ?)",
                 (job_id, now, service.user),

@@ -136,6 +136,10 @@ class Service:
         live = conn.execute(
             f"SELECT 1 FROM jobs WHERE state NOT IN {TERMINAL_SQL} AND backend = 'local' LIMIT 1"
         ).fetchone()
+        if live is None:
+            from jobctl.store.notifications import pending_count
+
+            live = pending_count(conn) or None  # notifications to deliver: a supervisor delivers them
         if live is not None:
             from jobctl.supervisor.daemon import start_if_absent
 
@@ -263,7 +267,17 @@ class Service:
             )
         ]
         deps = [dict(d) for d in conn.execute("SELECT dep_id, condition FROM deps WHERE job_id = ?", (job_id,))]
-        return {"attempts": attempts, "workers": workers, "events": events, "depends_on": deps}
+        from jobctl.app.reports import attempt_usage, notification_details
+
+        for a in attempts:
+            a["usage"] = attempt_usage(a)
+        return {
+            "attempts": attempts,
+            "workers": workers,
+            "events": events,
+            "depends_on": deps,
+            "notifications": notification_details(conn, job_id),
+        }
 
     def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[sqlite3.Row]:
         """Block until every job is terminal (polling the database with a growing interval)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Observation:
     started_at: float | None = None  # unix seconds
     ended_at: float | None = None
     workers: list[WorkerObservation] = field(default_factory=list)
+    usage: dict[str, Any] | None = None  # what the attempt used (SPEC section 11), once it ended
 
 
 class Backend(Protocol):

@@ -238,12 +238,19 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         from jobctl.engine.slurm_sync import batch_output
 
         details["slurm_out"] = batch_output(service, row)
+    from jobctl.app.reports import latest_usage, notification_events, usage_text
+
+    usage = latest_usage(details["attempts"])
     if as_json:
         for e in details["events"]:
             e["at"] = iso(e["at"])
         for a in details["attempts"]:
             a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
-        dump({**doc, "spec": spec, "held": held, **details})
+        for n in details["notifications"]:
+            n["created_at"], n["next_try_at"] = iso(n["created_at"]), iso(n["next_try_at"])
+            for t in n["tries"]:
+                t["at"] = iso(t["at"])
+        dump({**doc, "usage": usage, "spec": spec, "held": held, **details})
         return
     out = console()
     labels = doc["labels"] or {}
@@ -267,6 +274,7 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         ("Started", clock_seconds(row["started_at"])),
         ("Ended", clock_seconds(row["ended_at"])),
         ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
+        ("Usage", usage_text(usage)),
         ("Workdir", spec.get("workdir")),
         ("Source", spec.get("source") or "-"),
     ]
@@ -314,12 +322,15 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
                 highlight=False,
             )
     out.print("\nEvents:", style="bold")
+    timeline = []
     for e in details["events"]:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}"
         extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
-        out.print(
-            f"  {clock_seconds(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False, highlight=False
-        )
+        timeline.append((e["at"], f"{move}  by {e['actor'] or 'system'}{extra}"))
+    timeline.extend(notification_events(details["notifications"]))  # deliveries, in time order
+    timeline.sort(key=lambda item: item[0])
+    for at, text in timeline:
+        out.print(f"  {clock_seconds(at)}  {text}", markup=False, highlight=False)
 
 
 def config_show(config, as_json: bool) -> None:

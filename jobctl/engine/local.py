@@ -18,6 +18,7 @@ from jobctl.core import states
 from jobctl.core.models import JobSpec
 from jobctl.core.scheduler import Allocation, Capacity, Request, Running, schedule
 from jobctl.store.database import dumps, loads, transition
+from jobctl.store.usage import record as record_usage
 
 RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before attempt 2, 3, ...
 NEVER_STARTED_AFTER = 10.0
@@ -255,6 +256,7 @@ class Engine:
             "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ? WHERE job_id = ? AND n = ?",
             (now, obs.reason or obs.state.lower(), obs.exit_code, job_id, job["attempt"]),
         )
+        record_usage(conn, job_id, job["attempt"], obs.usage)
         conn.execute("UPDATE jobs SET alloc = NULL WHERE id = ?", (job_id,))
         if state == states.KILLED:
             conn.execute("UPDATE jobs SET exit_code = COALESCE(exit_code, ?) WHERE id = ?", (obs.exit_code, job_id))

@@ -107,6 +107,40 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_queue ON jobs(priority DESC, submitted_at, id) WHERE state IN ('PENDING', 'RETRYING');
     CREATE INDEX jobs_deadline ON jobs(queue_deadline) WHERE queue_deadline IS NOT NULL;
     """,
+    # 3: notifications (an outbox, see store/notifications.py) and per-attempt usage (SPEC sections 10, 11)
+    """
+    ALTER TABLE jobs ADD COLUMN notify TEXT;
+    ALTER TABLE attempts ADD COLUMN usage TEXT;
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        attempt INTEGER,
+        created_at REAL NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_try_at REAL NOT NULL,
+        claim_pid INTEGER,
+        claim_start REAL,
+        claimed_at REAL,
+        last_error TEXT,
+        done_at REAL
+    );
+    CREATE INDEX notifications_due ON notifications(next_try_at) WHERE outcome = 'pending';
+    CREATE INDEX notifications_job ON notifications(job_id);
+    CREATE TABLE notification_tries (
+        id INTEGER PRIMARY KEY,
+        notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        message TEXT
+    );
+    CREATE INDEX notification_tries_job ON notification_tries(job_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -264,7 +298,7 @@ def transition(
     table does not allow the move (the caller decides whether that is an error).
     """
     now = time.time() if now is None else now
-    row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = conn.execute("SELECT state, notify FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         return None
     src = row[0]
@@ -283,6 +317,10 @@ def transition(
         "INSERT INTO events (job_id, at, from_state, to_state, reason, actor, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (job_id, now, src, to, reason, actor, message),
     )
+    if row[1]:  # the job asks to be told of some states: record the deliveries with the change itself
+        from jobctl.store.notifications import enqueue
+
+        enqueue(conn, job_id, row[1], to, states.status_text(to, detail), now)
     return src
 
 

@@ -28,6 +28,8 @@ from jobctl.engine.local import Engine
 from jobctl.home.config import Config
 from jobctl.home.paths import Paths, make_private_dir
 from jobctl.store.database import Store
+from jobctl.store.notifications import pending_count as pending_notifications
+from jobctl.supervisor.notify import Notifier
 
 MEMORY_CHECK_EVERY = 0.25  # seconds, while jobs run
 LIVENESS_CHECK_EVERY = 1.0  # seconds, for runners adopted from an earlier supervisor
@@ -177,6 +179,7 @@ class Supervisor:
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 
         self.backend = LocalBackend(self.paths.logs)
+        self.notifier = Notifier()
         self.engine = Engine(
             self.backend,
             self.detect_capacity(),
@@ -280,8 +283,12 @@ class Supervisor:
                 live = conn.execute(
                     "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
                 ).fetchone()[0]
+                live += pending_notifications(conn)  # undelivered notifications keep the supervisor up
                 holding = self.engine.holding(conn)
             self.act(actions)
+            notify_wake = self.deliver_notifications()
+            if notify_wake is not None:
+                actions.next_wake = min(actions.next_wake or notify_wake, notify_wake)
             return holding, live, actions.next_wake, actions.more
         except Exception:  # noqa: BLE001 - logged; the next event retries
             import traceback
@@ -289,6 +296,20 @@ class Supervisor:
             traceback.print_exc()
             sys.stderr.flush()
             return [], 1, time.time() + 1.0, False
+
+    def deliver_notifications(self) -> float | None:
+        """The notify step (SPEC section 10), after the pass's transaction: start a delivery process for
+        each due notification (see supervisor/notify.py); returns when the next one is due."""
+        try:
+            wake, started = self.notifier.step(self.store, time.time(), self.children)
+        except Exception:  # noqa: BLE001 - logged; the rows stay pending and the next pass tries again
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            return time.time() + 5.0
+        self.children.update(started)
+        return wake
 
     def poll_slurm_upstreams(self) -> float | None:
         """Mirror the Slurm jobs that waiting local jobs depend on; when to look again (None: none).
@@ -354,6 +375,7 @@ class Supervisor:
                     "SELECT 1 FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local' LIMIT 1"
                 ).fetchone()
                 is not None
+                or pending_notifications(store.conn) > 0
             )
         finally:
             store.close()
@@ -370,6 +392,7 @@ class Supervisor:
             live = conn.execute(
                 "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
             ).fetchone()[0]
+            live += pending_notifications(conn)
         if live:
             self.bind()
             self.mark(exiting=False)
