@@ -333,6 +333,70 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         out.print(f"  {clock_seconds(at)}  {text}", markup=False, highlight=False)
 
 
+def stats(service: Service, since: float | None, by: str, as_json: bool) -> None:
+    """`jobctl stats`: usage summed per group (SPEC section 11), as a table or one JSON document."""
+    from rich.table import Table
+
+    from jobctl.app.reports import Group, bytes_text, check_by, seconds_text
+    from jobctl.app.reports import stats as compute
+    from jobctl.cli.views import clock, iso
+
+    check_by(by)
+    service.refresh_local()  # jobs that ended while no supervisor ran count with their usage
+    with service.store.read() as conn:
+        groups = compute(conn, since, by)
+    total = Group("TOTAL")
+    for g in groups:
+        total.jobs += g.jobs
+        total.completed += g.completed
+        total.failed += g.failed
+        total.killed += g.killed
+        total.cpu_seconds += g.cpu_seconds
+        total.gpu_seconds += g.gpu_seconds
+        if g.peak_memory_bytes is not None:
+            total.peak_memory_bytes = max(total.peak_memory_bytes or 0, g.peak_memory_bytes)
+        total.waits.extend(g.waits)
+    if as_json:
+        dump(
+            {
+                "since": iso(since),
+                "by": by,
+                "groups": [g.as_json(by) for g in groups],
+                "total": {k: v for k, v in total.as_json(by).items() if k != by},
+            }
+        )
+        return
+    out = console()
+    title = "all jobs" if since is None else f"jobs submitted since {clock(since)}"
+    out.print(f"Usage of {title}, by {by}", markup=False, highlight=False)
+    if not groups:
+        out.print("no jobs", markup=False, highlight=False)
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    table.add_column(by.upper(), overflow="ellipsis", max_width=24, no_wrap=True)
+    for name in ("JOBS", "DONE", "FAILED", "CPU-HRS", "GPU-HRS", "PEAK MEM", "MEAN WAIT"):
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def cells(g: Group) -> list[str]:
+        wait = sum(g.waits) / len(g.waits) if g.waits else None
+        return [
+            g.key,
+            str(g.jobs),
+            str(g.completed),
+            str(g.failed),
+            f"{g.cpu_seconds / 3600:.2f}",
+            f"{g.gpu_seconds / 3600:.2f}",
+            bytes_text(g.peak_memory_bytes),
+            seconds_text(wait),
+        ]
+
+    for g in groups:
+        table.add_row(*cells(g))
+    if len(groups) > 1:
+        table.add_row(*cells(total), style="bold")
+    out.print(table)
+
+
 def config_show(config, as_json: bool) -> None:
     values = config.effective()
     if as_json:
