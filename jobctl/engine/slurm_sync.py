@@ -369,6 +369,7 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
             )
         return
     todo: dict[str, list] = {"cancel": [], "again": []}
+    ended: list[tuple[int, int, str]] = []  # (job, attempt, Slurm ID) of attempts that ended now
     with service.store.write() as conn:
         for row in rows:
             cur = _row(conn, row["id"])
@@ -381,11 +382,16 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
             if obs is None:
                 continue  # not in Slurm's answer this time: no news until misses confirm it is gone
             action = _apply(service, conn, cur, obs, time.time())
+            after = _row(conn, cur["id"])
+            if after is not None and after["state"] != cur["state"] and after["state"] in _ENDS_ATTEMPT:
+                ended.append((cur["id"], cur["attempt"], cur["backend_id"]))
             if action:
                 todo[action].append(cur["backend_id"] if action == "cancel" else cur["id"])
         from jobctl.home.secrets import Sweeper
 
         Sweeper(service.paths).sweep(conn)  # the secrets of jobs that just ended go (no supervisor on Slurm)
+    if ended:
+        record_usage(service, backend, ended)
     for bid in todo["cancel"]:
         _quietly(backend.cancel, bid)
     if todo["again"]:
@@ -393,6 +399,25 @@ def refresh(service, rows: list[sqlite3.Row], force: bool = False) -> None:
             submit(service, todo["again"], again=True)
         except JobctlError:
             pass  # recorded on the jobs (FAILED, submit error); a refresh raises no errors of its own
+
+
+_ENDS_ATTEMPT = states.TERMINAL | {states.RETRYING}
+
+
+def record_usage(service, backend: SlurmBackend, ended: list[tuple[int, int, str]]) -> None:
+    """Each ended attempt's usage from sacct (TotalCPU, MaxRSS, Elapsed, AllocTRES); best effort: a
+    cluster without accounting leaves it unknown."""
+    from jobctl.store import usage as usage_store
+
+    try:
+        found = backend.usage([bid for _, _, bid in ended])
+    except Exception:  # noqa: BLE001 - accounting never fails a refresh
+        return
+    if not found:
+        return
+    with service.store.write() as conn:
+        for job_id, attempt, bid in ended:
+            usage_store.record(conn, job_id, attempt, found.get(bid))
 
 
 UPSTREAM_POLL = 3.0  # seconds between looks at Slurm while a local job waits for a Slurm job
