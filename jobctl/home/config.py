@@ -77,8 +77,8 @@ def _notify_webhook(value: Any) -> str:
 def _notify_on(value: Any) -> list[str]:
     from jobctl.core.notify import parse_states
 
-    if isinstance(value, str) and "," in value:  # `config set notify.on FAILED,KILLED`
-        value = [v for v in value.split(",") if v.strip()]
+    if isinstance(value, str):  # `config set notify.on FAILED,KILLED` or `[FAILED, KILLED]` unquoted
+        value = [v.strip().strip("'\"") for v in value.strip().strip("[]").split(",") if v.strip()]
     return parse_states(value)
 
 
