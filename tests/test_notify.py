@@ -154,6 +154,7 @@ def test_webhook_receives_the_jobs_json_once(jobctl, tmp_path, hook):
     assert body["text"] == f"jobctl: job {job_id} (hooked) COMPLETED" == body["content"]
     text = jobctl("describe", str(job_id), check=True).stdout
     assert "secret-token" not in text  # a webhook's path is its secret: describe shows the host only
+    assert "secret-token" not in jobctl("describe", str(job_id), "--json", check=True).stdout
     assert "notify webhook http://127.0.0.1:" in text
 
 

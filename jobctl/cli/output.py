@@ -232,6 +232,13 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     spec = service.spec_of(row)
     details = service.details(row)
     spec["envs"] = masked_envs(spec, loads(row["envs"], {}))
+    if spec.get("notify"):  # a webhook's path is its secret (Slack, Discord): the host only
+        from jobctl.core.notify import describe_target
+
+        spec["notify"] = [
+            {**t, "value": describe_target(t).split(" ", 1)[1]} if t.get("kind") == "webhook" else t
+            for t in spec["notify"]
+        ]
     held = loads(row["alloc"])
     doc = job_json(row)
     if row["backend"] == "slurm" and row["attempt"]:

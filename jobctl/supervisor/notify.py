@@ -271,7 +271,13 @@ def deliver(notification_id: int, seen_pid: int | None) -> int:
             log = str(paths.attempt_dir(job["id"], n.attempt) / "rank0.log") if n.attempt else ""
             env = {**os.environ, **environment(job, n, log)}
             cwd = workdir if workdir and os.path.isdir(workdir) else str(Path.home())
-            ok, message = run_command(str(target.get("value", "")), env, cwd)
+            umask = _job_umask(job)
+            old_umask = os.umask(umask) if umask is not None else None  # files it makes: as the job's
+            try:
+                ok, message = run_command(str(target.get("value", "")), env, cwd)
+            finally:
+                if old_umask is not None:
+                    os.umask(old_umask)
         elif target.get("kind") == "webhook":
             ok, message = post_webhook(str(target.get("value", "")), document(job, n))
         else:
@@ -281,6 +287,14 @@ def deliver(notification_id: int, seen_pid: int | None) -> int:
         return 0
     finally:
         store.close()
+
+
+def _job_umask(job: Any) -> int | None:
+    try:
+        umask = json.loads(job["envs"] or "{}").get("umask")
+    except (ValueError, AttributeError):
+        return None
+    return umask if isinstance(umask, int) and 0 <= umask <= 0o777 else None
 
 
 def main(argv: list[str]) -> int:

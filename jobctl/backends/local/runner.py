@@ -500,7 +500,8 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
             runner.chdir()
             from jobctl.backends.local.usage import UsageMeter, devices_of
 
-            runner.meter = UsageMeter(devices_of(runner.plan), runner.cgroup)
+            if os.environ.get("JOBCTL_ACCOUNTING") != "0":  # 0: off, only to measure what it costs
+                runner.meter = UsageMeter(devices_of(runner.plan), runner.cgroup)
             runner.start_workers()
         except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
             runner.signal_tree(signal.SIGKILL)
