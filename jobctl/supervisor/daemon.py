@@ -175,6 +175,7 @@ class Supervisor:
         import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
 
         import jobctl.backends.local.cgroups  # noqa: F401 - likewise
+        import jobctl.backends.local.usage  # noqa: F401 - likewise
 
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 

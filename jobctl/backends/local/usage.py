@@ -7,9 +7,10 @@
   runner's own CPU time.
 - Peak memory: the memory cgroup's peak where there is one and it is this attempt's own
   (`memory.max_usage_in_bytes` is reset when a v1 cgroup is claimed; a reused v2 cgroup's
-  `memory.peak` counts only when it rose above what it was at the claim). Otherwise the larger of
-  the tree's summed RSS, sampled by the runner (at most once a second), and the largest single
-  process's peak RSS from `getrusage` (exact, also for a process that lived less than a sample).
+  `memory.peak` counts only when it rose above what it was at the claim), and then nothing is
+  sampled. Otherwise the larger of the tree's summed RSS, sampled by the runner once a second
+  from the first second on, and the largest single process's peak RSS from `getrusage` (exact,
+  also for a process that lived less than a sample).
 - GPUs: gpu_seconds = devices held x wall time; with `nvidia-smi`, utilisation and memory of the
   held devices sampled every `GPU_SAMPLE_EVERY` seconds (`gpu_util_avg`, `gpu_memory_max_bytes`).
 
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,15 @@ class UsageMeter:
         self.cg_cpu_base = cgroup_cpu_seconds(cgroup)
         self.cg_peak_base = cgroup_peak_bytes(cgroup)
         self.max_tree_rss = 0
-        self.next_sample = 0.0
-        self.nvidia_smi = shutil.which("nvidia-smi") if devices else None
+        # The cgroup's peak is exact where it is this attempt's own: then no sampling at all (a v2
+        # cgroup reused from an earlier attempt keeps that one's peak, so there the tree is sampled).
+        own_peak = cgroup is not None and (cgroup.version == 1 or self.cg_peak_base == 0)
+        self.next_sample = float("inf") if own_peak else self.started + SAMPLE_EVERY
+        self.nvidia_smi: str | None = None
+        if devices:
+            import shutil
+
+            self.nvidia_smi = shutil.which("nvidia-smi")
         self.next_gpu_sample = 0.0
         self.gpu_util: list[float] = []
         self.gpu_mem_max: int | None = None
@@ -109,6 +115,8 @@ class UsageMeter:
             self.sample_gpus()
 
     def sample_gpus(self) -> None:
+        import subprocess
+
         try:
             out = subprocess.run(
                 [
