@@ -136,15 +136,18 @@ class Service:
         live = conn.execute(
             f"SELECT 1 FROM jobs WHERE state NOT IN {TERMINAL_SQL} AND backend = 'local' LIMIT 1"
         ).fetchone()
+        pending = None
         if live is None:
             from jobctl.store.notifications import pending_count
 
-            live = pending_count(conn) or None  # notifications to deliver: a supervisor delivers them
+            live = pending = pending_count(conn) or None  # notifications to deliver: a supervisor delivers them
         if live is not None:
             from jobctl.supervisor.daemon import start_if_absent
 
             if start_if_absent(self.paths, drop=self.env_drop):
                 self._started_supervisor = time.monotonic()
+            elif pending:
+                self.wake_supervisor(start=False)  # one that is up may not know of them yet
 
     # -- selecting jobs ------------------------------------------------------------------------
     def job(self, selector: str) -> sqlite3.Row:

@@ -228,8 +228,11 @@ class Supervisor:
                     idle_since = mono
                 else:
                     left = self.idle_exit - (mono - idle_since)
-                    if left <= 0 and self.try_exit():
-                        break
+                    if left <= 0:
+                        if self.try_exit():
+                            break
+                        need_tick = True  # work arrived unannounced (a delivery recorded by a command): pass now
+                        continue
                     deadlines.append(mono + max(left, 0.05))
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 with contextlib.suppress(InterruptedError):
