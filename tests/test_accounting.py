@@ -285,3 +285,24 @@ def test_stats_counts_real_jobs(jobctl, tmp_path):
     assert (by["a"]["jobs"], by["a"]["completed"], by["a"]["failed"]) == (2, 2, 0)
     assert (by["b"]["jobs"], by["b"]["completed"], by["b"]["failed"]) == (1, 0, 1)
     assert by["a"]["peak_memory_bytes"] > 0 and by["a"]["mean_wait_seconds"] is not None
+
+
+def test_an_ended_slurm_attempt_records_sacct_figures(home):
+    """The step of the Slurm mirror that records usage, against a real store (sacct's answer recorded)."""
+    from jobctl.app.session import Service
+    from jobctl.engine.slurm_sync import record_usage
+    from jobctl.home.paths import resolve
+
+    service = Service(resolve({"JOBCTL_HOME": str(home)}))
+    with service.store.write() as conn:
+        conn.execute("INSERT INTO specs (id, hash, body) VALUES (1, 'h', '{}')")
+        conn.execute(
+            "INSERT INTO jobs (id, name, state, spec_id, cpus, memory_mib, user, submitted_at, backend, backend_id,"
+            " attempt) VALUES (1, 's', 'COMPLETED', 1, 1, 1024, 'u', 0, 'slurm', '5', 1)"
+        )
+        conn.execute("INSERT INTO attempts (job_id, n) VALUES (1, 1)")
+    record_usage(service, SlurmBackend(lambda argv, timeout: Result(argv, 0, SACCT, "")), [(1, 1, "5")])
+    from jobctl.app.reports import attempt_usage
+
+    row = service.store.conn.execute("SELECT usage FROM attempts WHERE job_id = 1").fetchone()
+    assert attempt_usage({"usage": row[0]}) == parse_sacct_usage(SACCT)["5"]

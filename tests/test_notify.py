@@ -241,7 +241,7 @@ def test_failed_webhook_is_retried_with_backoff_then_delivered(jobctl, tmp_path,
     gap = _seconds(tries[1]["at"]) - _seconds(tries[0]["at"])
     assert 4 <= gap <= 20  # the first backoff is 5 s
     text = jobctl("describe", str(job_id), check=True).stdout
-    assert "failed, webhook http://127.0.0.1:" in text and "HTTP 500 (try 1 of 5, will retry)" in text
+    assert "(COMPLETED): failed, answered HTTP 500 (try 1 of 5, will retry)" in text
 
 
 def _seconds(iso_text: str) -> float:

@@ -298,6 +298,12 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
     if spec.get("ignored"):
         lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
+    from jobctl.core.notify import describe_target
+    from jobctl.store.notifications import targets_of
+
+    targets = targets_of(service.store.conn, row["id"])  # the job's own and the config's, as launched
+    if targets:
+        lines.append(("Notify", "; ".join(f"{describe_target(t)} on {', '.join(t['on'])}" for t in targets)))
     if details.get("slurm_out"):
         lines.append(("Slurm out", details["slurm_out"]["path"]))
         lines.extend(("", f"| {line}") for line in details["slurm_out"]["tail"])

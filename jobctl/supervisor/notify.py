@@ -209,13 +209,11 @@ class _Deadline(Exception):
 
 
 def post_webhook(url: str, body: dict[str, Any], timeout: float = TRY_SECONDS) -> tuple[bool, str]:
-    """One POST of `body` as JSON; ok on a 2xx answer. The whole try, connect to last byte, is bounded."""
+    """One POST of `body` as JSON; ok on a 2xx answer. The whole try, connect to last byte, is bounded.
+    The message never quotes the URL (its path may be a secret; describe names the host)."""
     import urllib.error
     import urllib.request
 
-    from jobctl.core.notify import describe_target
-
-    shown = describe_target({"kind": "webhook", "value": url})[len("webhook ") :]
     data = json.dumps(body).encode()
     request = urllib.request.Request(
         url,
@@ -232,16 +230,16 @@ def post_webhook(url: str, body: dict[str, Any], timeout: float = TRY_SECONDS) -
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             answer.read(OUTPUT_CAP)
-            return True, f"webhook {shown} answered {answer.status}"
+            return True, f"answered {answer.status}"
     except _Deadline:
-        return False, f"webhook {shown} timed out after {timeout:g}s"
+        return False, f"no answer: timed out after {timeout:g}s"
     except urllib.error.HTTPError as exc:
-        return False, f"webhook {shown} answered HTTP {exc.code}"
+        return False, f"answered HTTP {exc.code}"
     except urllib.error.URLError as exc:
         reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
-        return False, f"webhook {shown} failed: {reason}"
+        return False, f"failed: {reason}"
     except (OSError, ValueError) as exc:
-        return False, f"webhook {shown} failed: {exc}"
+        return False, f"failed: {exc}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
