@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 from jobctl.backends.local.usage import UsageMeter, parse_nvidia_smi
 from jobctl.backends.slurm.client import Result, SlurmBackend, parse_sacct_usage
@@ -304,5 +304,6 @@ def test_an_ended_slurm_attempt_records_sacct_figures(home):
     record_usage(service, SlurmBackend(lambda argv, timeout: Result(argv, 0, SACCT, "")), [(1, 1, "5")])
     from jobctl.app.reports import attempt_usage
 
-    row = service.store.conn.execute("SELECT usage FROM attempts WHERE job_id = 1").fetchone()
-    assert attempt_usage({"usage": row[0]}) == parse_sacct_usage(SACCT)["5"]
+    attempt = service.store.attempt(1, 1)
+    assert attempt is not None
+    assert attempt_usage({"usage": attempt.usage}) == parse_sacct_usage(SACCT)["5"]

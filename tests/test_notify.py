@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import count_jobs, wait_until, write_job
+from helpers import count_jobs, wait_until, write_job
 
 
 class Hook:

@@ -4,12 +4,14 @@ and notification deliveries (section 10). Reads only; the SQL is in `jobctl/stor
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.core import states
 from jobctl.core.accounting import USAGE_FIELDS
+
+if TYPE_CHECKING:
+    from jobctl.store.database import Store
 
 
 def attempt_usage(attempt: dict[str, Any]) -> dict[str, Any] | None:
@@ -69,19 +71,19 @@ def usage_text(usage: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def notification_details(conn: sqlite3.Connection, job_id: int) -> list[dict[str, Any]]:
+def notification_details(store: Store, job_id: int) -> list[dict[str, Any]]:
     """A job's deliveries for `describe --json`: target, state, outcome and every try."""
     from jobctl.core.notify import describe_target
-    from jobctl.store.notifications import for_job
 
-    rows, tries = for_job(conn, job_id)
+    rows, tries = store.notifications_of(job_id)
     out = []
     for n in rows:
+        target = n.target_doc
         out.append(
             {
-                "target": describe_target(n.target),
-                "kind": n.target.get("kind"),
-                "origin": n.target.get("origin"),
+                "target": describe_target(target),
+                "kind": target.get("kind"),
+                "origin": target.get("origin"),
                 "state": n.state,
                 "outcome": n.outcome,
                 "tries": [{"at": t.at, "ok": t.ok, "message": t.message} for t in tries if t.notification_id == n.id],
@@ -150,15 +152,13 @@ def check_by(by: str) -> str:
     raise UsageError(f"--by: expected user, queue, name or label:KEY, got {by!r}")
 
 
-def stats(conn: sqlite3.Connection, since: float | None, by: str) -> list[Group]:
+def stats(store: Store, since: float | None, by: str) -> list[Group]:
     """Jobs submitted since `since`, summed per group like sacct/sreport (SPEC section 11).
 
     A job counts once (its latest state); CPU and GPU time add up every attempt; peak memory is the
     largest of any attempt; the wait is submitted -> first start, for jobs that started."""
-    from jobctl.store.usage import jobs_since
-
     groups: dict[str, Group] = {}
-    for job in jobs_since(conn, since):
+    for job in store.usage_jobs_since(since):
         key = _group_key(job, by)
         g = groups.setdefault(key, Group(key))
         g.jobs += 1

@@ -8,7 +8,6 @@ they are out of date.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -27,12 +26,9 @@ def complete_jobs(incomplete: str) -> list[str]:
         return []  # a home someone else could change: nothing is read from it (the command itself says why)
     if not db.exists():
         return []
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5)
-        rows = conn.execute("SELECT id, name FROM jobs ORDER BY id DESC LIMIT 500").fetchall()
-        conn.close()
-    except sqlite3.Error:
-        return []
+    from jobctl.store.completion import recent_jobs
+
+    rows = recent_jobs(db, 500)
     seen: list[str] = []
     for job_id, name in rows:
         for word in (str(job_id), name):

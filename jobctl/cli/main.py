@@ -7,7 +7,7 @@ code; `JOBCTL_DEBUG=1` shows the traceback instead. Data goes to stdout, everyth
 import json
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -164,7 +164,7 @@ def launch(
         sys.stdout.flush()
         first = plan.jobs[0]
         more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
-        name = service.select([str(ids[0])])[0]["name"] if first.get("array") else first["name"]  # NAME-INDEX
+        name = service.select([str(ids[0])])[0].name if first.get("array") else first["name"]  # NAME-INDEX
         _err(f"launched job {ids[0]} ({name}){more} on {first['backend']}: {first['resources']}")
     if wait or follow:
         raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
@@ -181,7 +181,7 @@ def _wait(service, ids: list[int], **kw) -> int:
             raise
         live = [str(i) for i in ids]
         try:
-            done = {r["id"] for r in service.select(live, missing_ok=True) if r["state"] in TERMINAL}
+            done = {r.id for r in service.select(live, missing_ok=True) if r.state in TERMINAL}
             live = [i for i in live if int(i) not in done] or live
         except Exception:  # the database is busy or gone: name every job
             pass
@@ -330,6 +330,7 @@ def prune(
     from jobctl.cli import output
 
     seconds = _duration_option("--older-than", older_than)
+    assert seconds is not None  # the option has a default
     raise typer.Exit(output.report(control.prune(_service(), seconds), as_json, quiet_empty=True))
 
 
@@ -418,12 +419,12 @@ def wait(
     _check_selectors(jobs, all_jobs)
     svc = _service()
     if all_jobs:
-        ids = [row["id"] for row in svc.select([], all_jobs=True) if row["state"] not in TERMINAL]
+        ids = [row.id for row in svc.select([], all_jobs=True) if row.state not in TERMINAL]
         if not ids:
             _err("no unfinished jobs")
             raise typer.Exit(0)
     else:
-        ids = [row["id"] for row in svc.select(jobs or [])]
+        ids = [row.id for row in svc.select(jobs or [])]
     raise typer.Exit(_wait(svc, ids, as_json=as_json, timeout=seconds))
 
 
@@ -533,7 +534,28 @@ def supervisor_status(as_json: JsonOpt = False) -> None:
     raise typer.Exit(output.supervisor_status(_service(), as_json))
 
 
-def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
+# -- dashboard -----------------------------------------------------------------------------------
+@app.command()
+def dashboard(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback is reachable from the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).", min=0, max=65535)] = 8765,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a web browser.")] = False,
+    allow_control: Annotated[
+        bool, typer.Option("--allow-control", help="Add stop/start/kill/retry buttons (read-only without it).")
+    ] = False,
+) -> None:
+    """Serve a web page of jobs, a timeline and usage until Ctrl-C; prints its URL with an access token.
+
+    Example: jobctl dashboard --port 8765 --open
+    """
+    from jobctl.cli.dashboard.server import serve  # imported only here: no cost for other commands
+
+    raise typer.Exit(serve(_paths(), host, port, open_browser=open_browser, allow_control=allow_control))
+
+
+def _click_exceptions() -> tuple[Any, Any]:  # click's classes, found at run time (never imported here)
     """(ClickException, UsageError) of the click that Typer runs on: the `click` package for older
     Typer releases, the copy Typer vendors (`typer._click`) for newer ones. Found through
     `typer.BadParameter`, which both export, so `click` itself is never imported."""
@@ -561,9 +583,9 @@ def _usage_line(exc) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else _command_path_from_argv()
     command = getattr(ctx, "command", None) if ctx is not None else None
-    if message == "Missing command" and hasattr(command, "list_commands"):
+    if message == "Missing command" and command is not None and hasattr(command, "list_commands"):
         message = f"missing command (one of: {', '.join(command.list_commands(ctx))})"
-    elif message.startswith("No such command") and hasattr(command, "list_commands"):
+    elif message.startswith("No such command") and command is not None and hasattr(command, "list_commands"):
         import difflib
         import re
 
@@ -609,11 +631,9 @@ def main() -> None:
         _err(f"error: {' '.join(exc.format_message().split())}", "red")
         sys.exit(exc.exit_code if exc.exit_code else 1)
     except Exception as exc:  # anything unexpected
-        import sqlite3
+        from jobctl.store.database import DatabaseError, explain
 
-        if isinstance(exc, sqlite3.Error) and not debug:  # a query outside a mapped transaction
-            from jobctl.store.database import explain
-
+        if isinstance(exc, DatabaseError) and not debug:  # a query outside a mapped transaction
             _err(f"error: {explain(exc, _paths().db).message}", "red")
             sys.exit(1)
         if debug:

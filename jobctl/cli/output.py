@@ -11,8 +11,9 @@ from typing import Any
 
 from jobctl.app.session import ActionResult, Service, masked_envs
 from jobctl.core import states
+from jobctl.engine.backends import backend_class, backend_for
 from jobctl.errors import NotFound, StateError, UsageError
-from jobctl.store.database import loads
+from jobctl.store.records import Job, loads
 
 # the default table (no selector, --all or --limit) shows at most this many rows, then a footer line
 DEFAULT_ROWS = 500
@@ -125,7 +126,7 @@ def wait_and_report(
 
     def tick(rows):
         if spinner:
-            text = ", ".join(f"{r['id']} {states.status_text(r['state'], r['detail'])}" for r in rows[:3])
+            text = ", ".join(f"{r.id} {states.status_text(r.state, r.detail)}" for r in rows[:3])
             spinner.update(f"{text}  {int(time.monotonic() - started)}s")
 
     try:
@@ -138,11 +139,11 @@ def wait_and_report(
     else:
         err = console(stderr=True)
         for r in rows:
-            text = states.status_text(r["state"], r["detail"])
-            if r["state"] != states.COMPLETED:
-                text = with_message(text, r["message"])
-            err.print(f"job {r['id']} ({r['name']}): {text}", markup=False)
-    codes = [states.wait_exit_code(r["state"], r["reason"], r["exit_code"]) for r in rows]
+            text = states.status_text(r.state, r.detail)
+            if r.state != states.COMPLETED:
+                text = with_message(text, r.message)
+            err.print(f"job {r.id} ({r.name}): {text}", markup=False)
+    codes = [states.wait_exit_code(r.state, r.reason, r.exit_code) for r in rows]
     return next((c for c in codes if c), 0)
 
 
@@ -155,33 +156,33 @@ def _follow_jobs(service: Service, ids: list[int]) -> None:
 def _follow_one(service: Service, job_id: int, rank: int | None, from_start: bool) -> None:
     from jobctl.app.logs import follow, log_files
 
-    conn = service.store.conn
+    store = service.store
 
-    def row():
-        found = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    def row() -> Job:
+        found = store.job(job_id)
         if found is None:
             raise NotFound(f"job {job_id} was removed")
         return found
 
     def files():
         r = row()
-        if r["attempt"] == 0:
+        if r.attempt == 0:
             return None
-        return log_files(service.paths.job_dir(job_id), r["attempt"], r["num_nodes"], rank)
+        return log_files(service.paths.job_dir(job_id), r.attempt, r.num_nodes, rank)
 
     next_check = [time.monotonic() + 1.0]
 
     def finished():
         r = row()
-        if r["backend"] == "slurm":
-            service.refresh_slurm([r])
+        if backend_class(r).mirrored:
+            service.refresh([r])
             r = row()
-        elif r["state"] not in states.TERMINAL or r["alloc"] is not None:
+        elif r.state not in states.TERMINAL or r.alloc is not None:
             if time.monotonic() >= next_check[0]:  # record an end nobody recorded; bring a killed supervisor back
                 service.refresh_local()
                 next_check[0] = time.monotonic() + 1.0
                 r = row()
-        return r["state"] in states.TERMINAL and r["alloc"] is None
+        return r.state in states.TERMINAL and r.alloc is None
 
     service.wake_supervisor(start=True)
     service.refresh_local()
@@ -192,101 +193,79 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
     from jobctl.app.logs import log_files, print_logs
 
     row = service.job(selector)
-    if row["backend"] == "slurm":
-        service.refresh_slurm([row])
-        row = service.job(str(row["id"]))
+    if service.refresh([row]):
+        row = service.job(str(row.id))
     if follow and attempt is None:
         if tail is not None:
-            files = log_files(service.paths.job_dir(row["id"]), max(row["attempt"], 1), row["num_nodes"], rank)
+            files = log_files(service.paths.job_dir(row.id), max(row.attempt, 1), row.num_nodes, rank)
             print_logs(files, tail)
-            _follow_one(service, row["id"], rank, from_start=False)
+            _follow_one(service, row.id, rank, from_start=False)
         else:
-            _follow_one(service, row["id"], rank, from_start=True)
-        row = service.job(str(row["id"]))
-        if row["attempt"] == 0 and row["state"] in states.TERMINAL:  # nothing was streamed: say why
+            _follow_one(service, row.id, rank, from_start=True)
+        row = service.job(str(row.id))
+        if row.attempt == 0 and row.state in states.TERMINAL:  # nothing was streamed: say why
             raise StateError(
-                f"job {row['id']} ({row['name']}) ended without running: "
-                f"{states.status_text(row['state'], row['detail'])}"
+                f"job {row.id} ({row.name}) ended without running: {states.status_text(row.state, row.detail)}"
             )
         return
-    n = attempt if attempt is not None else row["attempt"]
+    n = attempt if attempt is not None else row.attempt
     if n == 0:
-        raise StateError(f"job {row['id']} has not started yet; use -f to wait for its output")
-    if not 1 <= n <= row["attempt"]:
-        raise UsageError(f"--attempt: job {row['id']} has attempts 1 to {row['attempt']}")
+        raise StateError(f"job {row.id} has not started yet; use -f to wait for its output")
+    if not 1 <= n <= row.attempt:
+        raise UsageError(f"--attempt: job {row.id} has attempts 1 to {row.attempt}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show
-        if row["backend"] != "slurm":
-            raise UsageError(f"--batch: job {row['id']} runs on the {row['backend']} backend; only Slurm jobs have it")
-        return print_logs([(0, service.paths.attempt_dir(row["id"], n) / "slurm.out")], tail)
-    print_logs(log_files(service.paths.job_dir(row["id"]), n, row["num_nodes"], rank), tail)
+        return print_logs([(0, backend_for(row, service).batch_log(row, n))], tail)
+    print_logs(log_files(service.paths.job_dir(row.id), n, row.num_nodes, rank), tail)
 
 
 def describe(service: Service, selector: str, as_json: bool) -> None:
-    from jobctl.cli.views import clock_seconds, iso, job_json, resources, seconds_text
+    from jobctl.cli.views import clock_seconds, job_json, resources, seconds_text
 
     service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
-    if row["backend"] == "slurm":
-        service.refresh_slurm([row])
-        row = service.job(str(row["id"]))
+    if service.refresh([row]):
+        row = service.job(str(row.id))
     spec = service.spec_of(row)
     details = service.details(row)
-    spec["envs"] = masked_envs(spec, loads(row["envs"], {}))
-    if spec.get("notify"):  # a webhook's path is its secret (Slack, Discord): the host only
-        from jobctl.core.notify import describe_target
-
-        spec["notify"] = [
-            {**t, "value": describe_target(t).split(" ", 1)[1]} if t.get("kind") == "webhook" else t
-            for t in spec["notify"]
-        ]
-    held = loads(row["alloc"])
+    spec["envs"] = masked_envs(spec, loads(row.envs, {}))
+    masked_notify(spec)
+    held = loads(row.alloc)
     doc = job_json(row)
-    if row["backend"] == "slurm" and row["attempt"]:
-        from jobctl.engine.slurm_sync import batch_output
-
-        details["slurm_out"] = batch_output(service, row)
+    details.update(backend_for(row, service).describe(row))
+    if as_json:
+        dump(describe_document(doc, spec, held, details))
+        return
     from jobctl.app.reports import latest_usage, notification_events, usage_text
 
     usage = latest_usage(details["attempts"])
-    if as_json:
-        for e in details["events"]:
-            e["at"] = iso(e["at"])
-        for a in details["attempts"]:
-            a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
-        for n in details["notifications"]:
-            n["created_at"], n["next_try_at"] = iso(n["created_at"]), iso(n["next_try_at"])
-            for t in n["tries"]:
-                t["at"] = iso(t["at"])
-        dump({**doc, "usage": usage, "spec": spec, "held": held, **details})
-        return
     out = console()
     labels = doc["labels"] or {}
     retries = spec.get("retries") or 0
     lines = [
-        ("ID", row["id"]),
-        ("Name", row["name"]),
+        ("ID", row.id),
+        ("Name", row.name),
         ("Status", doc["status"]),
-        ("Reason", row["reason"] or "-"),
-        ("Message", row["message"] or "-"),
+        ("Reason", row.reason or "-"),
+        ("Message", row.message or "-"),
         ("Resources", resources(row)),
-        ("Backend", f"{row['backend']}" + (f" ({row['backend_id']})" if row["backend_id"] else "")),
-        ("User", row["user"]),
+        ("Backend", f"{row.backend}" + (f" ({row.backend_id})" if row.backend_id else "")),
+        ("User", row.user),
         ("Priority", spec.get("priority", 0)),
-        ("Attempt", states.attempt_text(row["attempt"], row["max_attempts"])),
+        ("Attempt", states.attempt_text(row.attempt, row.max_attempts)),
         ("Retries", f"{retries} (automatic, after a failure)" if retries else "0 (a failure is final)"),
         ("Timeout", seconds_text(spec.get("timeout")) + (" per attempt" if spec.get("timeout") else "")),
         ("Queue timeout", seconds_text(spec.get("queue_timeout"))),
         ("Labels", ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"),
-        ("Submitted", clock_seconds(row["submitted_at"])),
-        ("Started", clock_seconds(row["started_at"])),
-        ("Ended", clock_seconds(row["ended_at"])),
-        ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
+        ("Submitted", clock_seconds(row.submitted_at)),
+        ("Started", clock_seconds(row.started_at)),
+        ("Ended", clock_seconds(row.ended_at)),
+        ("Exit code", "-" if row.exit_code is None else row.exit_code),
         ("Usage", usage_text(usage)),
         ("Workdir", spec.get("workdir")),
         ("Source", spec.get("source") or "-"),
     ]
-    if row["array_index"] is not None:
-        lines.insert(2, ("Array index", row["array_index"]))
+    if row.array_index is not None:
+        lines.insert(2, ("Array index", row.array_index))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
         lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
@@ -299,9 +278,8 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     if spec.get("ignored"):
         lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
     from jobctl.core.notify import describe_target
-    from jobctl.store.notifications import targets_of
 
-    targets = targets_of(service.store.conn, row["id"])  # the job's own and the config's, as launched
+    targets = loads(row.notify, [])  # the job's own and the config's, as launched
     if targets:
         lines.append(("Notify", "; ".join(f"{describe_target(t)} on {', '.join(t['on'])}" for t in targets)))
     if details.get("slurm_out"):
@@ -356,8 +334,8 @@ def stats(service: Service, since: float | None, by: str, as_json: bool) -> None
 
     check_by(by)
     service.refresh_local()  # jobs that ended while no supervisor ran count with their usage
-    with service.store.read() as conn:
-        groups = compute(conn, since, by)
+    with service.store.read():
+        groups = compute(service.store, since, by)
     total = Group("TOTAL")
     for g in groups:
         total.jobs += g.jobs
@@ -410,6 +388,46 @@ def stats(service: Service, since: float | None, by: str, as_json: bool) -> None
     out.print(table)
 
 
+def masked_notify(spec: dict[str, Any]) -> None:
+    """A webhook's path is its secret (Slack, Discord): the spec shows the host only."""
+    if spec.get("notify"):
+        from jobctl.core.notify import describe_target
+
+        spec["notify"] = [
+            {**t, "value": describe_target(t).split(" ", 1)[1]} if t.get("kind") == "webhook" else t
+            for t in spec["notify"]
+        ]
+
+
+def describe_document(doc: dict[str, Any], spec: dict[str, Any], held: Any, details: dict[str, Any]) -> dict[str, Any]:
+    """The document of `describe --json` (also served by the dashboard's /api/jobs/ID)."""
+    from jobctl.app.reports import latest_usage
+    from jobctl.cli.views import iso
+
+    usage = latest_usage(details["attempts"])
+    for e in details["events"]:
+        e["at"] = iso(e["at"])
+    for a in details["attempts"]:
+        a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
+    for n in details.get("notifications", []):
+        n["created_at"], n["next_try_at"] = iso(n["created_at"]), iso(n["next_try_at"])
+        for t in n["tries"]:
+            t["at"] = iso(t["at"])
+    return {**doc, "usage": usage, "spec": spec, "held": held, **details}
+
+
+def describe_json(service: Service, row: Job) -> dict[str, Any]:
+    """`describe --json` of one job, as a document (with its backend's facts, e.g. Slurm's output)."""
+    from jobctl.cli.views import job_json
+
+    spec = service.spec_of(row)
+    details = service.details(row)
+    spec["envs"] = masked_envs(spec, loads(row.envs, {}))
+    masked_notify(spec)
+    details.update(backend_for(row, service).describe(row))
+    return describe_document(job_json(row), spec, loads(row.alloc), details)
+
+
 def config_show(config, as_json: bool) -> None:
     values = config.effective()
     if as_json:
@@ -449,20 +467,20 @@ def supervisor_status(service: Service, as_json: bool) -> int:
     except (OSError, ValueError):
         pass
     running = info is not None
+    uptime = round(time.time() - info["started"], 1) if info else None
     doc = {
         "pid": info["pid"] if info else None,
         "running": running,
-        "uptime_s": round(time.time() - info["started"], 1) if info else None,
+        "uptime_s": uptime,
         "capacity": capacity,
     }
     if as_json:
         dump(doc)
     else:
         out = console()
-        if running:
+        if uptime is not None:
             out.print(
-                f"supervisor running: pid {doc['pid']}, up {_uptime(doc['uptime_s'])}, "
-                f"capacity {_capacity_text(capacity)}",
+                f"supervisor running: pid {doc['pid']}, up {_uptime(uptime)}, capacity {_capacity_text(capacity)}",
                 markup=False,
                 highlight=False,
             )

@@ -64,3 +64,20 @@ class LoadedFile:
     pipeline_name: str | None = None
     parallel: bool = False  # a job group (`execution: parallel`): the tasks run side by side
     problems: list[str] = field(default_factory=list)  # "file:line: key: why": a real launch refuses
+
+
+@dataclass
+class LaunchTask:
+    """One job of a launch as `launch` checks and records it (an `--array` records it once per index)."""
+
+    spec: JobSpec
+    cpus: float  # per node, defaults applied
+    memory_mib: int  # per node, defaults applied
+    path: str  # the job file
+    after: int | None = None  # the task (index in the launch) it runs after in a pipeline
+    previous: str | None = None  # that task's name
+    indices: list[int | None] = field(default_factory=lambda: [None])  # --array indices; [None]: no array
+    env: dict[str, str] = field(default_factory=dict)  # plain --env values (kept in the database)
+    secret: list[str] = field(default_factory=list)  # names of the secret values
+    secret_values: dict[str, str] = field(default_factory=dict)  # kept only in the job's secrets file
+    batch_deps: list[tuple[int, str]] = field(default_factory=list)  # (task index, condition) in this launch

@@ -152,7 +152,8 @@ class _Pool:
         self.add(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices), sign)
 
     def take(self, cpus: float, memory_mib: int, option: Option) -> None:
-        self.add(cpus, memory_mib, [option] if option[0] is not None else [], -1)
+        name, count = option
+        self.add(cpus, memory_mib, [(name, count)] if name is not None else [], -1)
 
 
 def _options(req: Request) -> list[Option]:
@@ -280,7 +281,7 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
             continue
         opts = _options(req)
         fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
-        if shadow is not None:  # EASY: ends before P's reserved start, or fits what P leaves
+        if shadow is not None and extra is not None:  # EASY: ends before P's reserved start, or fits what P leaves
             ends_in_time = req.limit is not None and now + req.limit <= shadow
             chosen = next((o for o in fit_now if ends_in_time or extra.fits(req.cpus, req.memory_mib, o)), None)
             if chosen is not None and not ends_in_time:
@@ -291,18 +292,19 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
                 None,
             )
         if chosen is not None:
-            name, count = chosen
+            chosen_name, count = chosen
             devices: tuple[int, ...] = ()
-            if name is not None:
-                indices = free_idx.get(name, [])  # absent only when count is 0
-                devices = tuple(indices[:count])
-                del indices[:count]
+            if chosen_name is not None:
+                free_list = free_idx.get(chosen_name, [])  # absent only when count is 0
+                devices = tuple(free_list[:count])
+                del free_list[:count]
             for pool in (free, budget, soon):
                 if pool is not None:
                     pool.take(req.cpus, req.memory_mib, chosen)
-            out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, name, devices)))
+            out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, chosen_name, devices)))
             end = None if req.limit is None else now + req.limit
-            holders.append((end, _held(req.cpus, req.memory_mib, [chosen] if name is not None else [])))
+            held = [(chosen_name, count)] if chosen_name is not None else []
+            holders.append((end, _held(req.cpus, req.memory_mib, held)))
             continue
 
         # Blocked. It reserves the first alternative that could fit an empty machine.
@@ -331,7 +333,7 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
                     out.reserved = (req.job_id, shadow)
         else:
             out.waiting[req.job_id] = "priority" if fit_now else "resources"
-            if fit_now:
+            if fit_now and first is not None:  # first is set with budget
                 out.behind[req.job_id] = first
         budget.take(req.cpus, req.memory_mib, reserve)
     return out

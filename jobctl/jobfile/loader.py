@@ -175,21 +175,22 @@ def load_jobfile(path: str, text: str | bytes | None = None) -> LoadedFile:
     entries = [reader.items(document, "") for document in documents]
     loaded = LoadedFile(path=path, tasks=[])
     header = _header(entries[0]) if entries else None
+    bodies: list[Node | None] = list(documents)
     if header is not None and (len(entries) > 1 or set(header) - {"name"}):
         _read_header(reader, header, loaded)
-        documents, entries = documents[1:], entries[1:]
-        if not documents:  # SkyPilot: a file with only a header is one task with nothing to run
-            documents, entries = [None], [[]]
-    if not documents:
+        bodies, entries = bodies[1:], entries[1:]
+        if not bodies:  # SkyPilot: a file with only a header is one task with nothing to run
+            bodies, entries = [None], [[]]
+    if not bodies:
         raise reader.error(None, None, "no job in this file (a job needs at least a run command)")
     stem = default_name(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    for i, (document, items) in enumerate(zip(documents, entries), start=1):
-        fallback = stem if len(documents) == 1 else f"{stem}-{i}"[:128]
-        if document is None and loaded.pipeline_name:
+    for i, (body, items) in enumerate(zip(bodies, entries), start=1):
+        fallback = stem if len(bodies) == 1 else f"{stem}-{i}"[:128]
+        if body is None and loaded.pipeline_name:
             fallback = loaded.pipeline_name
         builder = _TaskBuilder(reader, base_dir, fallback, loaded.warnings, loaded.problems)
-        spec = builder.build(document, items)
+        spec = builder.build(body, items)
         spec.source = os.path.abspath(path)
         loaded.tasks.append(spec)
     return loaded

@@ -28,7 +28,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobctl.store.records import Job, Notification
 
 TRY_SECONDS = 10.0
 OUTPUT_CAP = 64 * 1024  # bytes of a command's output kept (the rest is read and dropped)
@@ -50,9 +53,9 @@ class Notifier:
         from jobctl.store import notifications
 
         self.in_flight = {nid: pid for nid, pid in self.in_flight.items() if pid in children}
-        with store.read() as conn:
-            rows = notifications.due(conn, now, limit=MAX_IN_FLIGHT * 4)
-            later = notifications.next_due_after(conn, now)
+        with store.read():
+            rows = store.due_notifications(now, limit=MAX_IN_FLIGHT * 4)
+            later = store.next_notification_after(now)
         started: list[int] = []
         wake = later
         for row in rows:
@@ -102,11 +105,11 @@ def _alive(pid: int, start: float | None) -> bool:
 # -- one try ------------------------------------------------------------------------------------
 
 
-def environment(job: Any, n: Any, log: str) -> dict[str, str]:
+def environment(job: Job, n: Notification, log: str) -> dict[str, str]:
     """What a notify command gets on top of the supervisor's environment."""
     return {
-        "JOBCTL_JOB_ID": str(job["id"]),
-        "JOBCTL_JOB_NAME": str(job["name"]),
+        "JOBCTL_JOB_ID": str(job.id),
+        "JOBCTL_JOB_NAME": str(job.name),
         "JOBCTL_STATE": n.state,
         "JOBCTL_STATUS": n.status,
         "JOBCTL_EXIT_CODE": "" if n.exit_code is None else str(n.exit_code),
@@ -114,16 +117,16 @@ def environment(job: Any, n: Any, log: str) -> dict[str, str]:
     }
 
 
-def document(job: Any, n: Any) -> dict[str, Any]:
+def document(job: Job, n: Notification) -> dict[str, Any]:
     """The webhook body: the job's `--json` document as it was when the state was reached, and a
     one-line `text` (Slack) / `content` (Discord)."""
-    from jobctl.cli.views import job_json
+    from jobctl.engine.documents import job_json
 
     doc = job_json(job)
     doc.update(state=n.state, status=n.status, exit_code=n.exit_code)
-    text = f"jobctl: job {job['id']} ({job['name']}) {n.status}"
-    if n.state != "COMPLETED" and job["message"] and n.state == job["state"]:
-        text += f": {job['message']}"
+    text = f"jobctl: job {job.id} ({job.name}) {n.status}"
+    if n.state != "COMPLETED" and job.message and n.state == job.state:
+        text += f": {job.message}"
     doc["text"] = text[:1000]
     doc["content"] = doc["text"]
     return doc
@@ -251,22 +254,21 @@ def deliver(notification_id: int, seen_pid: int | None) -> int:
     import psutil
 
     from jobctl.home.paths import resolve
-    from jobctl.store import notifications
     from jobctl.store.database import Store
 
     paths = resolve()
     store = Store(paths.db)
     try:
         me = psutil.Process()
-        with store.write() as conn:
-            n = notifications.claim(conn, notification_id, me.pid, me.create_time(), time.time(), seen_pid)
-            job = notifications.job_row(conn, n.job_id) if n is not None else None
-            workdir = notifications.workdir_of(conn, n.job_id) if n is not None else None
+        with store.write():
+            n = store.claim_notification(notification_id, me.pid, me.create_time(), time.time(), seen_pid)
+            job = store.job(n.job_id) if n is not None else None
+            workdir = store.workdir_of(n.job_id) if n is not None else None
         if n is None or job is None:
             return 0  # delivered, given up, removed, or claimed by another
-        target = n.target
+        target = n.target_doc
         if target.get("kind") == "command":
-            log = str(paths.attempt_dir(job["id"], n.attempt) / "rank0.log") if n.attempt else ""
+            log = str(paths.attempt_dir(job.id, n.attempt) / "rank0.log") if n.attempt else ""
             env = {**os.environ, **environment(job, n, log)}
             cwd = workdir if workdir and os.path.isdir(workdir) else str(Path.home())
             umask = _job_umask(job)
@@ -280,16 +282,16 @@ def deliver(notification_id: int, seen_pid: int | None) -> int:
             ok, message = post_webhook(str(target.get("value", "")), document(job, n))
         else:
             ok, message = False, f"unknown notify target {target.get('kind')!r}"
-        with store.write() as conn:
-            notifications.record_try(conn, notification_id, ok, message[:MESSAGE_CAP], time.time())
+        with store.write():
+            store.record_notification_try(notification_id, ok, message[:MESSAGE_CAP], time.time())
         return 0
     finally:
         store.close()
 
 
-def _job_umask(job: Any) -> int | None:
+def _job_umask(job: Job) -> int | None:
     try:
-        umask = json.loads(job["envs"] or "{}").get("umask")
+        umask = json.loads(job.envs or "{}").get("umask")
     except (ValueError, AttributeError):
         return None
     return umask if isinstance(umask, int) and 0 <= umask <= 0o777 else None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobctl.backends.base import Observation, WorkerObservation
+from jobctl.backends.local.plan import RunnerPlan
 from jobctl.backends.local.runner import BadStateFile, read_json, run_attempt, write_json
 from jobctl.errors import BackendError
 
@@ -44,7 +45,7 @@ class LocalBackend:
         return self.logs / job / attempt
 
     # -- starting ------------------------------------------------------------------------------
-    def start(self, bid: str, plan: dict[str, Any]) -> int:
+    def start(self, bid: str, plan: RunnerPlan) -> int:
         """Fork a runner for one attempt; returns its PID. The caller reaps it (SIGCHLD)."""
         folder = self.attempt_dir(bid)
         pid = os.fork()
@@ -102,9 +103,6 @@ class LocalBackend:
         return self._signal(bid, signal.SIGTERM)
 
     # -- observing -----------------------------------------------------------------------------
-    def poll(self, backend_ids: list[str]) -> dict[str, Observation]:
-        return {bid: self.observe(bid) for bid in backend_ids}
-
     def observe(self, bid: str, num_nodes: int | None = None) -> Observation:
         """What the attempt's files say. Raises BadStateFile when one of them is not what the runner writes."""
         folder = self.attempt_dir(bid)

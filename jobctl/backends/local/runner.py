@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from jobctl.backends.local.plan import RunnerPlan
+from jobctl.home.statefiles import BadStateFile, read_json, write_json, write_private
+
+__all__ = ["BadStateFile", "read_json", "run_attempt", "write_json", "write_private"]
 
 PR_SET_CHILD_SUBREAPER = 36
 BASH = "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash"
@@ -54,68 +58,7 @@ if [ -n "$6" ]; then exec bash "$6"; fi
 exec bash -c "$4" jobctl-run
 """
 ARG_LIMIT = 100_000  # bytes: a longer script goes through a file (Linux caps one argument at 128 KiB)
-STATE_FILE_LIMIT = 1 << 20  # bytes: a state file the runner writes is far smaller; a bigger one is garbage
-# New files: never through a symlink someone left in the way, never an existing file.
-NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class BadStateFile(Exception):
-    """A state file that is not what the runner writes (a symlink, too big, not a JSON object, wrong types)."""
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a small JSON file atomically (readers see the old file or the new, never half).
-
-    The temporary file has a random name in the same folder, is created with O_EXCL (mkstemp), and
-    is renamed over the target: a symlink at either name is replaced, never followed.
-    """
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_private(path: Path, text: str) -> None:
-    """Create a new 0600 file (refused if anything, a symlink included, is already there)."""
-    with os.fdopen(os.open(path, NEW_FILE, 0o600), "w") as handle:
-        handle.write(text)
-
-
-def read_json(path: Path, limit: int = STATE_FILE_LIMIT) -> dict[str, Any] | None:
-    """A JSON object from a state file; None when the file does not exist (yet).
-
-    Raises BadStateFile for anything the runner would not have written: a symlink, a FIFO, more
-    than `limit` bytes, bytes that are not JSON, JSON that is not an object.
-    """
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BadStateFile(f"{path.name}: cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadStateFile(f"{path.name}: not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise BadStateFile(f"{path.name}: larger than {limit} bytes")
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        raise BadStateFile(f"{path.name}: not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadStateFile(f"{path.name}: not a JSON object")
-    return value
 
 
 def exit_code_of(status: int) -> int:
@@ -137,18 +80,18 @@ def notify(sock_path: str) -> bool:
         return False
 
 
-def tell_supervisor(plan: dict[str, Any], home: Any) -> None:
+def tell_supervisor(plan: RunnerPlan, home: Any) -> None:
     """The attempt has ended: make sure a supervisor records it and moves the queue on (SPEC section 7).
 
     The supervisor that forked us learns it from SIGCHLD; another one that adopted us, from the socket;
     with none listening (it was killed), we start one, so a chain of jobs moves on with nobody typing.
     """
-    if os.getppid() == plan.get("supervisor_pid"):
+    if os.getppid() == plan.supervisor_pid:
         return
-    if notify(plan.get("socket", "")) or home is None:
+    if notify(plan.socket) or home is None:
         return
     try:
-        from jobctl.supervisor.daemon import start_if_absent
+        from jobctl.home.launcher import start_if_absent
 
         start_if_absent(home)
     except Exception:  # noqa: BLE001 - the next jobctl command starts one as well
@@ -183,7 +126,7 @@ def set_title(title: str) -> None:
 
 
 class Runner:
-    def __init__(self, attempt_dir: Path, plan: dict[str, Any]):
+    def __init__(self, attempt_dir: Path, plan: RunnerPlan):
         self.dir = attempt_dir
         self.plan = plan
         self.workers: dict[int, int] = {}  # pid -> rank
@@ -228,7 +171,7 @@ class Runner:
     # -- life ----------------------------------------------------------------------------------
     def start_workers(self) -> None:
         plan = self.plan
-        run, setup = plan["run"], plan.get("setup") or ""
+        run, setup = plan.run, plan.setup or ""
         run_file = setup_file = ""
         if len(run.encode()) > ARG_LIMIT:
             run_file = str(self.dir / "run.sh")
@@ -237,9 +180,9 @@ class Runner:
             setup_file = str(self.dir / "setup.sh")
             write_private(Path(setup_file), setup)
         base = dict(os.environ)
-        base.update(plan.get("env") or {})
+        base.update(plan.env or {})
         base.update(self.secrets())
-        umask = plan.get("umask")
+        umask = plan.umask
         old_umask = os.umask(umask if isinstance(umask, int) and 0 <= umask <= 0o777 else 0o022)
         try:
             self._spawn_all(base, run, setup, run_file, setup_file)
@@ -250,7 +193,7 @@ class Runner:
 
     def secrets(self) -> dict[str, str]:
         """The job's secret values, from its 0600 secrets file (removed when the job ends)."""
-        path = self.plan.get("secrets_file")
+        path = self.plan.secrets_file
         if not path:
             return {}
         values = read_json(Path(path))
@@ -260,9 +203,9 @@ class Runner:
 
     def _spawn_all(self, base: dict[str, str], run: str, setup: str, run_file: str, setup_file: str) -> None:
         plan = self.plan
-        for rank in range(plan["num_nodes"]):
+        for rank in range(plan.num_nodes):
             env = dict(base)
-            env.update(plan["rank_env"][rank])
+            env.update(plan.rank_env[rank])
             log = os.open(self.dir / f"rank{rank}.log", LOG_FLAGS, 0o600)
             if setup:
                 argv = [
@@ -300,12 +243,12 @@ class Runner:
             self.workers[pid] = rank
 
     def chdir(self) -> None:
-        git = self.plan.get("workdir_git")
+        git = self.plan.workdir_git
         if git:  # a git workdir: a fresh clone at the ref, in this attempt's folder
             from jobctl.backends.local.gitworkdir import clone
 
-            self.plan["workdir"] = str(clone(git["url"], git.get("ref"), self.dir / "workdir"))
-        os.chdir(self.plan["workdir"])
+            self.plan.workdir = str(clone(git["url"], git.get("ref"), self.dir / "workdir"))
+        os.chdir(self.plan.workdir)
 
     def reap(self) -> None:
         while True:
@@ -322,7 +265,7 @@ class Runner:
             self.exits[rank] = code
             if self.workers:  # others still run: say so now (the last one's end is in result.json)
                 write_json(self.dir / f"rank{rank}.exit", {"exit_code": code, "ended_at": time.time()})
-                notify(self.plan.get("socket", ""))
+                notify(self.plan.socket)
 
     def active_seconds(self) -> float:
         frozen = self.frozen_total + (time.monotonic() - self.frozen_since if self.frozen_since else 0.0)
@@ -341,10 +284,10 @@ class Runner:
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 req = read_json(self.dir / "kill.json") or {}
-                grace = float(req.get("grace", self.plan.get("grace", 10.0)))
+                grace = float(req.get("grace", self.plan.grace))
                 reason, message = str(req.get("reason", "killed")), req.get("message")
             except (BadStateFile, TypeError, ValueError):
-                grace, reason, message = float(self.plan.get("grace", 10.0)), "killed", None
+                grace, reason, message = float(self.plan.grace), "killed", None
             self.request_end(reason, grace, message if isinstance(message, str) else None)
         elif sig == signal.SIGUSR1 and self.frozen_since is None and self.kill_request is None:
             self.frozen_since = time.monotonic()
@@ -355,7 +298,7 @@ class Runner:
             self.frozen_since = None
 
     def loop(self) -> None:
-        timeout = self.plan.get("timeout")
+        timeout = self.plan.timeout
         while self.workers or (self.kill_request and self.descendants()):
             wait = 1.0
             if self.kill_deadline is not None:
@@ -368,10 +311,8 @@ class Runner:
             elif timeout and self.frozen_since is None:
                 left = timeout - self.active_seconds()
                 if left <= 0:
-                    limit = self.plan.get("timeout_text", f"{timeout:g}s")
-                    self.request_end(
-                        "timed_out", float(self.plan.get("grace", 10.0)), f"ran longer than its timeout of {limit}"
-                    )
+                    limit = self.plan.timeout_text
+                    self.request_end("timed_out", float(self.plan.grace), f"ran longer than its timeout of {limit}")
                     continue
                 wait = min(wait, left)
             info = signal.sigtimedwait(WATCHED, max(wait, 0.01))
@@ -399,7 +340,7 @@ class Runner:
     def oom_message(self) -> str:
         from jobctl.core.units import format_gib
 
-        limit = self.plan.get("memory_mib") or 0
+        limit = self.plan.memory_mib or 0
         peak = self.cgroup.peak_mib() if self.cgroup is not None else None
         if peak and peak < limit:
             what = f"used {format_gib(peak)} GiB of its {format_gib(limit)} GiB memory limit"
@@ -410,7 +351,7 @@ class Runner:
         )
 
     def result(self) -> dict[str, Any]:
-        n = self.plan["num_nodes"]
+        n = self.plan.num_nodes
         codes = [self.exits.get(rank) for rank in range(n)]
         failed = [c for c in codes if c != 0]
         setup_failed = any((self.dir / f"setup_failed.{r}").exists() for r in range(n))
@@ -442,7 +383,7 @@ class Runner:
         return result
 
 
-def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
+def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
     """Body of the forked runner. Never returns: it ends the process with os._exit.
 
     The attempt folder and plan.json are made here, not in the supervisor: file system work is off
@@ -451,8 +392,8 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
     code = 0
     try:
         attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_json(attempt_dir / "plan.json", plan)
-        set_title(f"jobctl-runner job {plan.get('job_id')} attempt {plan.get('attempt')}")
+        write_json(attempt_dir / "plan.json", plan.to_json())
+        set_title(f"jobctl-runner job {plan.job_id} attempt {plan.attempt}")
         try:
             from jobctl.home.paths import resolve
 
@@ -481,7 +422,7 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
                 {
                     "outcome": request.get("reason", "killed"),
                     "message": request.get("message"),
-                    "exit_codes": [None] * int(plan.get("num_nodes", 1)),
+                    "exit_codes": [None] * int(plan.num_nodes),
                     "failed": 0,
                     "exit_code": None,
                     "ended_at": time.time(),
@@ -491,11 +432,11 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
             return
         runner = Runner(attempt_dir, plan)
         runner.identity = identity
-        if runner.plan.get("memory_mib"):
+        if runner.plan.memory_mib:
             from jobctl.backends.local.cgroups import MemoryCgroup
 
-            pool = runner.plan.get("cgroup_pool")
-            runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan["memory_mib"])) if pool else None
+            pool = runner.plan.cgroup_pool
+            runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan.memory_mib)) if pool else None
         try:
             runner.chdir()
             from jobctl.backends.local.usage import UsageMeter, devices_of

@@ -23,7 +23,10 @@ import contextlib
 import resource
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobctl.backends.local.plan import RunnerPlan
 
 SAMPLE_EVERY = 1.0  # seconds between samples of the tree's RSS
 GPU_SAMPLE_EVERY = 5.0
@@ -193,10 +196,10 @@ def cgroup_peak_bytes(cgroup: Any) -> int | None:
         return None
 
 
-def devices_of(plan: dict[str, Any]) -> list[str]:
+def devices_of(plan: RunnerPlan) -> list[str]:
     """The GPU indices an attempt holds, from its workers' CUDA_VISIBLE_DEVICES."""
     found: list[str] = []
-    for env in plan.get("rank_env") or []:
+    for env in plan.rank_env:
         for device in str((env or {}).get("CUDA_VISIBLE_DEVICES", "")).split(","):
             device = device.strip()
             if device and device not in found:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobctl.backends.base import Observation
+from jobctl.core import states
 from jobctl.errors import BackendError, UsageError
 
 Result = subprocess.CompletedProcess  # returncode, stdout, stderr
@@ -147,10 +148,11 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def array_spec(indices: list[int]) -> str:
     """[0, 1, 2, 5] -> "0-2,5"."""
     parts, start = [], indices[0]
-    for prev, cur in zip(indices, indices[1:] + [None]):
+    for prev, cur in zip(indices, [*indices[1:], None]):
         if cur != prev + 1:
             parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
+            if cur is not None:
+                start = cur
     return ",".join(parts)
 
 
@@ -370,7 +372,7 @@ STATE_MAP: dict[str, tuple[str, str | None, str | None]] = {
     "REQUEUE_HOLD": ("SUSPENDED", "held", None),
     "RESV_DEL_HOLD": ("SUSPENDED", "held", None),
 }
-WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
+SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
 PENDING_REASONS = {"Priority": "priority", "Resources": "resources", "None": None, "": None}
 # Pending reasons that mean the job asks for more than its partition allows: it would wait for good
 NEVER_REASONS = {
@@ -411,9 +413,9 @@ def observe(
     code, sig = _exit(exit_text)
     why = f"Slurm: {state}" + (f" ({reason})" if reason and reason != "None" else "")
     mapped = STATE_MAP.get(state, ("ACTIVE", None, None))
-    if reason == "DependencyNeverSatisfied" and (state in WAITING or state == "CANCELLED"):
+    if reason == "DependencyNeverSatisfied" and (state in SLURM_WAITING or state == "CANCELLED"):
         mapped = ("FAILED", "upstream_failed", "a dependency failed")
-    elif state in WAITING:
+    elif state in SLURM_WAITING:
         if reason.startswith("JobHeld") or "held" in reason.lower():
             mapped = ("SUSPENDED", "held", None)
         elif reason == "Dependency":
@@ -434,7 +436,7 @@ def observe(
         slurm_state=state,
         slurm_reason=reason,
         raw_id=raw_id,
-        transient=state not in STATE_MAP and state not in WAITING,
+        transient=state not in STATE_MAP and state not in SLURM_WAITING,
     )
     if jstate == "COMPLETED":
         obs.exit_code = 0
@@ -444,7 +446,7 @@ def observe(
     # waiting job it ends; a job that ran for under a second looks the same, and is taken as never started
     if jstate not in ("PENDING", "BLOCKED") and jreason != "held" and not never_ran:
         obs.started_at = _time(start)  # a waiting job's start is only Slurm's estimate
-    if jstate in ("COMPLETED", "FAILED", "KILLED"):
+    if jstate in states.TERMINAL:
         obs.ended_at = _time(end)
     return obs
 
