@@ -307,3 +307,22 @@ def test_an_ended_slurm_attempt_records_sacct_figures(home):
     attempt = service.store.attempt(1, 1)
     assert attempt is not None
     assert attempt_usage({"usage": attempt.usage}) == parse_sacct_usage(SACCT)["5"]
+
+
+def test_the_dashboard_usage_page_shows_what_stats_sums(home):
+    """The dashboard's Usage document carries the measured figures of `jobctl stats` beside the held ones."""
+    from jobctl.app.session import Service
+    from jobctl.cli.dashboard.usage import compute, html
+    from jobctl.home.paths import resolve
+
+    _history(home)
+    service = Service(resolve({"JOBCTL_HOME": str(home)}))
+    doc = compute(service, 7 * 86400)
+    measured = doc["measured"]
+    assert measured["cpu_hours"] == round((3600 + 1800 + 1800 + 7200 + 360) / 3600, 4)  # not the month-old job
+    assert measured["gpu_hours"] == 3.0
+    assert measured["peak_memory_bytes"] == 1024 * MIB
+    by_user = {g["user"]: g for g in measured["by_user"]}
+    assert set(by_user) == {"alice", "bob", "carol"} and by_user["bob"]["gpu_hours"] == 1.0
+    page = html(doc)
+    assert "CPU-hours used" in page and "1.0 GiB" in page
