@@ -316,8 +316,10 @@ def _record(
 
     resolved = resolve_depends_on(store, tasks)
     created: list[list[int]] = []
+    config_targets = service.config.notify_targets()  # `[notify]` of config.toml: for every job
     for task, deps in zip(tasks, resolved):
         spec: JobSpec = task.spec
+        notify_targets = spec.notify + config_targets
         body = _spec_body(spec)
         digest = service.digest(body)
         spec_id = store.spec_id(digest, body)
@@ -349,6 +351,8 @@ def _record(
                 max_attempts=spec.retries + 1,
                 queue_deadline=now + spec.queue_timeout if spec.queue_timeout else None,
             )
+            if notify_targets:
+                store.set_notify_targets(job_id, notify_targets)
             batch = [(d, c) for j, c in task.batch_deps for d in created[j]]
             all_deps = [(d, "ok") for d in after_prev] + batch + deps
             store.add_dependencies(job_id, all_deps)

@@ -135,11 +135,15 @@ class Service:
                     raise
         if store.read_only or time.monotonic() < self._started_supervisor + 5.0:
             return
-        if store.has_live("local"):
+        live = store.has_live("local")
+        pending = 0 if live else store.pending_notifications()  # notifications to deliver: a supervisor does
+        if live or pending:
             from jobctl.home.launcher import start_if_absent
 
             if start_if_absent(self.paths, drop=self.env_drop):
                 self._started_supervisor = time.monotonic()
+            elif pending:
+                self.wake_supervisor(start=False)  # one that is up may not know of them yet
 
     # -- selecting jobs ------------------------------------------------------------------------
     def job(self, selector: str) -> Job:
@@ -248,7 +252,17 @@ class Service:
             for e in store.events(job_id)
         ]
         deps = [{"dep_id": d.dep_id, "condition": d.condition} for d in store.dependencies(job_id)]
-        return {"attempts": attempts, "workers": workers, "events": events, "depends_on": deps}
+        from jobctl.app.reports import attempt_usage, notification_details
+
+        for a in attempts:
+            a["usage"] = attempt_usage(a)
+        return {
+            "attempts": attempts,
+            "workers": workers,
+            "events": events,
+            "depends_on": deps,
+            "notifications": notification_details(store, job_id),
+        }
 
     def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[Job]:
         """Block until every job is terminal (polling the database with a growing interval)."""

@@ -36,6 +36,7 @@ class Observation:
     started_at: float | None = None  # unix seconds
     ended_at: float | None = None
     workers: list[WorkerObservation] = field(default_factory=list)
+    usage: dict[str, Any] | None = None  # what the attempt used (SPEC section 11), once it ended
 
 
 class Session(Protocol):

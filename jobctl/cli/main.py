@@ -420,6 +420,46 @@ def describe(job: OneJob, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def stats(
+    since: Annotated[
+        Optional[str],
+        typer.Option(help="Only jobs submitted in this last span (7d, 12h) or since a date (2026-11-30)."),
+    ] = None,
+    by: Annotated[str, typer.Option(help="Group by user, queue, name or label:KEY.")] = "user",
+    as_json: JsonOpt = False,
+) -> None:
+    """Sum what jobs used, like sacct/sreport: jobs, completed, failed, CPU-hours, GPU-hours, peak memory, mean wait.
+
+    Example: jobctl stats --since 7d --by label:team
+    """
+    from jobctl.cli import output
+
+    output.stats(_service(), _since_option(since), by, as_json)
+
+
+def _since_option(value: Optional[str]) -> Optional[float]:
+    """--since: a span back from now (7d, 12h, 30m) or a date/time (2026-11-30, 2026-11-30T08:00)."""
+    import datetime as dt
+    import time as time_mod
+
+    from jobctl.core.units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return time_mod.time() - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--since: expected a span such as 7d or 12h, or a date such as 2026-11-30, got {value!r}"
+        ) from None
+    return (when if when.tzinfo else when.astimezone()).timestamp()
+
+
+@app.command()
 def wait(
     jobs: JobsArg = None,
     timeout: Annotated[Optional[str], typer.Option(help="Give up after this long (exit 2).")] = None,

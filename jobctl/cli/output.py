@@ -247,12 +247,16 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     spec = service.spec_of(row)
     details = service.details(row)
     spec["envs"] = masked_envs(spec, loads(row.envs, {}))
+    masked_notify(spec)
     held = loads(row.alloc)
     doc = job_json(row)
     details.update(backend_for(row, service).describe(row))
     if as_json:
         dump(describe_document(doc, spec, held, details))
         return
+    from jobctl.app.reports import latest_usage, notification_events, usage_text
+
+    usage = latest_usage(details["attempts"])
     out = console()
     labels = doc["labels"] or {}
     retries = spec.get("retries") or 0
@@ -276,6 +280,7 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         ("Started", clock_seconds(row.started_at)),
         ("Ended", clock_seconds(row.ended_at)),
         ("Exit code", "-" if row.exit_code is None else row.exit_code),
+        ("Usage", usage_text(usage)),
         ("Workdir", spec.get("workdir")),
         ("Source", spec.get("source") or "-"),
     ]
@@ -298,6 +303,11 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
     if spec.get("ignored"):
         lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
+    from jobctl.core.notify import describe_target
+
+    targets = loads(row.notify, [])  # the job's own and the config's, as launched
+    if targets:
+        lines.append(("Notify", "; ".join(f"{describe_target(t)} on {', '.join(t['on'])}" for t in targets)))
     if details.get("slurm_out"):
         lines.append(("Slurm out", details["slurm_out"]["path"]))
         lines.extend(("", f"| {line}") for line in details["slurm_out"]["tail"])
@@ -329,23 +339,107 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
                 highlight=False,
             )
     out.print("\nEvents:", style="bold")
+    timeline = []
     for e in details["events"]:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}"
         extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
-        out.print(
-            f"  {clock_seconds(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False, highlight=False
+        timeline.append((e["at"], f"{move}  by {e['actor'] or 'system'}{extra}"))
+    timeline.extend(notification_events(details["notifications"]))  # deliveries, in time order
+    timeline.sort(key=lambda item: item[0])
+    for at, text in timeline:
+        out.print(f"  {clock_seconds(at)}  {text}", markup=False, highlight=False)
+
+
+def stats(service: Service, since: float | None, by: str, as_json: bool) -> None:
+    """`jobctl stats`: usage summed per group (SPEC section 11), as a table or one JSON document."""
+    from rich.table import Table
+
+    from jobctl.app.reports import Group, bytes_text, check_by, seconds_text
+    from jobctl.app.reports import stats as compute
+    from jobctl.cli.views import clock, iso
+
+    check_by(by)
+    service.refresh_local()  # jobs that ended while no supervisor ran count with their usage
+    with service.store.read():
+        groups = compute(service.store, since, by)
+    total = Group("TOTAL")
+    for g in groups:
+        total.jobs += g.jobs
+        total.completed += g.completed
+        total.failed += g.failed
+        total.killed += g.killed
+        total.cpu_seconds += g.cpu_seconds
+        total.gpu_seconds += g.gpu_seconds
+        if g.peak_memory_bytes is not None:
+            total.peak_memory_bytes = max(total.peak_memory_bytes or 0, g.peak_memory_bytes)
+        total.waits.extend(g.waits)
+    if as_json:
+        dump(
+            {
+                "since": iso(since),
+                "by": by,
+                "groups": [g.as_json(by) for g in groups],
+                "total": {k: v for k, v in total.as_json(by).items() if k != by},
+            }
         )
+        return
+    out = console()
+    title = "all jobs" if since is None else f"jobs submitted since {clock(since)}"
+    out.print(f"Usage of {title}, by {by}", markup=False, highlight=False)
+    if not groups:
+        out.print("no jobs", markup=False, highlight=False)
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    table.add_column(by.upper(), overflow="ellipsis", max_width=24, no_wrap=True)
+    for name in ("JOBS", "DONE", "FAILED", "CPU-HRS", "GPU-HRS", "PEAK MEM", "MEAN WAIT"):
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def cells(g: Group) -> list[str]:
+        wait = sum(g.waits) / len(g.waits) if g.waits else None
+        return [
+            g.key,
+            str(g.jobs),
+            str(g.completed),
+            str(g.failed),
+            f"{g.cpu_seconds / 3600:.2f}",
+            f"{g.gpu_seconds / 3600:.2f}",
+            bytes_text(g.peak_memory_bytes),
+            seconds_text(wait),
+        ]
+
+    for g in groups:
+        table.add_row(*cells(g))
+    if len(groups) > 1:
+        table.add_row(*cells(total), style="bold")
+    out.print(table)
+
+
+def masked_notify(spec: dict[str, Any]) -> None:
+    """A webhook's path is its secret (Slack, Discord): the spec shows the host only."""
+    if spec.get("notify"):
+        from jobctl.core.notify import describe_target
+
+        spec["notify"] = [
+            {**t, "value": describe_target(t).split(" ", 1)[1]} if t.get("kind") == "webhook" else t
+            for t in spec["notify"]
+        ]
 
 
 def describe_document(doc: dict[str, Any], spec: dict[str, Any], held: Any, details: dict[str, Any]) -> dict[str, Any]:
     """The document of `describe --json` (also served by the dashboard's /api/jobs/ID)."""
+    from jobctl.app.reports import latest_usage
     from jobctl.cli.views import iso
 
+    usage = latest_usage(details["attempts"])
     for e in details["events"]:
         e["at"] = iso(e["at"])
     for a in details["attempts"]:
         a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
-    return {**doc, "spec": spec, "held": held, **details}
+    for n in details.get("notifications", []):
+        n["created_at"], n["next_try_at"] = iso(n["created_at"]), iso(n["next_try_at"])
+        for t in n["tries"]:
+            t["at"] = iso(t["at"])
+    return {**doc, "usage": usage, "spec": spec, "held": held, **details}
 
 
 def describe_json(service: Service, row: Job) -> dict[str, Any]:
@@ -355,6 +449,7 @@ def describe_json(service: Service, row: Job) -> dict[str, Any]:
     spec = service.spec_of(row)
     details = service.details(row)
     spec["envs"] = masked_envs(spec, loads(row.envs, {}))
+    masked_notify(spec)
     details.update(backend_for(row, service).describe(row))
     return describe_document(job_json(row), spec, loads(row.alloc), details)
 

@@ -40,6 +40,7 @@ class JobSpec:
     queue_timeout: float | None = None  # seconds
     labels: dict[str, str] = field(default_factory=dict)
     backend: str | None = None
+    notify: list[dict[str, Any]] = field(default_factory=list)  # targets, see core/notify.py
     source: str | None = None  # the job file this came from
     ignored: dict[str, Any] = field(default_factory=dict)  # accepted keys the backend cannot honour
     queue: str | None = None  # its named queue (None: `default`); SPEC section 9

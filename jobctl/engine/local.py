@@ -233,6 +233,7 @@ class Engine:
         # the job's real end (the runner's own clock), not the moment a supervisor noticed it
         now = min(obs.ended_at or now, now)  # (a retry's backoff counts from there too)
         db.end_attempt(job_id, job.attempt, now, obs.reason or obs.state.lower(), obs.exit_code)
+        db.record_usage(job_id, job.attempt, obs.usage)
         db.release_alloc(job_id)
         if state == states.KILLED:
             db.keep_exit_code(job_id, obs.exit_code)

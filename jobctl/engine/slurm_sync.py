@@ -335,6 +335,7 @@ def refresh(service: Session, jobs: Sequence[Job | None], force: bool = False) -
             service.store.mark_stale([r.id for r in rows], text)
         return
     todo: dict[str, list] = {"cancel": [], "again": []}
+    ended: list[tuple[int, int, str]] = []  # (job, attempt, Slurm ID) of attempts that ended now
     store: Store = service.store
     with store.write():
         for row in rows:
@@ -348,11 +349,16 @@ def refresh(service: Session, jobs: Sequence[Job | None], force: bool = False) -
             if obs is None:
                 continue  # not in Slurm's answer this time: no news until misses confirm it is gone
             action = apply(service, store, cur, obs, time.time())
+            after = store.job(cur.id)
+            if after is not None and after.state != cur.state and after.state in _ENDS_ATTEMPT and cur.backend_id:
+                ended.append((cur.id, cur.attempt, cur.backend_id))
             if action:
                 todo[action].append(cur.backend_id if action == "cancel" else cur.id)
         from jobctl.home.secrets import Sweeper
 
         Sweeper(service.paths).sweep(store)  # the secrets of jobs that just ended go (no supervisor on Slurm)
+    if ended:
+        record_usage(service, backend, ended)
     for bid in todo["cancel"]:
         _quietly(backend.cancel, bid)
     if todo["again"]:
@@ -360,6 +366,23 @@ def refresh(service: Session, jobs: Sequence[Job | None], force: bool = False) -
             submit(service, todo["again"], again=True)
         except JobctlError:
             pass  # recorded on the jobs (FAILED, submit error); a refresh raises no errors of its own
+
+
+_ENDS_ATTEMPT = states.TERMINAL | {states.RETRYING}
+
+
+def record_usage(service: Session, backend: SlurmBackend, ended: list[tuple[int, int, str]]) -> None:
+    """Each ended attempt's usage from sacct (TotalCPU, MaxRSS, Elapsed, AllocTRES); best effort: a
+    cluster without accounting leaves it unknown."""
+    try:
+        found = backend.usage([bid for _, _, bid in ended])
+    except Exception:  # noqa: BLE001 - accounting never fails a refresh
+        return
+    if not found:
+        return
+    with service.store.write():
+        for job_id, attempt, bid in ended:
+            service.store.record_usage(job_id, attempt, found.get(bid))
 
 
 UPSTREAM_POLL = 3.0  # seconds between looks at Slurm while a local job waits for a Slurm job

@@ -63,7 +63,9 @@ TOP_KEYS = (
     "queue",
     "start_at",
     "signal",
+    "notify",
 )
+NOTIFY_KEYS = ("on", "command", "webhook")
 RESOURCE_KEYS = ("cpus", "memory", "accelerators", "labels", "job_config")
 JOB_CONFIG_KEYS = ("max_restarts", "completions")
 DEPENDENCY_KEYS = ("job", "condition")
@@ -86,7 +88,6 @@ _SERVICE = "ignored (replicas behind an endpoint; jobctl runs batch jobs)"
 _SKY_CONFIG = "ignored (SkyPilot/Konduktor settings, not a job's)"
 _SKY_INTERNAL = "ignored (internal to SkyPilot)"
 SCHEMA_TOP_KEYS: dict[str, str] = {
-    "event_callback": "ignored (notifications are not supported by this version)",
     "service": _SERVICE,
     "pool": "ignored (a pool of SkyPilot workers; jobctl queues jobs itself)",
     "serving": _SERVICE,
@@ -144,7 +145,7 @@ RECOVERY_KEYS = ("job_recovery", "spot_recovery")
 HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay", "placement")
 EXECUTIONS = ("serial", "parallel")
 SKY_PRIORITY = (-1000, 1000)  # sky/skylet/constants.py MIN_PRIORITY, MAX_PRIORITY
-ALL_TOP_KEYS = TOP_KEYS + tuple(SCHEMA_TOP_KEYS) + ("execution",)
+ALL_TOP_KEYS = TOP_KEYS + tuple(SCHEMA_TOP_KEYS) + ("execution", "event_callback")
 ALL_RESOURCE_KEYS = (
     RESOURCE_KEYS + tuple(SCHEMA_RESOURCE_KEYS) + ALTERNATIVE_KEYS + RECOVERY_KEYS + ("priority", "gpus")
 )
@@ -260,6 +261,8 @@ class _TaskBuilder:
             "queue": self._queueing,
             "start_at": self._queueing,
             "signal": self._queueing,
+            "notify": self._notify,
+            "event_callback": self._event_callback,
         }
         for name, key_node, value in items:
             if name in handlers:
@@ -519,6 +522,55 @@ class _TaskBuilder:
         if isinstance(value, str) and NAME_RE.fullmatch(value):
             return value
         raise self.r.error(node, key, f"expected a job name or ID, got {describe(node)}")
+
+    def _notify(self, node: Node, key: str) -> None:
+        """`notify: {on: [FAILED], command: ..., webhook: https://...}`, or a list of such mappings."""
+        from jobctl.core import notify
+
+        if is_null(node):
+            return
+        entries = (
+            [(item, f"{key}[{i}]") for i, item in enumerate(self.r.sequence(node, key))]
+            if isinstance(node, SequenceNode)
+            else [(node, key)]
+        )
+        for entry, entry_key in entries:
+            if not isinstance(entry, MappingNode):
+                raise self.r.error(
+                    entry, entry_key, f"expected a mapping of on, command, webhook, got {describe(entry)}"
+                )
+            fields: dict[str, Node] = {}
+            for name, key_node, value in self.r.items(entry, entry_key):
+                if name not in NOTIFY_KEYS:
+                    raise _unknown(self.r, key_node, name, entry_key, NOTIFY_KEYS)
+                fields[name] = value
+            on = None
+            if "on" in fields and not is_null(fields["on"]):
+                on = self._checked(notify.parse_states, fields["on"], join_key(entry_key, "on"))
+            kinds = [k for k in notify.KINDS if k in fields and not is_null(fields[k])]
+            if not kinds:
+                raise self.r.error(entry, entry_key, "expected a command or a webhook to notify")
+            for kind in kinds:
+                check = notify.check_command if kind == "command" else notify.check_url
+                value = self._checked(check, fields[kind], join_key(entry_key, kind))
+                self.spec.notify.append(notify.target(kind, value, on, "job"))
+
+    def _event_callback(self, node: Node, key: str) -> None:
+        """SkyPilot's `event_callback`: a shell command, run here as a notify command at the job's end."""
+        from jobctl.core import notify
+
+        if is_null(node):
+            return
+        value = self._checked(notify.check_command, node, key)
+        self.spec.notify.append(notify.target("command", value, None, "event_callback"))
+
+    def _checked(self, check: Callable[[Any], Any], node: Node, key: str) -> Any:
+        """`check` of the node's value; its ValueError becomes a JobFileError at the node's line."""
+        value = self.r.data(node, key)
+        try:
+            return check(value)
+        except ValueError as e:
+            raise self.r.error(node, key, str(e)) from None
 
     # -- resources ------------------------------------------------------------------------------
 

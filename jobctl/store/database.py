@@ -21,8 +21,10 @@ from jobctl.store.attempts import AttemptQueries
 from jobctl.store.dashboard import DashboardQueries
 from jobctl.store.history import HistoryQueries
 from jobctl.store.jobs import JobQueries
+from jobctl.store.notifications import NotificationQueries, enqueue
 from jobctl.store.queues import QueueQueries
 from jobctl.store.records import TERMINAL_SQL, dumps, loads
+from jobctl.store.usage import UsageQueries
 
 __all__ = ["DatabaseError", "MIGRATIONS", "SCHEMA_VERSION", "Store", "dumps", "explain", "loads", "transition"]
 
@@ -132,6 +134,40 @@ MIGRATIONS: list[str] = [
         paused INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # 4: notifications (an outbox, see store/notifications.py) and per-attempt usage (SPEC sections 10, 11)
+    """
+    ALTER TABLE jobs ADD COLUMN notify TEXT;
+    ALTER TABLE attempts ADD COLUMN usage TEXT;
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        attempt INTEGER,
+        created_at REAL NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_try_at REAL NOT NULL,
+        claim_pid INTEGER,
+        claim_start REAL,
+        claimed_at REAL,
+        last_error TEXT,
+        done_at REAL
+    );
+    CREATE INDEX notifications_due ON notifications(next_try_at) WHERE outcome = 'pending';
+    CREATE INDEX notifications_job ON notifications(job_id);
+    CREATE TABLE notification_tries (
+        id INTEGER PRIMARY KEY,
+        notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        message TEXT
+    );
+    CREATE INDEX notification_tries_job ON notification_tries(job_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -168,11 +204,13 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
-class Store(JobQueries, AttemptQueries, HistoryQueries, DashboardQueries, QueueQueries):
+class Store(
+    JobQueries, AttemptQueries, HistoryQueries, DashboardQueries, QueueQueries, NotificationQueries, UsageQueries
+):
     """One connection to the jobctl database. Cheap to open; not shared between processes.
 
-    The named queries (jobctl/store/jobs.py, attempts.py, history.py, dashboard.py,
-    queues.py) run on this connection, in
+    The named queries (jobctl/store/jobs.py, attempts.py, history.py, dashboard.py, queues.py,
+    notifications.py, usage.py) run on this connection, in
     whatever transaction the caller opened with `write()` or `read()`; every change of a job's
     state goes through `transition`.
     """
@@ -316,7 +354,7 @@ def transition(
     `event_reason` and `event_message` where given, else the job's own reason and message.
     """
     now = time.time() if now is None else now
-    row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = conn.execute("SELECT state, notify FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         return None
     src = row[0]
@@ -345,4 +383,6 @@ def transition(
             message if event_message is None else event_message,
         ),
     )
+    if row[1]:  # the job asks to be told of some states: record the deliveries with the change itself
+        enqueue(conn, job_id, row[1], to, states.status_text(to, detail), now)
     return src

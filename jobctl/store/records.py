@@ -56,6 +56,7 @@ class Job:
     start_at: float | None  # epoch seconds: not started before
     array_id: int | None  # the array's first job ID
     array_throttle: int | None  # how many tasks of the array may hold resources at once
+    notify: str | None  # JSON: the notification targets (core/notify.py), merged at launch
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Attempt:
     runner_start: float | None
     outcome: str | None
     exit_code: int | None
+    usage: str | None  # JSON: what the attempt used (SPEC section 11; core/accounting.py's fields)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,44 @@ class Dependency:
     name: str | None
     backend: str | None
     backend_id: str | None
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One row of `notifications`: one delivery of the outbox (store/notifications.py)."""
+
+    id: int
+    job_id: int
+    target: str  # JSON: the target (core/notify.py), see `target_doc`
+    state: str
+    status: str
+    exit_code: int | None
+    attempt: int | None
+    created_at: float
+    outcome: str
+    tries: int
+    next_try_at: float
+    claim_pid: int | None
+    claim_start: float | None
+    claimed_at: float | None
+    last_error: str | None
+    done_at: float | None
+
+    @property
+    def target_doc(self) -> dict[str, Any]:
+        """The target as a mapping: kind, value, on, origin."""
+        value = json.loads(self.target)
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class NotificationTry:
+    """One row of `notification_tries`: one try of a delivery (what `describe` shows)."""
+
+    notification_id: int
+    at: float
+    ok: bool
+    message: str | None
 
 
 R = TypeVar("R")

@@ -29,6 +29,7 @@ from jobctl.home.config import Config
 from jobctl.home.launcher import LOCK_FD_ENV, exiting, spawn_detached, start_if_absent
 from jobctl.home.paths import Paths, make_private_dir
 from jobctl.store.database import Store
+from jobctl.supervisor.notify import Notifier
 
 __all__ = ["Supervisor", "exiting", "main", "spawn_detached", "start_if_absent"]
 
@@ -179,10 +180,12 @@ class Supervisor:
         import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
 
         import jobctl.backends.local.cgroups  # noqa: F401 - likewise
+        import jobctl.backends.local.usage  # noqa: F401 - likewise
 
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 
         self.backend = LocalBackend(self.paths.logs)
+        self.notifier = Notifier()
         self.engine = Engine(
             self.backend,
             self.detect_capacity(),
@@ -230,8 +233,11 @@ class Supervisor:
                     idle_since = mono
                 else:
                     left = self.idle_exit - (mono - idle_since)
-                    if left <= 0 and self.try_exit():
-                        break
+                    if left <= 0:
+                        if self.try_exit():
+                            break
+                        need_tick = True  # work arrived unannounced (a delivery recorded by a command): pass now
+                        continue
                     deadlines.append(mono + max(left, 0.05))
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 with contextlib.suppress(InterruptedError):
@@ -286,6 +292,7 @@ class Supervisor:
                 if slurm_wake:  # a local job waits for a Slurm job: look at Slurm again soon
                     actions.next_wake = min(actions.next_wake or slurm_wake, slurm_wake)
                 live = store.count_live("local")
+                live += store.pending_notifications()  # undelivered notifications keep the supervisor up
                 holding = self.engine.holding(store)
             self.act(actions)
             try:
@@ -297,6 +304,9 @@ class Supervisor:
                 retention = time.time() + 5.0
             if retention is not None:
                 actions.wake_at(retention)
+            notify_wake = self.deliver_notifications()
+            if notify_wake is not None:
+                actions.next_wake = min(actions.next_wake or notify_wake, notify_wake)
             return holding, live, actions.next_wake, actions.more
         except Exception:  # noqa: BLE001 - logged; the next event retries
             import traceback
@@ -304,6 +314,20 @@ class Supervisor:
             traceback.print_exc()
             sys.stderr.flush()
             return [], 1, time.time() + 1.0, False
+
+    def deliver_notifications(self) -> float | None:
+        """The notify step (SPEC section 10), after the pass's transaction: start a delivery process for
+        each due notification (see supervisor/notify.py); returns when the next one is due."""
+        try:
+            wake, started = self.notifier.step(self.store, time.time(), self.children)
+        except Exception:  # noqa: BLE001 - logged; the rows stay pending and the next pass tries again
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            return time.time() + 5.0
+        self.children.update(started)
+        return wake
 
     def poll_slurm_upstreams(self) -> float | None:
         """Mirror the Slurm jobs that waiting local jobs depend on; when to look again (None: none).
@@ -361,7 +385,7 @@ class Supervisor:
     def _live_work(self) -> bool:
         store = Store(self.paths.db)
         try:
-            return store.has_live("local")
+            return store.has_live("local") or store.pending_notifications() > 0
         finally:
             store.close()
 
@@ -375,6 +399,7 @@ class Supervisor:
         self.unbind()
         with self.store.write():
             live = self.store.count_live("local")
+            live += self.store.pending_notifications()
         if live:
             self.bind()
             self.mark(exiting=False)

@@ -168,6 +168,28 @@ class LocalBackend:
 
 
 def _finished(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObservation]) -> Observation:
+    obs = _finished_state(bid, result, n, workers)
+    obs.usage = checked_usage(result.get("usage"))
+    return obs
+
+
+def checked_usage(usage: Any) -> dict[str, Any] | None:
+    """result.json's `usage`: kept only as a mapping of the known fields to non-negative numbers (a job
+    that writes garbage there loses its accounting, never its outcome)."""
+    from jobctl.core.accounting import USAGE_FIELDS
+
+    if not isinstance(usage, dict):
+        return None
+    kept = {}
+    for key in USAGE_FIELDS:
+        value = usage.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e18:
+            continue
+        kept[key] = value
+    return kept or None
+
+
+def _finished_state(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObservation]) -> Observation:
     codes = result.get("exit_codes") or []
     for w in workers:  # the last worker's exit code is only in the result
         if w.state == "running" and w.rank < len(codes) and codes[w.rank] is not None:

@@ -137,6 +137,7 @@ class Runner:
         self.kill_request: dict[str, Any] | None = None
         self.kill_deadline: float | None = None
         self.cgroup: Any = None  # a MemoryCgroup when the machine offers one
+        self.meter: Any = None  # a UsageMeter once the workers are about to start (SPEC section 11)
         self.identity: dict[str, Any] = {}
         self.warned = False  # the job's warning signal (`signal: USR1@60s`) was sent this attempt
 
@@ -347,6 +348,8 @@ class Runner:
             if info is not None:
                 self.handle(info.si_signo)
             self.reap()
+            if self.meter is not None and self.meter.due():
+                self.meter.sample(self.descendants())
             if self.cgroup is not None and self.kill_request is None and self.cgroup.oom_killed():
                 self.request_end("out_of_memory", 0.0, self.oom_message())
         # Whatever the workers left running in the background does not outlive the attempt.
@@ -393,7 +396,7 @@ class Runner:
         else:
             outcome = "failed"
         exit_code = next((c for c in codes if c), 0)
-        return {
+        result = {
             "outcome": outcome,
             "message": req.get("message") if req else None,
             "exit_codes": codes,
@@ -401,6 +404,12 @@ class Runner:
             "exit_code": exit_code,
             "ended_at": time.time(),
         }
+        if self.meter is not None:
+            try:
+                result["usage"] = self.meter.result(self.active_seconds())
+            except Exception:  # noqa: BLE001 - accounting never costs the job its result
+                pass
+        return result
 
 
 def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
@@ -459,6 +468,10 @@ def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
             runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan.memory_mib)) if pool else None
         try:
             runner.chdir()
+            from jobctl.backends.local.usage import UsageMeter, devices_of
+
+            if os.environ.get("JOBCTL_ACCOUNTING") != "0":  # 0: off, only to measure what it costs
+                runner.meter = UsageMeter(devices_of(runner.plan), runner.cgroup)
             runner.start_workers()
         except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
             runner.signal_tree(signal.SIGKILL)

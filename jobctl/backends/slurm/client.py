@@ -17,6 +17,7 @@ import shlex
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from jobctl.backends.base import Observation
 from jobctl.core import states
@@ -461,6 +462,94 @@ def observe(
     return obs
 
 
+def _slurm_seconds(text: str) -> float | None:
+    """sacct durations: Elapsed `[DD-]HH:MM:SS`, TotalCPU `[DD-][HH:]MM:SS[.mmm]` -> seconds."""
+    text = text.strip()
+    if not text or text in ("INVALID", "UNLIMITED", "Partition_Limit"):
+        return None
+    days = 0
+    if "-" in text:
+        head, _, text = text.partition("-")
+        if not head.isdigit():
+            return None
+        days = int(head)
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        return None
+    if not 1 <= len(parts) <= 3:
+        return None
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + part
+    return days * 86400 + seconds
+
+
+_SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def _slurm_bytes(text: str) -> int | None:
+    """sacct sizes such as `4321K`, `1.50M`, `2G`, `0` -> bytes (MaxRSS is in KiB units: K)."""
+    text = text.strip()
+    if not text:
+        return None
+    unit = text[-1].upper() if text[-1].isalpha() else ""
+    try:
+        return int(float(text[:-1] if unit else text) * _SIZE[unit])
+    except (ValueError, KeyError):
+        return None
+
+
+def _tres_gpus(tres: str) -> int:
+    """GPUs in an AllocTRES such as `billing=2,cpu=2,gres/gpu=1,mem=4G,node=1` (typed entries such as
+    `gres/gpu:a100=1` repeat the total, which is taken when there is no untyped one)."""
+    total, typed = None, 0
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if not value.isdigit():
+            continue
+        if key == "gres/gpu":
+            total = int(value)
+        elif key.startswith("gres/gpu:"):
+            typed += int(value)
+    return total if total is not None else typed
+
+
+SACCT_USAGE_FIELDS = "JobID,Elapsed,TotalCPU,MaxRSS,AllocTRES"
+
+
+def parse_sacct_usage(text: str) -> dict[str, dict[str, Any]]:
+    """`sacct -P -n -o JobID,Elapsed,TotalCPU,MaxRSS,AllocTRES` (with steps) -> usage per job ID.
+
+    The job's own line gives the wall time, the CPU time (sacct sums its steps there) and the
+    GPUs allocated; MaxRSS is per step (the job line has none): the largest step's is taken."""
+    found: dict[str, dict[str, Any]] = {}
+    peaks: dict[str, int] = {}
+    for line in text.splitlines():
+        f = line.split("|")
+        if len(f) < 5 or not f[0]:
+            continue
+        job_id, _, step = f[0].partition(".")
+        rss = _slurm_bytes(f[3])
+        if rss is not None:
+            peaks[job_id] = max(peaks.get(job_id, 0), rss)
+        if step:
+            continue
+        wall = _slurm_seconds(f[1])
+        cpu = _slurm_seconds(f[2])
+        usage: dict[str, Any] = {}
+        if wall is not None:
+            usage["wall_seconds"] = round(wall, 3)
+            usage["gpu_seconds"] = round(_tres_gpus(f[4]) * wall, 3)
+        if cpu is not None:
+            usage["cpu_seconds"] = round(cpu, 3)
+        found[job_id] = usage
+    for job_id, peak in peaks.items():
+        if job_id in found:
+            found[job_id]["max_rss_bytes"] = peak
+    return {job_id: usage for job_id, usage in found.items() if usage}
+
+
 class SlurmBackend:
     name = "slurm"
 
@@ -564,6 +653,16 @@ class SlurmBackend:
             if len(f) >= 5 and f[0] in by_raw:
                 rows[by_raw[f[0]]] = (f[1], f[2], f[3], f[4])
         return rows
+
+    def usage(self, bids: list[str]) -> dict[str, dict[str, Any]]:
+        """What ended jobs used, from sacct (SPEC section 11); {} when the accounting cannot say."""
+        if not bids:
+            return {}
+        result = self.run(["sacct", "-P", "-n", "-j", ",".join(bids), "-o", SACCT_USAGE_FIELDS], self.timeout)
+        if result.returncode != 0:
+            return {}
+        found = parse_sacct_usage(result.stdout)
+        return {bid: found[bid] for bid in bids if bid in found}
 
     # -- control -------------------------------------------------------------------------------
     def _scontrol(self, verb: str, backend_id: str, ok: tuple[str, ...] = ()) -> None:

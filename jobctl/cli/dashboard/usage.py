@@ -1,10 +1,10 @@
 """The Usage page: what the machine was used for since a time, summed like `sacct`/`sreport`.
 
-Until `jobctl stats` (SPEC section 11) records what each attempt used, this sums what the
-database already knows: jobs submitted in the period by state, user and name; CPU-hours as CPUs
-held x wall time and GPU-hours as GPUs held x wall time of every attempt (the part of it inside
-the period); the mean wait from submission to the first start. Measured CPU time and peak memory
-are not known here, so they are not shown.
+Two views of the period. Held: jobs submitted in the period by state, user and name; CPU-hours as
+CPUs held x wall time and GPU-hours as GPUs held x wall time of every attempt (the part of it
+inside the period, also split per day); the mean wait from submission to the first start.
+Measured (`measured` in /api/usage): what `jobctl stats` sums (SPEC section 11, app/reports.py)
+for the jobs submitted in the period: CPU time and GPU time each attempt used, and peak memory.
 """
 
 from __future__ import annotations
@@ -91,6 +91,10 @@ def compute(service: Service, since_seconds: float, now: float | None = None) ->
         return sorted(rows, key=lambda r: (-r["gpu_hours"], -r["cpu_hours"], -r["jobs"], r["key"]))
 
     total = sum(by_state.values())
+    from jobctl.app.reports import stats
+
+    measured = stats(service.store, since, "user")  # what the attempts used, as `jobctl stats --by user`
+    peaks = [g.peak_memory_bytes for g in measured if g.peak_memory_bytes is not None]
     return {
         "since": dt.datetime.fromtimestamp(since).astimezone().isoformat(timespec="seconds"),
         "until": dt.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds"),
@@ -109,6 +113,12 @@ def compute(service: Service, since_seconds: float, now: float | None = None) ->
         ],
         "by_user": rounded(users),
         "by_name": rounded(names)[:15],
+        "measured": {
+            "cpu_hours": round(sum(g.cpu_seconds for g in measured) / 3600, 4),
+            "gpu_hours": round(sum(g.gpu_seconds for g in measured) / 3600, 4),
+            "peak_memory_bytes": max(peaks) if peaks else None,
+            "by_user": [g.as_json("user") for g in measured],
+        },
     }
 
 
@@ -180,6 +190,7 @@ def _day_bars(per_day: list[dict[str, Any]]) -> str:
 
 def html(doc: dict[str, Any]) -> str:
     """The Usage page's body: totals, then the charts."""
+    from jobctl.app.reports import bytes_text
     from jobctl.cli.views import age
 
     wait = "-" if doc["mean_wait_seconds"] is None else age(doc["mean_wait_seconds"])
@@ -194,6 +205,13 @@ def html(doc: dict[str, Any]) -> str:
         ("GPU-hours", _num(doc["gpu_hours"])),
         ("Mean wait", wait),
     ]
+    measured = doc.get("measured")
+    if measured:  # what the attempts used (jobctl stats), beside what they held
+        totals += [
+            ("CPU-hours used", _num(measured["cpu_hours"])),
+            ("GPU-hours used", _num(measured["gpu_hours"])),
+            ("Peak memory", bytes_text(measured["peak_memory_bytes"])),
+        ]
     cards = "".join(
         f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>' for k, v in totals
     )
