@@ -13,11 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jobctl.core.scheduler import QueueLimit
 from jobctl.store.base import JOB_COLUMNS, Queries
 from jobctl.store.records import TERMINAL_SQL, Job
+
+if TYPE_CHECKING:  # the scheduler is imported only by the passes that use it, not by `status`
+    from jobctl.core.scheduler import QueueLimit
 
 DEFAULT_QUEUE = "default"
 
@@ -65,6 +67,8 @@ class QueueQueries(Queries):
     # -- queues -------------------------------------------------------------------------------------
     def queue_limits(self) -> dict[str, QueueLimit]:
         """The caps of every queue that has any (queues never configured have none)."""
+        from jobctl.core.scheduler import QueueLimit
+
         return {
             name: QueueLimit(max_running, cpus, gpus, bool(paused))
             for name, max_running, cpus, gpus, paused in self._tuples(
@@ -83,6 +87,8 @@ class QueueQueries(Queries):
 
     def list_queues(self) -> list[QueueRow]:
         """Every queue that is configured or holds an unfinished job, and `default`, by name."""
+        from jobctl.core.scheduler import QueueLimit
+
         counts: dict[str, list[int]] = {DEFAULT_QUEUE: [0, 0]}
         for queue, state, n in self._tuples(
             f"SELECT queue, state, COUNT(*) FROM jobs WHERE state NOT IN {TERMINAL_SQL} GROUP BY queue, state"
