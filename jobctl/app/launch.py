@@ -35,6 +35,11 @@ class LaunchOptions:
     backend: str | None = None
     priority: int | None = None
     dry_run: bool = False
+    # A shared queue (jobctl/app/caller.py): the env the client resolved, the job files' texts it read
+    # as its user, and a check of each job spec before anything is recorded.
+    resolved_env: tuple[dict[str, str], list[str]] | None = None
+    texts: dict[str, str] | None = None
+    check: Any = None
 
 
 ARRAY_LIMIT = 100_000
@@ -135,14 +140,14 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
     from jobctl.jobfile.loader import apply_overrides, load_jobfile
 
     plan = LaunchPlan()
-    env_values, env_secret = parse_env(options)
+    env_values, env_secret = options.resolved_env if options.resolved_env is not None else parse_env(options)
     if options.backend not in (None, "local", "slurm"):
         raise UsageError(f'--backend: expected "local" or "slurm", got "{options.backend}"')
     default_cpus = float(service.config.get("defaults.cpus"))
     default_mem = parse_memory(service.config.get("defaults.memory"), where_key="defaults.memory")
     tasks: list[dict[str, Any]] = []
     for path in files:
-        loaded = load_jobfile(path)
+        loaded = load_jobfile(path, text=options.texts[path] if options.texts is not None else None)
         plan.warnings.extend(loaded.warnings)
         plan.problems.extend(loaded.problems)  # a workdir missing here, nothing to run, ...
         # --name on a file of several jobs (a pipeline) is a prefix: NAME-TASK, links between them kept
@@ -173,6 +178,8 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             backend = options.backend or spec.backend or service.config.get("backend")
             spec.backend = backend
             refuse_control_characters(loaded.path, spec)
+            if options.check is not None:
+                options.check(spec)
             missing = [k for k, v in spec.envs.items() if v is None and k not in env_values]
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
@@ -361,6 +368,8 @@ def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> l
     now = time.time()
     ids: list[tuple[int, str]] = []
     umask = paths_mod.CALLER_UMASK if paths_mod.CALLER_UMASK is not None else _current_umask()
+    if service.umask is not None:  # a caller of a shared queue
+        umask = service.umask
     tokens: list[str] = []
     try:
         with service.store.write() as conn:
@@ -398,7 +407,7 @@ def _record(
         digest = service.digest(body)
         conn.execute("INSERT OR IGNORE INTO specs (hash, body) VALUES (?, ?)", (digest, body))
         spec_id = conn.execute("SELECT id FROM specs WHERE hash = ?", (digest,)).fetchone()[0]
-        envs_doc: dict[str, Any] = {"umask": umask}
+        envs_doc: dict[str, Any] = {"umask": umask, **service.record_extra}
         if task["env"]:
             envs_doc["env"] = task["env"]
         if task["secret_values"]:

@@ -155,10 +155,8 @@ def _follow_jobs(service: Service, ids: list[int]) -> None:
 def _follow_one(service: Service, job_id: int, rank: int | None, from_start: bool) -> None:
     from jobctl.app.logs import follow, log_files
 
-    conn = service.store.conn
-
     def row():
-        found = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        found = service.row_by_id(job_id)
         if found is None:
             raise NotFound(f"job {job_id} was removed")
         return found
@@ -353,20 +351,22 @@ def _supervisor_info(service: Service) -> dict[str, Any] | None:
     return {"pid": pid, "started": info["started"], "proc": proc}
 
 
-def supervisor_status(service: Service, as_json: bool) -> int:
-    info = _supervisor_info(service)
-    capacity = None
-    try:
-        capacity = json.loads((service.paths.runtime / "capacity.json").read_text())
-    except (OSError, ValueError):
-        pass
-    running = info is not None
-    doc = {
-        "pid": info["pid"] if info else None,
-        "running": running,
-        "uptime_s": round(time.time() - info["started"], 1) if info else None,
-        "capacity": capacity,
-    }
+def supervisor_status(service: Service, as_json: bool, doc: dict[str, Any] | None = None) -> int:
+    """`doc`: what a shared queue's supervisor says of itself (its lock file is root's)."""
+    if doc is None:
+        info = _supervisor_info(service)
+        capacity = None
+        try:
+            capacity = json.loads((service.paths.runtime / "capacity.json").read_text())
+        except (OSError, ValueError):
+            pass
+        doc = {
+            "pid": info["pid"] if info else None,
+            "running": info is not None,
+            "uptime_s": round(time.time() - info["started"], 1) if info else None,
+            "capacity": capacity,
+        }
+    running, capacity = doc["running"], doc["capacity"]
     if as_json:
         dump(doc)
     else:

@@ -533,6 +533,7 @@ class Engine:
             "cgroup_pool": self.cgroup_pool,
             "secrets_file": secrets_file,
             "umask": envs.get("umask"),
+            **({"run_as": envs["run_as"], "base_env": envs.get("base_env")} if envs.get("run_as") else {}),
         }
 
 

@@ -490,7 +490,12 @@ def main() -> int:
     from jobctl.home import paths as paths_mod
 
     os.umask(0o077)
-    return Supervisor(paths_mod.resolve(), on_demand=True).run()
+    paths = paths_mod.resolve()
+    if paths.shared:  # a runner or a command started it again after a crash: the shared supervisor
+        from jobctl.supervisor.shared import SharedSupervisor
+
+        return SharedSupervisor(paths, on_demand=True).run()
+    return Supervisor(paths, on_demand=True).run()
 
 
 if __name__ == "__main__":
