@@ -158,6 +158,8 @@ class SharedSupervisor(Supervisor):
                     protocol.send(conn, response)
                 except protocol.ProtocolError as exc:
                     protocol.send(conn, {"version": protocol.VERSION, "ok": False, "error": str(exc), "exit_code": 1})
+            if not response["ok"]:
+                discard_input(conn)
 
     def handle(self, peer: protocol.Peer, op: str, args: dict[str, Any]) -> Any:
         from jobctl.app import caller as caller_mod
@@ -171,6 +173,19 @@ class SharedSupervisor(Supervisor):
         if handler is None:
             raise protocol.ProtocolError(f"unknown op {op[:40]!r} (known: {', '.join(sorted(HANDLERS))})")
         return handler(self, svc, args)
+
+
+def discard_input(conn: socket.socket, limit: int = protocol.MAX_MESSAGE) -> None:
+    """Read what a refused client sent beyond its request (up to `limit`, without waiting), so that
+    closing does not reset the connection before the client has read its one-line answer."""
+    with contextlib.suppress(OSError):
+        conn.setblocking(False)
+        got = 0
+        while got < limit:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
 
 
 # -- the handlers: (supervisor, service for the caller, args) -> a JSON value ---------------------------
