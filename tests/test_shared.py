@@ -558,3 +558,26 @@ def test_groups_of_the_owner_are_the_jobs_groups(shared, users):
         assert gid in groups and 0 not in groups, groups
     finally:
         subprocess.run(["groupdel", group], capture_output=True)
+
+
+# -- fair share, end to end --------------------------------------------------------------------------------
+def test_bob_single_job_starts_before_half_of_alices_50_task_array_is_done(shared, users):
+    alice, bob = users
+    array = job_file(alice, own_folder(alice), "sweep", "resources: {accelerators: H100:1}\nrun: sleep 1\n")
+    ids = shared.launch(alice, array, "--array", "50")
+    assert len(ids) == 50
+    wait_until(lambda: shared.job(alice, ids[0])["state"] in ("ACTIVE", "COMPLETED"), 20, "the array to start")
+    single = shared.launch(
+        bob, job_file(bob, own_folder(bob), "one", "resources: {accelerators: H100:1}\nrun: sleep 1\n")
+    )
+    job_id = single[0]
+    wait_until(lambda: shared.job(bob, job_id)["state"] == "COMPLETED", 60, "bob's job")
+    with sqlite3.connect(shared.home / "data" / "jobctl.db") as conn:
+        started = conn.execute("SELECT started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+        ends = sorted(
+            e if e is not None else float("inf")
+            for (e,) in conn.execute(
+                f"SELECT ended_at FROM jobs WHERE id IN ({','.join('?' * len(ids))})", ids
+            ).fetchall()
+        )
+    assert started < ends[24], (started, ends[:26])  # before the 25th of alice's 50 tasks ended

@@ -78,6 +78,7 @@ class Request:
     memory_mib: int  # total
     accelerators: tuple[tuple[str, int], ...] = ()  # alternatives ("any one of these"); (): none
     limit: float | None = None  # once started, it ends within this many seconds; None: unknown
+    user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Running:
     preemptible: bool = True  # False: frozen by a user, or already being terminated
     releasing: bool = False  # True: already being terminated; its resources will free soon
     ends_by: float | None = None  # a time by which it will have ended (its timeout); None: unknown
+    user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
 
 
 @dataclass(frozen=True)
@@ -252,8 +254,16 @@ def _held(cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]]) -> _
     return pool
 
 
-def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: Capacity, now: float = 0.0) -> Decisions:
-    """Decide which pending jobs start now, which running jobs to preempt, and why others wait."""
+def schedule(
+    pending: Sequence[Request],
+    running: Sequence[Running],
+    capacity: Capacity,
+    now: float = 0.0,
+    users: UserPolicy | None = None,
+) -> Decisions:
+    """Decide which pending jobs start now, which running jobs to preempt, and why others wait.
+
+    `users`: fair share between users and per-user caps (a shared queue); None: rank order alone."""
     free = _Pool.of(capacity)
     free_sets = {name: set(indices) for name, indices in capacity.devices.items()}
     for job in running:
@@ -274,9 +284,14 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
         (job.ends_by, _held(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices))) for job in running
     ]  # and the jobs started in this call, appended below
 
-    for req in sorted(pending, key=rank_key):
+    order = sorted(pending, key=rank_key) if users is None else fair_order(pending, running, users)
+    caps = UserCaps(users, running) if users is not None else None
+    for req in order:
         if never_fits(req, capacity):
             out.waiting[req.job_id] = "resources"
+            continue
+        if caps is not None and caps.over(req):  # waits for its own user's jobs; reserves nothing
+            out.waiting[req.job_id] = "user_limit"
             continue
         opts = _options(req)
         fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
@@ -301,6 +316,8 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
                 if pool is not None:
                     pool.take(req.cpus, req.memory_mib, chosen)
             out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, name, devices)))
+            if caps is not None:
+                caps.took(req, count)
             end = None if req.limit is None else now + req.limit
             holders.append((end, _held(req.cpus, req.memory_mib, [chosen] if name is not None else [])))
             continue
@@ -335,3 +352,87 @@ def schedule(pending: Sequence[Request], running: Sequence[Running], capacity: C
                 out.behind[req.job_id] = first
         budget.take(req.cpus, req.memory_mib, reserve)
     return out
+
+
+# -- fair share and per-user caps (a shared queue, SPEC section 12) ------------------------------------
+#
+# Fair share changes only the order in which waiting jobs are looked at: priority still comes first,
+# and among jobs of equal priority the user with the least *charge* goes next, where a user's charge
+# is their recent usage (GPU-hours, then CPU-hours, decayed over a day: see jobctl/store/shared.py)
+# plus what their running jobs hold and what was picked for them earlier in this pass, each job
+# counted as CHARGE_HOURS of its GPUs and CPUs. So two users with equal usage alternate, and a user
+# with a 1,000-task array running goes after another user's single waiting job. Within one user the
+# rank order (priority, then submission) is kept. Everything after the order (fitting, backfill,
+# preemption) is unchanged.
+#
+# Per-user caps: a job whose user already runs `max_running` jobs, or whose GPUs would take the user
+# over `max_gpus`, waits with reason "user_limit" and reserves nothing (it is not the blocked job
+# that backfill protects: it waits for its own user's jobs, not for resources).
+
+CHARGE_HOURS = 1.0  # a running or just-picked job counts as this many hours of what it holds
+
+
+@dataclass(frozen=True)
+class UserPolicy:
+    usage: dict[str, tuple[float, float]] = field(default_factory=dict)  # user -> (GPU-hours, CPU-hours), decayed
+    max_gpus: int | None = None  # per user, held at once
+    max_running: int | None = None  # per user, at once
+
+
+def _gpu_count(req: Request) -> int:
+    return max((count for _, count in req.accelerators), default=0)
+
+
+def fair_order(pending: Sequence[Request], running: Sequence[Running], users: UserPolicy) -> list[Request]:
+    """The waiting jobs in the order fair share looks at them (see above)."""
+    charge: dict[str | None, list[float]] = {}
+
+    def of(user: str | None) -> list[float]:
+        if user not in charge:
+            gpu_h, cpu_h = users.usage.get(user or "", (0.0, 0.0))
+            charge[user] = [gpu_h, cpu_h]
+        return charge[user]
+
+    for job in running:
+        held = of(job.user)
+        held[0] += sum(len(i) for _, i in job.devices) * CHARGE_HOURS
+        held[1] += job.cpus * CHARGE_HOURS
+    levels: dict[int, dict[str | None, list[Request]]] = {}
+    for req in sorted(pending, key=rank_key):
+        levels.setdefault(req.priority, {}).setdefault(req.user, []).append(req)
+    out: list[Request] = []
+    for priority in sorted(levels, reverse=True):
+        queues = {user: list(reversed(reqs)) for user, reqs in levels[priority].items()}  # pop() takes the best
+        while queues:
+            user = min(queues, key=lambda u: (*of(u), rank_key(queues[u][-1])))
+            req = queues[user].pop()
+            if not queues[user]:
+                del queues[user]
+            out.append(req)
+            picked = of(user)
+            picked[0] += _gpu_count(req) * CHARGE_HOURS
+            picked[1] += req.cpus * CHARGE_HOURS
+    return out
+
+
+class UserCaps:
+    """What each user's running jobs (and the jobs started in this pass) count against the caps."""
+
+    def __init__(self, users: UserPolicy, running: Sequence[Running]):
+        self.users = users
+        self.jobs: dict[str | None, int] = {}
+        self.gpus: dict[str | None, int] = {}
+        for job in running:
+            self.jobs[job.user] = self.jobs.get(job.user, 0) + 1
+            self.gpus[job.user] = self.gpus.get(job.user, 0) + sum(len(i) for _, i in job.devices)
+
+    def over(self, req: Request) -> bool:
+        limit_jobs, limit_gpus = self.users.max_running, self.users.max_gpus
+        if limit_jobs is not None and self.jobs.get(req.user, 0) + 1 > limit_jobs:
+            return True
+        wanted = min((count for _, count in req.accelerators), default=0)
+        return limit_gpus is not None and wanted > 0 and self.gpus.get(req.user, 0) + wanted > limit_gpus
+
+    def took(self, req: Request, gpus: int) -> None:
+        self.jobs[req.user] = self.jobs.get(req.user, 0) + 1
+        self.gpus[req.user] = self.gpus.get(req.user, 0) + gpus

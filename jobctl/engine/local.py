@@ -64,6 +64,7 @@ class Engine:
         self._specs: dict[int, JobSpec] = {}
         self.paths = paths  # where the jobs' secrets files are (None: jobs without secrets only)
         self.sweeper = None
+        self.user_limits: tuple[int | None, int | None] = (None, None)  # limits.max_*_per_user (a shared queue)
         if paths is not None:
             from jobctl.home.secrets import Sweeper
 
@@ -373,8 +374,12 @@ class Engine:
             return
         by_id = {row["id"]: row for row in pending}
         requests = [request_of(row, self.limit(conn, row)) for row in pending]
-        running = [running_of(row, self.ends_by(conn, row)) for row in self.holding(conn)]
-        decisions = schedule(requests, running, self.capacity, now)
+        holding = self.holding(conn)
+        running = [running_of(row, self.ends_by(conn, row)) for row in holding]
+        from jobctl.engine.fairshare import user_policy
+
+        users = user_policy(conn, pending, holding, self.user_limits, now)
+        decisions = schedule(requests, running, self.capacity, now, users)
         actions.more = (
             len(rows) >= QUEUE_WINDOW and bool(decisions.start) and "resources" not in decisions.waiting.values()
         )
@@ -578,7 +583,16 @@ def dependency_outcome(deps: list[sqlite3.Row]) -> tuple[str, str | None, str | 
 def request_of(row: sqlite3.Row, limit: float | None = None) -> Request:
     n = row["num_nodes"]
     accs = tuple((str(name).upper(), int(count) * n) for name, count in loads(row["accelerators"], []))
-    return Request(row["id"], row["priority"], row["submitted_at"], row["cpus"] * n, row["memory_mib"] * n, accs, limit)
+    return Request(
+        row["id"],
+        row["priority"],
+        row["submitted_at"],
+        row["cpus"] * n,
+        row["memory_mib"] * n,
+        accs,
+        limit,
+        row["user"],
+    )
 
 
 def running_of(row: sqlite3.Row, ends_by: float | None = None) -> Running:
@@ -596,4 +610,5 @@ def running_of(row: sqlite3.Row, ends_by: float | None = None) -> Running:
         preemptible=not (frozen or releasing),
         releasing=releasing,
         ends_by=ends_by,
+        user=row["user"],
     )

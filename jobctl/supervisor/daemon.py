@@ -271,6 +271,9 @@ class Supervisor:
             if self.config_stamp() != self.config_mtime:
                 self.engine.capacity = self.detect_capacity()
                 self.engine.grace = self.grace
+            from jobctl.engine.fairshare import limits_of
+
+            self.engine.user_limits = limits_of(self.config)  # limits.max_*_per_user
             slurm_wake = self.poll_slurm_upstreams()
             with self.store.write() as conn:
                 own = {bid: pid for bid, pid in self.runner_pids.items() if pid in self.children}

@@ -1,0 +1,191 @@
+"""Fair share between users and per-user caps in the pure scheduler (SPEC section 12).
+
+The queue is simulated with the real `schedule` function: events are submissions and job ends;
+at each event time the scheduler is called with what waits and what runs, as the supervisor does.
+Usage is what each user's finished jobs used (GPU-hours, CPU-hours), as jobctl/store/shared.py
+computes it (without the decay: the simulations last hours at most).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobctl.core.scheduler import Capacity, Request, Running, UserPolicy, fair_order, schedule
+
+
+@dataclass
+class Job:
+    job_id: int
+    user: str
+    submit: float
+    runtime: float
+    gpus: int = 1
+    cpus: float = 1.0
+    priority: int = 0
+    start: float | None = None
+    end: float | None = None
+    devices: tuple[int, ...] = ()
+
+
+def simulate(
+    jobs: list[Job], capacity: Capacity, max_gpus: int | None = None, max_running: int | None = None
+) -> list[Job]:
+    """Run the queue to the end; every job gets `start` and `end`. Checks capacity at each step."""
+    now = 0.0
+    usage: dict[str, list[float]] = {}
+    for _ in range(10_000):
+        running = [j for j in jobs if j.start is not None and j.end > now]
+        waiting = [j for j in jobs if j.start is None and j.submit <= now]
+        policy = UserPolicy({u: (g, c) for u, (g, c) in usage.items()}, max_gpus, max_running)
+        decisions = schedule(
+            [
+                Request(
+                    j.job_id, j.priority, j.submit, j.cpus, 1024, (("H100", j.gpus),) if j.gpus else (), None, j.user
+                )
+                for j in waiting
+            ],
+            [
+                Running(
+                    j.job_id,
+                    j.priority,
+                    j.submit,
+                    j.cpus,
+                    1024,
+                    (("H100", j.devices),) if j.devices else (),
+                    user=j.user,
+                )
+                for j in running
+            ],
+            capacity,
+            now,
+            policy,
+        )
+        by_id = {j.job_id: j for j in jobs}
+        for job_id, alloc in decisions.start:
+            job = by_id[job_id]
+            job.start, job.end, job.devices = now, now + job.runtime, alloc.devices
+        live = [j for j in jobs if j.start is not None and j.end > now]
+        held = [d for j in live for d in j.devices]
+        assert len(held) == len(set(held)), "two running jobs share a GPU"
+        assert sum(j.cpus for j in live) <= capacity.cpus + 1e-9
+        for user in {j.user for j in live}:
+            mine = [j for j in live if j.user == user]
+            assert max_running is None or len(mine) <= max_running
+            assert max_gpus is None or sum(len(j.devices) for j in mine) <= max_gpus
+        events = [j.submit for j in jobs if j.submit > now] + [j.end for j in jobs if j.end is not None and j.end > now]
+        if not events:
+            break
+        nxt = min(events)
+        for j in jobs:  # usage of what ran between now and the next event
+            if j.start is not None and j.start < nxt and j.end > now:
+                span = (min(j.end, nxt) - max(j.start, now)) / 3600.0
+                total = usage.setdefault(j.user, [0.0, 0.0])
+                total[0] += len(j.devices) * span
+                total[1] += j.cpus * span
+        now = nxt
+    assert len({j.job_id for j in jobs}) == len(jobs)
+    assert all(j.start is not None for j in jobs), "every job started"
+    return jobs
+
+
+GPUS4 = Capacity(cpus=64, memory_mib=1 << 20, devices={"H100": (0, 1, 2, 3)})
+
+
+def test_done_when_bob_starts_before_half_of_alices_array_is_done():
+    jobs = [Job(i, "alice", 0.0, 60.0) for i in range(1, 51)]
+    bob = Job(51, "bob", 1.0, 60.0)
+    simulate([*jobs, bob], GPUS4)
+    ends = sorted(j.end for j in jobs)
+    assert bob.start < ends[24], (bob.start, ends[24])  # before the 25th of 50 ends
+    assert bob.start - bob.submit <= 60.0  # at most one job's runtime behind the array
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    slots=st.integers(1, 4),
+    array=st.integers(1, 25),
+    runtimes=st.lists(st.integers(1, 100), min_size=25, max_size=25),
+    arrival=st.integers(0, 4000),
+    others=st.integers(0, 2),
+    bob_runtime=st.integers(1, 100),
+)
+def test_no_user_waits_longer_than_one_job_behind_another_users_array(
+    slots, array, runtimes, arrival, others, bob_runtime
+):
+    capacity = Capacity(cpus=64, memory_mib=1 << 20, devices={"H100": tuple(range(slots))})
+    jobs = []
+    for who in ["alice"] + [f"user{k}" for k in range(others)]:
+        jobs += [Job(len(jobs) + 1 + i, who, 0.0, float(runtimes[i])) for i in range(array)]
+    bob = Job(len(jobs) + 1, "bob", float(arrival), float(bob_runtime))
+    simulate([*jobs, bob], capacity)
+    longest = max(j.runtime for j in jobs)
+    assert bob.start - bob.submit <= longest, (bob.start, bob.submit, longest)
+
+
+@settings(max_examples=50, deadline=None)
+@given(a=st.integers(1, 20), b=st.integers(1, 20), slots=st.integers(1, 4))
+def test_two_users_with_equal_usage_alternate(a, b, slots):
+    capacity = Capacity(cpus=64, memory_mib=1 << 20, devices={"H100": tuple(range(slots))})
+    jobs = [Job(i + 1, "alice", 0.0, 10.0) for i in range(a)] + [Job(a + i + 1, "bob", 0.0, 10.0) for i in range(b)]
+    simulate(jobs, capacity)
+    for t in sorted({j.start for j in jobs}):
+        started = {u: sum(1 for j in jobs if j.user == u and j.start <= t) for u in ("alice", "bob")}
+        # while both still have work, neither is ahead by more than one pass's worth of GPUs
+        if started["alice"] < a and started["bob"] < b:
+            assert abs(started["alice"] - started["bob"]) <= slots, (t, started)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 10), min_size=1, max_size=3),
+    max_running=st.one_of(st.none(), st.integers(1, 3)),
+    max_gpus=st.one_of(st.none(), st.integers(2, 4)),
+    gpus=st.integers(0, 2),
+)
+def test_per_user_caps_are_never_exceeded(sizes, max_running, max_gpus, gpus):
+    jobs = []
+    for k, size in enumerate(sizes):
+        jobs += [Job(len(jobs) + 1 + i, f"u{k}", float(i), 5.0, gpus=gpus) for i in range(size)]
+    simulate(jobs, GPUS4, max_gpus=max_gpus, max_running=max_running)  # simulate checks the caps at each step
+
+
+def test_a_job_over_its_users_cap_waits_with_reason_user_limit_and_reserves_nothing():
+    capacity = Capacity(cpus=4, memory_mib=1 << 20, devices={})
+    running = [Running(1, 0, 0.0, 1.0, 1024, user="alice")]
+    pending = [Request(2, 5, 1.0, 1.0, 1024, (), None, "alice"), Request(3, 0, 2.0, 4.0 - 1.0, 1024, (), None, "bob")]
+    decisions = schedule(pending, running, capacity, 0.0, UserPolicy({}, None, 1))
+    assert decisions.waiting == {2: "user_limit"}
+    assert [job_id for job_id, _ in decisions.start] == [3]  # alice's capped job holds nothing back
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    reqs=st.lists(st.tuples(st.integers(-2, 2), st.integers(0, 50), st.integers(1, 4)), min_size=1, max_size=12),
+)
+def test_one_user_alone_keeps_the_rank_order(reqs):
+    pending = [Request(i + 1, p, float(t), float(c), 1024, (), None, "alice") for i, (p, t, c) in enumerate(reqs)]
+    capacity = Capacity(cpus=6, memory_mib=1 << 20, devices={})
+    assert [r.job_id for r in fair_order(pending, [], UserPolicy())] == [
+        r.job_id for r in sorted(pending, key=lambda r: (-r.priority, r.order, r.job_id))
+    ]
+    assert schedule(pending, [], capacity, 0.0, UserPolicy()) == schedule(pending, [], capacity, 0.0)
+
+
+def test_priority_still_comes_before_fair_share():
+    running = [Running(1, 0, 0.0, 1.0, 1024, user="alice")]
+    pending = [Request(2, 1, 5.0, 1.0, 1024, (), None, "alice"), Request(3, 0, 1.0, 1.0, 1024, (), None, "bob")]
+    order = fair_order(pending, running, UserPolicy({"alice": (10.0, 10.0)}))
+    assert [r.job_id for r in order] == [2, 3]
+
+
+def test_least_recent_usage_goes_first_gpu_hours_then_cpu_hours():
+    pending = [
+        Request(1, 0, 0.0, 1.0, 1024, (), None, "alice"),
+        Request(2, 0, 1.0, 1.0, 1024, (), None, "bob"),
+        Request(3, 0, 2.0, 1.0, 1024, (), None, "carol"),
+    ]
+    usage = {"alice": (2.0, 0.0), "bob": (1.0, 50.0), "carol": (1.0, 10.0)}
+    assert [r.job_id for r in fair_order(pending, [], UserPolicy(usage))] == [3, 2, 1]
