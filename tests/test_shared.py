@@ -563,7 +563,7 @@ def test_groups_of_the_owner_are_the_jobs_groups(shared, users):
 # -- fair share, end to end --------------------------------------------------------------------------------
 def test_bob_single_job_starts_before_half_of_alices_50_task_array_is_done(shared, users):
     alice, bob = users
-    array = job_file(alice, own_folder(alice), "sweep", "resources: {accelerators: H100:1}\nrun: sleep 1\n")
+    array = job_file(alice, own_folder(alice), "sweep", "resources: {accelerators: H100:1}\nrun: sleep 4\n")
     ids = shared.launch(alice, array, "--array", "50")
     assert len(ids) == 50
     wait_until(lambda: shared.job(alice, ids[0])["state"] in ("ACTIVE", "COMPLETED"), 20, "the array to start")
@@ -571,7 +571,7 @@ def test_bob_single_job_starts_before_half_of_alices_50_task_array_is_done(share
         bob, job_file(bob, own_folder(bob), "one", "resources: {accelerators: H100:1}\nrun: sleep 1\n")
     )
     job_id = single[0]
-    wait_until(lambda: shared.job(bob, job_id)["state"] == "COMPLETED", 60, "bob's job")
+    wait_until(lambda: shared.job(bob, job_id)["state"] in ("ACTIVE", "COMPLETED"), 60, "bob's job to start")
     with sqlite3.connect(shared.home / "data" / "jobctl.db") as conn:
         started = conn.execute("SELECT started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
         ends = sorted(
@@ -581,3 +581,23 @@ def test_bob_single_job_starts_before_half_of_alices_50_task_array_is_done(share
             ).fetchall()
         )
     assert started < ends[24], (started, ends[:26])  # before the 25th of alice's 50 tasks ended
+
+
+def test_status_shows_a_user_column_and_filters_by_user(shared, users):
+    alice, bob = users
+    a = shared.launch(alice, job_file(alice, own_folder(alice), "from-alice", "run: echo a\n"))[0]
+    only_alice = shared.as_user(bob, "status", check=True).stdout
+    header = next(line for line in only_alice.splitlines() if line.startswith("ID"))
+    assert "USER" not in header.split()  # one user's jobs: the table as in single-user mode
+    b = shared.launch(bob, job_file(bob, own_folder(bob), "from-bob", "run: echo b\n"))[0]
+    text = shared.as_user(alice, "status", check=True).stdout
+    assert text.startswith(f"User: {alice.name}\n")
+    header = next(line for line in text.splitlines() if line.startswith("ID"))
+    assert header.split()[:4] == ["ID", "NAME", "USER", "STATUS"]
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.split() and line.split()[0].isdigit()}
+    assert rows[str(a)][2] == alice.name and rows[str(b)][2] == bob.name
+    mine = json.loads(shared.as_user(alice, "status", "--mine", "--json", check=True).stdout)
+    assert {j["id"] for j in mine} == {a} and mine[0]["user"] == alice.name
+    theirs = json.loads(shared.as_user(alice, "status", "--user", bob.name, "--json", check=True).stdout)
+    assert {j["id"] for j in theirs} == {b}
+    one_line_error(shared.as_user(alice, "status", "--mine", "--user", bob.name), 2, "--mine")

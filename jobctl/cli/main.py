@@ -226,6 +226,8 @@ def status(
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table in place until Ctrl-C.")] = False,
     as_json: JsonOpt = False,
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="Only this user's jobs (a shared queue).")] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="Only your own jobs.")] = False,
 ) -> None:
     """Show jobs in a table: unfinished ones and the 20 newest finished ones, newest first.
 
@@ -241,8 +243,19 @@ def status(
         if not sep:
             raise UsageError(f"--label: expected k=v, got {item!r}")
         labels.append((key, value))
+    if user is not None and mine:
+        raise UsageError("--user and --mine do not go together (--mine is --user with your own name)")
+    service = _service()
     output.status(
-        _service(), jobs or [], all_jobs=all_jobs, state=state, labels=labels, limit=limit, watch=watch, as_json=as_json
+        service,
+        jobs or [],
+        all_jobs=all_jobs,
+        state=state,
+        labels=labels,
+        limit=limit,
+        watch=watch,
+        as_json=as_json,
+        user=service.user if mine else user,
     )
 
 

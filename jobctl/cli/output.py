@@ -76,11 +76,15 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
     return 0 if all(r.ok for r in results) else 1
 
 
-def status(service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool) -> None:
+def status(
+    service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool, user: str | None = None
+) -> None:
+    """`user`: only that user's jobs (`--user NAME`, `--mine`)."""
     from jobctl.cli.views import cap_rows, job_json, status_table
 
     def rows():
-        return service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        found = service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        return found if user is None else [r for r in found if r["user"] == user]
 
     if as_json:
         dump([job_json(r) for r in rows()])
