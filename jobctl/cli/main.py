@@ -532,9 +532,11 @@ def supervisor_start(shared: SharedOpt = False) -> None:
     from jobctl.cli import output
 
     if shared:
-        from jobctl.supervisor.shared import setup_home
+        from jobctl.supervisor.shared import running_shared, setup_home
 
         setup_home(_paths())
+        if running_shared(_paths()) is False:  # this user's own supervisor runs here: the shared one takes over
+            output.supervisor_stop(_service(local=True))
     output.supervisor_start(_service(local=True))
 
 

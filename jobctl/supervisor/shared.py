@@ -69,6 +69,28 @@ def setup_home(paths: Paths) -> Paths:
     return Paths(paths.data, paths.state, paths.config, paths.runtime, True)
 
 
+def running_shared(paths: Paths) -> bool | None:
+    """Whether the supervisor holding the lock (if any) is a shared one; None when none holds it."""
+    import fcntl
+
+    try:
+        fd = os.open(paths.lock, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it
+        except BlockingIOError:
+            pass
+        try:
+            return bool(json.loads(os.pread(fd, 4096, 0) or b"{}").get("shared"))
+        except ValueError:
+            return False
+    finally:
+        os.close(fd)
+
+
 class SharedSupervisor(Supervisor):
     def __init__(self, paths: Paths, on_demand: bool = False):
         super().__init__(paths, on_demand)
@@ -93,6 +115,13 @@ class SharedSupervisor(Supervisor):
 
     def try_exit(self) -> bool:
         return False
+
+    def mark(self, exiting: bool) -> None:
+        """As the single-user supervisor, plus `"shared": true` in the lock file (see `running_shared`)."""
+        info = {"pid": os.getpid(), "started": self.started, "shared": True, **({"exiting": True} if exiting else {})}
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.lock_fd, 0)
+            os.pwrite(self.lock_fd, json.dumps(info).encode(), 0)
 
     def poke(self) -> None:
         with contextlib.suppress(OSError):
