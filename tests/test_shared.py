@@ -509,7 +509,7 @@ def test_kill_9_of_the_shared_supervisor_loses_nothing_and_runs_nothing_twice(sh
                     folder,
                     f"w{i}",
                     f"resources: {{cpus: 4}}\nrun: |\n  echo $JOBCTL_JOB_ID >> {ledgers[user.name]}\n"
-                    f"  sleep {rng.choice([0.5, 1.0, 2.0])}\n  exit {code}\n",
+                    f"  sleep {rng.choice([1.5, 2.5, 3.5])}\n  exit {code}\n",
                 )
             )
         out = shared.as_user(user, "launch", *map(str, paths), check=True, cwd=folder).stdout  # one transaction
