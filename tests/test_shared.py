@@ -337,6 +337,8 @@ def test_a_user_outside_allowed_group_is_refused_with_one_line(shared, users):
 def test_only_root_starts_a_shared_queue_or_changes_its_settings(shared, users):
     alice, _ = users
     one_line_error(shared.as_user(alice, "config", "set", "capacity.cpus", "64"), 1, "root")
+    one_line_error(shared.as_user(alice, "supervisor", "stop"), 1, "only root")
+    assert shared.supervisor_pid() is not None
     elsewhere = own_folder(alice) / "home"
     proc = shared.as_user(alice, "supervisor", "start", "--shared", env={"JOBCTL_HOME": str(elsewhere)})
     one_line_error(proc, 2, "only root")

@@ -531,6 +531,10 @@ def supervisor_start(shared: SharedOpt = False) -> None:
     """Start the supervisor in the background if it is not running. Example: jobctl supervisor start"""
     from jobctl.cli import output
 
+    if _paths().shared and not shared and os.getuid() != 0:
+        from jobctl.errors import UnsafePath
+
+        raise UnsafePath("the supervisor of a shared queue is root's; ask its administrator to start it")
     if shared:
         from jobctl.supervisor.shared import running_shared, setup_home
 
@@ -545,6 +549,10 @@ def supervisor_stop() -> None:
     """Stop the supervisor; running jobs keep running. Example: jobctl supervisor stop"""
     from jobctl.cli import output
 
+    if _paths().shared and os.getuid() != 0:
+        from jobctl.errors import UnsafePath
+
+        raise UnsafePath("the supervisor of a shared queue is root's; only root stops it")
     raise typer.Exit(output.supervisor_stop(_service(local=True)))
 
 
