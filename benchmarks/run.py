@@ -903,6 +903,62 @@ def bench_footprint(report: Report, jobs: int, seconds: float) -> None:
     )
 
 
+# -- 6: accounting overhead ---------------------------------------------------------------------------
+ACCOUNTED_JOB = "name: acct\nrun: sleep 1.5\nresources:\n  cpus: 1\n  memory: 64MiB\n"
+
+
+def run_accounting_batch(n: int, accounting: bool) -> dict[str, float]:
+    """N jobs of `sleep 1.5` at once; CPU per job of the supervisor itself and of its children (the
+    runners, with the jobs they reaped), with usage accounting on or off (JOBCTL_ACCOUNTING=0)."""
+    home = Home(f"accounting-{'on' if accounting else 'off'}")
+    if not accounting:
+        home.env["JOBCTL_ACCOUNTING"] = "0"
+    home.configure(capacity__cpus=str(n + 8), capacity__memory='"1TiB"', supervisor__idle_exit='"30m"')
+    sup = psutil.Process(home.start_supervisor())
+    c0 = sup.cpu_times()
+    home.jc("launch", home.job_file("acct", ACCOUNTED_JOB), "--array", str(n))
+    home.wait_until(f"state IN {TERMINAL}", n, timeout=300, poll=0.1)
+    c1 = sup.cpu_times()
+    measured = home.count("id IN (SELECT job_id FROM attempts WHERE usage IS NOT NULL)")
+    home.cleanup()
+    return {
+        "supervisor": (c1.user + c1.system - c0.user - c0.system) / n,
+        "children": (c1.children_user + c1.children_system - c0.children_user - c0.children_system) / n,
+        "measured": measured,
+    }
+
+
+def bench_accounting(report: Report, n: int, reps: int) -> None:
+    log(f"accounting overhead: {n} `sleep 1.5` jobs at once, accounting off then on, {reps} rounds")
+    off, on = [], []
+    for _ in range(reps):
+        off.append(run_accounting_batch(n, accounting=False))
+        on.append(run_accounting_batch(n, accounting=True))
+    if any(r["measured"] != n for r in on) or any(r["measured"] for r in off):
+        raise RuntimeError("accounting on/off did not take effect as expected")
+    sup_off, sup_on = median([r["supervisor"] for r in off]), median([r["supervisor"] for r in on])
+    kid_off, kid_on = median([r["children"] for r in off]), median([r["children"] for r in on])
+    extra = (sup_on - sup_off) / sup_off * 100 if sup_off else 0.0
+    report.add(
+        "6 Accounting",
+        f"supervisor CPU per job, accounting on ({n} jobs, median of {reps})",
+        f"{sup_on * 1000:.1f} ms",
+        f"{sup_off * 1000:.1f} ms off",
+        f"{extra:+.1f}%",
+        "≤ +5%",
+        verdict(extra <= 5.0),
+    )
+    report.add(
+        "6 Accounting",
+        "runners' CPU per job (runner + reaped job processes), accounting on",
+        f"{kid_on * 1000:.1f} ms",
+        f"{kid_off * 1000:.1f} ms off",
+        f"{(kid_on - kid_off) / kid_off * 100 if kid_off else 0.0:+.1f}%",
+        "(none)",
+        "info",
+    )
+
+
 # -- the report -----------------------------------------------------------------------------------
 def machine() -> list[str]:
     model = "unknown"
@@ -984,7 +1040,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"), help="Markdown file to write")
     parser.add_argument(
         "--only",
-        default="cli,throughput,bytes,dispatch,footprint,shared",
+        default="cli,throughput,bytes,dispatch,footprint,accounting,shared",
         help="comma-separated sections to run (default: all)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
@@ -1022,9 +1078,10 @@ def main() -> int:
         ("bytes", "4 Scale", lambda: bench_bytes(report, 200 if quick else 1_000, 1_000 if quick else 10_000)),
         ("dispatch", "3 Dispatch", lambda: bench_dispatch(report, 5 if quick else 20, 1 if quick else 2)),
         ("footprint", "5 Supervisor", lambda: bench_footprint(report, 50 if quick else 200, 3.0 if quick else 10.0)),
+        ("accounting", "6 Accounting", lambda: bench_accounting(report, 20 if quick else 50, 1 if quick else 3)),
         (
             "shared",
-            "6 Shared queue",
+            "7 Shared queue",
             lambda: bench_shared(report, 1_000 if quick else 10_000, 5 if quick else 25, 1 if quick else 2),
         ),
     ]

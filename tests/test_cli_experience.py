@@ -1,4 +1,8 @@
-"""Issue: terminal and scripting experience. Help, completions, version, JSON with jq, live views."""
+"""Issue: terminal and scripting experience. Help, completions, version, JSON with jq, live views.
+
+Help, version, config and completions run the CLI in-process (`jobctl_inproc`); jobs, shell scripts
+and terminals use real processes.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, wait_until, write_job
+from helpers import REPO, wait_until, write_job
 
 from jobctl.cli.completions import SHELLS, generate
 from jobctl.cli.main import app
@@ -34,8 +38,8 @@ def all_commands():
 
 
 @pytest.mark.parametrize("command", all_commands(), ids=lambda c: " ".join(c))
-def test_every_command_has_help_with_an_example(jobctl, command):
-    proc = jobctl(*command, "--help", check=True)
+def test_every_command_has_help_with_an_example(jobctl_inproc, command):
+    proc = jobctl_inproc(*command, "--help", check=True)
     assert "Usage:" in proc.stdout
     assert "Example" in proc.stdout, f"jobctl {' '.join(command)} --help has no example"
     # every option is explained
@@ -49,24 +53,24 @@ def test_every_command_has_help_with_an_example(jobctl, command):
             assert param.help, f"{' '.join(command)} {param.opts[0]} has no help"
 
 
-def test_version(jobctl):
+def test_version(jobctl_inproc):
     from jobctl import __version__
 
-    assert jobctl("--version", check=True).stdout.strip() == f"jobctl {__version__}"
+    assert jobctl_inproc("--version", check=True).stdout.strip() == f"jobctl {__version__}"
 
 
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_completion_files_are_up_to_date(shell):
     path = REPO / "completions" / SHELLS[shell]
-    assert path.read_text() == generate(shell), f"run: python -m jobctl.completions ({path} is stale)"
+    assert path.read_text() == generate(shell), f"run: python -m jobctl.cli.completions ({path} is stale)"
 
 
-def test_completion_offers_commands_and_job_names(jobctl, home):
+def test_completion_offers_commands_and_job_names(jobctl, jobctl_inproc, home):
     jobctl.launch(write_job(home, "sweep-lr", "run: 'true'\n"), "--wait")
     env = {"COMP_WORDS": "jobctl describe sw", "COMP_CWORD": "2", "_JOBCTL_COMPLETE": "complete_bash"}
-    assert "sweep-lr" in jobctl(env=env).stdout.split()
+    assert "sweep-lr" in jobctl_inproc(env=env).stdout.split()
     env = {"COMP_WORDS": "jobctl st", "COMP_CWORD": "1", "_JOBCTL_COMPLETE": "complete_bash"}
-    assert {"status", "stop", "start"} <= set(jobctl(env=env).stdout.split())
+    assert {"status", "stop", "start"} <= set(jobctl_inproc(env=env).stdout.split())
 
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
@@ -98,12 +102,12 @@ echo all-good
     assert proc.stdout.strip() == "all-good"
 
 
-def test_json_never_has_colour_and_errors_go_to_stderr(jobctl, home):
+def test_json_never_has_colour_and_errors_go_to_stderr(jobctl, jobctl_inproc, home):
     jobctl.launch(write_job(home, "c", "run: 'true'\n"), "--wait")
-    proc = jobctl("status", "--json", env={"NO_COLOR": "", "FORCE_COLOR": "1"})
+    proc = jobctl_inproc("status", "--json", env={"NO_COLOR": "", "FORCE_COLOR": "1"})
     assert "\x1b[" not in proc.stdout
     json.loads(proc.stdout)
-    proc = jobctl("status", "nope", "--json")
+    proc = jobctl_inproc("status", "nope", "--json")
     assert proc.returncode == 1 and proc.stdout == "" and "nope" in proc.stderr
 
 
@@ -122,16 +126,16 @@ def test_logs_tail_rm_and_prune(jobctl, home):
     assert jobctl.state(live) == "KILLED"  # too young to prune
 
 
-def test_config_show_get_set_path(jobctl):
-    assert jobctl("config", "set", "defaults.cpus", "2").returncode == 0
-    assert jobctl("config", "get", "defaults.cpus").stdout.strip() == "2"
-    proc = jobctl("config", "set", "defaults.cpus", "many")
+def test_config_show_get_set_path(jobctl_inproc):
+    assert jobctl_inproc("config", "set", "defaults.cpus", "2").returncode == 0
+    assert jobctl_inproc("config", "get", "defaults.cpus").stdout.strip() == "2"
+    proc = jobctl_inproc("config", "set", "defaults.cpus", "many")
     assert proc.returncode == 2 and "defaults.cpus" in proc.stderr and "expected" in proc.stderr
-    proc = jobctl("config", "set", "defaults.cpu", "2")
+    proc = jobctl_inproc("config", "set", "defaults.cpu", "2")
     assert proc.returncode == 2 and 'did you mean "defaults.cpus"' in proc.stderr
-    doc = json.loads(jobctl("config", "show", "--json").stdout)
+    doc = json.loads(jobctl_inproc("config", "show", "--json").stdout)
     assert doc["defaults.cpus"] == 2 and doc["backend"] == "local"
-    assert jobctl("config", "path").stdout.strip() == str(jobctl.home / "config.toml")
+    assert jobctl_inproc("config", "path").stdout.strip() == str(jobctl_inproc.home / "config.toml")
 
 
 def _tmux(*args):

@@ -7,7 +7,7 @@ import re
 import stat
 
 import pytest
-from conftest import FIXTURES, REPO, count_jobs, wait_until, write_job
+from helpers import FIXTURES, REPO, count_jobs, wait_until, write_job
 
 
 def test_hello_example_completes_and_shows_in_table(jobctl):
@@ -109,10 +109,10 @@ def test_workdir_is_relative_to_the_file(jobctl, home):
         ("name: nothing-to-run\n", r"bad\.yaml:1: run: missing"),
     ],
 )
-def test_bad_files_exit_2_with_file_line_key_and_write_nothing(jobctl, home, text, where):
+def test_bad_files_exit_2_with_file_line_key_and_write_nothing(jobctl_inproc, home, text, where):
     path = write_job(home, "bad", text)
     before = count_jobs(home)
-    proc = jobctl("launch", str(path))
+    proc = jobctl_inproc("launch", str(path))
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -127,35 +127,35 @@ def test_debug_shows_the_traceback(jobctl, home):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_unknown_job_is_exit_1_one_line(jobctl):
-    proc = jobctl("describe", "no-such-job")
+def test_unknown_job_is_exit_1_one_line(jobctl_inproc):
+    proc = jobctl_inproc("describe", "no-such-job")
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: no job matches 'no-such-job'"
 
 
 @pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.yaml")) or ["missing"])
-def test_every_skypilot_fixture_loads_with_dry_run(jobctl, fixture):
+def test_every_skypilot_fixture_loads_with_dry_run(jobctl_inproc, fixture):
     path = FIXTURES / fixture
     if not path.exists():
         pytest.skip(f"fixtures not found at {FIXTURES}")
-    proc = jobctl("launch", "--dry-run", str(path))
+    proc = jobctl_inproc("launch", "--dry-run", str(path))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Plan" in proc.stdout
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").glob("*.yaml")))
-def test_every_example_loads(jobctl, example):
-    proc = jobctl("launch", "--dry-run", str(REPO / "examples" / example))
+def test_every_example_loads(jobctl_inproc, example):
+    proc = jobctl_inproc("launch", "--dry-run", str(REPO / "examples" / example))
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
 
 
-def test_dry_run_says_when_a_request_does_not_fit_and_real_launch_refuses(jobctl, home):
+def test_dry_run_says_when_a_request_does_not_fit_and_real_launch_refuses(jobctl_inproc, home):
     path = write_job(home, "big", "resources:\n  accelerators: H100:8\nrun: nvidia-smi\n")
-    proc = jobctl("launch", "--dry-run", str(path))
+    proc = jobctl_inproc("launch", "--dry-run", str(path))
     assert proc.returncode == 0
     assert "H100" in proc.stdout and "no:" in proc.stdout
-    proc = jobctl("launch", str(path))
+    proc = jobctl_inproc("launch", str(path))
     assert proc.returncode == 2 and "H100" in proc.stderr
     assert count_jobs(home) == 0
 
@@ -207,6 +207,9 @@ def test_status_json_fields(jobctl, home):
         "backend",
         "backend_id",
         "user",
+        "queue",  # SPEC section 9
+        "array_id",
+        "array_index",
     }
     assert doc[0]["labels"] == {"team": "vision"}
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$", doc[0]["submitted_at"])

@@ -12,7 +12,7 @@ import sys
 import time
 
 import psutil
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 
 def supervisor_pid(home) -> int | None:
@@ -193,15 +193,15 @@ def test_parallel_launches_status_and_kills(jobctl, home):
     assert integrity(home) == "ok"
 
 
-def test_secrets_are_never_printed(jobctl, home):
+def test_secrets_are_never_printed(jobctl, jobctl_inproc, home):
     path = write_job(home, "s", "envs:\n  TOKEN: null\n  PLAIN: visible\nrun: '[ ${#TOKEN} = 7 ]'\n")
-    proc = jobctl("launch", str(path))
+    proc = jobctl_inproc("launch", str(path))
     assert proc.returncode == 2 and "TOKEN" in proc.stderr
     job_id = int(jobctl("launch", str(path), "--env", "TOKEN", "--wait", env={"TOKEN": "hunter2"}, check=True).stdout)
     for args in (("describe", str(job_id)), ("describe", str(job_id), "--json"), ("status", "--json"), ("status",)):
-        out = jobctl(*args, check=True)
+        out = jobctl_inproc(*args, check=True)
         assert "hunter2" not in out.stdout + out.stderr
-    described = jobctl.job(job_id)
+    described = jobctl_inproc.job(job_id)
     assert described["spec"]["envs"] == {"TOKEN": "***", "PLAIN": "visible"}
     assert "hunter2" not in (home / "state" / "supervisor.log").read_text()
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobctl.core.scheduler import Capacity, Request, Running, UserPolicy, fair_order, schedule
+from jobctl.core.scheduler import Capacity, QueueLimit, Request, Running, UserPolicy, fair_order, schedule
 
 
 @dataclass
@@ -43,7 +43,14 @@ def simulate(
         decisions = schedule(
             [
                 Request(
-                    j.job_id, j.priority, j.submit, j.cpus, 1024, (("H100", j.gpus),) if j.gpus else (), None, j.user
+                    j.job_id,
+                    j.priority,
+                    j.submit,
+                    j.cpus,
+                    1024,
+                    (("H100", j.gpus),) if j.gpus else (),
+                    None,
+                    user=j.user,
                 )
                 for j in waiting
             ],
@@ -61,7 +68,7 @@ def simulate(
             ],
             capacity,
             now,
-            policy,
+            users=policy,
         )
         by_id = {j.job_id: j for j in jobs}
         for job_id, alloc in decisions.start:
@@ -157,8 +164,11 @@ def test_per_user_caps_are_never_exceeded(sizes, max_running, max_gpus, gpus):
 def test_a_job_over_its_users_cap_waits_with_reason_user_limit_and_reserves_nothing():
     capacity = Capacity(cpus=4, memory_mib=1 << 20, devices={})
     running = [Running(1, 0, 0.0, 1.0, 1024, user="alice")]
-    pending = [Request(2, 5, 1.0, 1.0, 1024, (), None, "alice"), Request(3, 0, 2.0, 4.0 - 1.0, 1024, (), None, "bob")]
-    decisions = schedule(pending, running, capacity, 0.0, UserPolicy({}, None, 1))
+    pending = [
+        Request(2, 5, 1.0, 1.0, 1024, (), None, user="alice"),
+        Request(3, 0, 2.0, 4.0 - 1.0, 1024, (), None, user="bob"),
+    ]
+    decisions = schedule(pending, running, capacity, 0.0, users=UserPolicy({}, None, 1))
     assert decisions.waiting == {2: "user_limit"}
     assert [job_id for job_id, _ in decisions.start] == [3]  # alice's capped job holds nothing back
 
@@ -168,26 +178,93 @@ def test_a_job_over_its_users_cap_waits_with_reason_user_limit_and_reserves_noth
     reqs=st.lists(st.tuples(st.integers(-2, 2), st.integers(0, 50), st.integers(1, 4)), min_size=1, max_size=12),
 )
 def test_one_user_alone_keeps_the_rank_order(reqs):
-    pending = [Request(i + 1, p, float(t), float(c), 1024, (), None, "alice") for i, (p, t, c) in enumerate(reqs)]
+    pending = [Request(i + 1, p, float(t), float(c), 1024, (), None, user="alice") for i, (p, t, c) in enumerate(reqs)]
     capacity = Capacity(cpus=6, memory_mib=1 << 20, devices={})
     assert [r.job_id for r in fair_order(pending, [], UserPolicy())] == [
         r.job_id for r in sorted(pending, key=lambda r: (-r.priority, r.order, r.job_id))
     ]
-    assert schedule(pending, [], capacity, 0.0, UserPolicy()) == schedule(pending, [], capacity, 0.0)
+    assert schedule(pending, [], capacity, 0.0, users=UserPolicy()) == schedule(pending, [], capacity, 0.0)
 
 
 def test_priority_still_comes_before_fair_share():
     running = [Running(1, 0, 0.0, 1.0, 1024, user="alice")]
-    pending = [Request(2, 1, 5.0, 1.0, 1024, (), None, "alice"), Request(3, 0, 1.0, 1.0, 1024, (), None, "bob")]
+    pending = [
+        Request(2, 1, 5.0, 1.0, 1024, (), None, user="alice"),
+        Request(3, 0, 1.0, 1.0, 1024, (), None, user="bob"),
+    ]
     order = fair_order(pending, running, UserPolicy({"alice": (10.0, 10.0)}))
     assert [r.job_id for r in order] == [2, 3]
 
 
 def test_least_recent_usage_goes_first_gpu_hours_then_cpu_hours():
     pending = [
-        Request(1, 0, 0.0, 1.0, 1024, (), None, "alice"),
-        Request(2, 0, 1.0, 1.0, 1024, (), None, "bob"),
-        Request(3, 0, 2.0, 1.0, 1024, (), None, "carol"),
+        Request(1, 0, 0.0, 1.0, 1024, (), None, user="alice"),
+        Request(2, 0, 1.0, 1.0, 1024, (), None, user="bob"),
+        Request(3, 0, 2.0, 1.0, 1024, (), None, user="carol"),
     ]
     usage = {"alice": (2.0, 0.0), "bob": (1.0, 50.0), "carol": (1.0, 10.0)}
     assert [r.job_id for r in fair_order(pending, [], UserPolicy(usage))] == [3, 2, 1]
+
+
+# -- per-user caps composed with the named queues' caps and array throttles (SPEC sections 9 and 12) --
+@settings(max_examples=80, deadline=None)
+@given(
+    jobs=st.lists(
+        st.tuples(st.sampled_from(["alice", "bob", "carol"]), st.sampled_from(["default", "gpu"]), st.integers(0, 2)),
+        min_size=1,
+        max_size=20,
+    ),
+    running=st.lists(
+        st.tuples(st.sampled_from(["alice", "bob", "carol"]), st.sampled_from(["default", "gpu"])), max_size=4
+    ),
+    max_running=st.none() | st.integers(0, 3),
+    max_gpus=st.none() | st.integers(0, 3),
+    queue_max=st.none() | st.integers(0, 4),
+    queue_gpus=st.none() | st.integers(0, 4),
+    paused=st.booleans(),
+)
+def test_queue_caps_and_user_caps_both_hold_and_each_waiting_job_says_which(
+    jobs, running, max_running, max_gpus, queue_max, queue_gpus, paused
+):
+    capacity = Capacity(cpus=64, memory_mib=1 << 20, devices={"H100": tuple(range(8))})
+    held = [
+        Running(100 + i, 0, 0.0, 1.0, 1024, (("H100", (i,)),), user=user, queue=queue)
+        for i, (user, queue) in enumerate(running)
+    ]
+    pending = [
+        Request(i + 1, 0, float(i), 1.0, 1024, (("H100", gpus),) if gpus else (), None, queue=queue, user=user)
+        for i, (user, queue, gpus) in enumerate(jobs)
+    ]
+    queues = {"gpu": QueueLimit(max_running=queue_max, gpus=queue_gpus, paused=paused)}
+    policy = UserPolicy({}, max_gpus, max_running)
+    decisions = schedule(pending, held, capacity, 0.0, queues, None, users=policy)
+    by_id = {r.job_id: r for r in pending}
+    started = [by_id[job_id] for job_id, _ in decisions.start]
+    # every cap holds over what runs and what was started, counted together
+    for user in ("alice", "bob", "carol"):
+        mine_running = [r for r in held if r.user == user]
+        mine_started = [r for r in started if r.user == user]
+        if max_running is not None:
+            assert len(mine_running) + len(mine_started) <= max(max_running, len(mine_running))
+        if max_gpus is not None:
+            gpus = sum(len(i) for _, i in (d for r in mine_running for d in r.devices))
+            gpus_started = sum(c for r in mine_started for _, c in r.accelerators)
+            assert gpus_started == 0 or gpus + gpus_started <= max_gpus
+    in_gpu_queue = [r for r in started if r.queue == "gpu"]
+    if paused:
+        assert in_gpu_queue == []
+    if queue_max is not None:
+        assert len(in_gpu_queue) == 0 or len([r for r in held if r.queue == "gpu"]) + len(in_gpu_queue) <= queue_max
+    if queue_gpus is not None:
+        gpu_held = sum(len(i) for r in held if r.queue == "gpu" for _, i in r.devices)
+        gpu_new = sum(c for r in in_gpu_queue for _, c in r.accelerators)
+        assert gpu_new == 0 or gpu_held + gpu_new <= queue_gpus
+    # a job its queue holds back says so before its user's cap does; nothing else waits for a cap
+    for job_id, reason in decisions.waiting.items():
+        req = by_id[job_id]
+        if req.queue == "gpu" and paused:
+            assert reason == "queue_paused"
+        assert reason in ("queue_paused", "queue_full", "throttled", "user_limit", "resources", "priority", "preempting")
+    # without any cap, user caps and queue caps change nothing: fair share orders, everything fits
+    if max_running is None and max_gpus is None and queue_max is None and queue_gpus is None and not paused:
+        assert not any(r in ("queue_full", "user_limit", "queue_paused") for r in decisions.waiting.values())

@@ -1,4 +1,8 @@
-"""Issue: hostile input and hostile environments, through the real CLI. Always one line, never a traceback."""
+"""Issue: hostile input and hostile environments, through the real CLI. Always one line, never a traceback.
+
+Refused files and selectors run the CLI's entry point in-process (`jobctl_inproc`, with the same
+timeouts); full and read-only disks run real processes.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Jobctl, count_jobs, write_job
+from helpers import InProcessJobctl, Jobctl, count_jobs, write_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,23 +46,23 @@ def assert_clean_refusal(proc, code=2):
         b"",
     ],
 )
-def test_hostile_job_files_are_refused_cleanly(jobctl, home, content):
+def test_hostile_job_files_are_refused_cleanly(jobctl_inproc, home, content):
     path = home / "hostile.yaml"
     path.write_bytes(content)
-    proc = jobctl("launch", str(path), timeout=30)
+    proc = jobctl_inproc("launch", str(path), timeout=30)
     assert_clean_refusal(proc)
     assert str(path) in proc.stderr
     assert count_jobs(home) == 0
     assert not Path("/tmp/jobctl-pwned").exists()
 
 
-def test_a_50_mb_file_is_refused_quickly(jobctl, home):
+def test_a_50_mb_file_is_refused_quickly(jobctl_inproc, home):
     path = home / "huge.yaml"
     with open(path, "wb") as handle:
         handle.write(b"run: x\n")
         handle.write(b"# padding\n" * 5_000_000)
     started = time.monotonic()
-    proc = jobctl("launch", str(path))
+    proc = jobctl_inproc("launch", str(path))
     assert time.monotonic() - started < 10
     assert_clean_refusal(proc)
     assert "MiB" in proc.stderr
@@ -66,10 +70,10 @@ def test_a_50_mb_file_is_refused_quickly(jobctl, home):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=300))
-def test_random_bytes_never_crash_the_cli(jobctl, home, blob):
+def test_random_bytes_never_crash_the_cli(jobctl_inproc, home, blob):
     path = home / "fuzz.yaml"
     path.write_bytes(blob)
-    proc = jobctl("launch", "--dry-run", str(path), timeout=30)
+    proc = jobctl_inproc("launch", "--dry-run", str(path), timeout=30)
     assert proc.returncode in (0, 2), proc.stderr
     assert "Traceback" not in proc.stderr
     if proc.returncode == 2:
@@ -78,15 +82,15 @@ def test_random_bytes_never_crash_the_cli(jobctl, home, blob):
 
 
 @pytest.mark.parametrize("selector", ["$(touch /tmp/jobctl-pwned)", "`id`", "a;b", "; rm -rf /", "../../etc/passwd"])
-def test_odd_selectors_are_unknown_jobs(jobctl, selector):
-    proc = jobctl("describe", selector)
+def test_odd_selectors_are_unknown_jobs(jobctl_inproc, selector):
+    proc = jobctl_inproc("describe", selector)
     assert_clean_refusal(proc, code=1)
     assert not Path("/tmp/jobctl-pwned").exists()
 
 
 def test_a_missing_home_is_created(tmp_path):
     home = tmp_path / "does" / "not" / "exist"
-    jobctl = Jobctl(home)
+    jobctl = InProcessJobctl(home)
     proc = jobctl("status", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
     assert (home / "data" / "jobctl.db").exists()
@@ -95,7 +99,7 @@ def test_a_missing_home_is_created(tmp_path):
 def test_a_home_that_is_a_file_is_a_clear_error(tmp_path):
     home = tmp_path / "file"
     home.write_text("not a folder")
-    proc = Jobctl(home)("status")
+    proc = InProcessJobctl(home)("status")
     assert_clean_refusal(proc, code=1)
 
 

@@ -6,7 +6,7 @@ import json
 import time
 
 import psutil
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 
 def job_processes(jobctl, job_id: int) -> list[psutil.Process]:
@@ -224,14 +224,14 @@ def test_dependency_conditions(jobctl, home):
     assert jobctl.wait_state(on_ok, "FAILED")["reason"] == "upstream_failed"
 
 
-def test_unknown_dependency_and_cycles_are_refused(jobctl, home):
-    proc = jobctl("launch", str(write_job(home, "orphan", "depends_on: ghost\nrun: 'true'\n")))
+def test_unknown_dependency_and_cycles_are_refused(jobctl_inproc, home):
+    proc = jobctl_inproc("launch", str(write_job(home, "orphan", "depends_on: ghost\nrun: 'true'\n")))
     assert proc.returncode == 2 and "ghost" in proc.stderr
     x = write_job(home, "x", "name: x\ndepends_on: y\nrun: 'true'\n")
     y = write_job(home, "y", "name: y\ndepends_on: x\nrun: 'true'\n")
-    proc = jobctl("launch", str(x), str(y))
+    proc = jobctl_inproc("launch", str(x), str(y))
     assert proc.returncode == 2 and "cycle" in proc.stderr
-    assert json.loads(jobctl("status", "--json").stdout) == []
+    assert json.loads(jobctl_inproc("status", "--json").stdout) == []
 
 
 def test_describe_shows_the_timeline(jobctl, home):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Jobctl, _stop_everything, wait_until, write_job
+from helpers import Jobctl, stop_everything, wait_until, write_job
 from test_crash_safety import kill_supervisor, supervisor_pid
 
 
@@ -283,7 +283,7 @@ def test_kill_all_racing_the_scheduler_leaves_nothing_running():
         try:
             _kill_all_round(Jobctl(home), home, rng.uniform(0.0, 1.0), round_)
         finally:
-            _stop_everything(home)
+            stop_everything(home)
             import shutil
 
             shutil.rmtree(home, ignore_errors=True)

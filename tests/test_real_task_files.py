@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Jobctl, count_jobs, wait_until, write_job
+from helpers import InProcessJobctl, Jobctl, count_jobs, wait_until, write_job
 
 from jobctl.app.launch import LaunchOptions, build_plan
 from jobctl.app.session import Service
@@ -85,20 +85,20 @@ def test_every_real_file_through_the_cli(jobctl: Jobctl) -> None:
         "skypilot__examples__job_queue__job_multinode.yaml",  # K80:0.5
     ],
 )
-def test_sample_one_by_one_through_the_cli(jobctl: Jobctl, name: str) -> None:
-    proc = jobctl("launch", "--dry-run", str(TASKS / name))
+def test_sample_one_by_one_through_the_cli(jobctl_inproc: InProcessJobctl, name: str) -> None:
+    proc = jobctl_inproc("launch", "--dry-run", str(TASKS / name))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert proc.stdout.strip()
 
 
-def test_dry_run_warnings_of_real_files(jobctl: Jobctl) -> None:
+def test_dry_run_warnings_of_real_files(jobctl_inproc: InProcessJobctl) -> None:
     axolotl = TASKS / "skypilot__llm__axolotl__axolotl.yaml"
-    proc = jobctl("launch", "--dry-run", str(axolotl))
+    proc = jobctl_inproc("launch", "--dry-run", str(axolotl))
     assert proc.returncode == 0
     missing = str(TASKS / "mistral")
     assert f'{axolotl}:10: workdir: "{missing}" does not exist here (a real launch is refused)' in proc.stderr
     assert f'would refuse: {axolotl}:10: workdir: "{missing}" does not exist here' in proc.stdout
-    proc = jobctl("launch", "--dry-run", str(TASKS / "skypilot__examples__job-group-sdk__job_group.yaml"))
+    proc = jobctl_inproc("launch", "--dry-run", str(TASKS / "skypilot__examples__job-group-sdk__job_group.yaml"))
     assert proc.returncode == 0 and "server" in proc.stdout and "client" in proc.stdout
 
 
@@ -157,45 +157,49 @@ def test_git_workdir_clone_failure_is_a_start_error(jobctl: Jobctl, tmp_path: Pa
     assert f"git clone of file://{bare_repo} at v9 failed" in info["message"]
 
 
-def test_git_workdir_that_does_not_exist_here_is_refused(jobctl: Jobctl, tmp_path: Path) -> None:
+def test_git_workdir_that_does_not_exist_here_is_refused(jobctl_inproc: InProcessJobctl, tmp_path: Path) -> None:
     gone = tmp_path / "gone.git"
     job = write_job(tmp_path, "gone", f"workdir: {{url: 'file://{gone}', ref: v1}}\nrun: echo hi\n")
-    proc = jobctl("launch", str(job))
+    proc = jobctl_inproc("launch", str(job))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f'{job}:1: workdir.url: "{gone}" does not exist (the git repository to clone)' in proc.stderr
-    assert count_jobs(jobctl.home) == 0
-    assert jobctl("launch", "--dry-run", str(job)).returncode == 0
+    assert count_jobs(jobctl_inproc.home) == 0
+    assert jobctl_inproc("launch", "--dry-run", str(job)).returncode == 0
 
 
 @pytest.mark.parametrize("workdir", ["mistral", "/root/transformers-not-here"])
-def test_missing_workdir_dry_runs_but_a_real_launch_is_refused(jobctl: Jobctl, tmp_path: Path, workdir: str) -> None:
+def test_missing_workdir_dry_runs_but_a_real_launch_is_refused(
+    jobctl_inproc: InProcessJobctl, tmp_path: Path, workdir: str
+) -> None:
     job = write_job(tmp_path, "missing", f"workdir: {workdir}\nrun: echo hi\n")
-    dry = jobctl("launch", "--dry-run", str(job))
+    dry = jobctl_inproc("launch", "--dry-run", str(job))
     assert dry.returncode == 0 and "missing" in dry.stdout
-    proc = jobctl("launch", str(job))
+    proc = jobctl_inproc("launch", str(job))
     path = os.path.join(tmp_path, workdir)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f'{job}:1: workdir: "{path}" does not exist here' in proc.stderr
-    assert count_jobs(jobctl.home) == 0
+    assert count_jobs(jobctl_inproc.home) == 0
 
 
-def test_a_file_without_run_runs_its_setup_alone(jobctl: Jobctl, tmp_path: Path) -> None:
+def test_a_file_without_run_runs_its_setup_alone(
+    jobctl: Jobctl, jobctl_inproc: InProcessJobctl, tmp_path: Path
+) -> None:
     marker = tmp_path / "setup-ran"
     job = write_job(tmp_path, "setup-only", f"setup: echo ran > {marker}\n")
-    dry = jobctl("launch", "--dry-run", str(job))
+    dry = jobctl_inproc("launch", "--dry-run", str(job))
     assert dry.returncode == 0 and "run: missing: SkyPilot would only provision" in dry.stderr
     job_id = jobctl.launch(job)
     assert jobctl.wait_state(job_id, "COMPLETED", "FAILED", timeout=30)["state"] == "COMPLETED"
     assert marker.read_text() == "ran\n"
 
 
-def test_a_file_with_nothing_to_run_is_refused_naming_run(jobctl: Jobctl, tmp_path: Path) -> None:
+def test_a_file_with_nothing_to_run_is_refused_naming_run(jobctl_inproc: InProcessJobctl, tmp_path: Path) -> None:
     job = write_job(tmp_path, "nothing", "resources:\n  autostop:\n    idle_minutes: 5\n")
-    assert jobctl("launch", "--dry-run", str(job)).returncode == 0
-    proc = jobctl("launch", str(job))
+    assert jobctl_inproc("launch", "--dry-run", str(job)).returncode == 0
+    proc = jobctl_inproc("launch", str(job))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{job}:1: run: missing (a job needs a run command, or at least setup)" in proc.stderr
-    assert count_jobs(jobctl.home) == 0
+    assert count_jobs(jobctl_inproc.home) == 0
 
 
 def test_a_job_group_runs_its_tasks_side_by_side(jobctl: Jobctl, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 from jobctl.core.states import attempt_text
 

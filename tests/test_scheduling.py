@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import wait_until, write_job
+from helpers import wait_until, write_job
 
 
 def statuses(jobctl, ids):
@@ -65,13 +65,13 @@ def test_each_worker_sees_its_own_devices(jobctl, home):
     assert {r0, r1} == {"0,1", "2,3"}
 
 
-def test_a_request_that_can_never_fit_is_refused(jobctl, home):
-    jobctl.config("capacity.cpus", "2")
+def test_a_request_that_can_never_fit_is_refused(jobctl_inproc, home):
+    jobctl_inproc.config("capacity.cpus", "2")
     path = write_job(home, "huge", "resources: {cpus: 64}\nrun: 'true'\n")
-    proc = jobctl("launch", str(path))
+    proc = jobctl_inproc("launch", str(path))
     assert proc.returncode == 2
     assert "64" in proc.stderr and "2" in proc.stderr and "CPU" in proc.stderr
-    assert jobctl("launch", "--dry-run", str(path)).returncode == 0
+    assert jobctl_inproc("launch", "--dry-run", str(path)).returncode == 0
 
 
 def test_priority_preempts_and_the_displaced_job_completes_later(jobctl, home):

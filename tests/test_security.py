@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Jobctl, count_jobs, wait_until, write_job
+from helpers import REPO, Jobctl, count_jobs, wait_until, write_job
 
 ROOT = os.geteuid() == 0
 
@@ -385,10 +385,10 @@ run: |
 
 # -- 8. bounded input --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("array", ["0-3000000000", "3000000000"])
-def test_a_3_billion_task_array_is_refused_at_once(array, jobctl, home, tmp_path):
+def test_a_3_billion_task_array_is_refused_at_once(array, jobctl_inproc, home, tmp_path):
     job = write_job(tmp_path, "hello", "run: echo hi\n")
     start = time.monotonic()
-    proc = jobctl("launch", str(job), "--array", array)
+    proc = jobctl_inproc("launch", str(job), "--array", array)
     took = time.monotonic() - start
     assert proc.returncode == 2 and "--array" in proc.stderr and "100000" in proc.stderr, proc.stderr
     assert took < 10, took  # a python start-up under load; the check itself is below
@@ -402,23 +402,23 @@ def test_a_3_billion_task_array_is_refused_at_once(array, jobctl, home, tmp_path
     assert count_jobs(home) == 0
 
 
-def test_env_file_is_read_with_a_bound(jobctl, home, tmp_path):
+def test_env_file_is_read_with_a_bound(jobctl_inproc, home, tmp_path):
     job = write_job(tmp_path, "hello", "run: echo hi\n")
     start = time.monotonic()
-    proc = jobctl("launch", str(job), "--env-file", "/dev/zero", timeout=30)
+    proc = jobctl_inproc("launch", str(job), "--env-file", "/dev/zero", timeout=30)
     assert proc.returncode == 2 and "/dev/zero" in proc.stderr and "1 MiB" in proc.stderr, proc.stderr
     assert time.monotonic() - start < 15
     assert count_jobs(home) == 0
 
 
-def test_env_file_errors_name_the_line_never_the_value(jobctl, tmp_path):
+def test_env_file_errors_name_the_line_never_the_value(jobctl_inproc, tmp_path):
     job = write_job(tmp_path, "hello", "run: echo hi\n")
     env_file = tmp_path / "bad.env"
     env_file.write_text("# comment\nGOOD=1\nghp_SuperSecretToken123\n")
-    proc = jobctl("launch", str(job), "--env-file", str(env_file))
+    proc = jobctl_inproc("launch", str(job), "--env-file", str(env_file))
     assert proc.returncode == 2
     assert f"{env_file}:3:" in proc.stderr and "SuperSecret" not in proc.stderr, proc.stderr
-    proc = jobctl("launch", str(job), "--env", "BAD-NAME=sekrit-value-9")
+    proc = jobctl_inproc("launch", str(job), "--env", "BAD-NAME=sekrit-value-9")
     assert proc.returncode == 2 and "sekrit" not in proc.stderr, proc.stderr
 
 
@@ -465,9 +465,9 @@ def test_a_long_script_runs_from_a_file_named_by_argument(tmp_path):
         assert not (tmp_path / "pwned").exists()
         jc("supervisor", "stop")
     finally:
-        from conftest import _stop_everything
+        from helpers import stop_everything
 
-        _stop_everything(odd)
+        stop_everything(odd)
         shutil.rmtree(odd, ignore_errors=True)
 
 
@@ -479,12 +479,12 @@ def test_a_long_script_runs_from_a_file_named_by_argument(tmp_path):
         ('workdir: "sub\\ndir"\n', "workdir"),
     ],
 )
-def test_control_characters_are_refused_at_launch(text, where, jobctl, home, tmp_path):
+def test_control_characters_are_refused_at_launch(text, where, jobctl_inproc, home, tmp_path):
     (tmp_path / "sub\ndir").mkdir()
     job = write_job(tmp_path, "ctl", text + "run: echo hi\n")
-    proc = jobctl("launch", str(job))
+    proc = jobctl_inproc("launch", str(job))
     assert proc.returncode == 2, proc.stderr
     assert where in proc.stderr and "control character" in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert count_jobs(home) == 0
-    proc = jobctl("launch", str(write_job(tmp_path, "ok", "run: echo\n")), "--name", "a\nb")
+    proc = jobctl_inproc("launch", str(write_job(tmp_path, "ok", "run: echo\n")), "--name", "a\nb")
     assert proc.returncode == 2 and count_jobs(home) == 0

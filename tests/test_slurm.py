@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import count_jobs, wait_until, write_job
+from helpers import count_jobs, wait_until, write_job
 
 
 def _cluster_up() -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
 from jobctl.backends.slurm import client as slurm
 from jobctl.backends.slurm.client import (

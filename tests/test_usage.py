@@ -1,9 +1,10 @@
 """Usage errors, bad option values, bulk selectors, dry runs and the smaller CLI contracts.
 
-Usage errors run in-process through `jobctl.cli.main` (the same entry point as the `jobctl`
-script, so the real error handling is exercised) to keep dozens of cases fast; a few run as real
-processes too, including one where the `click` package cannot be imported at all. Everything that
-touches jobs runs real `jobctl` processes against a temporary home.
+Usage errors, help, dry runs and config run in-process through `jobctl.cli.main` (the
+`jobctl_inproc` fixture: the same entry point as the `jobctl` script, so the real error handling is
+exercised) to keep dozens of cases fast; a few run as real processes too, including one where the
+`click` package cannot be imported at all. Everything that touches jobs runs real `jobctl` processes
+against a temporary home.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, count_jobs, wait_until, write_job
+from helpers import REPO, count_jobs, wait_until, write_job
 
 OK_FILE = "name: ok\nrun: 'true'\n"
 
@@ -82,38 +83,16 @@ def _argv(args: list[str], job: Path) -> list[str]:
     return [str(job) if a == "JOB" else a for a in args]
 
 
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run the CLI's entry point in this process; returns (exit code, stdout, stderr)."""
-    from jobctl.cli.main import main
-
-    saved = sys.argv
-    sys.argv = ["jobctl", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def inproc_home(home, monkeypatch):
-    monkeypatch.setenv("JOBCTL_HOME", str(home))
-    monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.delenv("JOBCTL_DEBUG", raising=False)
-    old = os.umask(0o022)
-    os.umask(old)
-    yield home
-    os.umask(old)
+def _run(jobctl, *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of one CLI call."""
+    proc = jobctl(*args)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.mark.parametrize("args,code", BAD_COMMAND_LINES, ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
-def test_usage_errors_are_one_short_line_and_exit_2(inproc_home, capsys, args, code):
-    job = write_job(inproc_home, "ok", OK_FILE)
-    got, out, err = run_main(_argv(args, job), capsys)
+def test_usage_errors_are_one_short_line_and_exit_2(jobctl_inproc, home, args, code):
+    job = write_job(home, "ok", OK_FILE)
+    got, out, err = _run(jobctl_inproc, *_argv(args, job))
     assert got == code, (got, err)
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -121,29 +100,29 @@ def test_usage_errors_are_one_short_line_and_exit_2(inproc_home, capsys, args, c
     assert lines[0].startswith("error: "), err
     assert len(lines[0]) < 300, err
     assert out == ""
-    assert count_jobs(inproc_home) == 0
+    assert count_jobs(home) == 0
 
 
-def test_usage_error_names_the_help_of_the_command(inproc_home, capsys):
-    code, _, err = run_main(["launch", "x.yaml", "--bogus"], capsys)
+def test_usage_error_names_the_help_of_the_command(jobctl_inproc):
+    code, _, err = _run(jobctl_inproc, "launch", "x.yaml", "--bogus")
     assert code == 2 and "--bogus" in err and "jobctl launch --help" in err
-    code, _, err = run_main(["config"], capsys)
+    code, _, err = _run(jobctl_inproc, "config")
     assert code == 2 and "jobctl config --help" in err and "unset" in err
-    code, _, err = run_main(["stauts"], capsys)
+    code, _, err = _run(jobctl_inproc, "stauts")
     assert code == 2 and "status" in err  # a close command is suggested
 
 
-def test_plain_jobctl_prints_help_on_stderr_and_exits_2(jobctl):
-    proc = jobctl()
+def test_plain_jobctl_prints_help_on_stderr_and_exits_2(jobctl_inproc):
+    proc = jobctl_inproc()
     assert proc.returncode == 2
     assert "Usage:" in proc.stderr and "launch" in proc.stderr and proc.stdout == ""
     assert "Traceback" not in proc.stderr
 
 
-def test_help_still_exits_0(jobctl):
-    proc = jobctl("--help")
+def test_help_still_exits_0(jobctl_inproc):
+    proc = jobctl_inproc("--help")
     assert proc.returncode == 0 and "Usage:" in proc.stdout
-    proc = jobctl("config", "--help")
+    proc = jobctl_inproc("config", "--help")
     assert proc.returncode == 0 and "unset" in proc.stdout
 
 
@@ -173,9 +152,9 @@ def test_usage_errors_as_real_processes(jobctl, args):
         (["config", "set", "--bogus"], "jobctl config set --help"),
     ],
 )
-def test_option_missing_its_value_names_the_commands_help(jobctl, args, help_of):
+def test_option_missing_its_value_names_the_commands_help(jobctl_inproc, args, help_of):
     """`--env` with nothing after it points at the help of the command typed, not the top one."""
-    proc = jobctl(*args)
+    proc = jobctl_inproc(*args)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert f"(see '{help_of}')" in proc.stderr, proc.stderr
@@ -199,10 +178,10 @@ def test_usage_errors_need_no_click_package(home):
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def test_debug_shows_the_traceback_of_a_usage_error(jobctl):
-    proc = jobctl("wait", "1", "--timeout", "abc", env={"JOBCTL_DEBUG": "1"})
+def test_debug_shows_the_traceback_of_a_usage_error(jobctl_inproc):
+    proc = jobctl_inproc("wait", "1", "--timeout", "abc", env={"JOBCTL_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
-    proc = jobctl("status", "--bogus", env={"JOBCTL_DEBUG": "1"})
+    proc = jobctl_inproc("status", "--bogus", env={"JOBCTL_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "--bogus" in proc.stderr
 
 
@@ -270,30 +249,30 @@ def test_a_glob_acts_on_the_jobs_it_can(jobctl, home):
 
 
 # -- dry run ---------------------------------------------------------------------------------------
-def test_dry_run_exits_2_exactly_when_a_real_launch_is_refused(jobctl, home):
+def test_dry_run_exits_2_exactly_when_a_real_launch_is_refused(jobctl_inproc, home):
     cycle = write_job(
         home, "cycle", "name: p\n---\nname: a\ndepends_on: b\nrun: 'true'\n---\nname: b\ndepends_on: a\nrun: 'true'\n"
     )
     unknown = write_job(home, "unknown", "depends_on: ghost\nrun: 'true'\n")
     for path in (cycle, unknown):
-        dry = jobctl("launch", "--dry-run", str(path))
-        real = jobctl("launch", str(path))
+        dry = jobctl_inproc("launch", "--dry-run", str(path))
+        real = jobctl_inproc("launch", str(path))
         assert dry.returncode == 2 and real.returncode == 2, (dry.stderr, real.stderr)
         assert "Traceback" not in dry.stderr
         assert len(dry.stderr.strip().splitlines()) == 1, dry.stderr
     assert count_jobs(home) == 0
 
     pipe = write_job(home, "pipe", "name: pipe\n---\nname: prep\nrun: 'true'\n---\nname: train\nrun: 'true'\n")
-    proc = jobctl("launch", "--dry-run", str(pipe), "--json")
+    proc = jobctl_inproc("launch", "--dry-run", str(pipe), "--json")
     assert proc.returncode == 0, proc.stderr
     jobs = {j["name"]: j for j in json.loads(proc.stdout)["jobs"]}
     assert jobs["train"]["depends_on"] == ["prep"] and jobs["prep"]["depends_on"] == []
-    human = jobctl("launch", "--dry-run", str(pipe))
+    human = jobctl_inproc("launch", "--dry-run", str(pipe))
     assert "prep" in human.stdout.split("train", 1)[1]
 
     # a missing secret only warns in a dry run (the file is fine; the launch needs --env)
     secret = write_job(home, "secret", "envs:\n  TOKEN: null\nrun: 'true'\n")
-    proc = jobctl("launch", "--dry-run", str(secret))
+    proc = jobctl_inproc("launch", "--dry-run", str(secret))
     assert proc.returncode == 0 and "TOKEN" in proc.stdout + proc.stderr
     assert count_jobs(home) == 0
 
@@ -324,13 +303,13 @@ def test_status_limit_zero_shows_only_unfinished_jobs(jobctl, home):
     jobctl("kill", str(live), "--grace", "0")
 
 
-def test_config_unset_restores_the_default(jobctl):
-    jobctl.config("defaults.cpus", "3")
-    assert jobctl("config", "get", "defaults.cpus", check=True).stdout.strip() == "3"
-    proc = jobctl("config", "unset", "defaults.cpus")
+def test_config_unset_restores_the_default(jobctl_inproc):
+    jobctl_inproc.config("defaults.cpus", "3")
+    assert jobctl_inproc("config", "get", "defaults.cpus", check=True).stdout.strip() == "3"
+    proc = jobctl_inproc("config", "unset", "defaults.cpus")
     assert proc.returncode == 0 and "defaults.cpus" in proc.stderr
-    assert jobctl("config", "get", "defaults.cpus", check=True).stdout.strip() == "1"
-    assert jobctl("config", "unset", "defaults.cpus").returncode == 0  # already unset: fine
+    assert jobctl_inproc("config", "get", "defaults.cpus", check=True).stdout.strip() == "1"
+    assert jobctl_inproc("config", "unset", "defaults.cpus").returncode == 0  # already unset: fine
 
 
 def test_supervisor_status_is_text_and_json_keeps_the_fields(jobctl):
@@ -481,14 +460,14 @@ def test_launch_line_of_an_array_names_a_job_that_exists(jobctl, home):
     assert "(sweep-5) and 1 more" in proc.stderr, proc.stderr
 
 
-def test_config_show_says_detected_only_for_what_is_detected(jobctl):
+def test_config_show_says_detected_only_for_what_is_detected(jobctl_inproc):
     """capacity.* is detected from the machine when unset; slurm.partition/account are simply not
     set (sbatch uses the cluster's default), which `config show` and `config unset` must say."""
-    shown = jobctl("config", "show", check=True).stdout
+    shown = jobctl_inproc("config", "show", check=True).stdout
     assert "capacity.cpus = (detected)" in shown, shown
     assert "slurm.partition = (not set)" in shown and "slurm.account = (not set)" in shown, shown
-    jobctl("config", "set", "slurm.partition", "gpu", check=True)
-    proc = jobctl("config", "unset", "slurm.partition")
+    jobctl_inproc("config", "set", "slurm.partition", "gpu", check=True)
+    proc = jobctl_inproc("config", "unset", "slurm.partition")
     assert proc.returncode == 0 and "slurm.partition = (not set) (default)" in proc.stderr, proc.stderr
 
 
@@ -515,11 +494,11 @@ def test_wait_exits_with_the_code_a_failed_setup_exited_with(jobctl, home):
     assert jobctl("wait", str(row["id"])).returncode == 7
 
 
-def test_a_gpu_request_this_machine_cannot_hold_says_how_to_declare_gpus(jobctl, home):
+def test_a_gpu_request_this_machine_cannot_hold_says_how_to_declare_gpus(jobctl_inproc, home):
     """examples/gpu.yaml on a machine without H100s: refused (exit 2) in one line that also says
     how to declare GPUs, as the example file's own comment does."""
-    jobctl("config", "set", "capacity.accelerators", "{A100 = 1}", check=True)
-    proc = jobctl("launch", str(REPO / "examples" / "gpu.yaml"))
+    jobctl_inproc("config", "set", "capacity.accelerators", "{A100 = 1}", check=True)
+    proc = jobctl_inproc("launch", str(REPO / "examples" / "gpu.yaml"))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs 2 H100 but this machine has 0" in lines[0], proc.stderr
@@ -559,12 +538,12 @@ def test_status_state_and_label_filters_pick_from_every_finished_job(jobctl, hom
     assert len(ids("--state", "COMPLETED")) == 20  # still the 20 newest by default
 
 
-def test_a_state_named_as_slurm_names_it_suggests_ours(jobctl):
+def test_a_state_named_as_slurm_names_it_suggests_ours(jobctl_inproc):
     """`status --state RUNNING` (Slurm's word) is refused with the jobctl state to use instead."""
-    proc = jobctl("status", "--state", "RUNNING")
+    proc = jobctl_inproc("status", "--state", "RUNNING")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "unknown state RUNNING" in proc.stderr and 'did you mean "ACTIVE"' in proc.stderr, proc.stderr
-    assert 'did you mean "KILLED"' in jobctl("status", "--state", "cancelled").stderr
+    assert 'did you mean "KILLED"' in jobctl_inproc("status", "--state", "cancelled").stderr
 
 
 def test_logs_follow_of_a_job_that_ends_without_running_says_so(jobctl, home):

@@ -1,7 +1,9 @@
 """How jobs are shown: `logs` as bytes, the status table at any width, names, describe, RESOURCES.
 
 Everything runs the real CLI against a private home; the table is read through a real pseudo-terminal
-so that Rich sees a terminal of the given size, as a user's shell would give it.
+so that Rich sees a terminal of the given size, as a user's shell would give it. Dry runs, refused
+launches and the rendering of finished jobs (describe, a piped table) run the CLI's entry point
+in-process (`jobctl_inproc`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import wait_until, write_job
+from helpers import count_jobs, wait_until, write_job
 
 
 def run_bytes(jobctl, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -208,16 +210,16 @@ def launch_mixed_jobs(jobctl, tmp_path) -> list[dict]:
     return json.loads(jobctl("status", "--json", check=True).stdout)
 
 
-def test_status_keeps_id_name_and_status_at_every_width(jobctl, tmp_path):
+def test_status_keeps_id_name_and_status_at_every_width(jobctl, jobctl_inproc, tmp_path):
     jobs = launch_mixed_jobs(jobctl, tmp_path)
     sweep_ids = sorted(j["id"] for j in jobs if j["name"].startswith(SWEEP))
     assert {j["status"] for j in jobs} >= {"FAILED (setup failed)", "FAILED (exit 5)", "COMPLETED"}
     for columns in (80, 100, 120, 200):
         for how in ("terminal", "COLUMNS"):
             if how == "terminal":
-                text = run_in_terminal(jobctl, "status", columns=columns)
+                text = run_in_terminal(jobctl, "status", "--expand", columns=columns)  # every array task
             else:  # piped, with COLUMNS set: Rich honours it
-                text = jobctl("status", env={"COLUMNS": str(columns)}, check=True).stdout
+                text = jobctl_inproc("status", "--expand", env={"COLUMNS": str(columns)}, check=True).stdout
             names = check_table(text, columns, jobs)
             sweep_names = [names[i] for i in sweep_ids]
             assert len(set(sweep_names)) == 3, f"array tasks look alike at {columns} columns: {sweep_names}"
@@ -229,25 +231,25 @@ def test_status_keeps_id_name_and_status_at_every_width(jobctl, tmp_path):
                 else:
                     assert name == f"{SWEEP}-{index}"
     # a wide terminal shows every column and every name whole
-    text = run_in_terminal(jobctl, "status", columns=200)
+    text = run_in_terminal(jobctl, "status", "--expand", columns=200)
     assert "END TIME" in text and "DURATION" in text and f"{SWEEP}-2" in text
 
 
 def test_status_watch_fits_a_narrow_terminal(jobctl, tmp_path):
     jobs = launch_mixed_jobs(jobctl, tmp_path)
-    text = run_in_terminal(jobctl, "status", "--watch", columns=80, lines=24, until=b"COMPLETED")
+    text = run_in_terminal(jobctl, "status", "--watch", "--expand", columns=80, lines=24, until=b"COMPLETED")
     frames = text.split("User: ")
     assert len(frames) >= 3, text  # drawn, then redrawn in place at least once
     check_table("User: " + frames[-1], 80, jobs)
 
 
-def test_status_shows_memory_readably(jobctl, tmp_path):
+def test_status_shows_memory_readably(jobctl, jobctl_inproc, tmp_path):
     sizes = {"64MiB": "64MiMEM", "1536MiB": "1.5GiMEM", "4GiB": "4GiMEM", "1GiB": "1GiMEM"}
     ids = {}
     for size in sizes:
         job = write_job(tmp_path, f"m{size}", f"run: 'true'\nresources: {{memory: {size}, cpus: 0.1}}\n")
         ids[size] = jobctl.launch(job, "--dry-run") if False else None
-        proc = jobctl("launch", str(job), "--dry-run", check=True)
+        proc = jobctl_inproc("launch", str(job), "--dry-run", check=True)
         assert f"1x(0.1CPU, {sizes[size]})" in proc.stdout, proc.stdout
     job = write_job(tmp_path, "tiny", "run: 'true'\nresources: {memory: 64MiB}\n")
     job_id = jobctl.launch(job)
@@ -264,28 +266,26 @@ def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
         lambda: '"ACTIVE"' in jobctl("status", "--state", "ACTIVE", "--json").stdout, timeout=30, what="one job to run"
     )
     running = json.loads(jobctl("status", "--state", "ACTIVE", "--json", check=True).stdout)[0]["id"]
-    text = jobctl("status", check=True).stdout
+    text = jobctl("status", "--expand", check=True).stdout  # every task of the array, not its summary row
     rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
     assert len(rows) == 500
     assert any(line.split()[0] == str(running) for line in rows), "the running job must stay in view"
     assert "... and 100 more (100 PENDING); use --limit N, --state or --json" in text
     assert len(json.loads(jobctl("status", "--json", check=True).stdout)) == 600
-    full = jobctl("status", "--limit", "1000", check=True).stdout
+    full = jobctl("status", "--expand", "--limit", "1000", check=True).stdout
     assert "more" not in full and len([l for l in full.splitlines() if l.split()[:1] and l.split()[0].isdigit()]) == 600
 
 
 # -- names that can always be told apart and found -----------------------------------------------------
 
 
-def test_a_number_is_refused_as_a_name(jobctl, tmp_path, home):
-    from conftest import count_jobs
-
+def test_a_number_is_refused_as_a_name(jobctl, jobctl_inproc, tmp_path, home):
     job = write_job(tmp_path, "plain", "run: echo hi\n")
-    proc = jobctl("launch", str(job), "--name", "12")
+    proc = jobctl_inproc("launch", str(job), "--name", "12")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == 'error: --name: a name cannot be a number ("12"); it would read as a job ID'
     numbered = write_job(tmp_path, "numbered", "name: 2024\nrun: echo hi\n")
-    proc = jobctl("launch", str(numbered))
+    proc = jobctl_inproc("launch", str(numbered))
     assert proc.returncode == 2 and "numbered.yaml: name: a name cannot be a number" in proc.stderr
     assert "Traceback" not in proc.stderr and count_jobs(home) == 0
     # a file called 12.yaml gets a name that is not a number, and `status NAME` finds it
@@ -294,14 +294,12 @@ def test_a_number_is_refused_as_a_name(jobctl, tmp_path, home):
     assert json.loads(jobctl("status", "job-12", "--json", check=True).stdout)[0]["id"] == job_id
 
 
-def test_array_names_must_fit_the_name_limit_with_their_suffix(jobctl, tmp_path, home):
-    from conftest import count_jobs
-
+def test_array_names_must_fit_the_name_limit_with_their_suffix(jobctl, jobctl_inproc, tmp_path, home):
     job = write_job(tmp_path, "plain", "run: echo hi\n")
-    proc = jobctl("launch", str(job), "--name", "a" * 127, "--array", "10")
+    proc = jobctl_inproc("launch", str(job), "--name", "a" * 127, "--array", "10")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "up to 129 characters" in proc.stderr and "shorten it to 126 characters" in proc.stderr
-    assert jobctl("launch", str(job), "--name", "a" * 127, "--array", "10", "--dry-run").returncode == 2
+    assert jobctl_inproc("launch", str(job), "--name", "a" * 127, "--array", "10", "--dry-run").returncode == 2
     assert count_jobs(home) == 0
     jobctl("launch", str(job), "--name", "a" * 126, "--array", "10", check=True)
     names = [j["name"] for j in json.loads(jobctl("status", "--json", check=True).stdout)]
@@ -311,7 +309,7 @@ def test_array_names_must_fit_the_name_limit_with_their_suffix(jobctl, tmp_path,
 # -- describe and the result line -----------------------------------------------------------------------
 
 
-def test_describe_shows_everything_the_spec_sets(jobctl, tmp_path):
+def test_describe_shows_everything_the_spec_sets(jobctl, jobctl_inproc, tmp_path):
     job = write_job(
         tmp_path,
         "full",
@@ -322,7 +320,7 @@ def test_describe_shows_everything_the_spec_sets(jobctl, tmp_path):
     assert proc.returncode == 5
     # the result line does not repeat the reason: `FAILED (exit 5)`, not `FAILED (exit 5): exit 5`
     assert proc.stderr.strip().splitlines()[-1] == f"job {proc.stdout.split()[0]} (full): FAILED (exit 5)"
-    text = jobctl("describe", "full", check=True).stdout
+    text = jobctl_inproc("describe", "full", check=True).stdout
     fields = dict(line.split(":", 1) for line in text.splitlines() if re.match(r"^[A-Z][a-z ]+:\s", line))
     fields = {k: v.strip() for k, v in fields.items()}
     assert fields["Retries"].startswith("1")
@@ -339,5 +337,5 @@ def test_describe_shows_everything_the_spec_sets(jobctl, tmp_path):
     assert [a.split(":")[0].strip() for a in attempts] == ["1", "2"]
     # nothing set, nothing invented
     plain = jobctl.launch(write_job(tmp_path, "plain", "run: 'true'\n"), "--wait")
-    text = jobctl("describe", str(plain), check=True).stdout
+    text = jobctl_inproc("describe", str(plain), check=True).stdout
     assert "Setup:" not in text and re.search(r"^Timeout:\s+-$", text, re.M) and re.search(r"^Labels:\s+-$", text, re.M)

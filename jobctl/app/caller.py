@@ -17,7 +17,6 @@ import grp
 import os
 import pwd
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from jobctl.errors import JobctlError, NotFound, UsageError
 from jobctl.home.paths import Paths
 from jobctl.shared.protocol import Peer
 from jobctl.store.database import Store, loads
+from jobctl.store.records import Job
 
 
 class Refused(JobctlError):
@@ -90,26 +90,26 @@ class Caller:
         admin = peer.uid == 0 or (admin_gid is not None and admin_gid in groups)
         return cls(peer.pid, peer.uid, entry.pw_gid, entry.pw_name, groups, admin)
 
-    def owns(self, row: sqlite3.Row | dict[str, Any]) -> bool:
+    def owns(self, row: Job) -> bool:
         return owner_uid(row) == self.uid
 
-    def may_control(self, row: sqlite3.Row | dict[str, Any]) -> bool:
+    def may_control(self, row: Job) -> bool:
         return self.admin or self.owns(row)
 
 
-def owner_uid(row: sqlite3.Row | dict[str, Any]) -> int | None:
+def owner_uid(row: Job) -> int | None:
     """The uid a job runs as: recorded at launch (`run_as`); else the uid of its user name."""
-    run_as = loads(row["envs"], {}).get("run_as") if row["envs"] else None
+    run_as = loads(row.envs, {}).get("run_as") if row.envs else None
     if isinstance(run_as, dict) and isinstance(run_as.get("uid"), int):
         return run_as["uid"]
     try:
-        return pwd.getpwnam(row["user"]).pw_uid
+        return pwd.getpwnam(row.user).pw_uid
     except KeyError:
         return None
 
 
-def belongs(row: sqlite3.Row | dict[str, Any]) -> str:
-    return f"job {row['id']} belongs to {row['user']}"
+def belongs(row: Job) -> str:
+    return f"job {row.id} belongs to {row.user}"
 
 
 class CallerService(Service):
@@ -132,7 +132,7 @@ class CallerService(Service):
         self._poke()
         return True
 
-    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[sqlite3.Row]:
+    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[Job]:
         rows = super().select(selectors, all_jobs=all_jobs, missing_ok=missing_ok)
         if all_jobs and self.only_own and not self.caller.admin:
             rows = [r for r in rows if self.caller.owns(r)]
@@ -140,10 +140,10 @@ class CallerService(Service):
 
 
 # -- what crosses the socket -----------------------------------------------------------------------
-def row_doc(row: sqlite3.Row, caller: Caller) -> dict[str, Any]:
+def row_doc(row: Job, caller: Caller) -> dict[str, Any]:
     """A job's row as sent to a caller: the `envs` document (env values, the secrets file) only to
     whoever may control the job."""
-    doc = dict(row)
+    doc = asdict(row)
     if not caller.may_control(row):
         doc["envs"] = None
     return doc
@@ -154,12 +154,12 @@ def result_doc(result: ActionResult) -> dict[str, Any]:
 
 
 # -- the use cases -----------------------------------------------------------------------------------
-def guarded(svc: CallerService, action: Callable[[sqlite3.Row], ActionResult]) -> Callable[[sqlite3.Row], ActionResult]:
+def guarded(svc: CallerService, action: Callable[[Job], ActionResult]) -> Callable[[Job], ActionResult]:
     """`action`, for jobs the caller may control; `job 7 belongs to bob` for the others."""
 
-    def act(row: sqlite3.Row) -> ActionResult:
+    def act(row: Job) -> ActionResult:
         if not svc.caller.may_control(row):
-            return ActionResult(row["id"], row["name"], False, belongs(row), row["state"])
+            return ActionResult(row.id, row.name, False, belongs(row), row.state)
         return action(row)
 
     return act
@@ -173,7 +173,7 @@ def control(
     svc.only_own = True
     if verb == "stop":
         release = bool(options.get("release"))
-        action: Callable[[sqlite3.Row], ActionResult] = lambda row: control_mod.stop(svc, row, release)  # noqa: E731
+        action: Callable[[Job], ActionResult] = lambda row: control_mod.stop(svc, row, release)  # noqa: E731
     elif verb == "start":
         action = lambda row: control_mod.start(svc, row)  # noqa: E731
     elif verb == "retry":
@@ -196,13 +196,12 @@ def prune(svc: CallerService, older_than: float) -> list[ActionResult]:
     import time
 
     from jobctl.app import control as control_mod
-    from jobctl.store.shared import prunable
 
-    rows = [r for r in prunable(svc.store.conn, time.time() - older_than) if svc.caller.may_control(r)]
+    rows = [r for r in svc.store.prunable(time.time() - older_than) if svc.caller.may_control(r)]
     return [control_mod.remove(svc, row) for row in rows]
 
 
-def readable_job(svc: CallerService, selector: str) -> sqlite3.Row:
+def readable_job(svc: CallerService, selector: str) -> Job:
     """The job whose logs the caller wants; Refused unless they may read them."""
     row = svc.job(selector)
     if not svc.caller.may_control(row):
@@ -211,9 +210,7 @@ def readable_job(svc: CallerService, selector: str) -> sqlite3.Row:
 
 
 def spec_doc(svc: CallerService, job_id: int) -> dict[str, Any]:
-    from jobctl.store.shared import job_row
-
-    row = job_row(svc.store.conn, job_id)
+    row = svc.store.job(job_id)
     if row is None:
         raise NotFound(f"no job matches '{job_id}'")
     spec = svc.spec_of(row)
@@ -302,17 +299,31 @@ def launch(svc: CallerService, args: dict[str, Any]) -> dict[str, Any]:
         check_job_file(f["path"], caller)
         texts[f["path"]] = f["text"]
     opts = args.get("options") or {}
-    allowed = ("name", "cpus", "memory", "gpus", "num_nodes", "array", "backend", "priority", "dry_run")
+    allowed = (
+        "name",
+        "cpus",
+        "memory",
+        "gpus",
+        "num_nodes",
+        "array",
+        "backend",
+        "priority",
+        "dry_run",
+        "queue",
+        "hold",
+        "at",
+    )
     options = launch_mod.LaunchOptions()
     if not isinstance(opts, dict):
         raise UsageError("launch: options: expected an object")
     for key in allowed:
         value = opts.get(key)
-        wanted = int if key in ("num_nodes", "priority") else bool if key == "dry_run" else str
+        wanted = int if key in ("num_nodes", "priority") else bool if key in ("dry_run", "hold") else str
         if value is not None and (not isinstance(value, wanted) or (wanted is int and isinstance(value, bool))):
             raise UsageError(f"launch: options.{key}: expected {wanted.__name__}")
         setattr(options, key, value)
     options.dry_run = bool(options.dry_run)
+    options.hold = bool(options.hold)
     env, secret = args.get("env") or {}, args.get("secret") or []
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise UsageError("launch: env: expected an object of strings")
@@ -325,7 +336,9 @@ def launch(svc: CallerService, args: dict[str, Any]) -> dict[str, Any]:
     options.texts = texts
 
     def check(spec: Any) -> None:
-        if spec.backend == "slurm":
+        from jobctl.engine.backends import backend_class
+
+        if not backend_class(spec.backend or "local").supervised:  # Slurm: not the supervisor's to run
             raise UsageError(
                 f"{spec.source or spec.name}: backend: a shared queue runs local jobs; submit to Slurm from your own home"
             )

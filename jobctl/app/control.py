@@ -8,106 +8,84 @@ that does not fit the job's state is refused with a message that names the state
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 
 from jobctl.app.session import ActionResult, Service
-from jobctl.backends.local.backend import LocalBackend, backend_id
+from jobctl.backends.base import Backend
 from jobctl.core import states
-from jobctl.store.database import loads, transition
-
-WAITING = {states.CREATED, states.PENDING, states.BLOCKED, states.RETRYING}
-# an unfinished job that depends on a given job (`rm` keeps the dependencies of unfinished jobs)
-LIVE_DEPENDENT = (
-    "SELECT j.id, j.name, j.state FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = ?"
-    " AND j.state NOT IN ('COMPLETED', 'FAILED', 'KILLED') ORDER BY j.id LIMIT 1"
-)
+from jobctl.engine.backends import backend_class, backend_for
+from jobctl.store.database import Store
+from jobctl.store.records import Dependency, Job, loads
 
 
-def _result(row: sqlite3.Row, ok: bool, message: str, state: str | None = None) -> ActionResult:
-    return ActionResult(row["id"], row["name"], ok, message, state)
+def _result(row: Job, ok: bool, message: str, state: str | None = None) -> ActionResult:
+    return ActionResult(row.id, row.name, ok, message, state)
 
 
-def _refuse(service: Service, row: sqlite3.Row, wanted: str) -> ActionResult:
-    return _result(row, False, f"{service._contextual(row)}; {wanted}", row["state"])
+def _refuse(service: Service, row: Job, wanted: str) -> ActionResult:
+    return _result(row, False, f"{service._contextual(row)}; {wanted}", row.state)
 
 
-def _backend(service: Service, row: sqlite3.Row):
-    if row["backend"] == "slurm":
-        from jobctl.engine.slurm_sync import backend_for
-
-        return backend_for(service)
-    return LocalBackend(service.paths.logs)
+def _backend(service: Service, row: Job) -> Backend:
+    return backend_for(row, service)
 
 
-def _bid(row: sqlite3.Row) -> str:
-    return row["backend_id"] if row["backend"] == "slurm" else backend_id(row["id"], row["attempt"])
-
-
-def stop(service: Service, row: sqlite3.Row, release: bool = False) -> ActionResult:
+def stop(service: Service, row: Job, release: bool = False) -> ActionResult:
     by = f"by {service.user}"
-    if row["state"] in WAITING:
+    if row.state in states.QUEUED:
         if service._cas(
             row,
             states.SUSPENDED,
-            WAITING,
+            states.QUEUED,
             reason="held",
             detail=by,
             message="held: it will not start until `jobctl start`",
         ):
-            if row["backend"] == "slurm" and row["backend_id"]:
-                _backend(service, row).hold(row["backend_id"])
-            return _result(row, True, f"job {row['id']} held (SUSPENDED)", states.SUSPENDED)
-    elif row["state"] in states.RUNNING:
+            _backend(service, row).hold(row)
+            return _result(row, True, f"job {row.id} held (SUSPENDED)", states.SUSPENDED)
+    elif row.state in states.RUNNING:
         reason = "released" if release else "user"
         message = "stopped and released; `jobctl start` requeues it" if release else "frozen; `jobctl start` resumes it"
         if service._cas(row, states.SUSPENDED, states.RUNNING, reason=reason, detail=by, message=message):
             backend = _backend(service, row)
             if release:
-                backend.cancel(_bid(row), _grace(service), "released")
+                backend.release(row, _grace(service))
             else:
-                backend.suspend(_bid(row))
+                backend.freeze(row)
             return _result(
-                row, True, f"job {row['id']} {'released' if release else 'frozen'} (SUSPENDED)", states.SUSPENDED
+                row, True, f"job {row.id} {'released' if release else 'frozen'} (SUSPENDED)", states.SUSPENDED
             )
     return _refuse(service, _fresh(service, row), "only running or waiting jobs can be stopped")
 
 
-def start(service: Service, row: sqlite3.Row) -> ActionResult:
-    if row["state"] != states.SUSPENDED:
+def start(service: Service, row: Job) -> ActionResult:
+    if row.state != states.SUSPENDED:
         return _refuse(service, row, "only SUSPENDED jobs can be started")
-    if row["reason"] == "user":  # frozen: thaw it
+    if row.reason == "user":  # frozen: thaw it
         if service._cas(row, states.ACTIVE, {states.SUSPENDED}, message="resumed"):
-            _backend(service, row).resume(_bid(row))
-            return _result(row, True, f"job {row['id']} resumed (ACTIVE)", states.ACTIVE)
+            _backend(service, row).thaw(row)
+            return _result(row, True, f"job {row.id} resumed (ACTIVE)", states.ACTIVE)
     else:
         after = _after(service, row)
         target = states.BLOCKED if after else states.PENDING
         if service._cas(
             row, target, {states.SUSPENDED}, reason="dependency" if after else None, detail=after, message="requeued"
         ):
-            if row["backend"] == "slurm":  # release a held/released Slurm job, resubmit a preempted one
-                from jobctl.engine.slurm_control import restart
-
-                restart(service, row)
-            return _result(row, True, f"job {row['id']} requeued ({target})", target)
+            _backend(service, row).requeue(row)
+            return _result(row, True, f"job {row.id} requeued ({target})", target)
     return _refuse(service, _fresh(service, row), "only SUSPENDED jobs can be started")
 
 
-def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> ActionResult:
-    if row["state"] in states.TERMINAL:
-        if row["backend"] == "slurm" and row["backend_id"]:  # taken for ended, but Slurm may still run it
-            from jobctl.engine.slurm_control import cancel_leftover
-
-            if cancel_leftover(service, row):
-                return _result(
-                    row,
-                    True,
-                    f"job {row['id']} ({row['state']}) was still in Slurm as job "
-                    f"{row['backend_id']}: cancelled it there",
-                    row["state"],
-                )
+def kill(service: Service, row: Job, grace: float | None = None, signum: int | None = None) -> ActionResult:
+    if row.state in states.TERMINAL:
+        if _backend(service, row).cancel_leftover(row):  # taken for ended, but the backend still ran it
+            return _result(
+                row,
+                True,
+                f"job {row.id} ({row.state}) was still in Slurm as job {row.backend_id}: cancelled it there",
+                row.state,
+            )
         return _refuse(service, row, "only unfinished jobs can be killed")
     grace = _grace(service) if grace is None else grace
     src = service._cas(
@@ -115,50 +93,41 @@ def kill(service: Service, row: sqlite3.Row, grace: float | None = None) -> Acti
     )
     if src is None:
         return _refuse(service, _fresh(service, row), "only unfinished jobs can be killed")
-    fresh = _fresh(service, row)
-    if row["backend"] == "slurm" and row["backend_id"]:
-        _backend(service, row).cancel(row["backend_id"])
-    elif fresh["alloc"] is not None:
-        try:
-            LocalBackend(service.paths.logs).cancel(backend_id(row["id"], fresh["attempt"]), grace, "killed")
-        except OSError:
-            pass  # the kill is recorded: the runner reads kill.json as it starts, the supervisor sends it again
-    return _result(row, True, f"job {row['id']} killed", states.KILLED)
+    _backend(service, row).kill(row, _fresh(service, row), grace, signum)
+    return _result(row, True, f"job {row.id} killed", states.KILLED)
 
 
-def retry(service: Service, row: sqlite3.Row) -> ActionResult:
+def retry(service: Service, row: Job) -> ActionResult:
     """Queue a FAILED or KILLED job again as a new attempt, with a fresh budget of automatic retries.
 
     Refused while a dependency it needs is itself FAILED or KILLED (retry that one first): a job
     queued again behind such a dependency would only fail again at once. Its dependents that failed
     only because of it (`FAILED (upstream failed)`) wait for it again (BLOCKED), down the chain.
     """
-    if row["state"] not in (states.FAILED, states.KILLED):
+    if row.state not in (states.FAILED, states.KILLED):
         return _refuse(service, row, "only FAILED or KILLED jobs can be retried")
-    if row["alloc"] is not None:
-        return _result(row, False, f"job {row['id']} is still stopping; try again in a moment", row["state"])
+    if row.alloc is not None:
+        return _result(row, False, f"job {row.id} is still stopping; try again in a moment", row.state)
     from jobctl.home.secrets import path_of
 
-    secrets = path_of(service.paths, row["envs"])
+    secrets = path_of(service.paths, row.envs)
     if secrets is not None and not secrets.exists():  # removed when the job ended (SPEC section 14)
-        names = ", ".join(loads(row["envs"], {}).get("secret") or [])
+        names = ", ".join(loads(row.envs, {}).get("secret") or [])
         return _result(
             row,
             False,
-            f"job {row['id']}: its secrets ({names}) were deleted when it ended; launch it again to give them anew",
-            row["state"],
+            f"job {row.id}: its secrets ({names}) were deleted when it ended; launch it again to give them anew",
+            row.state,
         )
-    if row["backend"] == "slurm" and row["backend_id"]:  # never a second copy beside one Slurm still runs
-        from jobctl.engine.slurm_control import cancel_leftover
-
-        cancel_leftover(service, row)
+    _backend(service, row).cancel_leftover(row)  # never a second copy beside one the backend still runs
     retries = int(service.spec_of(row).get("retries") or 0)
-    attempt, last = row["attempt"] + 1, row["attempt"] + retries + 1
+    attempt, last = row.attempt + 1, row.attempt + retries + 1
     now = time.time()
-    with service.store.write() as conn:
-        problem = _unmet_dependency(conn, row)
+    store = service.store
+    with store.write():
+        problem = _unmet_dependency(store, row)
         if problem:
-            return _result(row, False, problem, row["state"])
+            return _result(row, False, problem, row.state)
         after = _after(service, row)
         target = states.BLOCKED if after else states.PENDING
         fields = {
@@ -169,9 +138,8 @@ def retry(service: Service, row: sqlite3.Row) -> ActionResult:
             "backend_id": None,
             "max_attempts": last,
         }
-        src = transition(
-            conn,
-            row["id"],
+        src = store.transition(
+            row.id,
             target,
             expect={states.FAILED, states.KILLED},
             reason="dependency" if after else None,
@@ -181,46 +149,36 @@ def retry(service: Service, row: sqlite3.Row) -> ActionResult:
             message=f"retried by {service.user}: attempt {attempt} of at most {last}",
             fields=fields,
         )
-        again = _requeue_dependents(conn, row["id"], service.user, now) if src else []
+        again = _requeue_dependents(store, row.id, service.user, now) if src else []
     if src:
-        if row["backend"] == "slurm":
-            from jobctl.engine.slurm_sync import submit
-
-            submit(service, [row["id"]])
-        text = f"job {row['id']} queued again as attempt {attempt} of at most {last}"
+        _backend(service, row).submit([row.id])
+        text = f"job {row.id} queued again as attempt {attempt} of at most {last}"
         if again:
             text += f"; its dependents {', '.join(map(str, again))} wait for it again (BLOCKED)"
         return _result(row, True, text, target)
     fresh = _fresh(service, row)
-    if row["reason"] == "upstream_failed" and fresh["state"] == states.BLOCKED:
+    if row.reason == "upstream_failed" and fresh.state == states.BLOCKED:
         # its upstream was retried a moment ago (e.g. `jobctl retry up down`): it waits for it again
         return _result(
             row,
             True,
-            f"job {row['id']} waits for its upstream again ({states.status_text(fresh['state'], fresh['detail'])})",
-            fresh["state"],
+            f"job {row.id} waits for its upstream again ({states.status_text(fresh.state, fresh.detail)})",
+            fresh.state,
         )
     return _refuse(service, fresh, "only FAILED or KILLED jobs can be retried")
 
 
-def _dependencies(conn: sqlite3.Connection, job_id: int) -> list[sqlite3.Row]:
-    return conn.execute(
-        "SELECT d.dep_id, d.condition, j.state, j.name FROM deps d LEFT JOIN jobs j ON j.id = d.dep_id"
-        " WHERE d.job_id = ? ORDER BY d.dep_id",
-        (job_id,),
-    ).fetchall()
-
-
-def _unmet_dependency(conn: sqlite3.Connection, row: sqlite3.Row) -> str | None:
+def _unmet_dependency(store: Store, row: Job) -> str | None:
     """Why a retried `row` could not run because of a dependency, or None.
 
     A dependency that was removed (`rm`, `prune`) no longer holds back a job that had got past it
     (it ran, or failed for another reason): that dependency is dropped. A job that failed because of
     it (upstream failed or completed) cannot run any more: launch it again."""
-    me = f"job {row['id']} ({row['name']})"
-    held_back = row["reason"] in ("upstream_failed", "upstream_completed")
+    me = f"job {row.id} ({row.name})"
+    held_back = row.reason in ("upstream_failed", "upstream_completed")
     removed = []
-    for dep_id, condition, state, name in _dependencies(conn, row["id"]):
+    for dep in store.dependencies(row.id):
+        dep_id, condition, state, name = dep.dep_id, dep.condition, dep.state, dep.name
         if state is None:
             if held_back:
                 return f"{me} depends on job {dep_id}, which was removed; it can never run (launch it again)"
@@ -229,30 +187,24 @@ def _unmet_dependency(conn: sqlite3.Connection, row: sqlite3.Row) -> str | None:
             return f"{me} depends on job {dep_id} ({name}), which is {state}; retry {dep_id} first"
         elif condition == "failed" and state == states.COMPLETED:
             return f"{me} runs only if job {dep_id} ({name}) fails (condition: failed), and it COMPLETED; it cannot run"
-    conn.executemany("DELETE FROM deps WHERE job_id = ? AND dep_id = ?", [(row["id"], d) for d in removed])
+    store.drop_dependencies(row.id, removed)
     return None
 
 
-def _requeue_dependents(conn: sqlite3.Connection, job_id: int, actor: str, now: float) -> list[int]:
+def _requeue_dependents(store: Store, job_id: int, actor: str, now: float) -> list[int]:
     """Dependents failed only because `job_id` (now queued again) had failed: BLOCKED again, down the chain."""
     from jobctl.engine.local import dependency_outcome
 
     again, todo = [], [job_id]
     while todo:
         up = todo.pop(0)
-        for dep in conn.execute(
-            "SELECT j.* FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = ?"
-            " AND j.state = 'FAILED' AND j.reason = 'upstream_failed' AND j.backend = 'local'"
-            " AND j.alloc IS NULL ORDER BY j.id",
-            (up,),
-        ).fetchall():
-            deps = _dependencies(conn, dep["id"])
+        for dep in store.upstream_failed_dependents(up):
+            deps: list[Dependency] = store.dependencies(dep.id)
             if dependency_outcome(deps)[0] != "wait":
                 continue  # another dependency still holds it back (or none does any more)
-            after = states.blocked_detail([d["dep_id"] for d in deps])
-            if transition(
-                conn,
-                dep["id"],
+            after = states.blocked_detail([d.dep_id for d in deps])
+            if store.transition(
+                dep.id,
                 states.BLOCKED,
                 expect={states.FAILED},
                 reason="dependency",
@@ -262,37 +214,33 @@ def _requeue_dependents(conn: sqlite3.Connection, job_id: int, actor: str, now: 
                 now=now,
                 fields={"ended_at": None, "exit_code": None},
             ):
-                again.append(dep["id"])
-                todo.append(dep["id"])
+                again.append(dep.id)
+                todo.append(dep.id)
     return again
 
 
-def remove(service: Service, row: sqlite3.Row) -> ActionResult:
-    if row["state"] not in states.TERMINAL or row["alloc"] is not None:
+def remove(service: Service, row: Job) -> ActionResult:
+    if row.state not in states.TERMINAL or row.alloc is not None:
         return _refuse(service, row, "only finished jobs can be removed (kill it first)")
-    with service.store.write() as conn:
-        needed = conn.execute(LIVE_DEPENDENT, (row["id"],)).fetchone()
+    store = service.store
+    with store.write():
+        needed = store.live_dependent(row.id)
         if needed:  # it would fail at once ("dependency no longer exists"): keep the upstream
             return _result(
                 row,
                 False,
-                f"job {row['id']} is a dependency of job {needed['id']} ({needed['name']}),"
-                f" which is {needed['state']}; kill or remove that job first",
-                row["state"],
+                f"job {row.id} is a dependency of job {needed.id} ({needed.name}),"
+                f" which is {needed.state}; kill or remove that job first",
+                row.state,
             )
-        conn.execute("DELETE FROM jobs WHERE id = ? AND state IN ('COMPLETED', 'FAILED', 'KILLED')", (row["id"],))
-    shutil.rmtree(service.paths.job_dir(row["id"]), ignore_errors=True)
-    return _result(row, True, f"job {row['id']} removed")
+        store.remove_finished(row.id)
+    shutil.rmtree(service.paths.job_dir(row.id), ignore_errors=True)
+    return _result(row, True, f"job {row.id} removed")
 
 
 def prune(service: Service, older_than: float) -> list[ActionResult]:
     cutoff = time.time() - older_than
-    rows = service.store.conn.execute(
-        "SELECT * FROM jobs WHERE state IN ('COMPLETED', 'FAILED', 'KILLED') AND alloc IS NULL AND ended_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM deps d JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = jobs.id"
-        " AND j.state NOT IN ('COMPLETED', 'FAILED', 'KILLED'))",  # kept while an unfinished job needs it
-        (cutoff,),
-    ).fetchall()
+    rows = service.store.prunable(cutoff)  # kept while an unfinished job needs it
     return [remove(service, row) for row in rows]
 
 
@@ -300,16 +248,17 @@ def prune(service: Service, older_than: float) -> list[ActionResult]:
 # The others are skipped without a word (like `scancel -u`, `pueue kill --all`); a job named on its
 # own (an ID, or a name that matches one job) is always acted on, so a wrong state is reported.
 APPLIES = {
-    "stop": lambda r: r["state"] in WAITING | states.RUNNING,
-    "start": lambda r: r["state"] == states.SUSPENDED,
-    "retry": lambda r: r["state"] in (states.FAILED, states.KILLED),
-    "kill": lambda r: r["state"] not in states.TERMINAL,
-    "rm": lambda r: r["state"] in states.TERMINAL,
+    "stop": lambda r: r.state in states.QUEUED | states.RUNNING,
+    "start": lambda r: r.state == states.SUSPENDED,
+    "retry": lambda r: r.state in (states.FAILED, states.KILLED),
+    "kill": lambda r: r.state not in states.TERMINAL,
+    "rm": lambda r: r.state in states.TERMINAL,
+    "update": lambda r: r.state not in states.TERMINAL,
 }
 
 
 def bulk(
-    service: Service, selectors: list[str], all_jobs: bool, verb: str, action: Callable[[sqlite3.Row], ActionResult]
+    service: Service, selectors: list[str], all_jobs: bool, verb: str, action: Callable[[Job], ActionResult]
 ) -> list[ActionResult]:
     """Act on every job the selectors name, one result per job (and one per selector that names
     nothing). One job's error, whatever it is, never stops the others."""
@@ -317,7 +266,7 @@ def bulk(
     import traceback
 
     applies = APPLIES[verb]
-    todo: list[tuple[str | None, sqlite3.Row, bool]] = []  # (selector, job, skip it if the action does not apply)
+    todo: list[tuple[str | None, Job, bool]] = []  # (selector, job, skip it if the action does not apply)
     results: list[ActionResult] = []
     seen: set[int] = set()
     if all_jobs:
@@ -327,17 +276,16 @@ def bulk(
         if not matched:
             results.append(ActionResult(None, None, False, f"{sel}: no such job", None, sel))
             continue
-        rows = [r for r in matched if r["id"] not in seen]
+        rows = [r for r in matched if r.id not in seen]
         usable = [r for r in rows if applies(r)] if len(rows) > 1 else []
         for row in usable or rows:  # none applies: act on each anyway, so each refusal says why
-            seen.add(row["id"])
+            seen.add(row.id)
             todo.append((sel, row, bool(usable)))
-    if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for _, r, _ in todo):
-        service.refresh_slurm([r for _, r, _ in todo])  # act on Slurm's current state, not on what was last recorded
+    if service.refresh([r for _, r, _ in todo]):  # act on Slurm's current state, not on what was last recorded
         todo = [(sel, _fresh(service, r), skip) for sel, r, skip in todo]
         todo = [(sel, r, skip) for sel, r, skip in todo if applies(r) or not skip]
     debug = os.environ.get("JOBCTL_DEBUG") not in (None, "", "0")
-    for sel, row, _ in todo:
+    for selector, row, _ in todo:
         try:
             result = action(row)
         except Exception as exc:  # a race with the supervisor, a backend error, a full disk ...
@@ -348,22 +296,19 @@ def bulk(
                 if isinstance(exc, OSError) and exc.strerror
                 else f"{type(exc).__name__}: {exc}"
             )
-            result = _result(row, False, f"job {row['id']}: {text}", row["state"])
-        result.selector = sel if sel is not None else str(row["id"])
+            result = _result(row, False, f"job {row.id}: {text}", row.state)
+        result.selector = selector if selector is not None else str(row.id)
         results.append(result)
-    order = {sel: i for i, sel in enumerate(selectors)}
+    order: dict[str | None, int] = {sel: i for i, sel in enumerate(selectors)}
     results.sort(key=lambda r: order.get(r.selector, len(order)))
     if any(r.ok for r in results):
-        service.wake_supervisor(start=any(row["backend"] == "local" for _, row, _ in todo))
+        service.wake_supervisor(start=any(backend_class(row).supervised for _, row, _ in todo))
     return results
 
 
-def _after(service: Service, row: sqlite3.Row) -> str | None:
+def _after(service: Service, row: Job) -> str | None:
     """The BLOCKED detail ("after 12, 13") for a job with dependencies; None without any."""
-    deps = [
-        d[0]
-        for d in service.store.conn.execute("SELECT dep_id FROM deps WHERE job_id = ? ORDER BY dep_id", (row["id"],))
-    ]
+    deps = service.store.dependency_ids(row.id)
     return states.blocked_detail(deps) if deps else None
 
 
@@ -373,5 +318,5 @@ def _grace(service: Service) -> float:
     return parse_duration(service.config.get("kill.grace"))
 
 
-def _fresh(service: Service, row: sqlite3.Row) -> sqlite3.Row:
-    return service.store.conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone() or row
+def _fresh(service: Service, row: Job) -> Job:
+    return service.store.job(row.id) or row

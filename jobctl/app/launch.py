@@ -12,14 +12,16 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from jobctl.app.envfiles import ENV_NAME, env_file_value, parse_env, read_env_file
 from jobctl.app.session import LaunchPlan, Service
-from jobctl.cli.views import resources_text
+from jobctl.backends.base import Backend
 from jobctl.core import states
-from jobctl.core.models import JobSpec
+from jobctl.core.models import JobSpec, LaunchTask
+from jobctl.core.units import resources_text
+from jobctl.engine.backends import BACKENDS, backend_class, backend_for
 from jobctl.errors import DoesNotFit, JobFileError, UsageError
-from jobctl.store.database import dumps, transition
-
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what every shell (and the Slurm batch script) takes
+from jobctl.store.database import Store
+from jobctl.store.records import dumps
 
 
 @dataclass
@@ -40,15 +42,28 @@ class LaunchOptions:
     resolved_env: tuple[dict[str, str], list[str]] | None = None
     texts: dict[str, str] | None = None
     check: Any = None
+    command: list[str] | None = None  # an ad-hoc command (`launch -- CMD ARG...`) instead of files
+    queue: str | None = None
+    hold: bool = False
+    at: str | None = None  # start time (SPEC section 9)
 
+
+__all__ = [
+    "ENV_NAME",
+    "LaunchOptions",
+    "build_plan",
+    "env_file_value",
+    "launch",
+    "parse_array",
+    "parse_env",
+    "read_env_file",
+]
 
 ARRAY_LIMIT = 100_000
-ENV_FILE_LIMIT = 1 << 20  # bytes: an env file is a few lines; /dev/zero is not one
 
 
 def parse_array(text: str) -> list[int]:
     """`N` (0..N-1) or `A-B`. The count is checked before any list is built (3e9 is refused at once)."""
-    import re
 
     match = re.fullmatch(r"\s*(\d{1,18})\s*(?:-\s*(\d{1,18})\s*)?", text)
     if match is None:
@@ -65,89 +80,34 @@ def parse_array(text: str) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def env_file_value(raw: str) -> str:
-    """A value as docker compose / python-dotenv read it: one pair of matching quotes around the whole
-    value is removed (`K="a b"` -> `a b`, `K='x'` -> `x`); anything else, inner quotes included, is kept."""
-    value = raw.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def read_env_file(path: str) -> str:
-    """The env file's text, read with a bound, never echoed (it holds secrets)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(ENV_FILE_LIMIT + 1)
-    except OSError as exc:
-        raise UsageError(f"--env-file: cannot read {path} ({exc.strerror})") from None
-    if len(data) > ENV_FILE_LIMIT:
-        raise UsageError(
-            f"--env-file: {path} is larger than {ENV_FILE_LIMIT // (1 << 20)} MiB; an env file holds KEY=VALUE lines"
-        )
-    try:
-        return data.decode()
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UsageError(f"{path}:{line}: not UTF-8 text") from None
-
-
-def parse_env(options: LaunchOptions) -> tuple[dict[str, str], list[str]]:
-    """--env-file, then --env K=V / --env K (from this environment; treated as a secret).
-
-    Every value of an env file is a secret; errors name the file and line, never the text of it.
-    """
-    values: dict[str, str] = {}
-    secret: list[str] = []
-    env_files = [options.env_file] if isinstance(options.env_file, str) else list(options.env_file or [])
-    for env_file in env_files:  # in order: a later file wins
-        lines = read_env_file(env_file).splitlines()
-        for number, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, sep, value = line.removeprefix("export ").partition("=")
-            if not sep or not ENV_NAME.fullmatch(key.strip()):
-                raise UsageError(
-                    f"{env_file}:{number}: expected KEY=VALUE (KEY: letters, digits and _, "
-                    "not starting with a digit); the line is not shown since it may hold a secret"
-                )
-            if "\0" in value:
-                raise UsageError(f"{env_file}:{number}: {key.strip()}: the value holds a NUL byte")
-            values[key.strip()] = env_file_value(value)
-            if key.strip() not in secret:
-                secret.append(key.strip())
-    for item in options.env or []:
-        key, sep, value = item.partition("=")
-        if not ENV_NAME.fullmatch(key):
-            raise UsageError(
-                f"--env: expected KEY=VALUE or KEY (KEY: letters, digits and _), got {key!r}{'=...' if sep else ''}"
-            )
-        if "\0" in value:
-            raise UsageError(f"--env {key}: the value holds a NUL byte")
-        if sep:
-            values[key] = value
-        elif key in os.environ:
-            values[key] = os.environ[key]
-            secret.append(key)
-        else:
-            raise UsageError(f"--env {key}: {key} is not set in this environment")
-    return values, secret
-
-
-def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tuple[LaunchPlan, list[dict[str, Any]]]:
+def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tuple[LaunchPlan, list[LaunchTask]]:
     from jobctl.core.units import parse_memory
     from jobctl.jobfile.loader import apply_overrides, load_jobfile
 
     plan = LaunchPlan()
     env_values, env_secret = options.resolved_env if options.resolved_env is not None else parse_env(options)
-    if options.backend not in (None, "local", "slurm"):
+    if options.backend is not None and options.backend not in BACKENDS:
         raise UsageError(f'--backend: expected "local" or "slurm", got "{options.backend}"')
+    backends: dict[str, Backend] = {}
+
+    def picked(name: str | None) -> Backend:  # one object per backend for the whole launch
+        key = name or "local"
+        if key not in backends:
+            backends[key] = backend_for(key, service)
+        return backends[key]
+
     default_cpus = float(service.config.get("defaults.cpus"))
     default_mem = parse_memory(service.config.get("defaults.memory"), where_key="defaults.memory")
-    tasks: list[dict[str, Any]] = []
-    for path in files:
-        loaded = load_jobfile(path, text=options.texts[path] if options.texts is not None else None)
+    from jobctl.app import queueing
+
+    tasks: list[LaunchTask] = []
+    now = time.time()
+    for path in files or [queueing.ADHOC_PATH]:
+        loaded = (
+            queueing.adhoc_file(options.command)
+            if options.command is not None
+            else load_jobfile(path, text=options.texts[path] if options.texts is not None else None)
+        )
         plan.warnings.extend(loaded.warnings)
         plan.problems.extend(loaded.problems)  # a workdir missing here, nothing to run, ...
         # --name on a file of several jobs (a pipeline) is a prefix: NAME-TASK, links between them kept
@@ -184,50 +144,32 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
                 plan.problems.append(text)
-            if spec.workdir_git and backend == "slurm":
-                plan.problems.append(
-                    f"{loaded.path}: workdir: a git repository is cloned by the local backend "
-                    "only; clone it on the cluster's shared storage and give that folder"
-                )
-            if spec.file_mounts and backend == "local":
-                plan.problems.append(
-                    f"{loaded.path}: file_mounts: not supported by the local backend "
-                    "(copy the files into the workdir, or use --backend slurm with shared storage)"
-                )
-            task = {
-                "spec": spec,
-                "cpus": spec.cpus if spec.cpus is not None else default_cpus,
-                "memory_mib": spec.memory_mib if spec.memory_mib is not None else default_mem,
-                "after": None if loaded.parallel else previous,
-                "path": loaded.path,
-                "previous": tasks[previous]["spec"].name if previous is not None and not loaded.parallel else None,
-            }
+            for problem in picked(backend).unsupported(spec):
+                plan.problems.append(f"{loaded.path}: {problem}")
+            task = LaunchTask(
+                spec=spec,
+                cpus=spec.cpus if spec.cpus is not None else default_cpus,
+                memory_mib=spec.memory_mib if spec.memory_mib is not None else default_mem,
+                after=None if loaded.parallel else previous,
+                path=loaded.path,
+                previous=tasks[previous].spec.name if previous is not None and not loaded.parallel else None,
+                **queueing.task_fields(spec, loaded.path, options, now),
+            )
             previous = len(tasks)
             tasks.append(task)
-    indices = parse_array(options.array) if options.array else [None]
-    check_names(tasks, indices, options)
-    capacity = None
+    array, throttle = queueing.array_option(options.array) if options.array else (None, None)
+    indices: list[int | None] = list(parse_array(array)) if array else [None]
     for task in tasks:
-        spec = task["spec"]
-        text = resources_text(spec.num_nodes, task["cpus"], task["memory_mib"], spec.accelerators)
-        fit = None
+        task.throttle = throttle
+    check_names(tasks, indices, options)
+    for task in tasks:
+        spec = task.spec
+        text = resources_text(spec.num_nodes, task.cpus, task.memory_mib, spec.accelerators)
         backend = spec.backend
-        if backend == "local":
-            capacity = capacity or local_capacity(service, any(t["spec"].accelerators for t in tasks))
-            fit = fits(task, capacity)
-            if fit:
-                hint = (
-                    f" (declare GPUs with: jobctl config set capacity.accelerators '{{{spec.accelerators[0][0]} = N}}')"
-                    if "this machine has" in fit
-                    else ""
-                )
-                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}{hint}")
-        elif backend == "slurm":  # ask Slurm (sbatch --test-only); also refuses what cannot go into a batch script
-            from jobctl.engine.slurm_sync import check_launch
-
-            fit = check_launch(service, task, tasks, plan.warnings, env_values)
-            if fit:
-                plan.problems.append(f"{task['path']}: resources: {spec.name} {fit}")
+        fit = picked(backend).never_fits(task, tasks, plan.warnings, env_values)  # Slurm: sbatch --test-only
+        if fit:
+            hint = picked(backend).fit_hint(spec, fit)
+            plan.problems.append(f"{task.path}: resources: {spec.name} {fit}{hint}")
         plan.jobs.append(
             {
                 "name": spec.name,
@@ -237,12 +179,12 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
                 "why_not": fit,
                 "array": len(indices) if indices != [None] else None,
                 "depends_on": list(
-                    dict.fromkeys(([task["previous"]] if task["previous"] else []) + [d.ref for d in spec.depends_on])
+                    dict.fromkeys(([task.previous] if task.previous else []) + [d.ref for d in spec.depends_on])
                 ),
                 "priority": spec.priority,
             }
         )
-    return plan, [dict(t, indices=indices, **split_secrets(t["spec"], env_values, env_secret)) for t in tasks]
+    return plan, [replace(t, indices=indices, **split_secrets(t.spec, env_values, env_secret)) for t in tasks]
 
 
 def split_secrets(spec: JobSpec, values: dict[str, str], launch_secret: list[str]) -> dict[str, Any]:
@@ -294,24 +236,24 @@ def refuse_control_characters(path: str, spec: JobSpec) -> None:
 NAME_LIMIT = 128  # characters, the limit of jobfile.NAME_RE, array suffix included
 
 
-def check_names(tasks: list[dict[str, Any]], indices: list[int | None], options: LaunchOptions) -> None:
+def check_names(tasks: list[LaunchTask], indices: list[int | None], options: LaunchOptions) -> None:
     """Names that `status NAME` and friends can always find: never a number (it would read as a job
     ID; a number taken from a file's stem becomes `job-<stem>`), and at most 128 characters with the
     array suffix (`-<index>`) included: refused, not cut, so that no two tasks look alike."""
     from jobctl.jobfile.loader import default_name
 
     for task in tasks:
-        spec = task["spec"]
+        spec = task.spec
         if spec.name.isdigit():
-            if options.name is None and spec.name == default_name(task["path"]):
+            if options.name is None and spec.name == default_name(task.path):
                 spec.name = f"job-{spec.name}"
             else:
-                where = "--name" if options.name is not None else f"{task['path']}: name"
+                where = "--name" if options.name is not None else f"{task.path}: name"
                 raise UsageError(f'{where}: a name cannot be a number ("{spec.name}"); it would read as a job ID')
         if indices != [None]:
-            longest = f"{spec.name}-{max(indices)}"
+            longest = f"{spec.name}-{max(i for i in indices if i is not None)}"
             if len(longest) > NAME_LIMIT:
-                where = "--name" if options.name is not None else f"{task['path']}: name"
+                where = "--name" if options.name is not None else f"{task.path}: name"
                 raise UsageError(
                     f"{where}: with --array the names end in -<index> and would be up to "
                     f"{len(longest)} characters ({longest[:20]}…{longest[-12:]}); names are at most "
@@ -320,47 +262,31 @@ def check_names(tasks: list[dict[str, Any]], indices: list[int | None], options:
                 )
 
 
-def local_capacity(service: Service, with_gpus: bool):
-    from jobctl.backends.local import capacity
-
-    return capacity.detect(service.config, with_gpus=with_gpus)
-
-
-def fits(task: dict[str, Any], capacity) -> str | None:
-    from jobctl.core.scheduler import Request, never_fits
-
-    spec = task["spec"]
-    n = spec.num_nodes
-    accs = tuple((str(name).upper(), int(count) * n) for name, count in spec.accelerators)
-    upper = replace(capacity, devices={k.upper(): v for k, v in capacity.devices.items()})
-    return never_fits(Request(0, 0, 0.0, task["cpus"] * n, task["memory_mib"] * n, accs), upper)
-
-
 def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[list[int], LaunchPlan]:
     plan, tasks = build_plan(service, files, options)
     if options.dry_run:
         # what is wrong with the launch itself (unknown depends_on, cycles) is refused as a real
         # launch would be (exit 2); what depends on this machine or on --env stays in plan.problems
-        with service.store.read() as conn:
-            resolve_dependencies(conn, [dict(t) for t in tasks])
+        with service.store.read():
+            resolve_depends_on(service.store, [replace(t, batch_deps=list(t.batch_deps)) for t in tasks])
         return [], plan
     for problem in plan.problems:
         if ": resources:" in problem:
             raise DoesNotFit(problem)
         raise UsageError(problem)
-    service.env_drop = {name for t in tasks for name in (*t["env"], *t["secret"])}  # see Service.wake_supervisor
+    service.env_drop = {name for t in tasks for name in (*t.env, *t.secret)}  # see Service.wake_supervisor
     ids = record(service, tasks, plan)
-    slurm = [job_id for job_id, backend in ids if backend == "slurm"]
-    if slurm:
-        from jobctl.engine.slurm_sync import submit
-
-        submit(service, slurm)
-    if len(slurm) < len(ids):
+    by_backend: dict[str, list[int]] = {}
+    for job_id, name in ids:
+        by_backend.setdefault(name, []).append(job_id)
+    for name, job_ids in sorted(by_backend.items(), key=lambda item: backend_class(item[0]).supervised):
+        backend_for(name, service).submit(job_ids)  # Slurm: sbatch; the supervisor's: nothing to do
+    if any(backend_class(name).supervised for name in by_backend):
         service.wake_supervisor(start=True)
     return [job_id for job_id, _ in ids], plan
 
 
-def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> list[tuple[int, str]]:
+def record(service: Service, tasks: list[LaunchTask], plan: LaunchPlan) -> list[tuple[int, str]]:
     """Insert every job of the launch in one transaction; returns (job ID, backend) pairs."""
     from jobctl.home import paths as paths_mod
     from jobctl.home import secrets as secretfiles
@@ -372,9 +298,10 @@ def record(service: Service, tasks: list[dict[str, Any]], plan: LaunchPlan) -> l
         umask = service.umask
     tokens: list[str] = []
     try:
-        with service.store.write() as conn:
-            secretfiles.Sweeper(service.paths).sweep(conn)
-            _record(service, conn, tasks, now, umask, tokens, ids)
+        store = service.store
+        with store.write():
+            secretfiles.Sweeper(service.paths).sweep(store)
+            _record(service, store, tasks, now, umask, tokens, ids)
     except BaseException:
         for token in tokens:  # written inside the transaction that rolled back
             secretfiles.remove(service.paths, token)
@@ -390,82 +317,66 @@ def _current_umask() -> int:
 
 def _record(
     service: Service,
-    conn,
-    tasks: list[dict[str, Any]],
+    store: Store,
+    tasks: list[LaunchTask],
     now: float,
     umask: int,
     tokens: list[str],
     ids: list[tuple[int, str]],
 ) -> None:
+    from jobctl.app import queueing
     from jobctl.home import secrets as secretfiles
 
-    resolved = resolve_dependencies(conn, tasks)
+    resolved = resolve_depends_on(store, tasks)
     created: list[list[int]] = []
+    config_targets = service.config.notify_targets()  # `[notify]` of config.toml: for every job
     for task, deps in zip(tasks, resolved):
-        spec: JobSpec = task["spec"]
+        spec: JobSpec = task.spec
+        notify_targets = spec.notify + config_targets
         body = _spec_body(spec)
         digest = service.digest(body)
-        conn.execute("INSERT OR IGNORE INTO specs (hash, body) VALUES (?, ?)", (digest, body))
-        spec_id = conn.execute("SELECT id FROM specs WHERE hash = ?", (digest,)).fetchone()[0]
+        spec_id = store.spec_id(digest, body)
         envs_doc: dict[str, Any] = {"umask": umask, **service.record_extra}
-        if task["env"]:
-            envs_doc["env"] = task["env"]
-        if task["secret_values"]:
-            tokens.append(secretfiles.write(service.paths, task["secret_values"]))
-            envs_doc.update(secret=task["secret"], secrets=tokens[-1])
+        if task.env:
+            envs_doc["env"] = task.env
+        if task.secret_values:
+            tokens.append(secretfiles.write(service.paths, task.secret_values))
+            envs_doc.update(secret=task.secret, secrets=tokens[-1])
         envs = dumps(envs_doc)
         mine = []
-        after_prev = created[task["after"]] if task["after"] is not None else []
-        for index in task["indices"]:
+        after_prev = created[task.after] if task.after is not None else []
+        for index in task.indices:
             name = spec.name if index is None else f"{spec.name}-{index}"
-            cur = conn.execute(
-                "INSERT INTO jobs (name, state, spec_id, priority, cpus, memory_mib, accelerators, num_nodes,"
-                " labels, envs, array_index, backend, user, submitted_at, max_attempts, queue_deadline)"
-                " VALUES (?, 'CREATED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    spec_id,
-                    spec.priority,
-                    task["cpus"],
-                    task["memory_mib"],
-                    dumps(spec.accelerators),
-                    spec.num_nodes,
-                    dumps(spec.labels),
-                    envs,
-                    index,
-                    spec.backend,
-                    service.user,
-                    now,
-                    spec.retries + 1,
-                    now + spec.queue_timeout if spec.queue_timeout else None,
-                ),
+            job_id = store.create_job(
+                name=name,
+                spec_id=spec_id,
+                priority=spec.priority,
+                cpus=task.cpus,
+                memory_mib=task.memory_mib,
+                accelerators=dumps(spec.accelerators),
+                num_nodes=spec.num_nodes,
+                labels=dumps(spec.labels),
+                envs=envs,
+                array_index=index,
+                backend=spec.backend or "local",
+                user=service.user,
+                submitted_at=now,
+                max_attempts=spec.retries + 1,
+                queue_deadline=now + spec.queue_timeout if spec.queue_timeout else None,
             )
-            job_id = cur.lastrowid
-            conn.execute(
-                "INSERT INTO events (job_id, at, from_state, to_state, actor) VALUES (?, ?, NULL, 'CREATED', ?)",
-                (job_id, now, service.user),
-            )
-            batch = [(d, c) for j, c in task.get("batch_deps", []) for d in created[j]]
+            if notify_targets:
+                store.set_notify_targets(job_id, notify_targets)
+            batch = [(d, c) for j, c in task.batch_deps for d in created[j]]
             all_deps = [(d, "ok") for d in after_prev] + batch + deps
-            conn.executemany(
-                "INSERT OR IGNORE INTO deps (job_id, dep_id, condition) VALUES (?, ?, ?)",
-                [(job_id, d, c) for d, c in all_deps],
-            )
-            if all_deps:
-                transition(
-                    conn,
-                    job_id,
-                    states.BLOCKED,
-                    reason="dependency",
-                    detail=states.blocked_detail([d for d, _ in all_deps]),
-                    actor=service.user,
-                    now=now,
-                )
-            else:
-                transition(conn, job_id, states.PENDING, actor=service.user, now=now)
+            store.add_dependencies(job_id, all_deps)
+            first, how = queueing.initial_state(task, bool(all_deps))  # held, scheduled, blocked or pending
+            if first == states.BLOCKED:
+                how["detail"] = states.blocked_detail([d for d, _ in all_deps])
+            store.transition(job_id, first, actor=service.user, now=now, **how)
             mine.append(job_id)
+        queueing.record_fields(store, task, mine)
         created.append(mine)
-        ids.extend((job_id, spec.backend) for job_id in mine)
+        ids.extend((job_id, spec.backend or "local") for job_id in mine)
 
 
 def _spec_body(spec: JobSpec) -> str:
@@ -474,12 +385,12 @@ def _spec_body(spec: JobSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def resolve_dependencies(conn, tasks: list[dict[str, Any]]) -> list[list[tuple[int, str]]]:
+def resolve_depends_on(store: Store, tasks: list[LaunchTask]) -> list[list[tuple[int, str]]]:
     """Turn `depends_on` names/IDs into job IDs; refuse unknown ones and cycles (names of this launch)."""
-    batch_names = {t["spec"].name: i for i, t in enumerate(tasks)}
+    batch_names = {t.spec.name: i for i, t in enumerate(tasks)}
     resolved: list[list[tuple[int, str]]] = []
     for i, task in enumerate(tasks):
-        spec = task["spec"]
+        spec = task.spec
         out = []
         for dep in spec.depends_on:
             ref = dep.ref
@@ -488,38 +399,38 @@ def resolve_dependencies(conn, tasks: list[dict[str, Any]]) -> list[list[tuple[i
                 if j >= i:
                     chain = _cycle(tasks, i, batch_names)
                     raise JobFileError(
-                        task["path"],
+                        task.path,
                         None,
                         "depends_on",
                         f"dependency cycle: {chain}" if chain else f"{ref} comes later in this launch",
                     )
                 continue  # linked below through the batch (see record)
             if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-                row = conn.execute("SELECT id FROM jobs WHERE id = ?", (int(ref),)).fetchone()
+                found = store.job(int(ref))
+                dep_id = None if found is None else found.id
             else:
-                row = conn.execute("SELECT MAX(id) FROM jobs WHERE name = ?", (ref,)).fetchone()
-                row = row if row and row[0] is not None else None
-            if row is None:
-                raise JobFileError(task["path"], None, "depends_on", f"unknown job {ref!r}")
-            out.append((row[0], dep.condition))
+                dep_id = store.latest_id_named(ref)
+            if dep_id is None:
+                raise JobFileError(task.path, None, "depends_on", f"unknown job {ref!r}")
+            out.append((dep_id, dep.condition))
         resolved.append(out)
     # dependencies on jobs of this same launch, by name, become links to their new IDs in record()
     for i, task in enumerate(tasks):
-        for dep in task["spec"].depends_on:
+        for dep in task.spec.depends_on:
             if isinstance(dep.ref, str) and dep.ref in batch_names and batch_names[dep.ref] < i:
-                task.setdefault("batch_deps", []).append((batch_names[dep.ref], dep.condition))
+                task.batch_deps.append((batch_names[dep.ref], dep.condition))
     return resolved
 
 
-def _cycle(tasks: list[dict[str, Any]], start: int, names: dict[str, int]) -> str | None:
-    path, seen, node = [tasks[start]["spec"].name], {start}, start
+def _cycle(tasks: list[LaunchTask], start: int, names: dict[str, int]) -> str | None:
+    path, seen, node = [tasks[start].spec.name], {start}, start
     while True:
         nxt = next(
-            (names[d.ref] for d in tasks[node]["spec"].depends_on if isinstance(d.ref, str) and d.ref in names), None
+            (names[d.ref] for d in tasks[node].spec.depends_on if isinstance(d.ref, str) and d.ref in names), None
         )
         if nxt is None:
             return None
-        path.append(tasks[nxt]["spec"].name)
+        path.append(tasks[nxt].spec.name)
         if nxt in seen:
             return " -> ".join(path)
         seen.add(nxt)

@@ -178,7 +178,8 @@ def follow(
                     for rank, path in current:
                         handle = handles.get(path)
                         if handle is not None:
-                            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                            read = handle.read
+                            for chunk in iter(lambda: read(CHUNK), b""):
                                 emit(rank, path, chunk, prefixed)
                         emit(rank, path, b"", prefixed, last=True)
                     out.flush()

@@ -3,8 +3,8 @@
 In a home marked shared (HOME/run/shared.json), the CLI never opens the database: every command
 becomes one or a few requests on the supervisor's socket (jobctl/shared/protocol.py), and what comes
 back are the same rows and documents single-user mode reads itself, so the CLI renders them with
-the same code (jobctl/cli/output.py, views.py). Rows arrive as dicts, which the views read as they
-read database rows.
+the same code (jobctl/cli/output.py, views.py). Rows arrive as JSON objects of a job's fields and
+become the same typed records (`records.Job`) the store returns.
 
 What stays on this side: reading the job files and `--env-file`s (as the caller, so nobody reads a
 file through the supervisor that they could not read themselves), and reading log files (they are
@@ -21,6 +21,19 @@ from typing import Any
 from jobctl.app.session import ActionResult, LaunchPlan, current_user
 from jobctl.errors import JobctlError, NotFound, UsageError
 from jobctl.home.paths import Paths
+from jobctl.store.records import Job
+
+
+def job_of(doc: dict[str, Any]) -> Job:
+    """A job record from the fields the supervisor sent (fields it did not send are None)."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(Job)]
+    return Job(**{name: doc.get(name) for name in names})
+
+
+def jobs_of(docs: list[dict[str, Any]]) -> list[Job]:
+    return [job_of(d) for d in docs]
 
 
 class RemoteError(JobctlError):
@@ -90,49 +103,51 @@ class RemoteService:
         state: list[str] | None,
         labels: list[tuple[str, str]] | None,
         limit: int | None,
-    ) -> list[dict[str, Any]]:
-        return self.call(
-            "status_rows",
-            selectors=list(selectors),
-            all_jobs=all_jobs,
-            state=state,
-            labels=[list(p) for p in labels or []],
-            limit=limit,
+    ) -> list[Job]:
+        return jobs_of(
+            self.call(
+                "status_rows",
+                selectors=list(selectors),
+                all_jobs=all_jobs,
+                state=state,
+                labels=[list(p) for p in labels or []],
+                limit=limit,
+            )
         )
 
-    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[dict[str, Any]]:
-        return self.call("select", selectors=list(selectors), all_jobs=all_jobs, missing_ok=missing_ok)
+    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[Job]:
+        return jobs_of(self.call("select", selectors=list(selectors), all_jobs=all_jobs, missing_ok=missing_ok))
 
-    def job(self, selector: str) -> dict[str, Any]:
+    def job(self, selector: str) -> Job:
         rows = self.select([selector])
         if len(rows) > 1:
             raise UsageError(f"{selector!r} matches {len(rows)} jobs; give one job ID")
         return rows[0]
 
-    def row_by_id(self, job_id: int) -> dict[str, Any] | None:
+    def row_by_id(self, job_id: int) -> Job | None:
         rows = self.call("rows", ids=[job_id])
-        return rows[0] if rows else None
+        return job_of(rows[0]) if rows else None
 
-    def readable_job(self, selector: str) -> dict[str, Any]:
+    def readable_job(self, selector: str) -> Job:
         """The job, if the caller may read its logs (else the supervisor's one-line refusal)."""
-        return self.call("readable", selector=selector)
+        return job_of(self.call("readable", selector=selector))
 
-    def spec_of(self, row: dict[str, Any]) -> dict[str, Any]:
-        return self.call("spec", id=row["id"])
+    def spec_of(self, row: Job) -> dict[str, Any]:
+        return dict(self.call("spec", id=row.id))
 
-    def details(self, row: dict[str, Any]) -> dict[str, Any]:
-        return self.call("details", id=row["id"])
+    def details(self, row: Job) -> dict[str, Any]:
+        return dict(self.call("details", id=row.id))
 
-    def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[dict[str, Any]]:
+    def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick: Any = None) -> list[Job]:
         """Poll the supervisor (one short request each time) until every job is terminal."""
         from jobctl.core import states
 
         delay, deadline = 0.05, None if timeout is None else time.monotonic() + timeout
         while True:
-            rows = self.call("rows", ids=list(job_ids))
+            rows = jobs_of(self.call("rows", ids=list(job_ids)))
             if len(rows) < len(set(job_ids)):
                 raise NotFound("a job being waited for was removed")
-            if all(r["state"] in states.TERMINAL for r in rows):
+            if all(r.state in states.TERMINAL for r in rows):
                 return rows
             if on_tick:
                 on_tick(rows)
@@ -177,6 +192,8 @@ class RemoteService:
         from jobctl.home import paths as paths_mod
         from jobctl.jobfile.yamlnodes import read_source
 
+        if getattr(options, "command", None) is not None:
+            raise UsageError("launch -- COMMAND: not available on a shared queue; put the command in a job file")
         env, secret = parse_env(options)
         sent = []
         for path in files:
@@ -191,7 +208,20 @@ class RemoteService:
             files=sent,
             options={
                 k: getattr(options, k)
-                for k in ("name", "cpus", "memory", "gpus", "num_nodes", "array", "backend", "priority", "dry_run")
+                for k in (
+                    "name",
+                    "cpus",
+                    "memory",
+                    "gpus",
+                    "num_nodes",
+                    "array",
+                    "backend",
+                    "priority",
+                    "dry_run",
+                    "queue",
+                    "hold",
+                    "at",
+                )
             },
             env=env,
             secret=secret,

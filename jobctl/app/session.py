@@ -11,17 +11,20 @@ import hashlib
 import json
 import os
 import socket
-import sqlite3
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from jobctl.backends.base import Backend
 from jobctl.core import states
+from jobctl.engine.backends import backend_class
 from jobctl.errors import NotFound, UsageError
 from jobctl.home.paths import Paths
-from jobctl.store.database import Store, loads, transition
+from jobctl.store.database import Store
+from jobctl.store.records import Job, loads
 
-TERMINAL_SQL = "('COMPLETED', 'FAILED', 'KILLED')"
+if TYPE_CHECKING:
+    from jobctl.home.config import Config
 
 
 def current_user() -> str:
@@ -56,7 +59,7 @@ class Service:
     def __init__(self, paths: Paths):
         self.paths = paths
         self._store: Store | None = None
-        self._config = None
+        self._config: Config | None = None
         self.user = current_user()
         self._started_supervisor = -10.0  # monotonic time this process last started one
         self.env_drop: set[str] = set()  # --env/--env-file names: a supervisor started now must not inherit them
@@ -71,7 +74,7 @@ class Service:
         return self._store
 
     @property
-    def config(self):
+    def config(self) -> Config:
         if self._config is None:
             from jobctl.home.config import Config
 
@@ -102,7 +105,7 @@ class Service:
             return True
         except OSError:
             if start:
-                from jobctl.supervisor.daemon import exiting, spawn_detached, start_if_absent
+                from jobctl.home.launcher import exiting, spawn_detached, start_if_absent
 
                 # None answers: start one, unless one holds the lock and is still starting (its first pass
                 # sees what we just recorded). One that is leaving gets a successor, which waits for the lock.
@@ -118,64 +121,60 @@ class Service:
         lock (it was killed or stopped), one is started (SPEC section 7: the supervisor comes back by itself).
         """
         store = self.store
-        conn = store.conn
-        holding = conn.execute("SELECT id, attempt FROM jobs WHERE alloc IS NOT NULL AND backend = 'local'").fetchall()
+        holding = store.holding("local")
         if not store.read_only and any(
-            (self.paths.attempt_dir(job_id, attempt) / "result.json").exists() for job_id, attempt in holding
+            (self.paths.attempt_dir(job.id, job.attempt) / "result.json").exists() for job in holding
         ):
             from jobctl.backends.local.backend import LocalBackend
             from jobctl.engine.local import Engine
 
             engine = Engine(LocalBackend(self.paths.logs), None, str(self.paths.socket), 0.0, paths=self.paths)
             try:
-                with store.write() as wconn:
-                    engine.record_ended(wconn, time.time())
+                with store.write():
+                    engine.record_ended(store, time.time())
             except Exception:  # noqa: BLE001 - a busy or damaged file: show what is recorded; a supervisor retries
                 if os.environ.get("JOBCTL_DEBUG") not in (None, "", "0"):
                     raise
         if store.read_only or time.monotonic() < self._started_supervisor + 5.0:
             return
-        live = conn.execute(
-            f"SELECT 1 FROM jobs WHERE state NOT IN {TERMINAL_SQL} AND backend = 'local' LIMIT 1"
-        ).fetchone()
-        if live is not None:
-            from jobctl.supervisor.daemon import start_if_absent
+        live = store.has_live("local")
+        pending = 0 if live else store.pending_notifications()  # notifications to deliver: a supervisor does
+        if live or pending:
+            from jobctl.home.launcher import start_if_absent
 
             if start_if_absent(self.paths, drop=self.env_drop):
                 self._started_supervisor = time.monotonic()
+            elif pending:
+                self.wake_supervisor(start=False)  # one that is up may not know of them yet
 
     # -- selecting jobs ------------------------------------------------------------------------
-    def job(self, selector: str) -> sqlite3.Row:
+    def job(self, selector: str) -> Job:
         rows = self.select([selector])
         if len(rows) > 1:
             raise UsageError(f"{selector!r} matches {len(rows)} jobs; give one job ID")
         return rows[0]
 
-    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[sqlite3.Row]:
+    def select(self, selectors: list[str], *, all_jobs: bool = False, missing_ok: bool = False) -> list[Job]:
         """Jobs named by IDs, names or globs, in the order given; newest first within a name."""
-        conn = self.store.conn
+        store = self.store
         if all_jobs:
-            return conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+            return store.all_jobs()
         if not selectors:
             raise UsageError("name at least one job (an ID, a name or a glob such as 'sweep-*'), or use --all")
-        found: dict[int, sqlite3.Row] = {}
+        found: dict[int, Job] = {}
         for sel in selectors:
             if sel.isdigit() and int(sel) > 2**63 - 1:
                 raise UsageError(f"{sel[:30]}{'...' if len(sel) > 30 else ''}: not a job ID (too large)")
             if sel.isdigit():
-                rows = conn.execute("SELECT * FROM jobs WHERE id = ?", (int(sel),)).fetchall()
+                rows = [job for job in [store.job(int(sel))] if job is not None]
             elif any(ch in sel for ch in "*?["):
-                rows = [
-                    r
-                    for r in conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
-                    if fnmatch.fnmatchcase(r["name"], sel)
-                ]
+                rows = [r for r in store.all_jobs() if fnmatch.fnmatchcase(r.name, sel)]
             else:
-                rows = conn.execute("SELECT * FROM jobs WHERE name = ? ORDER BY id", (sel,)).fetchall()
+                rows = store.jobs_named(sel)
             if not rows and not missing_ok:
                 raise NotFound(f"no job matches {sel!r}")
             for row in rows:
-                found.setdefault(row["id"], row)
+                found.setdefault(row.id, row)
         return list(found.values())
 
     # -- reading -------------------------------------------------------------------------------
@@ -187,8 +186,8 @@ class Service:
         state: list[str] | None,
         labels: list[tuple[str, str]] | None,
         limit: int | None,
-    ) -> list[sqlite3.Row]:
-        conn = self.store.conn
+    ) -> list[Job]:
+        store = self.store
         wanted = {s.upper() for s in state or []}
         unknown = wanted - set(states.ALL_STATES)
         if unknown:
@@ -207,108 +206,111 @@ class Service:
             raise UsageError(f"--state: unknown state {typed} ({hint}states: {', '.join(states.ALL_STATES)})")
         self.refresh_local()
         if selectors or all_jobs:
-            rows = (
-                self.select(selectors) if selectors else conn.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
-            )
-            if any(r["backend"] == "slurm" and r["state"] not in states.TERMINAL for r in rows):
-                self.refresh_slurm(rows)  # mirror Slurm here too (one batched query)
-                rows = [conn.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone() or r for r in rows]
+            rows = self.select(selectors) if selectors else store.all_jobs(newest_first=True)
+            if self.refresh(rows):  # mirror Slurm here too (one batched query)
+                rows = [store.job(r.id) or r for r in rows]
         else:
-            live = conn.execute(f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY +id DESC").fetchall()
-            if any(r["backend"] == "slurm" for r in live):
-                self.refresh_slurm(live)  # Slurm is the source of truth: mirror it in one batched query
-                live = conn.execute(
-                    f"SELECT * FROM jobs WHERE state NOT IN {TERMINAL_SQL} ORDER BY +id DESC"
-                ).fetchall()
+            live = store.live_jobs()
+            if self.refresh(live):  # Slurm is the source of truth: mirror it in one batched query
+                live = store.live_jobs()
             # scan from the newest row down: the newest finished jobs sit at the top of the table
             # --state and --label pick from every finished job, then keep the newest `limit` of those
             count = 20 if limit is None else limit
-            only = f" AND state IN ({', '.join('?' * len(wanted))})" if wanted else ""
-            done = conn.execute(
-                f"SELECT * FROM jobs NOT INDEXED WHERE state IN {TERMINAL_SQL}{only} ORDER BY id DESC"
-                + ("" if labels else " LIMIT ?"),
-                (*sorted(wanted), *(() if labels else (count,))),
-            ).fetchall()
+            done = store.finished_jobs(wanted, None if labels else count)
             if labels:
-                done = [r for r in done if all(loads(r["labels"], {}).get(k) == v for k, v in labels)][:count]
-            rows = sorted(live + done, key=lambda r: r["id"], reverse=True)
-            if any(r["backend"] == "local" for r in live):
+                done = [r for r in done if all(loads(r.labels, {}).get(k) == v for k, v in labels)][:count]
+            rows = sorted(live + done, key=lambda r: r.id, reverse=True)
+            if any(backend_class(r).supervised for r in live):
                 self.wake_supervisor(start=True)
         if wanted:
-            rows = [r for r in rows if r["state"] in wanted]
+            rows = [r for r in rows if r.state in wanted]
         for key, value in labels or []:
-            rows = [r for r in rows if loads(r["labels"], {}).get(key) == value]
-        rows.sort(key=lambda r: r["id"], reverse=True)
+            rows = [r for r in rows if loads(r.labels, {}).get(key) == value]
+        rows.sort(key=lambda r: r.id, reverse=True)
         if limit is not None:  # --limit N: the N newest finished jobs; unfinished ones always show
-            keep = {r["id"] for r in [r for r in rows if r["state"] in states.TERMINAL][:limit]}
-            rows = [r for r in rows if r["state"] not in states.TERMINAL or r["id"] in keep]
+            keep = {r.id for r in [r for r in rows if r.state in states.TERMINAL][:limit]}
+            rows = [r for r in rows if r.state not in states.TERMINAL or r.id in keep]
         return rows
 
-    def row_by_id(self, job_id: int) -> sqlite3.Row | None:
-        from jobctl.store.shared import job_row
+    def row_by_id(self, job_id: int) -> Job | None:
+        return self.store.job(job_id)
 
-        return job_row(self.store.conn, job_id)
+    def spec_of(self, row: Job) -> dict[str, Any]:
+        return dict(json.loads(self.store.spec_body(row.spec_id)))
 
-    def spec_of(self, row: sqlite3.Row) -> dict[str, Any]:
-        body = self.store.conn.execute("SELECT body FROM specs WHERE id = ?", (row["spec_id"],)).fetchone()[0]
-        return json.loads(body)
-
-    def details(self, row: sqlite3.Row) -> dict[str, Any]:
-        conn = self.store.conn
-        job_id = row["id"]
-        attempts = [dict(a) for a in conn.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))]
-        workers = [
-            dict(w) for w in conn.execute("SELECT * FROM workers WHERE job_id = ? ORDER BY attempt, rank", (job_id,))
-        ]
+    def details(self, row: Job) -> dict[str, Any]:
+        store = self.store
+        job_id = row.id
+        attempts = [asdict(a) for a in store.attempts(job_id)]
+        workers = [asdict(w) for w in store.workers(job_id)]
         for w in workers:
             w["log"] = str(self.paths.attempt_dir(job_id, w["attempt"]) / f"rank{w['rank']}.log")
         events = [
-            dict(e)
-            for e in conn.execute(
-                "SELECT at, from_state, to_state, reason, actor, message FROM events WHERE job_id = ? ORDER BY id",
-                (job_id,),
-            )
+            {
+                "at": e.at,
+                "from_state": e.from_state,
+                "to_state": e.to_state,
+                "reason": e.reason,
+                "actor": e.actor,
+                "message": e.message,
+            }
+            for e in store.events(job_id)
         ]
-        deps = [dict(d) for d in conn.execute("SELECT dep_id, condition FROM deps WHERE job_id = ?", (job_id,))]
-        return {"attempts": attempts, "workers": workers, "events": events, "depends_on": deps}
+        deps = [{"dep_id": d.dep_id, "condition": d.condition} for d in store.dependencies(job_id)]
+        from jobctl.app.reports import attempt_usage, notification_details
 
-    def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[sqlite3.Row]:
+        for a in attempts:
+            a["usage"] = attempt_usage(a)
+        return {
+            "attempts": attempts,
+            "workers": workers,
+            "events": events,
+            "depends_on": deps,
+            "notifications": notification_details(store, job_id),
+        }
+
+    def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[Job]:
         """Block until every job is terminal (polling the database with a growing interval)."""
         delay, deadline = 0.02, None if timeout is None else time.monotonic() + timeout
-        marks = ",".join("?" * len(job_ids))
         next_check = time.monotonic() + 0.25
         while True:
-            rows = self.store.conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", job_ids).fetchall()
+            rows = self.store.jobs(job_ids)
             if len(rows) < len(set(job_ids)):
                 raise NotFound("a job being waited for was removed")
-            if all(r["state"] in states.TERMINAL for r in rows):
+            if all(r.state in states.TERMINAL for r in rows):
                 return rows
             if on_tick:
                 on_tick(rows)
-            if time.monotonic() >= next_check and any(r["backend"] == "local" for r in rows):
+            if time.monotonic() >= next_check and any(backend_class(r).supervised for r in rows):
                 # again and again, not once: the supervisor may be stopped or killed at any time while we wait
                 self.refresh_local()
                 next_check = time.monotonic() + 1.0
-            if any(r["backend"] == "slurm" for r in rows):
-                self.refresh_slurm(rows)
+            self.refresh(rows)
             if deadline is not None and time.monotonic() > deadline:
                 raise UsageError("gave up waiting (--timeout)")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 
-    def refresh_slurm(self, rows: list[sqlite3.Row]) -> None:
-        from jobctl.engine.slurm_sync import refresh
-
-        refresh(self, [r for r in rows if r["backend"] == "slurm" and r["state"] not in states.TERMINAL])
+    def refresh(self, rows: list[Job]) -> bool:
+        """Ask the backends that are the source of truth for their jobs (Slurm) about the unfinished
+        ones among `rows`, one batched query per backend; True when there were such jobs."""
+        by_backend: dict[type[Backend], list[Job]] = {}
+        for row in rows:
+            backend = backend_class(row)
+            if backend.mirrored and row.state not in states.TERMINAL:
+                by_backend.setdefault(backend, []).append(row)
+        for backend, jobs in by_backend.items():
+            backend(self).refresh(jobs)
+        return bool(by_backend)
 
     # -- control -------------------------------------------------------------------------------
-    def _cas(self, row: sqlite3.Row, to: str, expect, **kw) -> str | None:
-        with self.store.write() as conn:
-            return transition(conn, row["id"], to, expect=expect, actor=self.user, **kw)
+    def _cas(self, row: Job, to: str, expect, **kw) -> str | None:
+        with self.store.write():
+            return self.store.transition(row.id, to, expect=expect, actor=self.user, **kw)
 
     @staticmethod
-    def _contextual(row: sqlite3.Row) -> str:
-        return f"job {row['id']} is {states.status_text(row['state'], row['detail'])}"
+    def _contextual(row: Job) -> str:
+        return f"job {row.id} is {states.status_text(row.state, row.detail)}"
 
     @staticmethod
     def digest(body: str) -> str:

@@ -8,7 +8,6 @@ they are out of date.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -27,12 +26,9 @@ def complete_jobs(incomplete: str) -> list[str]:
         return []  # a home someone else could change: nothing is read from it (the command itself says why)
     if not db.exists():
         return []
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5)
-        rows = conn.execute("SELECT id, name FROM jobs ORDER BY id DESC LIMIT 500").fetchall()
-        conn.close()
-    except sqlite3.Error:
-        return []
+    from jobctl.store.completion import recent_jobs
+
+    rows = recent_jobs(db, 500)
     seen: list[str] = []
     for job_id, name in rows:
         for word in (str(job_id), name):
@@ -49,7 +45,7 @@ def generate(shell: str) -> str:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "completions"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "completions"
     out.mkdir(parents=True, exist_ok=True)
     for shell, filename in SHELLS.items():
         (out / filename).write_text(generate(shell))

@@ -7,7 +7,7 @@ code; `JOBCTL_DEBUG=1` shows the traceback instead. Data goes to stdout, everyth
 import json
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -110,7 +110,10 @@ def _root(
 # -- launch ------------------------------------------------------------------------------------
 @app.command()
 def launch(
-    files: Annotated[list[str], typer.Argument(help="Job files (YAML). Several may be given.")],
+    files: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Job files (YAML), or after -- a command to run: launch [OPTIONS] -- CMD [ARG...]."),
+    ] = None,
     name: Annotated[
         Optional[str],
         typer.Option(help="Job name (default: the file's `name`, else its stem); on a pipeline, a prefix: NAME-TASK."),
@@ -133,8 +136,12 @@ def launch(
         Optional[int], typer.Option(help="Higher runs first and may preempt lower.", min=-1_000_000, max=1_000_000)
     ] = None,
     array: Annotated[
-        Optional[str], typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX.")
+        Optional[str],
+        typer.Option(help="N copies (0..N-1) or a range A-B, with JOBCTL_ARRAY_INDEX; A-B%K runs at most K at once."),
     ] = None,
+    queue: Annotated[Optional[str], typer.Option(help="The named queue (default: `default`).")] = None,
+    hold: Annotated[bool, typer.Option("--hold", help="Record it SUSPENDED (held) until `jobctl start`.")] = False,
+    at: Annotated[Optional[str], typer.Option(help='Not before this time: "10m", "2h", "22:00" or ISO 8601.')] = None,
     backend: Annotated[Optional[str], typer.Option(help="local or slurm (default: config `backend`).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; record nothing.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Block until done; exit with the job's code.")] = False,
@@ -148,8 +155,13 @@ def launch(
     from jobctl.app import launch as launch_mod
     from jobctl.cli import output
 
+    files, command = _split_command(files or [])
     service = _service()
     options = launch_mod.LaunchOptions(
+        command=command,
+        queue=queue,
+        hold=hold,
+        at=at,
         name=name,
         env=env,
         env_file=env_file,
@@ -181,10 +193,25 @@ def launch(
         sys.stdout.flush()
         first = plan.jobs[0]
         more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
-        name = service.select([str(ids[0])])[0]["name"] if first.get("array") else first["name"]  # NAME-INDEX
+        name = service.select([str(ids[0])])[0].name if first.get("array") else first["name"]  # NAME-INDEX
         _err(f"launched job {ids[0]} ({name}){more} on {first['backend']}: {first['resources']}")
     if wait or follow:
         raise typer.Exit(_wait(service, ids, follow=follow, as_json=as_json))
+
+
+def _split_command(args: list[str]) -> tuple[list[str], Optional[list[str]]]:
+    """Job files, or the ad-hoc command given after `--` (click drops the `--` itself: find it in argv)."""
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        if not args:
+            raise UsageError("launch: give job files, or a command after -- (jobctl launch -- python train.py)")
+        return args, None
+    tail = argv[argv.index("--") + 1 :]
+    if not tail:
+        raise UsageError("launch --: give a command after -- (e.g. jobctl launch -- python train.py)")
+    if len(args) != len(tail):
+        raise UsageError("launch: give job files or a command after --, not both")
+    return [], tail
 
 
 def _wait(service, ids: list[int], **kw) -> int:
@@ -198,7 +225,7 @@ def _wait(service, ids: list[int], **kw) -> int:
             raise
         live = [str(i) for i in ids]
         try:
-            done = {r["id"] for r in service.select(live, missing_ok=True) if r["state"] in TERMINAL}
+            done = {r.id for r in service.select(live, missing_ok=True) if r.state in TERMINAL}
             live = [i for i in live if int(i) not in done] or live
         except Exception:  # the database is busy or gone: name every job
             pass
@@ -225,6 +252,10 @@ def status(
         ),
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table in place until Ctrl-C.")] = False,
+    queue: Annotated[Optional[str], typer.Option(help="Only jobs of this queue.")] = None,
+    expand: Annotated[
+        bool, typer.Option("--expand", help="Every task of an array (default: one summary row per array).")
+    ] = False,
     as_json: JsonOpt = False,
     user: Annotated[Optional[str], typer.Option("--user", "-u", help="Only this user's jobs (a shared queue).")] = None,
     mine: Annotated[bool, typer.Option("--mine", help="Only your own jobs.")] = False,
@@ -245,6 +276,10 @@ def status(
         labels.append((key, value))
     if user is not None and mine:
         raise UsageError("--user and --mine do not go together (--mine is --user with your own name)")
+    if queue is not None:
+        from jobctl.app.queueing import queue_option
+
+        queue_option(queue)
     service = _service()
     output.status(
         service,
@@ -255,6 +290,8 @@ def status(
         limit=limit,
         watch=watch,
         as_json=as_json,
+        queue=queue,
+        expand=expand,
         user=service.user if mine else user,
     )
 
@@ -315,6 +352,9 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 def kill(
     jobs: JobsArg = None,
     grace: Annotated[Optional[str], typer.Option(help="Seconds between SIGTERM and SIGKILL (default 10s).")] = None,
+    signal: Annotated[
+        Optional[str], typer.Option("--signal", "-s", help="Send this signal first instead of SIGTERM (INT, USR1, 2).")
+    ] = None,
     all_jobs: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -326,9 +366,22 @@ def kill(
     from jobctl.cli import output
 
     seconds = 0.0 if grace is not None and grace.strip() in ("0", "0s") else _duration_option("--grace", grace)
+    signum = None
+    if signal is not None:
+        from jobctl.core.queueing import parse_signal
+
+        try:
+            signum = parse_signal(signal)
+        except ValueError as exc:
+            raise UsageError(f"--signal: {exc}") from None
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = _bulk(svc, "kill", jobs, all_jobs, lambda r: control.kill(svc, r, seconds), grace=seconds)
+    if getattr(svc, "remote", False):
+        if signum is not None:
+            raise UsageError("kill --signal: not available on a shared queue (see docs/shared.md)")
+        results = svc.bulk("kill", jobs or [], all_jobs, grace=seconds)
+    else:
+        results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
     raise typer.Exit(output.report(results, as_json))
 
 
@@ -360,6 +413,7 @@ def prune(
     from jobctl.cli import output
 
     seconds = _duration_option("--older-than", older_than)
+    assert seconds is not None  # the option has a default
     svc = _service()
     results = svc.prune(seconds) if getattr(svc, "remote", False) else control.prune(svc, seconds)
     raise typer.Exit(output.report(results, as_json, quiet_empty=True))
@@ -399,6 +453,46 @@ def describe(job: OneJob, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def stats(
+    since: Annotated[
+        Optional[str],
+        typer.Option(help="Only jobs submitted in this last span (7d, 12h) or since a date (2026-11-30)."),
+    ] = None,
+    by: Annotated[str, typer.Option(help="Group by user, queue, name or label:KEY.")] = "user",
+    as_json: JsonOpt = False,
+) -> None:
+    """Sum what jobs used, like sacct/sreport: jobs, completed, failed, CPU-hours, GPU-hours, peak memory, mean wait.
+
+    Example: jobctl stats --since 7d --by label:team
+    """
+    from jobctl.cli import output
+
+    output.stats(_service(), _since_option(since), by, as_json)
+
+
+def _since_option(value: Optional[str]) -> Optional[float]:
+    """--since: a span back from now (7d, 12h, 30m) or a date/time (2026-11-30, 2026-11-30T08:00)."""
+    import datetime as dt
+    import time as time_mod
+
+    from jobctl.core.units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return time_mod.time() - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--since: expected a span such as 7d or 12h, or a date such as 2026-11-30, got {value!r}"
+        ) from None
+    return (when if when.tzinfo else when.astimezone()).timestamp()
+
+
+@app.command()
 def wait(
     jobs: JobsArg = None,
     timeout: Annotated[Optional[str], typer.Option(help="Give up after this long (exit 2).")] = None,
@@ -413,12 +507,12 @@ def wait(
     _check_selectors(jobs, all_jobs)
     svc = _service()
     if all_jobs:
-        ids = [row["id"] for row in svc.select([], all_jobs=True) if row["state"] not in TERMINAL]
+        ids = [row.id for row in svc.select([], all_jobs=True) if row.state not in TERMINAL]
         if not ids:
             _err("no unfinished jobs")
             raise typer.Exit(0)
     else:
-        ids = [row["id"] for row in svc.select(jobs or [])]
+        ids = [row.id for row in svc.select(jobs or [])]
     raise typer.Exit(_wait(svc, ids, as_json=as_json, timeout=seconds))
 
 
@@ -567,7 +661,33 @@ def supervisor_status(as_json: JsonOpt = False) -> None:
     raise typer.Exit(output.supervisor_status(svc, as_json))
 
 
-def _click_exceptions() -> tuple[type[BaseException], type[BaseException]]:
+# -- dashboard -----------------------------------------------------------------------------------
+@app.command()
+def dashboard(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback is reachable from the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).", min=0, max=65535)] = 8765,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a web browser.")] = False,
+    allow_control: Annotated[
+        bool, typer.Option("--allow-control", help="Add stop/start/kill/retry buttons (read-only without it).")
+    ] = False,
+) -> None:
+    """Serve a web page of jobs, a timeline and usage until Ctrl-C; prints its URL with an access token.
+
+    Example: jobctl dashboard --port 8765 --open
+    """
+    from jobctl.cli.dashboard.server import serve  # imported only here: no cost for other commands
+
+    raise typer.Exit(serve(_paths(), host, port, open_browser=open_browser, allow_control=allow_control))
+
+
+from jobctl.cli.queueing import register as _register_queueing  # noqa: E402 - queue, update (SPEC section 9)
+
+_register_queueing(app)
+
+
+def _click_exceptions() -> tuple[Any, Any]:  # click's classes, found at run time (never imported here)
     """(ClickException, UsageError) of the click that Typer runs on: the `click` package for older
     Typer releases, the copy Typer vendors (`typer._click`) for newer ones. Found through
     `typer.BadParameter`, which both export, so `click` itself is never imported."""
@@ -595,9 +715,9 @@ def _usage_line(exc) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else _command_path_from_argv()
     command = getattr(ctx, "command", None) if ctx is not None else None
-    if message == "Missing command" and hasattr(command, "list_commands"):
+    if message == "Missing command" and command is not None and hasattr(command, "list_commands"):
         message = f"missing command (one of: {', '.join(command.list_commands(ctx))})"
-    elif message.startswith("No such command") and hasattr(command, "list_commands"):
+    elif message.startswith("No such command") and command is not None and hasattr(command, "list_commands"):
         import difflib
         import re
 
@@ -643,11 +763,9 @@ def main() -> None:
         _err(f"error: {' '.join(exc.format_message().split())}", "red")
         sys.exit(exc.exit_code if exc.exit_code else 1)
     except Exception as exc:  # anything unexpected
-        import sqlite3
+        from jobctl.store.database import DatabaseError, explain
 
-        if isinstance(exc, sqlite3.Error) and not debug:  # a query outside a mapped transaction
-            from jobctl.store.database import explain
-
+        if isinstance(exc, DatabaseError) and not debug:  # a query outside a mapped transaction
             _err(f"error: {explain(exc, _paths().db).message}", "red")
             sys.exit(1)
         if debug:

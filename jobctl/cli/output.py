@@ -11,8 +11,9 @@ from typing import Any
 
 from jobctl.app.session import ActionResult, Service, masked_envs
 from jobctl.core import states
+from jobctl.engine.backends import backend_class, backend_for
 from jobctl.errors import NotFound, StateError, UsageError
-from jobctl.store.database import loads
+from jobctl.store.records import Job, loads
 
 # the default table (no selector, --all or --limit) shows at most this many rows, then a footer line
 DEFAULT_ROWS = 500
@@ -77,14 +78,33 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
 
 
 def status(
-    service: Service, selectors, *, all_jobs, state, labels, limit, watch: bool, as_json: bool, user: str | None = None
+    service: Service,
+    selectors,
+    *,
+    all_jobs,
+    state,
+    labels,
+    limit,
+    watch: bool,
+    as_json: bool,
+    queue: str | None = None,
+    expand: bool = False,
+    user: str | None = None,
 ) -> None:
     """`user`: only that user's jobs (`--user NAME`, `--mine`)."""
     from jobctl.cli.views import cap_rows, job_json, status_table
 
     def rows():
         found = service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
-        return found if user is None else [r for r in found if r["user"] == user]
+        if user is not None:  # status --user NAME, --mine (a shared queue)
+            found = [r for r in found if r.user == user]
+        if queue is not None:  # status --queue NAME
+            found = [r for r in found if r.queue == queue]
+        if not (as_json or expand or selectors):  # an array as one summary row (SPEC section 9)
+            from jobctl.cli.arrays import summarize
+
+            found = summarize(service.store, found)
+        return found
 
     if as_json:
         dump([job_json(r) for r in rows()])
@@ -129,7 +149,7 @@ def wait_and_report(
 
     def tick(rows):
         if spinner:
-            text = ", ".join(f"{r['id']} {states.status_text(r['state'], r['detail'])}" for r in rows[:3])
+            text = ", ".join(f"{r.id} {states.status_text(r.state, r.detail)}" for r in rows[:3])
             spinner.update(f"{text}  {int(time.monotonic() - started)}s")
 
     try:
@@ -142,11 +162,11 @@ def wait_and_report(
     else:
         err = console(stderr=True)
         for r in rows:
-            text = states.status_text(r["state"], r["detail"])
-            if r["state"] != states.COMPLETED:
-                text = with_message(text, r["message"])
-            err.print(f"job {r['id']} ({r['name']}): {text}", markup=False)
-    codes = [states.wait_exit_code(r["state"], r["reason"], r["exit_code"]) for r in rows]
+            text = states.status_text(r.state, r.detail)
+            if r.state != states.COMPLETED:
+                text = with_message(text, r.message)
+            err.print(f"job {r.id} ({r.name}): {text}", markup=False)
+    codes = [states.wait_exit_code(r.state, r.reason, r.exit_code) for r in rows]
     return next((c for c in codes if c), 0)
 
 
@@ -159,31 +179,31 @@ def _follow_jobs(service: Service, ids: list[int]) -> None:
 def _follow_one(service: Service, job_id: int, rank: int | None, from_start: bool) -> None:
     from jobctl.app.logs import follow, log_files
 
-    def row():
-        found = service.row_by_id(job_id)
+    def row() -> Job:
+        found = service.row_by_id(job_id)  # through the socket in a shared queue
         if found is None:
             raise NotFound(f"job {job_id} was removed")
         return found
 
     def files():
         r = row()
-        if r["attempt"] == 0:
+        if r.attempt == 0:
             return None
-        return log_files(service.paths.job_dir(job_id), r["attempt"], r["num_nodes"], rank)
+        return log_files(service.paths.job_dir(job_id), r.attempt, r.num_nodes, rank)
 
     next_check = [time.monotonic() + 1.0]
 
     def finished():
         r = row()
-        if r["backend"] == "slurm":
-            service.refresh_slurm([r])
+        if backend_class(r).mirrored:
+            service.refresh([r])
             r = row()
-        elif r["state"] not in states.TERMINAL or r["alloc"] is not None:
+        elif r.state not in states.TERMINAL or r.alloc is not None:
             if time.monotonic() >= next_check[0]:  # record an end nobody recorded; bring a killed supervisor back
                 service.refresh_local()
                 next_check[0] = time.monotonic() + 1.0
                 r = row()
-        return r["state"] in states.TERMINAL and r["alloc"] is None
+        return r.state in states.TERMINAL and r.alloc is None
 
     service.wake_supervisor(start=True)
     service.refresh_local()
@@ -194,86 +214,86 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
     from jobctl.app.logs import log_files, print_logs
 
     row = service.job(selector)
-    if row["backend"] == "slurm":
-        service.refresh_slurm([row])
-        row = service.job(str(row["id"]))
+    if service.refresh([row]):
+        row = service.job(str(row.id))
     if follow and attempt is None:
         if tail is not None:
-            files = log_files(service.paths.job_dir(row["id"]), max(row["attempt"], 1), row["num_nodes"], rank)
+            files = log_files(service.paths.job_dir(row.id), max(row.attempt, 1), row.num_nodes, rank)
             print_logs(files, tail)
-            _follow_one(service, row["id"], rank, from_start=False)
+            _follow_one(service, row.id, rank, from_start=False)
         else:
-            _follow_one(service, row["id"], rank, from_start=True)
-        row = service.job(str(row["id"]))
-        if row["attempt"] == 0 and row["state"] in states.TERMINAL:  # nothing was streamed: say why
+            _follow_one(service, row.id, rank, from_start=True)
+        row = service.job(str(row.id))
+        if row.attempt == 0 and row.state in states.TERMINAL:  # nothing was streamed: say why
             raise StateError(
-                f"job {row['id']} ({row['name']}) ended without running: "
-                f"{states.status_text(row['state'], row['detail'])}"
+                f"job {row.id} ({row.name}) ended without running: {states.status_text(row.state, row.detail)}"
             )
         return
-    n = attempt if attempt is not None else row["attempt"]
+    n = attempt if attempt is not None else row.attempt
     if n == 0:
-        raise StateError(f"job {row['id']} has not started yet; use -f to wait for its output")
-    if not 1 <= n <= row["attempt"]:
-        raise UsageError(f"--attempt: job {row['id']} has attempts 1 to {row['attempt']}")
+        raise StateError(f"job {row.id} has not started yet; use -f to wait for its output")
+    if not 1 <= n <= row.attempt:
+        raise UsageError(f"--attempt: job {row.id} has attempts 1 to {row.attempt}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show
-        if row["backend"] != "slurm":
-            raise UsageError(f"--batch: job {row['id']} runs on the {row['backend']} backend; only Slurm jobs have it")
-        return print_logs([(0, service.paths.attempt_dir(row["id"], n) / "slurm.out")], tail)
-    print_logs(log_files(service.paths.job_dir(row["id"]), n, row["num_nodes"], rank), tail)
+        return print_logs([(0, backend_for(row, service).batch_log(row, n))], tail)
+    print_logs(log_files(service.paths.job_dir(row.id), n, row.num_nodes, rank), tail)
 
 
 def describe(service: Service, selector: str, as_json: bool) -> None:
-    from jobctl.cli.views import clock_seconds, iso, job_json, resources, seconds_text
+    from jobctl.cli.views import clock_seconds, job_json, resources, seconds_text
 
     service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
-    if row["backend"] == "slurm":
-        service.refresh_slurm([row])
-        row = service.job(str(row["id"]))
+    if service.refresh([row]):
+        row = service.job(str(row.id))
     spec = service.spec_of(row)
     details = service.details(row)
-    spec["envs"] = masked_envs(spec, loads(row["envs"], {}))
-    held = loads(row["alloc"])
+    spec["envs"] = masked_envs(spec, loads(row.envs, {}))
+    masked_notify(spec)
+    held = loads(row.alloc)
     doc = job_json(row)
-    if row["backend"] == "slurm" and row["attempt"]:
-        from jobctl.engine.slurm_sync import batch_output
-
-        details["slurm_out"] = batch_output(service, row)
+    details.update(backend_for(row, service).describe(row))
     if as_json:
-        for e in details["events"]:
-            e["at"] = iso(e["at"])
-        for a in details["attempts"]:
-            a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
-        dump({**doc, "spec": spec, "held": held, **details})
+        dump(describe_document(doc, spec, held, details))
         return
+    from jobctl.app.reports import latest_usage, notification_events, usage_text
+
+    usage = latest_usage(details["attempts"])
     out = console()
     labels = doc["labels"] or {}
     retries = spec.get("retries") or 0
     lines = [
-        ("ID", row["id"]),
-        ("Name", row["name"]),
+        ("ID", row.id),
+        ("Name", row.name),
         ("Status", doc["status"]),
-        ("Reason", row["reason"] or "-"),
-        ("Message", row["message"] or "-"),
+        ("Reason", row.reason or "-"),
+        ("Message", row.message or "-"),
         ("Resources", resources(row)),
-        ("Backend", f"{row['backend']}" + (f" ({row['backend_id']})" if row["backend_id"] else "")),
-        ("User", row["user"]),
-        ("Priority", spec.get("priority", 0)),
-        ("Attempt", states.attempt_text(row["attempt"], row["max_attempts"])),
+        ("Backend", f"{row.backend}" + (f" ({row.backend_id})" if row.backend_id else "")),
+        ("User", row.user),
+        ("Priority", row.priority),  # the job's own (`update --priority` changes it), not the file's
+        ("Queue", row.queue),
+        ("Attempt", states.attempt_text(row.attempt, row.max_attempts)),
         ("Retries", f"{retries} (automatic, after a failure)" if retries else "0 (a failure is final)"),
         ("Timeout", seconds_text(spec.get("timeout")) + (" per attempt" if spec.get("timeout") else "")),
         ("Queue timeout", seconds_text(spec.get("queue_timeout"))),
         ("Labels", ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"),
-        ("Submitted", clock_seconds(row["submitted_at"])),
-        ("Started", clock_seconds(row["started_at"])),
-        ("Ended", clock_seconds(row["ended_at"])),
-        ("Exit code", "-" if row["exit_code"] is None else row["exit_code"]),
+        ("Submitted", clock_seconds(row.submitted_at)),
+        ("Started", clock_seconds(row.started_at)),
+        ("Ended", clock_seconds(row.ended_at)),
+        ("Exit code", "-" if row.exit_code is None else row.exit_code),
+        ("Usage", usage_text(usage)),
         ("Workdir", spec.get("workdir")),
         ("Source", spec.get("source") or "-"),
     ]
-    if row["array_index"] is not None:
-        lines.insert(2, ("Array index", row["array_index"]))
+    if row.array_index is not None:
+        lines.insert(2, ("Array index", row.array_index))
+        lines.insert(
+            3,
+            ("Array", f"{row.array_id}" + (f" (throttle {row.array_throttle})" if row.array_throttle else "")),
+        )
+    if row.start_at is not None and row.started_at is None:
+        lines.append(("Not before", clock_seconds(row.start_at)))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
         lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
@@ -285,6 +305,11 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
     if spec.get("ignored"):
         lines.append(("Not honoured", ", ".join(sorted(spec["ignored"]))))
+    from jobctl.core.notify import describe_target
+
+    targets = loads(row.notify, [])  # the job's own and the config's, as launched
+    if targets:
+        lines.append(("Notify", "; ".join(f"{describe_target(t)} on {', '.join(t['on'])}" for t in targets)))
     if details.get("slurm_out"):
         lines.append(("Slurm out", details["slurm_out"]["path"]))
         lines.extend(("", f"| {line}") for line in details["slurm_out"]["tail"])
@@ -316,12 +341,119 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
                 highlight=False,
             )
     out.print("\nEvents:", style="bold")
+    timeline = []
     for e in details["events"]:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}"
         extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
-        out.print(
-            f"  {clock_seconds(e['at'])}  {move}  by {e['actor'] or 'system'}{extra}", markup=False, highlight=False
+        timeline.append((e["at"], f"{move}  by {e['actor'] or 'system'}{extra}"))
+    timeline.extend(notification_events(details["notifications"]))  # deliveries, in time order
+    timeline.sort(key=lambda item: item[0])
+    for at, text in timeline:
+        out.print(f"  {clock_seconds(at)}  {text}", markup=False, highlight=False)
+
+
+def stats(service: Service, since: float | None, by: str, as_json: bool) -> None:
+    """`jobctl stats`: usage summed per group (SPEC section 11), as a table or one JSON document."""
+    from rich.table import Table
+
+    from jobctl.app.reports import Group, bytes_text, check_by, seconds_text
+    from jobctl.app.reports import stats as compute
+    from jobctl.cli.views import clock, iso
+
+    check_by(by)
+    service.refresh_local()  # jobs that ended while no supervisor ran count with their usage
+    with service.store.read():
+        groups = compute(service.store, since, by)
+    total = Group("TOTAL")
+    for g in groups:
+        total.jobs += g.jobs
+        total.completed += g.completed
+        total.failed += g.failed
+        total.killed += g.killed
+        total.cpu_seconds += g.cpu_seconds
+        total.gpu_seconds += g.gpu_seconds
+        if g.peak_memory_bytes is not None:
+            total.peak_memory_bytes = max(total.peak_memory_bytes or 0, g.peak_memory_bytes)
+        total.waits.extend(g.waits)
+    if as_json:
+        dump(
+            {
+                "since": iso(since),
+                "by": by,
+                "groups": [g.as_json(by) for g in groups],
+                "total": {k: v for k, v in total.as_json(by).items() if k != by},
+            }
         )
+        return
+    out = console()
+    title = "all jobs" if since is None else f"jobs submitted since {clock(since)}"
+    out.print(f"Usage of {title}, by {by}", markup=False, highlight=False)
+    if not groups:
+        out.print("no jobs", markup=False, highlight=False)
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    table.add_column(by.upper(), overflow="ellipsis", max_width=24, no_wrap=True)
+    for name in ("JOBS", "DONE", "FAILED", "CPU-HRS", "GPU-HRS", "PEAK MEM", "MEAN WAIT"):
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def cells(g: Group) -> list[str]:
+        wait = sum(g.waits) / len(g.waits) if g.waits else None
+        return [
+            g.key,
+            str(g.jobs),
+            str(g.completed),
+            str(g.failed),
+            f"{g.cpu_seconds / 3600:.2f}",
+            f"{g.gpu_seconds / 3600:.2f}",
+            bytes_text(g.peak_memory_bytes),
+            seconds_text(wait),
+        ]
+
+    for g in groups:
+        table.add_row(*cells(g))
+    if len(groups) > 1:
+        table.add_row(*cells(total), style="bold")
+    out.print(table)
+
+
+def masked_notify(spec: dict[str, Any]) -> None:
+    """A webhook's path is its secret (Slack, Discord): the spec shows the host only."""
+    if spec.get("notify"):
+        from jobctl.core.notify import describe_target
+
+        spec["notify"] = [
+            {**t, "value": describe_target(t).split(" ", 1)[1]} if t.get("kind") == "webhook" else t
+            for t in spec["notify"]
+        ]
+
+
+def describe_document(doc: dict[str, Any], spec: dict[str, Any], held: Any, details: dict[str, Any]) -> dict[str, Any]:
+    """The document of `describe --json` (also served by the dashboard's /api/jobs/ID)."""
+    from jobctl.app.reports import latest_usage
+    from jobctl.cli.views import iso
+
+    usage = latest_usage(details["attempts"])
+    for e in details["events"]:
+        e["at"] = iso(e["at"])
+    for a in details["attempts"]:
+        a["started_at"], a["ended_at"] = iso(a["started_at"]), iso(a["ended_at"])
+    for n in details.get("notifications", []):
+        n["created_at"], n["next_try_at"] = iso(n["created_at"]), iso(n["next_try_at"])
+        for t in n["tries"]:
+            t["at"] = iso(t["at"])
+    return {**doc, "usage": usage, "spec": spec, "held": held, **details}
+
+
+def describe_json(service: Service, row: Job) -> dict[str, Any]:
+    """`describe --json` of one job, as a document (with its backend's facts, e.g. Slurm's output)."""
+    from jobctl.cli.views import job_json
+
+    spec = service.spec_of(row)
+    details = service.details(row)
+    spec["envs"] = masked_envs(spec, loads(row.envs, {}))
+    masked_notify(spec)
+    details.update(backend_for(row, service).describe(row))
+    return describe_document(job_json(row), spec, loads(row.alloc), details)
 
 
 def config_show(config, as_json: bool) -> None:
@@ -370,15 +502,14 @@ def supervisor_status(service: Service, as_json: bool, doc: dict[str, Any] | Non
             "uptime_s": round(time.time() - info["started"], 1) if info else None,
             "capacity": capacity,
         }
-    running, capacity = doc["running"], doc["capacity"]
+    capacity, uptime = doc["capacity"], doc["uptime_s"]
     if as_json:
         dump(doc)
     else:
         out = console()
-        if running:
+        if uptime is not None:
             out.print(
-                f"supervisor running: pid {doc['pid']}, up {_uptime(doc['uptime_s'])}, "
-                f"capacity {_capacity_text(capacity)}",
+                f"supervisor running: pid {doc['pid']}, up {_uptime(uptime)}, capacity {_capacity_text(capacity)}",
                 markup=False,
                 highlight=False,
             )

@@ -3,67 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import time
-from typing import Any
 
 from jobctl.core import states
-from jobctl.store.database import loads
+from jobctl.core.units import memory_text, resources_text
+from jobctl.engine.documents import JSON_FIELDS, iso, job_json
+from jobctl.store.records import Job, loads
 
-JSON_FIELDS = (
-    "id",
-    "name",
-    "state",
-    "status",
-    "reason",
-    "message",
-    "exit_code",
-    "attempt",
-    "max_attempts",
-    "resources",
-    "num_nodes",
-    "submitted_at",
-    "started_at",
-    "ended_at",
-    "labels",
-    "backend",
-    "backend_id",
-    "user",
-)
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-
-
-def job_json(row: sqlite3.Row) -> dict[str, Any]:
-    accs = loads(row["accelerators"], [])
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "state": row["state"],
-        "status": states.status_text(row["state"], row["detail"]),
-        "reason": row["reason"],
-        "message": row["message"],
-        "exit_code": row["exit_code"],
-        "attempt": row["attempt"],
-        "max_attempts": row["max_attempts"],
-        "resources": {
-            "cpus": row["cpus"],
-            "memory_gib": round(row["memory_mib"] / 1024, 3),
-            "accelerators": {name: count for name, count in accs} if accs else None,
-        },
-        "num_nodes": row["num_nodes"],
-        "submitted_at": iso(row["submitted_at"]),
-        "started_at": iso(row["started_at"]),
-        "ended_at": iso(row["ended_at"]),
-        "labels": loads(row["labels"], {}),
-        "backend": row["backend"],
-        "backend_id": row["backend_id"],
-        "user": row["user"],
-    }
+__all__ = ["JSON_FIELDS", "iso", "job_json", "memory_text", "resources_text", "status_table"]
 
 
 def age(seconds: float) -> str:
@@ -119,35 +66,18 @@ def seconds_text(value: float | None) -> str:
     return short if value < 60 else f"{short} ({value:g}s)"
 
 
-def duration(row: sqlite3.Row, now: float) -> str:
-    if row["started_at"] is None:
+def duration(row: Job, now: float) -> str:
+    if row.started_at is None:
         return "-"
-    end = row["ended_at"] if row["ended_at"] is not None else now
-    secs = max(0, int(end - row["started_at"]))
+    end = row.ended_at if row.ended_at is not None else now
+    secs = max(0, int(end - row.started_at))
     hours, rest = divmod(secs, 3600)
     mins, sec = divmod(rest, 60)
     return f"{hours}h {mins}m {sec}s" if hours else (f"{mins}m {sec}s" if mins else f"{sec}s")
 
 
-def memory_text(memory_mib: int | float) -> str:
-    """Memory for RESOURCES: whole GiB as `4GiMEM`, less than 1 GiB as `64MiMEM`, else `1.5GiMEM`."""
-    from jobctl.core.units import format_gib
-
-    if memory_mib < 1024 and float(memory_mib).is_integer():
-        return f"{int(memory_mib)}MiMEM"
-    return f"{format_gib(memory_mib)}GiMEM"
-
-
-def resources_text(num_nodes: int, cpus: float, memory_mib: int, accelerators: list[list[Any]]) -> str:
-    cpu = f"{cpus:g}"
-    parts = [f"{cpu}CPU", memory_text(memory_mib)]
-    if accelerators:
-        parts.append(" | ".join(f"{name}:{count}" for name, count in accelerators))
-    return f"{num_nodes}x({', '.join(parts)})"
-
-
-def resources(row: sqlite3.Row) -> str:
-    return resources_text(row["num_nodes"], row["cpus"], row["memory_mib"], loads(row["accelerators"], []))
+def resources(row: Job) -> str:
+    return resources_text(row.num_nodes, row.cpus, row.memory_mib, loads(row.accelerators, []))
 
 
 STATE_STYLE = {
@@ -172,9 +102,9 @@ DROP_ORDER = ("END TIME", "START TIME", "SUBMITTED", "DURATION", "RESOURCES", "U
 USER_COLUMNS = ("ID", "NAME", "USER", *COLUMNS[2:])
 
 
-def columns_for(rows: list[sqlite3.Row]) -> tuple[str, ...]:
+def columns_for(rows: list[Job]) -> tuple[str, ...]:
     """The table's columns: USER joins them when the jobs shown belong to more than one user."""
-    users = {row["user"] for row in rows}
+    users = {row.user for row in rows}
     return USER_COLUMNS if len(users) > 1 else COLUMNS
 
 
@@ -199,17 +129,17 @@ def shorten(name: str, width: int) -> str:
     return name[:head] + "…" + name[len(name) - tail :]
 
 
-def table_cells(row: sqlite3.Row, now: float) -> dict[str, str]:
-    started = row["started_at"] if row["state"] not in (states.PENDING, states.BLOCKED, states.CREATED) else None
+def table_cells(row: Job, now: float) -> dict[str, str]:
+    started = row.started_at if row.state not in (states.PENDING, states.BLOCKED, states.CREATED) else None
     return {
-        "ID": str(row["id"]),
-        "NAME": row["name"],
-        "USER": row["user"],
-        "STATUS": states.status_text(row["state"], row["detail"]),
+        "ID": str(row.id),
+        "NAME": row.name,
+        "USER": row.user,
+        "STATUS": states.status_text(row.state, row.detail),
         "RESOURCES": resources(row),
-        "SUBMITTED": age(now - row["submitted_at"]),
+        "SUBMITTED": age(now - row.submitted_at),
         "START TIME": clock(started),
-        "END TIME": clock(row["ended_at"]),
+        "END TIME": clock(row.ended_at),
         "DURATION": duration(row, now) if started else "-",
     }
 
@@ -237,21 +167,21 @@ def fit_columns(widths: dict[str, int], width: int | None, columns: tuple[str, .
 QUIET = (states.PENDING, states.BLOCKED, states.CREATED)  # waiting rows: the first left out of a long table
 
 
-def cap_rows(rows: list[sqlite3.Row], cap: int) -> tuple[list[sqlite3.Row], dict[str, int]]:
+def cap_rows(rows: list[Job], cap: int) -> tuple[list[Job], dict[str, int]]:
     """At most `cap` rows, newest first, keeping running, suspended and finished jobs before waiting ones
     (with 100k jobs queued the ones that run are what a user looks for). Returns the rows kept and
     the number left out by state."""
     if len(rows) <= cap:
         return rows, {}
-    busy = [r for r in rows if r["state"] not in QUIET][:cap]
+    busy = [r for r in rows if r.state not in QUIET][:cap]
     room = cap - len(busy)
-    waiting = [r for r in rows if r["state"] in QUIET][:room]
-    kept_ids = {r["id"] for r in busy} | {r["id"] for r in waiting}
+    waiting = [r for r in rows if r.state in QUIET][:room]
+    kept_ids = {r.id for r in busy} | {r.id for r in waiting}
     left: dict[str, int] = {}
     for r in rows:
-        if r["id"] not in kept_ids:
-            left[r["state"]] = left.get(r["state"], 0) + 1
-    return [r for r in rows if r["id"] in kept_ids], left
+        if r.id not in kept_ids:
+            left[r.state] = left.get(r.state, 0) + 1
+    return [r for r in rows if r.id in kept_ids], left
 
 
 def more_text(left: dict[str, int]) -> str:
@@ -261,7 +191,7 @@ def more_text(left: dict[str, int]) -> str:
 
 
 def status_table(
-    rows: list[sqlite3.Row],
+    rows: list[Job],
     user: str,
     now: float | None = None,
     width: int | None = None,
@@ -285,7 +215,7 @@ def status_table(
     cells = [table_cells(row, now) for row in rows]
     stale = 0
     for row, c in zip(rows, cells):
-        if (row["message"] or "").endswith("showing the last known state"):  # Slurm did not answer
+        if (row.message or "").endswith("showing the last known state"):  # Slurm did not answer
             c["STATUS"], stale = f"{c['STATUS']} (stale)", stale + 1
     columns = columns_for(rows)
     widths = {col: max([cells_of(col)] + [cells_of(c[col]) for c in cells]) for col in columns}
@@ -298,7 +228,7 @@ def status_table(
     spans: list[tuple[int, int, str]] = []
     offset = 0
     for values, style in [({col: col for col in shown}, "")] + [
-        (c, STATE_STYLE.get(row["state"], "")) for row, c in zip(rows, cells)
+        (c, STATE_STYLE.get(row.state, "")) for row, c in zip(rows, cells)
     ]:
         parts = []
         at = offset
@@ -318,9 +248,9 @@ def status_table(
     body.stylize("bold", 0, len(lines[0]))
     for start, end, style in spans:
         body.stylize(style, start, end)
-    parts = [Text(f"User: {user}"), Text("Jobs", style="bold"), body]
+    blocks = [Text(f"User: {user}"), Text("Jobs", style="bold"), body]
     if left:
-        parts.append(Text(more_text(left), style="dim"))
+        blocks.append(Text(more_text(left), style="dim"))
     if stale:
-        parts.append(Text(f"(stale): Slurm did not answer; {stale} job(s) show their last known state"))
-    return Group(*parts)
+        blocks.append(Text(f"(stale): Slurm did not answer; {stale} job(s) show their last known state"))
+    return Group(*blocks)

@@ -40,8 +40,12 @@ class JobSpec:
     queue_timeout: float | None = None  # seconds
     labels: dict[str, str] = field(default_factory=dict)
     backend: str | None = None
+    notify: list[dict[str, Any]] = field(default_factory=list)  # targets, see core/notify.py
     source: str | None = None  # the job file this came from
     ignored: dict[str, Any] = field(default_factory=dict)  # accepted keys the backend cannot honour
+    queue: str | None = None  # its named queue (None: `default`); SPEC section 9
+    start_at: str | None = None  # not started before this (as written: "10m", "22:00", ISO 8601)
+    signal: str | None = None  # "USR1@60s": a warning signal before a timeout, preemption or kill
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,3 +67,24 @@ class LoadedFile:
     pipeline_name: str | None = None
     parallel: bool = False  # a job group (`execution: parallel`): the tasks run side by side
     problems: list[str] = field(default_factory=list)  # "file:line: key: why": a real launch refuses
+
+
+@dataclass
+class LaunchTask:
+    """One job of a launch as `launch` checks and records it (an `--array` records it once per index)."""
+
+    spec: JobSpec
+    cpus: float  # per node, defaults applied
+    memory_mib: int  # per node, defaults applied
+    path: str  # the job file
+    after: int | None = None  # the task (index in the launch) it runs after in a pipeline
+    previous: str | None = None  # that task's name
+    indices: list[int | None] = field(default_factory=lambda: [None])  # --array indices; [None]: no array
+    env: dict[str, str] = field(default_factory=dict)  # plain --env values (kept in the database)
+    secret: list[str] = field(default_factory=list)  # names of the secret values
+    secret_values: dict[str, str] = field(default_factory=dict)  # kept only in the job's secrets file
+    batch_deps: list[tuple[int, str]] = field(default_factory=list)  # (task index, condition) in this launch
+    queue: str = "default"  # the named queue (SPEC section 9)
+    start_at: float | None = None  # epoch seconds: not started before (`--at`, `start_at:`)
+    hold: bool = False  # recorded SUSPENDED (`--hold`)
+    throttle: int | None = None  # `--array 1-100%4`: at most this many tasks at once

@@ -78,6 +78,8 @@ class Request:
     memory_mib: int  # total
     accelerators: tuple[tuple[str, int], ...] = ()  # alternatives ("any one of these"); (): none
     limit: float | None = None  # once started, it ends within this many seconds; None: unknown
+    queue: str = "default"  # its named queue (SPEC section 9); see QueueLimit
+    group: int | None = None  # its array (the array's first job ID), for the array's throttle
     user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
 
 
@@ -94,7 +96,64 @@ class Running:
     preemptible: bool = True  # False: frozen by a user, or already being terminated
     releasing: bool = False  # True: already being terminated; its resources will free soon
     ends_by: float | None = None  # a time by which it will have ended (its timeout); None: unknown
+    queue: str = "default"
+    group: int | None = None
     user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
+
+
+@dataclass(frozen=True)
+class QueueLimit:
+    """What one named queue lets its jobs hold at once (None: no cap), and whether it is paused."""
+
+    max_running: int | None = None
+    cpus: float | None = None
+    gpus: int | None = None
+    paused: bool = False
+
+
+class _Gate:
+    """Queue caps and array throttles (SPEC section 9), counted over every job holding resources.
+
+    A job its queue or its array holds back neither starts nor reserves anything: it is not a
+    blocked job for backfill, since more free resources would not let it start.
+    """
+
+    def __init__(self, running: Sequence[Running], queues: dict[str, QueueLimit], throttles: dict[int, int]):
+        self.queues, self.throttles = queues, throttles
+        self.count: dict[str, int] = {}
+        self.cpus: dict[str, float] = {}
+        self.gpus: dict[str, int] = {}
+        self.group: dict[int, int] = {}
+        for job in running:
+            self._add(job.queue, job.group, job.cpus, sum(len(i) for _, i in job.devices))
+
+    def _add(self, queue: str, group: int | None, cpus: float, gpus: int) -> None:
+        self.count[queue] = self.count.get(queue, 0) + 1
+        self.cpus[queue] = self.cpus.get(queue, 0.0) + cpus
+        self.gpus[queue] = self.gpus.get(queue, 0) + gpus
+        if group is not None:
+            self.group[group] = self.group.get(group, 0) + 1
+
+    def why_not(self, req: Request) -> str | None:
+        """ "queue_paused", "queue_full" or "throttled" when `req` may not start now, else None."""
+        limit = self.queues.get(req.queue)
+        if limit is not None:
+            if limit.paused:
+                return "queue_paused"
+            gpus = max((count for _, count in req.accelerators), default=0)
+            if (
+                (limit.max_running is not None and self.count.get(req.queue, 0) >= limit.max_running)
+                or (limit.cpus is not None and self.cpus.get(req.queue, 0.0) + req.cpus > limit.cpus + EPS)
+                or (limit.gpus is not None and self.gpus.get(req.queue, 0) + gpus > limit.gpus)
+            ):
+                return "queue_full"
+        throttle = self.throttles.get(req.group) if req.group is not None else None
+        if throttle is not None and self.group.get(req.group, 0) >= throttle:  # type: ignore[arg-type]
+            return "throttled"
+        return None
+
+    def take(self, req: Request, option: Option) -> None:
+        self._add(req.queue, req.group, req.cpus, option[1] if option[0] is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -154,7 +213,8 @@ class _Pool:
         self.add(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices), sign)
 
     def take(self, cpus: float, memory_mib: int, option: Option) -> None:
-        self.add(cpus, memory_mib, [option] if option[0] is not None else [], -1)
+        name, count = option
+        self.add(cpus, memory_mib, [(name, count)] if name is not None else [], -1)
 
 
 def _options(req: Request) -> list[Option]:
@@ -259,11 +319,21 @@ def schedule(
     running: Sequence[Running],
     capacity: Capacity,
     now: float = 0.0,
+    queues: dict[str, QueueLimit] | None = None,
+    throttles: dict[int, int] | None = None,
     users: UserPolicy | None = None,
 ) -> Decisions:
     """Decide which pending jobs start now, which running jobs to preempt, and why others wait.
 
-    `users`: fair share between users and per-user caps (a shared queue); None: rank order alone."""
+    `queues`: the caps of named queues; `throttles`: array ID -> how many of its tasks may hold
+    resources at once. A job held back by either waits with reason "queue_paused", "queue_full"
+    or "throttled" and is otherwise ignored (see `_Gate`).
+
+    `users`: fair share between users and per-user caps (a shared queue); None: rank order alone.
+    The caps compose: a job starts only when its queue, its array and its user all let it; the
+    queue's and the array's verdicts are said first (reason "queue_paused", "queue_full",
+    "throttled"), then its user's ("user_limit")."""
+    gate = _Gate(running, queues or {}, throttles or {})
     free = _Pool.of(capacity)
     free_sets = {name: set(indices) for name, indices in capacity.devices.items()}
     for job in running:
@@ -290,12 +360,16 @@ def schedule(
         if never_fits(req, capacity):
             out.waiting[req.job_id] = "resources"
             continue
+        held_back = gate.why_not(req)
+        if held_back is not None:
+            out.waiting[req.job_id] = held_back
+            continue
         if caps is not None and caps.over(req):  # waits for its own user's jobs; reserves nothing
             out.waiting[req.job_id] = "user_limit"
             continue
         opts = _options(req)
         fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
-        if shadow is not None:  # EASY: ends before P's reserved start, or fits what P leaves
+        if shadow is not None and extra is not None:  # EASY: ends before P's reserved start, or fits what P leaves
             ends_in_time = req.limit is not None and now + req.limit <= shadow
             chosen = next((o for o in fit_now if ends_in_time or extra.fits(req.cpus, req.memory_mib, o)), None)
             if chosen is not None and not ends_in_time:
@@ -306,20 +380,22 @@ def schedule(
                 None,
             )
         if chosen is not None:
-            name, count = chosen
+            chosen_name, count = chosen
             devices: tuple[int, ...] = ()
-            if name is not None:
-                indices = free_idx.get(name, [])  # absent only when count is 0
-                devices = tuple(indices[:count])
-                del indices[:count]
+            if chosen_name is not None:
+                free_list = free_idx.get(chosen_name, [])  # absent only when count is 0
+                devices = tuple(free_list[:count])
+                del free_list[:count]
             for pool in (free, budget, soon):
                 if pool is not None:
                     pool.take(req.cpus, req.memory_mib, chosen)
-            out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, name, devices)))
+            out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, chosen_name, devices)))
+            gate.take(req, chosen)
             if caps is not None:
-                caps.took(req, count)
+                caps.took(req, count if chosen_name is not None else 0)
             end = None if req.limit is None else now + req.limit
-            holders.append((end, _held(req.cpus, req.memory_mib, [chosen] if name is not None else [])))
+            held = [(chosen_name, count)] if chosen_name is not None else []
+            holders.append((end, _held(req.cpus, req.memory_mib, held)))
             continue
 
         # Blocked. It reserves the first alternative that could fit an empty machine.
@@ -348,7 +424,7 @@ def schedule(
                     out.reserved = (req.job_id, shadow)
         else:
             out.waiting[req.job_id] = "priority" if fit_now else "resources"
-            if fit_now:
+            if fit_now and first is not None:  # first is set with budget
                 out.behind[req.job_id] = first
         budget.take(req.cpus, req.memory_mib, reserve)
     return out

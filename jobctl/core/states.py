@@ -22,7 +22,7 @@ KILLED = "KILLED"
 ALL_STATES = (CREATED, PENDING, BLOCKED, ACTIVE, FAILING, RETRYING, SUSPENDED, COMPLETED, FAILED, KILLED)
 TERMINAL = frozenset({COMPLETED, FAILED, KILLED})
 RUNNING = frozenset({ACTIVE, FAILING})  # processes exist and are not frozen
-WAITING = frozenset({PENDING, RETRYING})  # the scheduler may start these
+QUEUED = frozenset({CREATED, PENDING, BLOCKED, RETRYING})  # not started yet (`stop` holds these)
 LIVE = frozenset(ALL_STATES) - TERMINAL
 
 # from-state -> the states it may move to. None is "not recorded yet".

@@ -262,3 +262,18 @@ def parse_gpus_option(value: object, current: list[list[Any]]) -> list[list[Any]
         return [[name, accelerator_count(int(text))]]
     alternatives = [parse_accelerator(part) for part in text.split(",")]
     return [[name, count] for name, count in dict.fromkeys(alternatives)]
+
+
+def memory_text(memory_mib: int | float) -> str:
+    """Memory for RESOURCES: whole GiB as `4GiMEM`, less than 1 GiB as `64MiMEM`, else `1.5GiMEM`."""
+    if memory_mib < 1024 and float(memory_mib).is_integer():
+        return f"{int(memory_mib)}MiMEM"
+    return f"{format_gib(memory_mib)}GiMEM"
+
+
+def resources_text(num_nodes: int, cpus: float, memory_mib: int, accelerators: list[list[Any]]) -> str:
+    cpu = f"{cpus:g}"
+    parts = [f"{cpu}CPU", memory_text(memory_mib)]
+    if accelerators:
+        parts.append(" | ".join(f"{name}:{count}" for name, count in accelerators))
+    return f"{num_nodes}x({', '.join(parts)})"

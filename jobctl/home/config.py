@@ -50,6 +50,14 @@ def _accelerators(value: Any) -> dict[str, int]:
     return value
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError
+    return value
+
+
 def _backend(value: Any) -> str:
     if value not in ("local", "slurm"):
         raise ValueError
@@ -62,12 +70,32 @@ def _string(value: Any) -> str:
     return value
 
 
-def _count(value: Any) -> int:
+def _whole(value: Any) -> int:
     if isinstance(value, str):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError
     return value
+
+
+def _notify_command(value: Any) -> str:
+    from jobctl.core.notify import check_command
+
+    return check_command(value)
+
+
+def _notify_webhook(value: Any) -> str:
+    from jobctl.core.notify import check_url
+
+    return check_url(value)
+
+
+def _notify_on(value: Any) -> list[str]:
+    from jobctl.core.notify import parse_states
+
+    if isinstance(value, str):  # `config set notify.on FAILED,KILLED` or `[FAILED, KILLED]` unquoted
+        value = [v.strip().strip("'\"") for v in value.strip().strip("[]").split(",") if v.strip()]
+    return parse_states(value)
 
 
 @dataclass(frozen=True)
@@ -100,10 +128,31 @@ KEYS: dict[str, Key] = {
         _string, "a Unix group name", None, "shared queue: members may control every user's jobs (root always may)"
     ),
     "limits.max_gpus_per_user": Key(
-        _count, "a whole number >= 0", None, "GPUs one user's running jobs may hold at once (default: no limit)"
+        _whole, "a whole number >= 0", None, "GPUs one user's running jobs may hold at once (default: no limit)"
     ),
     "limits.max_running_per_user": Key(
-        _count, "a whole number >= 0", None, "jobs of one user that may run at once (default: no limit)"
+        _whole, "a whole number >= 0", None, "jobs of one user that may run at once (default: no limit)"
+    ),
+    "retention.max_age": Key(
+        _duration, 'a duration such as "30d"', None, "finished jobs older than this are forgotten, logs too"
+    ),
+    "retention.max_finished": Key(
+        _count, "a whole number >= 1", None, "at most this many finished jobs are kept (the newest), logs too"
+    ),
+    "notify.command": Key(
+        _notify_command, "a shell command", None, "run for every job reaching a notify.on state (SPEC section 10)"
+    ),
+    "notify.webhook": Key(
+        _notify_webhook,
+        "an http:// or https:// URL",
+        None,
+        "POSTed the job's JSON for every job reaching a notify.on state",
+    ),
+    "notify.on": Key(
+        _notify_on,
+        "a list of states such as [FAILED, KILLED]",
+        ["COMPLETED", "FAILED", "KILLED"],
+        "the states notify.command and notify.webhook are for",
     ),
     "slurm.partition": Key(_string, "a partition name", None, "sbatch --partition"),
     "slurm.account": Key(_string, "an account name", None, "sbatch --account"),
@@ -164,13 +213,25 @@ class Config:
         spec = KEYS[key]
         try:
             return spec.parse(value)
-        except (ValueError, TypeError):
-            raise UsageError(f"{where}: {key}: expected {spec.form}, got {value!r}") from None
+        except (ValueError, TypeError) as exc:
+            why = f": {exc}" if key.startswith("notify.") and str(exc) else ""  # which state, which scheme
+            raise UsageError(f"{where}: {key}: expected {spec.form}, got {value!r}{why}") from None
 
     def get(self, key: str) -> Any:
         if key not in KEYS:
             raise UsageError(f"{key}: unknown setting{_suggest(key)}")
         return self.values.get(key, KEYS[key].default)
+
+    def notify_targets(self) -> list[dict[str, Any]]:
+        """The `[notify]` targets every job gets (SPEC section 10), in the form of core/notify.py."""
+        from jobctl.core.notify import target
+
+        on = self.get("notify.on")
+        return [
+            target(kind, self.values[f"notify.{kind}"], on, "config")
+            for kind in ("command", "webhook")
+            if self.values.get(f"notify.{kind}")
+        ]
 
     def effective(self) -> dict[str, Any]:
         return {key: self.get(key) for key in KEYS}

@@ -12,6 +12,7 @@ line before a byte is read from it: whoever can change those folders could run c
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def make_private_dir(path: Path) -> None:
     check_private(path, folder=True, private=path == fallback_socket_dir())
 
 
-def resolve(env: dict[str, str] | None = None) -> Paths:
+def resolve(env: Mapping[str, str] | None = None) -> Paths:
     env = os.environ if env is None else env
     home = env.get("JOBCTL_HOME")
     if home:

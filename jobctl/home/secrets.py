@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import os
 import secrets as _random
-import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.home.paths import Paths, make_private_dir
-from jobctl.store.database import loads
+
+if TYPE_CHECKING:
+    from jobctl.store.database import Store
+from jobctl.store.records import loads
 
 
 def folder(paths: Paths) -> Path:
@@ -28,7 +30,7 @@ def folder(paths: Paths) -> Path:
 
 def write(paths: Paths, values: dict[str, str]) -> str:
     """A new secrets file; returns its token (the file's name)."""
-    from jobctl.backends.local.runner import write_private
+    from jobctl.home.statefiles import write_private
 
     make_private_dir(folder(paths))
     token = _random.token_hex(16)
@@ -47,7 +49,7 @@ def path_of(paths: Paths, envs: str | dict[str, Any] | None) -> Path | None:
 
 def read(paths: Paths, envs: str | None) -> dict[str, str]:
     """The secret values of a job; {} when it has none. Raises FileNotFoundError when its file was removed."""
-    from jobctl.backends.local.runner import read_json
+    from jobctl.home.statefiles import read_json
 
     path = path_of(paths, envs)
     if path is None:
@@ -75,7 +77,7 @@ class Sweeper:
     def __init__(self, paths: Paths):
         self.paths = paths
 
-    def sweep(self, conn: sqlite3.Connection) -> None:
+    def sweep(self, store: Store) -> None:
         try:
             names = [e.name for e in os.scandir(folder(self.paths)) if e.name.endswith(".json")]
         except FileNotFoundError:
@@ -83,9 +85,7 @@ class Sweeper:
         if not names:
             return
         live = set()
-        for (envs,) in conn.execute(
-            "SELECT envs FROM jobs WHERE state NOT IN ('COMPLETED', 'FAILED', 'KILLED') AND envs LIKE '%\"secrets\":%'"
-        ):
+        for envs in store.live_secret_envs():
             path = path_of(self.paths, envs)
             if path is not None:
                 live.add(path.name)

@@ -60,7 +60,12 @@ TOP_KEYS = (
     "queue_timeout",
     "labels",
     "backend",
+    "queue",
+    "start_at",
+    "signal",
+    "notify",
 )
+NOTIFY_KEYS = ("on", "command", "webhook")
 RESOURCE_KEYS = ("cpus", "memory", "accelerators", "labels", "job_config")
 JOB_CONFIG_KEYS = ("max_restarts", "completions")
 DEPENDENCY_KEYS = ("job", "condition")
@@ -83,7 +88,6 @@ _SERVICE = "ignored (replicas behind an endpoint; jobctl runs batch jobs)"
 _SKY_CONFIG = "ignored (SkyPilot/Konduktor settings, not a job's)"
 _SKY_INTERNAL = "ignored (internal to SkyPilot)"
 SCHEMA_TOP_KEYS: dict[str, str] = {
-    "event_callback": "ignored (notifications are not supported by this version)",
     "service": _SERVICE,
     "pool": "ignored (a pool of SkyPilot workers; jobctl queues jobs itself)",
     "serving": _SERVICE,
@@ -141,7 +145,7 @@ RECOVERY_KEYS = ("job_recovery", "spot_recovery")
 HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay", "placement")
 EXECUTIONS = ("serial", "parallel")
 SKY_PRIORITY = (-1000, 1000)  # sky/skylet/constants.py MIN_PRIORITY, MAX_PRIORITY
-ALL_TOP_KEYS = TOP_KEYS + tuple(SCHEMA_TOP_KEYS) + ("execution",)
+ALL_TOP_KEYS = TOP_KEYS + tuple(SCHEMA_TOP_KEYS) + ("execution", "event_callback")
 ALL_RESOURCE_KEYS = (
     RESOURCE_KEYS + tuple(SCHEMA_RESOURCE_KEYS) + ALTERNATIVE_KEYS + RECOVERY_KEYS + ("priority", "gpus")
 )
@@ -174,21 +178,22 @@ def load_jobfile(path: str, text: str | bytes | None = None) -> LoadedFile:
     entries = [reader.items(document, "") for document in documents]
     loaded = LoadedFile(path=path, tasks=[])
     header = _header(entries[0]) if entries else None
+    bodies: list[Node | None] = list(documents)
     if header is not None and (len(entries) > 1 or set(header) - {"name"}):
         _read_header(reader, header, loaded)
-        documents, entries = documents[1:], entries[1:]
-        if not documents:  # SkyPilot: a file with only a header is one task with nothing to run
-            documents, entries = [None], [[]]
-    if not documents:
+        bodies, entries = bodies[1:], entries[1:]
+        if not bodies:  # SkyPilot: a file with only a header is one task with nothing to run
+            bodies, entries = [None], [[]]
+    if not bodies:
         raise reader.error(None, None, "no job in this file (a job needs at least a run command)")
     stem = default_name(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    for i, (document, items) in enumerate(zip(documents, entries), start=1):
-        fallback = stem if len(documents) == 1 else f"{stem}-{i}"[:128]
-        if document is None and loaded.pipeline_name:
+    for i, (body, items) in enumerate(zip(bodies, entries), start=1):
+        fallback = stem if len(bodies) == 1 else f"{stem}-{i}"[:128]
+        if body is None and loaded.pipeline_name:
             fallback = loaded.pipeline_name
         builder = _TaskBuilder(reader, base_dir, fallback, loaded.warnings, loaded.problems)
-        spec = builder.build(document, items)
+        spec = builder.build(body, items)
         spec.source = os.path.abspath(path)
         loaded.tasks.append(spec)
     return loaded
@@ -253,6 +258,11 @@ class _TaskBuilder:
             "priority": self._bounded_int,
             "retries": self._bounded_int,
             "execution": self._execution,
+            "queue": self._queueing,
+            "start_at": self._queueing,
+            "signal": self._queueing,
+            "notify": self._notify,
+            "event_callback": self._event_callback,
         }
         for name, key_node, value in items:
             if name in handlers:
@@ -404,6 +414,29 @@ class _TaskBuilder:
     def _duration(self, node: Node, key: str) -> None:  # timeout, queue_timeout
         setattr(self.spec, key, self._unit(parse_duration, node, key))
 
+    def _queueing(self, node: Node, key: str) -> None:  # queue, start_at, signal (SPEC section 9)
+        import time
+
+        from jobctl.core import queueing
+
+        value = self.r.data(node, key)
+        if value is None:
+            return
+        if key == "start_at" and isinstance(node, ScalarNode) and not isinstance(value, (str, bool)):
+            value = str(node.value)  # as written: YAML 1.1 reads 22:00 as a number (1320)
+        if not isinstance(value, str):
+            raise self.r.error(node, key, f"expected a string, got {describe(node)}")
+        check = {
+            "queue": queueing.check_queue,
+            "start_at": lambda v: queueing.parse_start(v, time.time()),
+            "signal": queueing.parse_warning,
+        }[key]
+        try:
+            check(value)
+        except ValueError as e:
+            raise self.r.error(node, key, str(e)) from None
+        setattr(self.spec, key, value)
+
     def _setup(self, node: Node, key: str) -> None:
         if not is_null(node):
             self.spec.setup = self._string(node, key, "a shell command") or None
@@ -489,6 +522,55 @@ class _TaskBuilder:
         if isinstance(value, str) and NAME_RE.fullmatch(value):
             return value
         raise self.r.error(node, key, f"expected a job name or ID, got {describe(node)}")
+
+    def _notify(self, node: Node, key: str) -> None:
+        """`notify: {on: [FAILED], command: ..., webhook: https://...}`, or a list of such mappings."""
+        from jobctl.core import notify
+
+        if is_null(node):
+            return
+        entries = (
+            [(item, f"{key}[{i}]") for i, item in enumerate(self.r.sequence(node, key))]
+            if isinstance(node, SequenceNode)
+            else [(node, key)]
+        )
+        for entry, entry_key in entries:
+            if not isinstance(entry, MappingNode):
+                raise self.r.error(
+                    entry, entry_key, f"expected a mapping of on, command, webhook, got {describe(entry)}"
+                )
+            fields: dict[str, Node] = {}
+            for name, key_node, value in self.r.items(entry, entry_key):
+                if name not in NOTIFY_KEYS:
+                    raise _unknown(self.r, key_node, name, entry_key, NOTIFY_KEYS)
+                fields[name] = value
+            on = None
+            if "on" in fields and not is_null(fields["on"]):
+                on = self._checked(notify.parse_states, fields["on"], join_key(entry_key, "on"))
+            kinds = [k for k in notify.KINDS if k in fields and not is_null(fields[k])]
+            if not kinds:
+                raise self.r.error(entry, entry_key, "expected a command or a webhook to notify")
+            for kind in kinds:
+                check = notify.check_command if kind == "command" else notify.check_url
+                value = self._checked(check, fields[kind], join_key(entry_key, kind))
+                self.spec.notify.append(notify.target(kind, value, on, "job"))
+
+    def _event_callback(self, node: Node, key: str) -> None:
+        """SkyPilot's `event_callback`: a shell command, run here as a notify command at the job's end."""
+        from jobctl.core import notify
+
+        if is_null(node):
+            return
+        value = self._checked(notify.check_command, node, key)
+        self.spec.notify.append(notify.target("command", value, None, "event_callback"))
+
+    def _checked(self, check: Callable[[Any], Any], node: Node, key: str) -> Any:
+        """`check` of the node's value; its ValueError becomes a JobFileError at the node's line."""
+        value = self.r.data(node, key)
+        try:
+            return check(value)
+        except ValueError as e:
+            raise self.r.error(node, key, str(e)) from None
 
     # -- resources ------------------------------------------------------------------------------
 

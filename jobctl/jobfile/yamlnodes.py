@@ -96,7 +96,7 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
         self._nodes = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         self._depth += 1
         self._nodes += 1
         try:
@@ -104,7 +104,7 @@ class _Loader(yaml.SafeLoader):
                 raise _LimitExceeded(self._line(), f"nested deeper than {MAX_DEPTH} levels")
             if self._nodes > MAX_NODES:
                 raise _LimitExceeded(self._line(), f"more than {MAX_NODES} values in one job file")
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 

@@ -8,7 +8,6 @@ transaction. sqlite3 errors are turned into one-line `StoreError`s at this layer
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import time
@@ -18,12 +17,24 @@ from typing import Any
 
 from jobctl.core import states
 from jobctl.errors import StoreError
+from jobctl.store.attempts import AttemptQueries
+from jobctl.store.dashboard import DashboardQueries
+from jobctl.store.history import HistoryQueries
+from jobctl.store.jobs import JobQueries
+from jobctl.store.notifications import NotificationQueries, enqueue
+from jobctl.store.queues import QueueQueries
+from jobctl.store.records import TERMINAL_SQL, dumps, loads
+from jobctl.store.shared import SharedQueries
+from jobctl.store.usage import UsageQueries
+
+__all__ = ["DatabaseError", "MIGRATIONS", "SCHEMA_VERSION", "Store", "dumps", "explain", "loads", "transition"]
 
 BUSY_TIMEOUT_MS = 30_000
+DatabaseError = sqlite3.Error  # what a query raises outside `write()`/`read()`, which explain it
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
-    """
+    f"""
     CREATE TABLE specs (
         id INTEGER PRIMARY KEY,
         hash TEXT NOT NULL UNIQUE,
@@ -59,7 +70,7 @@ MIGRATIONS: list[str] = [
         alloc TEXT
     );
     CREATE INDEX jobs_name ON jobs(name);
-    CREATE INDEX jobs_live ON jobs(state) WHERE state NOT IN ('COMPLETED', 'FAILED', 'KILLED');
+    CREATE INDEX jobs_live ON jobs(state) WHERE state NOT IN {TERMINAL_SQL};
     CREATE TABLE deps (
         job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
         dep_id INTEGER NOT NULL,
@@ -107,6 +118,57 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_queue ON jobs(priority DESC, submitted_at, id) WHERE state IN ('PENDING', 'RETRYING');
     CREATE INDEX jobs_deadline ON jobs(queue_deadline) WHERE queue_deadline IS NOT NULL;
     """,
+    # 3: everyday queueing (SPEC section 9): named queues, start times, array throttles; see store/queues.py
+    """
+    ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE jobs ADD COLUMN start_at REAL;
+    ALTER TABLE jobs ADD COLUMN array_id INTEGER;
+    ALTER TABLE jobs ADD COLUMN array_throttle INTEGER;
+    CREATE INDEX jobs_array ON jobs(array_id) WHERE array_id IS NOT NULL;
+    CREATE INDEX jobs_start_at ON jobs(start_at) WHERE start_at IS NOT NULL;
+    CREATE INDEX jobs_pending_queue ON jobs(queue, reason) WHERE state = 'PENDING';
+    CREATE TABLE queues (
+        name TEXT PRIMARY KEY,
+        max_running INTEGER,
+        cpus REAL,
+        gpus INTEGER,
+        paused INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
+    # 4: notifications (an outbox, see store/notifications.py) and per-attempt usage (SPEC sections 10, 11)
+    """
+    ALTER TABLE jobs ADD COLUMN notify TEXT;
+    ALTER TABLE attempts ADD COLUMN usage TEXT;
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        attempt INTEGER,
+        created_at REAL NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_try_at REAL NOT NULL,
+        claim_pid INTEGER,
+        claim_start REAL,
+        claimed_at REAL,
+        last_error TEXT,
+        done_at REAL
+    );
+    CREATE INDEX notifications_due ON notifications(next_try_at) WHERE outcome = 'pending';
+    CREATE INDEX notifications_job ON notifications(job_id);
+    CREATE TABLE notification_tries (
+        id INTEGER PRIMARY KEY,
+        notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        message TEXT
+    );
+    CREATE INDEX notification_tries_job ON notification_tries(job_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -143,8 +205,23 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
-class Store:
-    """One connection to the jobctl database. Cheap to open; not shared between processes."""
+class Store(
+    JobQueries,
+    AttemptQueries,
+    HistoryQueries,
+    DashboardQueries,
+    QueueQueries,
+    NotificationQueries,
+    UsageQueries,
+    SharedQueries,
+):
+    """One connection to the jobctl database. Cheap to open; not shared between processes.
+
+    The named queries (jobctl/store/jobs.py, attempts.py, history.py, dashboard.py, queues.py,
+    notifications.py, usage.py, shared.py) run on this connection, in
+    whatever transaction the caller opened with `write()` or `read()`; every change of a job's
+    state goes through `transition`.
+    """
 
     def __init__(self, db: Path):
         self.db = db
@@ -244,6 +321,22 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("ROLLBACK")
 
+    @contextlib.contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        """A nested step of a write transaction: rolled back alone when it raises, then re-raised."""
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        self.conn.execute(f"RELEASE {name}")
+
+    def transition(self, job_id: int, to: str, **kw: Any) -> str | None:
+        """Change a job's state (see `transition`) in the open write transaction."""
+        return transition(self.conn, job_id, to, **kw)
+
 
 def transition(
     conn: sqlite3.Connection,
@@ -257,18 +350,25 @@ def transition(
     actor: str = "system",
     now: float | None = None,
     fields: dict[str, Any] | None = None,
+    undo: bool = False,
+    event_reason: str | None = None,
+    event_message: str | None = None,
 ) -> str | None:
     """Compare-and-set a job's state inside the caller's write transaction.
 
     Returns the state the job was in, or None when the job is missing, not in `expect`, or the
-    table does not allow the move (the caller decides whether that is an error).
+    table does not allow the move (the caller decides whether that is an error). `undo`: also the
+    reverse of a move the table allows (a backend refused what was just recorded). The event gets
+    `event_reason` and `event_message` where given, else the job's own reason and message.
     """
     now = time.time() if now is None else now
-    row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = conn.execute("SELECT state, notify FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         return None
     src = row[0]
-    if (expect is not None and src not in expect) or not states.allowed(src, to):
+    if (expect is not None and src not in expect) or not (
+        states.allowed(src, to) or (undo and states.allowed(to, src))
+    ):
         return None
     values = {"state": to, "reason": reason, "detail": detail, "message": message, **(fields or {})}
     if to in states.TERMINAL and "ended_at" not in values:
@@ -281,14 +381,16 @@ def transition(
         return None
     conn.execute(
         "INSERT INTO events (job_id, at, from_state, to_state, reason, actor, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (job_id, now, src, to, reason, actor, message),
+        (
+            job_id,
+            now,
+            src,
+            to,
+            reason if event_reason is None else event_reason,
+            actor,
+            message if event_message is None else event_message,
+        ),
     )
+    if row[1]:  # the job asks to be told of some states: record the deliveries with the change itself
+        enqueue(conn, job_id, row[1], to, states.status_text(to, detail), now)
     return src
-
-
-def dumps(value: Any) -> str | None:
-    return None if value in (None, {}, []) else json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
-def loads(text: str | None, default: Any = None) -> Any:
-    return default if text is None else json.loads(text)

@@ -19,19 +19,22 @@ import socket
 import struct
 import sys
 import time
-from pathlib import Path
 
 from jobctl.backends.local import capacity as capacity_mod
 from jobctl.backends.local.backend import LocalBackend
+from jobctl.core import states
 from jobctl.core.units import parse_duration
 from jobctl.engine.local import Engine
 from jobctl.home.config import Config
+from jobctl.home.launcher import LOCK_FD_ENV, exiting, spawn_detached, start_if_absent
 from jobctl.home.paths import Paths, make_private_dir
 from jobctl.store.database import Store
+from jobctl.supervisor.notify import Notifier
+
+__all__ = ["Supervisor", "exiting", "main", "spawn_detached", "start_if_absent"]
 
 MEMORY_CHECK_EVERY = 0.25  # seconds, while jobs run
 LIVENESS_CHECK_EVERY = 1.0  # seconds, for runners adopted from an earlier supervisor
-LOCK_FD_ENV = "JOBCTL_SUPERVISOR_LOCK_FD"  # a held lock handed over by whoever started the supervisor
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -50,6 +53,10 @@ class Supervisor:
         self.runner_pids: dict[str, int] = {}  # backend id -> runner pid, read once from runner.json
         self.stop_requested = False
         self.started = time.time()
+        self.slurm_next = 0.0  # when to look at Slurm again for local jobs waiting on Slurm jobs
+        from jobctl.supervisor.retention import Retention
+
+        self.retention = Retention(paths)
 
     # -- process plumbing ----------------------------------------------------------------------
     def acquire_lock(self, wait: float) -> bool:
@@ -173,10 +180,12 @@ class Supervisor:
         import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
 
         import jobctl.backends.local.cgroups  # noqa: F401 - likewise
+        import jobctl.backends.local.usage  # noqa: F401 - likewise
 
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 
         self.backend = LocalBackend(self.paths.logs)
+        self.notifier = Notifier()
         self.engine = Engine(
             self.backend,
             self.detect_capacity(),
@@ -224,16 +233,20 @@ class Supervisor:
                     idle_since = mono
                 else:
                     left = self.idle_exit - (mono - idle_since)
-                    if left <= 0 and self.try_exit():
-                        break
+                    if left <= 0:
+                        if self.try_exit():
+                            break
+                        need_tick = True  # work arrived unannounced (a delivery recorded by a command): pass now
+                        continue
                     deadlines.append(mono + max(left, 0.05))
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 with contextlib.suppress(InterruptedError):
-                    ready, _, _ = select.select([self.listener, self.wake_r], [], [], timeout)
+                    watched: list[socket.socket | int] = [self.listener, self.wake_r]
+                    ready, _, _ = select.select(watched, [], [], timeout)
                 self.drain()
                 mono = time.monotonic()
                 due = next_wake is not None and time.time() >= next_wake
-                need_tick = bool(ready) or due or (holding and mono >= next_liveness > 0)
+                need_tick = bool(ready) or due or bool(holding and mono >= next_liveness > 0)
         finally:
             self.mark(exiting=True)
             self.unbind()
@@ -275,16 +288,28 @@ class Supervisor:
 
             self.engine.user_limits = limits_of(self.config)  # limits.max_*_per_user
             slurm_wake = self.poll_slurm_upstreams()
-            with self.store.write() as conn:
+            store = self.store
+            with store.write():
                 own = {bid: pid for bid, pid in self.runner_pids.items() if pid in self.children}
-                actions = self.engine.tick(conn, time.time(), own)
+                actions = self.engine.tick(store, time.time(), own)
                 if slurm_wake:  # a local job waits for a Slurm job: look at Slurm again soon
                     actions.next_wake = min(actions.next_wake or slurm_wake, slurm_wake)
-                live = conn.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
-                ).fetchone()[0]
-                holding = self.engine.holding(conn)
+                live = store.count_live("local")
+                live += store.pending_notifications()  # undelivered notifications keep the supervisor up
+                holding = self.engine.holding(store)
             self.act(actions)
+            try:
+                retention = self.retention.run(self.store, self.config, time.time())  # SPEC section 9
+            except Exception:  # noqa: BLE001 - logged; jobs go on, the next pass tries again
+                import traceback
+
+                traceback.print_exc()
+                retention = time.time() + 5.0
+            if retention is not None:
+                actions.wake_at(retention)
+            notify_wake = self.deliver_notifications()
+            if notify_wake is not None:
+                actions.next_wake = min(actions.next_wake or notify_wake, notify_wake)
             return holding, live, actions.next_wake, actions.more
         except Exception:  # noqa: BLE001 - logged; the next event retries
             import traceback
@@ -293,28 +318,39 @@ class Supervisor:
             sys.stderr.flush()
             return [], 1, time.time() + 1.0, False
 
+    def deliver_notifications(self) -> float | None:
+        """The notify step (SPEC section 10), after the pass's transaction: start a delivery process for
+        each due notification (see supervisor/notify.py); returns when the next one is due."""
+        try:
+            wake, started = self.notifier.step(self.store, time.time(), self.children)
+        except Exception:  # noqa: BLE001 - logged; the rows stay pending and the next pass tries again
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            return time.time() + 5.0
+        self.children.update(started)
+        return wake
+
     def poll_slurm_upstreams(self) -> float | None:
         """Mirror the Slurm jobs that waiting local jobs depend on; when to look again (None: none).
         At most once every few seconds, however often the loop ticks."""
         now = time.time()
-        if now < getattr(self, "slurm_next", 0.0):
+        if now < self.slurm_next:
             return self.slurm_next  # look then (a launch may have just added such a local job)
         self.slurm_next = now + 3.0
-        if not self.store.conn.execute(
-            "SELECT 1 FROM jobs WHERE backend = 'slurm' AND state NOT IN ('COMPLETED','FAILED','KILLED') LIMIT 1"
-        ).fetchone():
+        if not self.store.has_live("slurm"):
             return None  # no Slurm job to wait for: no cost for homes that never use Slurm
         from jobctl.engine.slurm_sync import refresh_upstreams
 
         if not hasattr(self, "slurm_service"):
-            from jobctl.app.session import Service
+            from jobctl.engine.session import StoreSession
 
-            self.slurm_service = Service(self.paths)
-            self.slurm_service._store = self.store
+            self.slurm_service = StoreSession(self.paths, self.store)
         return refresh_upstreams(self.slurm_service)
 
     def _is_child(self, row) -> bool:
-        pid = self._runner_pid(f"{row['id']}/{row['attempt']}")
+        pid = self._runner_pid(f"{row.id}/{row.attempt}")
         return pid is not None and pid in self.children
 
     def _runner_pid(self, bid: str) -> int | None:
@@ -352,12 +388,7 @@ class Supervisor:
     def _live_work(self) -> bool:
         store = Store(self.paths.db)
         try:
-            return (
-                store.conn.execute(
-                    "SELECT 1 FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local' LIMIT 1"
-                ).fetchone()
-                is not None
-            )
+            return store.has_live("local") or store.pending_notifications() > 0
         finally:
             store.close()
 
@@ -369,10 +400,9 @@ class Supervisor:
         """
         self.mark(exiting=True)
         self.unbind()
-        with self.store.write() as conn:
-            live = conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('COMPLETED','FAILED','KILLED') AND backend = 'local'"
-            ).fetchone()[0]
+        with self.store.write():
+            live = self.store.count_live("local")
+            live += self.store.pending_notifications()
         if live:
             self.bind()
             self.mark(exiting=False)
@@ -390,11 +420,11 @@ class Supervisor:
 
         roots = {}
         for row in holding:
-            if row["state"] in ("ACTIVE", "FAILING"):
-                bid = f"{row['id']}/{row['attempt']}"
+            if row.state in states.RUNNING:
+                bid = f"{row.id}/{row.attempt}"
                 pid = self._runner_pid(bid)
                 if pid:
-                    roots[pid] = (bid, row["memory_mib"] * row["num_nodes"])
+                    roots[pid] = (bid, row.memory_mib * row.num_nodes)
         if not roots:
             return
         kids: dict[int, list[psutil.Process]] = {}
@@ -414,79 +444,6 @@ class Supervisor:
                     "raise resources.memory in the job file (or --memory) to allow more"
                 )
                 self.backend.cancel(bid, 0.0, "out_of_memory", message)
-
-
-def spawn_detached(paths: Paths, lock_fd: int | None = None, drop: set[str] | frozenset[str] = frozenset()) -> None:
-    """Start a supervisor in the background, fully detached: its own session, no terminal, and nobody's
-    child (an intermediate process starts it and exits at once; it is reaped here), so a long-lived
-    caller such as `launch --wait` never holds it as an unreaped zombie. The caller's blocked signals
-    (a runner blocks several) do not carry over.
-
-    `drop`: variables passed with --env/--env-file: later jobs inherit the supervisor's environment,
-    so a secret given to one job must not be in it (SPEC section 14).
-    """
-    paths.ensure()
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.pop(LOCK_FD_ENV, None)
-    if lock_fd is not None:
-        env[LOCK_FD_ENV] = str(lock_fd)
-    if env.get("JOBCTL_HOME"):  # the same home whatever the folder the supervisor and its runners work in
-        env["JOBCTL_HOME"] = str(Path(env["JOBCTL_HOME"]).expanduser().resolve())
-    argv = [sys.executable, "-m", "jobctl.supervisor"]
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (
-            os.POSIX_SPAWN_OPEN,
-            1,
-            str(paths.supervisor_log),
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
-            0o600,
-        ),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    defaults = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-    pid = os.fork()
-    if pid == 0:  # the intermediate: start the supervisor in a new session and leave at once
-        code = 0
-        try:
-            if lock_fd is not None:
-                os.set_inheritable(lock_fd, True)  # in this process only: the new supervisor holds the lock too
-            os.posix_spawn(
-                sys.executable, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=defaults
-            )
-        except BaseException:  # noqa: BLE001 - nothing to report to: the caller only sees no supervisor
-            code = 1
-        finally:
-            os._exit(code)
-    os.waitpid(pid, 0)
-
-
-def exiting(paths: Paths) -> bool:
-    """True when the supervisor holding the lock has said it is leaving (it no longer answers)."""
-    try:
-        return bool(json.loads(paths.lock.read_text() or "{}").get("exiting"))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def start_if_absent(paths: Paths, drop: set[str] | frozenset[str] = frozenset()) -> bool:
-    """Start a supervisor unless one holds the lock; True when one was started.
-
-    The lock is taken here and handed over to the new supervisor (it inherits the locked file), so it is
-    never free while a supervisor starts: of many callers at once (runners ending together after a
-    crash, several waiters), only one starts a supervisor.
-    """
-    make_private_dir(paths.runtime)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        spawn_detached(paths, lock_fd=fd, drop=drop)
-        return True
-    finally:
-        os.close(fd)
 
 
 def main() -> int:

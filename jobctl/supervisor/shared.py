@@ -258,7 +258,6 @@ def _select(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
 
 def _rows(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
     from jobctl.app.caller import row_doc
-    from jobctl.store.shared import job_rows
 
     ids = args.get("ids")
     if (
@@ -267,7 +266,8 @@ def _rows(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
         or len(ids) > 100_000
     ):
         raise UsageError("ids: expected a list of job IDs")
-    return [row_doc(r, svc.caller) for r in job_rows(svc.store.conn, ids)]
+    found = sorted(svc.store.jobs(ids), key=lambda r: r.id) if ids else []
+    return [row_doc(r, svc.caller) for r in found]
 
 
 def _job_id(args: dict[str, Any]) -> int:

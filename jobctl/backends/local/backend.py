@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobctl.backends.base import Observation, WorkerObservation
+from jobctl.backends.local.plan import RunnerPlan
 from jobctl.backends.local.runner import BadStateFile, read_json, run_attempt, write_json
 from jobctl.errors import BackendError
 
@@ -44,7 +45,7 @@ class LocalBackend:
         return self.logs / job / attempt
 
     # -- starting ------------------------------------------------------------------------------
-    def start(self, bid: str, plan: dict[str, Any]) -> int:
+    def start(self, bid: str, plan: RunnerPlan) -> int:
         """Fork a runner for one attempt; returns its PID. The caller reaps it (SIGCHLD)."""
         folder = self.attempt_dir(bid)
         pid = os.fork()
@@ -90,21 +91,29 @@ class LocalBackend:
     def resume(self, bid: str) -> None:
         self._signal(bid, signal.SIGUSR2)
 
-    def cancel(self, bid: str, grace: float = 10.0, reason: str = "killed", message: str | None = None) -> bool:
+    def cancel(
+        self,
+        bid: str,
+        grace: float = 10.0,
+        reason: str = "killed",
+        message: str | None = None,
+        signum: int | None = None,
+    ) -> bool:
         """Ask the attempt to end: kill.json first (the runner reads it before it starts any worker, so a
-        kill that races the start is not lost), then SIGTERM if the runner already runs."""
+        kill that races the start is not lost), then SIGTERM if the runner already runs. `signum`: the
+        signal the job's processes get first instead of SIGTERM (`kill --signal`)."""
         folder = self.attempt_dir(bid)
         if (folder / "result.json").exists():
             return False
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # the runner may not have made it yet
         if not (folder / "kill.json").exists():
-            write_json(folder / "kill.json", {"reason": reason, "grace": grace, "message": message})
+            request = {"reason": reason, "grace": grace, "message": message}
+            if signum is not None:
+                request["signal"] = signum
+            write_json(folder / "kill.json", request)
         return self._signal(bid, signal.SIGTERM)
 
     # -- observing -----------------------------------------------------------------------------
-    def poll(self, backend_ids: list[str]) -> dict[str, Observation]:
-        return {bid: self.observe(bid) for bid in backend_ids}
-
     def observe(self, bid: str, num_nodes: int | None = None) -> Observation:
         """What the attempt's files say. Raises BadStateFile when one of them is not what the runner writes."""
         folder = self.attempt_dir(bid)
@@ -159,6 +168,28 @@ class LocalBackend:
 
 
 def _finished(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObservation]) -> Observation:
+    obs = _finished_state(bid, result, n, workers)
+    obs.usage = checked_usage(result.get("usage"))
+    return obs
+
+
+def checked_usage(usage: Any) -> dict[str, Any] | None:
+    """result.json's `usage`: kept only as a mapping of the known fields to non-negative numbers (a job
+    that writes garbage there loses its accounting, never its outcome)."""
+    from jobctl.core.accounting import USAGE_FIELDS
+
+    if not isinstance(usage, dict):
+        return None
+    kept = {}
+    for key in USAGE_FIELDS:
+        value = usage.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e18:
+            continue
+        kept[key] = value
+    return kept or None
+
+
+def _finished_state(bid: str, result: dict[str, Any], n: int, workers: list[WorkerObservation]) -> Observation:
     codes = result.get("exit_codes") or []
     for w in workers:  # the last worker's exit code is only in the result
         if w.state == "running" and w.rank < len(codes) and codes[w.rank] is not None:

@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from jobctl.backends.local.plan import RunnerPlan
+from jobctl.home.statefiles import BadStateFile, read_json, write_json, write_private
+
+__all__ = ["BadStateFile", "read_json", "run_attempt", "write_json", "write_private"]
 
 PR_SET_CHILD_SUBREAPER = 36
 BASH = "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash"
@@ -54,68 +58,7 @@ if [ -n "$6" ]; then exec bash "$6"; fi
 exec bash -c "$4" jobctl-run
 """
 ARG_LIMIT = 100_000  # bytes: a longer script goes through a file (Linux caps one argument at 128 KiB)
-STATE_FILE_LIMIT = 1 << 20  # bytes: a state file the runner writes is far smaller; a bigger one is garbage
-# New files: never through a symlink someone left in the way, never an existing file.
-NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class BadStateFile(Exception):
-    """A state file that is not what the runner writes (a symlink, too big, not a JSON object, wrong types)."""
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a small JSON file atomically (readers see the old file or the new, never half).
-
-    The temporary file has a random name in the same folder, is created with O_EXCL (mkstemp), and
-    is renamed over the target: a symlink at either name is replaced, never followed.
-    """
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_private(path: Path, text: str) -> None:
-    """Create a new 0600 file (refused if anything, a symlink included, is already there)."""
-    with os.fdopen(os.open(path, NEW_FILE, 0o600), "w") as handle:
-        handle.write(text)
-
-
-def read_json(path: Path, limit: int = STATE_FILE_LIMIT) -> dict[str, Any] | None:
-    """A JSON object from a state file; None when the file does not exist (yet).
-
-    Raises BadStateFile for anything the runner would not have written: a symlink, a FIFO, more
-    than `limit` bytes, bytes that are not JSON, JSON that is not an object.
-    """
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BadStateFile(f"{path.name}: cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadStateFile(f"{path.name}: not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise BadStateFile(f"{path.name}: larger than {limit} bytes")
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        raise BadStateFile(f"{path.name}: not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadStateFile(f"{path.name}: not a JSON object")
-    return value
 
 
 def exit_code_of(status: int) -> int:
@@ -137,18 +80,18 @@ def notify(sock_path: str) -> bool:
         return False
 
 
-def tell_supervisor(plan: dict[str, Any], home: Any) -> None:
+def tell_supervisor(plan: RunnerPlan, home: Any) -> None:
     """The attempt has ended: make sure a supervisor records it and moves the queue on (SPEC section 7).
 
     The supervisor that forked us learns it from SIGCHLD; another one that adopted us, from the socket;
     with none listening (it was killed), we start one, so a chain of jobs moves on with nobody typing.
     """
-    if os.getppid() == plan.get("supervisor_pid"):
+    if os.getppid() == plan.supervisor_pid:
         return
-    if notify(plan.get("socket", "")) or home is None:
+    if notify(plan.socket) or home is None:
         return
     try:
-        from jobctl.supervisor.daemon import start_if_absent
+        from jobctl.home.launcher import start_if_absent
 
         start_if_absent(home)
     except Exception:  # noqa: BLE001 - the next jobctl command starts one as well
@@ -183,7 +126,7 @@ def set_title(title: str) -> None:
 
 
 class Runner:
-    def __init__(self, attempt_dir: Path, plan: dict[str, Any]):
+    def __init__(self, attempt_dir: Path, plan: RunnerPlan):
         self.dir = attempt_dir
         self.plan = plan
         self.workers: dict[int, int] = {}  # pid -> rank
@@ -194,9 +137,11 @@ class Runner:
         self.kill_request: dict[str, Any] | None = None
         self.kill_deadline: float | None = None
         self.cgroup: Any = None  # a MemoryCgroup when the machine offers one
+        self.meter: Any = None  # a UsageMeter once the workers are about to start (SPEC section 11)
         self.identity: dict[str, Any] = {}
         self.run_as: Any = None  # a shared queue: the RunAs the workers run as (jobctl/backends/local/identity.py)
         self.marks = attempt_dir  # where a worker leaves setup_failed.<rank> (a folder of the job's owner when shared)
+        self.warned = False  # the job's warning signal (`signal: USR1@60s`) was sent this attempt
 
     # -- the tree ------------------------------------------------------------------------------
     def descendants(self) -> list[Any]:
@@ -229,7 +174,7 @@ class Runner:
     # -- life ----------------------------------------------------------------------------------
     def start_workers(self) -> None:
         plan = self.plan
-        run, setup = plan["run"], plan.get("setup") or ""
+        run, setup = plan.run, plan.setup or ""
         run_file = setup_file = ""
         if len(run.encode()) > ARG_LIMIT:
             run_file = str(self.dir / "run.sh")
@@ -243,11 +188,11 @@ class Runner:
                 self.run_as.give(path=setup_file)
         base = dict(os.environ)
         if self.run_as is not None:  # a shared queue: the caller's recorded environment, never root's
-            base = {str(k): str(v) for k, v in (plan.get("base_env") or {}).items()}
+            base = {str(k): str(v) for k, v in (plan.base_env or {}).items()}
             base.update(self.run_as.env())
-        base.update(plan.get("env") or {})
+        base.update(plan.env or {})
         base.update(self.secrets())
-        umask = plan.get("umask")
+        umask = plan.umask
         old_umask = os.umask(umask if isinstance(umask, int) and 0 <= umask <= 0o777 else 0o022)
         try:
             self._spawn_all(base, run, setup, run_file, setup_file)
@@ -258,7 +203,7 @@ class Runner:
 
     def secrets(self) -> dict[str, str]:
         """The job's secret values, from its 0600 secrets file (removed when the job ends)."""
-        path = self.plan.get("secrets_file")
+        path = self.plan.secrets_file
         if not path:
             return {}
         values = read_json(Path(path))
@@ -268,9 +213,9 @@ class Runner:
 
     def _spawn_all(self, base: dict[str, str], run: str, setup: str, run_file: str, setup_file: str) -> None:
         plan = self.plan
-        for rank in range(plan["num_nodes"]):
+        for rank in range(plan.num_nodes):
             env = dict(base)
-            env.update(plan["rank_env"][rank])
+            env.update(plan.rank_env[rank])
             log = os.open(self.dir / f"rank{rank}.log", LOG_FLAGS, 0o600)
             if self.run_as is not None:  # the job's owner's, 0600
                 self.run_as.give(fd=log)
@@ -297,7 +242,7 @@ class Runner:
                 try:
                     mask = os.umask(0o077)  # read the caller's umask (set by start_workers) and put it back
                     os.umask(mask)
-                    pid = spawn_as(self.run_as, BASH, argv, env, log, plan["workdir"], mask, WATCHED)
+                    pid = spawn_as(self.run_as, BASH, argv, env, log, plan.workdir, mask, WATCHED)
                 finally:
                     os.close(log)
                 self.workers[pid] = rank
@@ -321,19 +266,19 @@ class Runner:
             self.workers[pid] = rank
 
     def chdir(self) -> None:
-        git = self.plan.get("workdir_git")
+        git = self.plan.workdir_git
         if git:  # a git workdir: a fresh clone at the ref, in this attempt's folder
             from jobctl.backends.local.gitworkdir import clone
 
-            self.plan["workdir"] = str(clone(git["url"], git.get("ref"), self.dir / "workdir"))
+            self.plan.workdir = str(clone(git["url"], git.get("ref"), self.dir / "workdir"))
             if self.run_as is not None:  # the clone is the job's owner's
-                for folder, dirs, files in os.walk(self.plan["workdir"]):
+                for folder, dirs, files in os.walk(self.plan.workdir):
                     for name in [*dirs, *files]:
                         os.lchown(os.path.join(folder, name), self.run_as.uid, self.run_as.gid)
-                os.lchown(self.plan["workdir"], self.run_as.uid, self.run_as.gid)
+                os.lchown(self.plan.workdir, self.run_as.uid, self.run_as.gid)
         if self.run_as is not None:
             return  # each worker enters the workdir itself, as the job's owner (jobctl/backends/local/identity.py)
-        os.chdir(self.plan["workdir"])
+        os.chdir(self.plan.workdir)
 
     def reap(self) -> None:
         while True:
@@ -350,18 +295,37 @@ class Runner:
             self.exits[rank] = code
             if self.workers:  # others still run: say so now (the last one's end is in result.json)
                 write_json(self.dir / f"rank{rank}.exit", {"exit_code": code, "ended_at": time.time()})
-                notify(self.plan.get("socket", ""))
+                notify(self.plan.socket)
 
     def active_seconds(self) -> float:
         frozen = self.frozen_total + (time.monotonic() - self.frozen_since if self.frozen_since else 0.0)
         return time.monotonic() - self.started - frozen
 
-    def request_end(self, reason: str, grace: float, message: str | None = None) -> None:
+    def warning(self) -> tuple[int, float] | None:
+        """The job's warning signal and how long before its timeout it comes (`signal: USR1@60s`)."""
+        warn = self.plan.warn_signal
+        if isinstance(warn, list) and len(warn) == 2 and isinstance(warn[0], int):
+            return int(warn[0]), float(warn[1])
+        return None
+
+    def warn_workers(self) -> None:
+        """Send the warning signal to every worker (each rank's process: bash, or what it exec'ed)."""
+        warn = self.warning()
+        if warn is None or self.warned:
+            return
+        self.warned = True
+        for pid in list(self.workers):  # our own unreaped children: their PIDs cannot have been reused
+            with contextlib.suppress(OSError):
+                os.kill(pid, warn[0])
+
+    def request_end(self, reason: str, grace: float, message: str | None = None, signum: int | None = None) -> None:
         if self.kill_request is not None:
             return
         self.kill_request = {"reason": reason, "grace": grace, "message": message}
         self.kill_deadline = time.monotonic() + grace
-        self.signal_tree(signal.SIGTERM)
+        if grace > 0:
+            self.warn_workers()  # the start of the grace period of a kill or preemption (SPEC section 9)
+        self.signal_tree(signum or signal.SIGTERM)  # `kill --signal INT`: that signal first
         self.signal_tree(signal.SIGCONT)  # a frozen process must wake to see SIGTERM
         self.frozen_since = None
 
@@ -369,11 +333,14 @@ class Runner:
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 req = read_json(self.dir / "kill.json") or {}
-                grace = float(req.get("grace", self.plan.get("grace", 10.0)))
+                grace = float(req.get("grace", self.plan.grace))
                 reason, message = str(req.get("reason", "killed")), req.get("message")
+                signum = req.get("signal")
+                signum = signum if isinstance(signum, int) and 0 < signum < signal.NSIG else None
             except (BadStateFile, TypeError, ValueError):
-                grace, reason, message = float(self.plan.get("grace", 10.0)), "killed", None
-            self.request_end(reason, grace, message if isinstance(message, str) else None)
+                grace, reason, message = float(self.plan.grace), "killed", None
+                signum = None
+            self.request_end(reason, grace, message if isinstance(message, str) else None, signum)
         elif sig == signal.SIGUSR1 and self.frozen_since is None and self.kill_request is None:
             self.frozen_since = time.monotonic()
             self.signal_tree(signal.SIGSTOP)
@@ -383,7 +350,7 @@ class Runner:
             self.frozen_since = None
 
     def loop(self) -> None:
-        timeout = self.plan.get("timeout")
+        timeout = self.plan.timeout
         while self.workers or (self.kill_request and self.descendants()):
             wait = 1.0
             if self.kill_deadline is not None:
@@ -395,17 +362,23 @@ class Runner:
                     wait = min(wait, left)
             elif timeout and self.frozen_since is None:
                 left = timeout - self.active_seconds()
+                warn = self.warning()
+                if warn is not None and not self.warned:  # the warning signal, `before` seconds ahead
+                    if left <= warn[1]:
+                        self.warn_workers()
+                    else:
+                        wait = min(wait, left - warn[1])
                 if left <= 0:
-                    limit = self.plan.get("timeout_text", f"{timeout:g}s")
-                    self.request_end(
-                        "timed_out", float(self.plan.get("grace", 10.0)), f"ran longer than its timeout of {limit}"
-                    )
+                    limit = self.plan.timeout_text
+                    self.request_end("timed_out", float(self.plan.grace), f"ran longer than its timeout of {limit}")
                     continue
                 wait = min(wait, left)
             info = signal.sigtimedwait(WATCHED, max(wait, 0.01))
             if info is not None:
                 self.handle(info.si_signo)
             self.reap()
+            if self.meter is not None and self.meter.due():
+                self.meter.sample(self.descendants())
             if self.cgroup is not None and self.kill_request is None and self.cgroup.oom_killed():
                 self.request_end("out_of_memory", 0.0, self.oom_message())
         # Whatever the workers left running in the background does not outlive the attempt.
@@ -425,7 +398,7 @@ class Runner:
     def oom_message(self) -> str:
         from jobctl.core.units import format_gib
 
-        limit = self.plan.get("memory_mib") or 0
+        limit = self.plan.memory_mib or 0
         peak = self.cgroup.peak_mib() if self.cgroup is not None else None
         if peak and peak < limit:
             what = f"used {format_gib(peak)} GiB of its {format_gib(limit)} GiB memory limit"
@@ -436,7 +409,7 @@ class Runner:
         )
 
     def result(self) -> dict[str, Any]:
-        n = self.plan["num_nodes"]
+        n = self.plan.num_nodes
         codes = [self.exits.get(rank) for rank in range(n)]
         failed = [c for c in codes if c != 0]
         setup_failed = any(os.path.lexists(self.marks / f"setup_failed.{r}") for r in range(n))
@@ -452,7 +425,7 @@ class Runner:
         else:
             outcome = "failed"
         exit_code = next((c for c in codes if c), 0)
-        return {
+        result = {
             "outcome": outcome,
             "message": req.get("message") if req else None,
             "exit_codes": codes,
@@ -460,6 +433,12 @@ class Runner:
             "exit_code": exit_code,
             "ended_at": time.time(),
         }
+        if self.meter is not None:
+            try:
+                result["usage"] = self.meter.result(self.active_seconds())
+            except Exception:  # noqa: BLE001 - accounting never costs the job its result
+                pass
+        return result
 
 
 def shared_attempt(runner: Runner, attempt_dir: Path) -> None:
@@ -468,7 +447,7 @@ def shared_attempt(runner: Runner, attempt_dir: Path) -> None:
     from jobctl.backends.local.identity import RunAs
 
     try:
-        runner.run_as = RunAs.of(runner.plan.get("run_as"))
+        runner.run_as = RunAs.of(runner.plan.run_as)
     except RuntimeError as exc:
         runner.run_as = None
         raise StartRefused(str(exc)) from None
@@ -482,7 +461,7 @@ class StartRefused(Exception):
     """The attempt cannot start (its owner is gone); said in result.json as a start error."""
 
 
-def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
+def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
     """Body of the forked runner. Never returns: it ends the process with os._exit.
 
     The attempt folder and plan.json are made here, not in the supervisor: file system work is off
@@ -491,11 +470,11 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
     code = 0
     try:
         attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if plan.get("run_as"):  # a shared queue: users reach their own logs (0600) through these folders
+        if plan.run_as:  # a shared queue: users reach their own logs (0600) through these folders
             os.chmod(attempt_dir.parent, 0o711)
             os.chmod(attempt_dir, 0o711)
-        write_json(attempt_dir / "plan.json", plan)
-        set_title(f"jobctl-runner job {plan.get('job_id')} attempt {plan.get('attempt')}")
+        write_json(attempt_dir / "plan.json", plan.to_json())
+        set_title(f"jobctl-runner job {plan.job_id} attempt {plan.attempt}")
         try:
             from jobctl.home.paths import resolve
 
@@ -524,7 +503,7 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
                 {
                     "outcome": request.get("reason", "killed"),
                     "message": request.get("message"),
-                    "exit_codes": [None] * int(plan.get("num_nodes", 1)),
+                    "exit_codes": [None] * int(plan.num_nodes),
                     "failed": 0,
                     "exit_code": None,
                     "ended_at": time.time(),
@@ -534,15 +513,19 @@ def run_attempt(attempt_dir: Path, plan: dict[str, Any]) -> None:
             return
         runner = Runner(attempt_dir, plan)
         runner.identity = identity
-        if runner.plan.get("memory_mib"):
+        if runner.plan.memory_mib:
             from jobctl.backends.local.cgroups import MemoryCgroup
 
-            pool = runner.plan.get("cgroup_pool")
-            runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan["memory_mib"])) if pool else None
+            pool = runner.plan.cgroup_pool
+            runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan.memory_mib)) if pool else None
         try:
-            if plan.get("run_as"):
+            if plan.run_as:
                 shared_attempt(runner, attempt_dir)
             runner.chdir()
+            from jobctl.backends.local.usage import UsageMeter, devices_of
+
+            if os.environ.get("JOBCTL_ACCOUNTING") != "0":  # 0: off, only to measure what it costs
+                runner.meter = UsageMeter(devices_of(runner.plan), runner.cgroup)
             runner.start_workers()
         except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
             runner.signal_tree(signal.SIGKILL)

@@ -17,8 +17,10 @@ import shlex
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from jobctl.backends.base import Observation
+from jobctl.core import states
 from jobctl.errors import BackendError, UsageError
 
 Result = subprocess.CompletedProcess  # returncode, stdout, stderr
@@ -111,6 +113,9 @@ class Submission:
     comment: str | None = None
     hold: bool = False
     mounts: dict[str, str] = field(default_factory=dict)  # destination -> source on shared storage
+    begin: float | None = None  # sbatch --begin (epoch seconds): `launch --at` / `start_at:`
+    throttle: int | None = None  # sbatch --array=...%N: tasks of the array running at once
+    warn_signal: tuple[str, float] | None = None  # sbatch --signal=USR1@60 (`signal:`), before the timeout
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -146,10 +151,11 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def array_spec(indices: list[int]) -> str:
     """[0, 1, 2, 5] -> "0-2,5"."""
     parts, start = [], indices[0]
-    for prev, cur in zip(indices, indices[1:] + [None]):
+    for prev, cur in zip(indices, [*indices[1:], None]):
         if cur != prev + 1:
             parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
+            if cur is not None:
+                start = cur
     return ",".join(parts)
 
 
@@ -171,7 +177,14 @@ def sbatch_options(sub: Submission) -> list[str]:
     if sub.timeout:  # minutes; the worker enforces the timeout itself, Slurm's limit is a backstop behind it
         opts.append(f"--time={max(1, math.ceil((sub.timeout + TIMEOUT_MARGIN) / 60))}")
     if sub.array:
-        opts.append(f"--array={array_spec(sub.array)}")
+        opts.append(f"--array={array_spec(sub.array)}" + (f"%{sub.throttle}" if sub.throttle else ""))
+    if sub.begin is not None:
+        import datetime as dt
+
+        opts.append("--begin=" + dt.datetime.fromtimestamp(sub.begin).strftime("%Y-%m-%dT%H:%M:%S"))
+    if sub.warn_signal is not None:  # Slurm's limit is the timeout plus TIMEOUT_MARGIN: count from there
+        name, before = sub.warn_signal
+        opts.append(f"--signal={name}@{min(65535, int(before + (TIMEOUT_MARGIN if sub.timeout else 0)))}")
     for flag, value in (
         ("--dependency", sub.dependency),
         ("--partition", sub.partition),
@@ -200,6 +213,7 @@ trap 'ended=1; [ -n "$child" ] && kill -TERM $child 2>/dev/null' TERM  # from th
 trap '[ -n "$child" ] && kill -STOP $child 2>/dev/null' TSTP
 trap '[ -n "$child" ] && kill -CONT $child 2>/dev/null' CONT
 trap '[ -n "$child" ] && kill -KILL $child 2>/dev/null' USR2  # the timeout's grace is over
+trap '[ -n "$child" ] && kill -USR1 $child 2>/dev/null' USR1  # `signal: USR1@60s` (sbatch --signal): pass it on
 rank=${SLURM_PROCID:-${SLURM_NODEID:-0}}
 export JOBCTL_NODE_RANK=$rank SKYPILOT_NODE_RANK=$rank
 if [ -n "$2" ] && [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then export JOBCTL_ACCELERATORS="$2:$CUDA_VISIBLE_DEVICES"; fi
@@ -369,7 +383,7 @@ STATE_MAP: dict[str, tuple[str, str | None, str | None]] = {
     "REQUEUE_HOLD": ("SUSPENDED", "held", None),
     "RESV_DEL_HOLD": ("SUSPENDED", "held", None),
 }
-WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
+SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_FED", "CONFIGURING"}
 PENDING_REASONS = {"Priority": "priority", "Resources": "resources", "None": None, "": None}
 # Pending reasons that mean the job asks for more than its partition allows: it would wait for good
 NEVER_REASONS = {
@@ -410,9 +424,9 @@ def observe(
     code, sig = _exit(exit_text)
     why = f"Slurm: {state}" + (f" ({reason})" if reason and reason != "None" else "")
     mapped = STATE_MAP.get(state, ("ACTIVE", None, None))
-    if reason == "DependencyNeverSatisfied" and (state in WAITING or state == "CANCELLED"):
+    if reason == "DependencyNeverSatisfied" and (state in SLURM_WAITING or state == "CANCELLED"):
         mapped = ("FAILED", "upstream_failed", "a dependency failed")
-    elif state in WAITING:
+    elif state in SLURM_WAITING:
         if reason.startswith("JobHeld") or "held" in reason.lower():
             mapped = ("SUSPENDED", "held", None)
         elif reason == "Dependency":
@@ -433,7 +447,7 @@ def observe(
         slurm_state=state,
         slurm_reason=reason,
         raw_id=raw_id,
-        transient=state not in STATE_MAP and state not in WAITING,
+        transient=state not in STATE_MAP and state not in SLURM_WAITING,
     )
     if jstate == "COMPLETED":
         obs.exit_code = 0
@@ -443,9 +457,97 @@ def observe(
     # waiting job it ends; a job that ran for under a second looks the same, and is taken as never started
     if jstate not in ("PENDING", "BLOCKED") and jreason != "held" and not never_ran:
         obs.started_at = _time(start)  # a waiting job's start is only Slurm's estimate
-    if jstate in ("COMPLETED", "FAILED", "KILLED"):
+    if jstate in states.TERMINAL:
         obs.ended_at = _time(end)
     return obs
+
+
+def _slurm_seconds(text: str) -> float | None:
+    """sacct durations: Elapsed `[DD-]HH:MM:SS`, TotalCPU `[DD-][HH:]MM:SS[.mmm]` -> seconds."""
+    text = text.strip()
+    if not text or text in ("INVALID", "UNLIMITED", "Partition_Limit"):
+        return None
+    days = 0
+    if "-" in text:
+        head, _, text = text.partition("-")
+        if not head.isdigit():
+            return None
+        days = int(head)
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        return None
+    if not 1 <= len(parts) <= 3:
+        return None
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + part
+    return days * 86400 + seconds
+
+
+_SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def _slurm_bytes(text: str) -> int | None:
+    """sacct sizes such as `4321K`, `1.50M`, `2G`, `0` -> bytes (MaxRSS is in KiB units: K)."""
+    text = text.strip()
+    if not text:
+        return None
+    unit = text[-1].upper() if text[-1].isalpha() else ""
+    try:
+        return int(float(text[:-1] if unit else text) * _SIZE[unit])
+    except (ValueError, KeyError):
+        return None
+
+
+def _tres_gpus(tres: str) -> int:
+    """GPUs in an AllocTRES such as `billing=2,cpu=2,gres/gpu=1,mem=4G,node=1` (typed entries such as
+    `gres/gpu:a100=1` repeat the total, which is taken when there is no untyped one)."""
+    total, typed = None, 0
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if not value.isdigit():
+            continue
+        if key == "gres/gpu":
+            total = int(value)
+        elif key.startswith("gres/gpu:"):
+            typed += int(value)
+    return total if total is not None else typed
+
+
+SACCT_USAGE_FIELDS = "JobID,Elapsed,TotalCPU,MaxRSS,AllocTRES"
+
+
+def parse_sacct_usage(text: str) -> dict[str, dict[str, Any]]:
+    """`sacct -P -n -o JobID,Elapsed,TotalCPU,MaxRSS,AllocTRES` (with steps) -> usage per job ID.
+
+    The job's own line gives the wall time, the CPU time (sacct sums its steps there) and the
+    GPUs allocated; MaxRSS is per step (the job line has none): the largest step's is taken."""
+    found: dict[str, dict[str, Any]] = {}
+    peaks: dict[str, int] = {}
+    for line in text.splitlines():
+        f = line.split("|")
+        if len(f) < 5 or not f[0]:
+            continue
+        job_id, _, step = f[0].partition(".")
+        rss = _slurm_bytes(f[3])
+        if rss is not None:
+            peaks[job_id] = max(peaks.get(job_id, 0), rss)
+        if step:
+            continue
+        wall = _slurm_seconds(f[1])
+        cpu = _slurm_seconds(f[2])
+        usage: dict[str, Any] = {}
+        if wall is not None:
+            usage["wall_seconds"] = round(wall, 3)
+            usage["gpu_seconds"] = round(_tres_gpus(f[4]) * wall, 3)
+        if cpu is not None:
+            usage["cpu_seconds"] = round(cpu, 3)
+        found[job_id] = usage
+    for job_id, peak in peaks.items():
+        if job_id in found:
+            found[job_id]["max_rss_bytes"] = peak
+    return {job_id: usage for job_id, usage in found.items() if usage}
 
 
 class SlurmBackend:
@@ -551,6 +653,16 @@ class SlurmBackend:
             if len(f) >= 5 and f[0] in by_raw:
                 rows[by_raw[f[0]]] = (f[1], f[2], f[3], f[4])
         return rows
+
+    def usage(self, bids: list[str]) -> dict[str, dict[str, Any]]:
+        """What ended jobs used, from sacct (SPEC section 11); {} when the accounting cannot say."""
+        if not bids:
+            return {}
+        result = self.run(["sacct", "-P", "-n", "-j", ",".join(bids), "-o", SACCT_USAGE_FIELDS], self.timeout)
+        if result.returncode != 0:
+            return {}
+        found = parse_sacct_usage(result.stdout)
+        return {bid: found[bid] for bid in bids if bid in found}
 
     # -- control -------------------------------------------------------------------------------
     def _scontrol(self, verb: str, backend_id: str, ok: tuple[str, ...] = ()) -> None:
