@@ -264,7 +264,15 @@ def test_queue_caps_and_user_caps_both_hold_and_each_waiting_job_says_which(
         req = by_id[job_id]
         if req.queue == "gpu" and paused:
             assert reason == "queue_paused"
-        assert reason in ("queue_paused", "queue_full", "throttled", "user_limit", "resources", "priority", "preempting")
+        assert reason in (
+            "queue_paused",
+            "queue_full",
+            "throttled",
+            "user_limit",
+            "resources",
+            "priority",
+            "preempting",
+        )
     # without any cap, user caps and queue caps change nothing: fair share orders, everything fits
     if max_running is None and max_gpus is None and queue_max is None and queue_gpus is None and not paused:
         assert not any(r in ("queue_full", "user_limit", "queue_paused") for r in decisions.waiting.values())

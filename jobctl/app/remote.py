@@ -28,8 +28,8 @@ def job_of(doc: dict[str, Any]) -> Job:
     """A job record from the fields the supervisor sent (fields it did not send are None)."""
     import dataclasses
 
-    names = [f.name for f in dataclasses.fields(Job)]
-    return Job(**{name: doc.get(name) for name in names})
+    values: dict[str, Any] = {f.name: doc.get(f.name) for f in dataclasses.fields(Job)}
+    return Job(**values)
 
 
 def jobs_of(docs: list[dict[str, Any]]) -> list[Job]:

@@ -197,7 +197,7 @@ class SharedSupervisor(Supervisor):
         config = Config.load(self.paths.config_file)
         caller = caller_mod.Caller.of(peer, config)
         svc = caller_mod.CallerService(self.paths, caller, self.store_for_thread(), self.poke)
-        svc._config = config  # type: ignore[assignment]
+        svc._config = config
         handler = HANDLERS.get(op)
         if handler is None:
             raise protocol.ProtocolError(f"unknown op {op[:40]!r} (known: {', '.join(sorted(HANDLERS))})")
