@@ -27,7 +27,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, _stop_everything, wait_until
+from helpers import REPO, wait_until
+from helpers import stop_everything as _stop_everything
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None,

@@ -159,6 +159,10 @@ class RemoteService:
     def refresh_local(self) -> None:
         """The supervisor keeps the records true."""
 
+    def refresh(self, rows: list[Job]) -> bool:
+        """A shared queue runs local jobs only: no backend to ask; the records are the truth."""
+        return False
+
     def refresh_slurm(self, rows: list[Any]) -> None:
         """A shared queue runs local jobs only."""
 
@@ -231,6 +235,25 @@ class RemoteService:
         )
         plan = LaunchPlan(**doc["plan"])
         return doc["ids"], plan
+
+
+# What a shared queue does not offer through its socket (docs/shared.md, "What crosses the socket").
+NOT_SHARED = {
+    "queue": "named queues are set up by root with the queue's own config (a shared queue's database is root's)",
+    "update": "change a waiting job by removing it and launching it again",
+    "stats": "ask root, whose CLI may read the database (`sudo jobctl stats`)",
+    "dashboard": "run it as root (`sudo jobctl dashboard`); its control buttons act as the supervisor allows you",
+}
+
+
+def refuse_shared(paths: Paths, command: str) -> None:
+    """One line and exit 2 for a command a shared queue does not serve (root is not refused for
+    `stats` and `dashboard`, which read the database directly)."""
+    if not paths.shared:
+        return
+    if os.getuid() == 0 and command in ("stats", "dashboard"):
+        return
+    raise UsageError(f"jobctl {command}: not available on a shared queue; {NOT_SHARED[command]} (see docs/shared.md)")
 
 
 def check_own_file(path: str) -> None:

@@ -465,9 +465,11 @@ def stats(
 
     Example: jobctl stats --since 7d --by label:team
     """
+    from jobctl.app.remote import refuse_shared
     from jobctl.cli import output
 
-    output.stats(_service(), _since_option(since), by, as_json)
+    refuse_shared(_paths(), "stats")  # root reads a shared queue's database directly
+    output.stats(_service(local=True), _since_option(since), by, as_json)
 
 
 def _since_option(value: Optional[str]) -> Optional[float]:
@@ -677,8 +679,10 @@ def dashboard(
 
     Example: jobctl dashboard --port 8765 --open
     """
+    from jobctl.app.remote import refuse_shared
     from jobctl.cli.dashboard.server import serve  # imported only here: no cost for other commands
 
+    refuse_shared(_paths(), "dashboard")  # root's only on a shared queue; its POSTs go through the socket
     raise typer.Exit(serve(_paths(), host, port, open_browser=open_browser, allow_control=allow_control))
 
 

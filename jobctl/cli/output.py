@@ -100,7 +100,7 @@ def status(
             found = [r for r in found if r.user == user]
         if queue is not None:  # status --queue NAME
             found = [r for r in found if r.queue == queue]
-        if not (as_json or expand or selectors):  # an array as one summary row (SPEC section 9)
+        if not (as_json or expand or selectors or getattr(service, "remote", False)):  # an array as one row (SPEC 9)
             from jobctl.cli.arrays import summarize
 
             found = summarize(service.store, found)
