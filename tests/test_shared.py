@@ -604,3 +604,20 @@ def test_status_shows_a_user_column_and_filters_by_user(shared, users):
     theirs = json.loads(shared.as_user(alice, "status", "--user", bob.name, "--json", check=True).stdout)
     assert {j["id"] for j in theirs} == {b}
     one_line_error(shared.as_user(alice, "status", "--mine", "--user", bob.name), 2, "--mine")
+
+
+def test_commands_a_shared_queue_does_not_serve_are_refused_with_one_line(shared, users):
+    alice, _ = users
+    job_id = shared.launch(alice, job_file(alice, own_folder(alice), "held", "run: sleep 60\n"))[0]
+    for command, words in (
+        (["queue", "list"], "jobctl queue: not available on a shared queue"),
+        (["queue", "pause", "gpu"], "jobctl queue: not available on a shared queue"),
+        (["update", str(job_id), "--priority", "5"], "jobctl update: not available on a shared queue"),
+        (["stats"], "jobctl stats: not available on a shared queue"),
+        (["dashboard", "--port", "0"], "jobctl dashboard: not available on a shared queue"),
+        (["kill", "--signal", "USR1", str(job_id)], "kill --signal: not available on a shared queue"),
+    ):
+        one_line_error(shared.as_user(alice, *command), 2, words)
+    assert shared.job(alice, job_id)["state"] in ("PENDING", "ACTIVE")  # nothing was done to the job
+    root_stats = shared.root("stats", "--json")
+    assert root_stats.returncode == 0, root_stats.stderr  # root reads the database directly
