@@ -295,6 +295,49 @@ def dir_bytes(path: Path) -> tuple[int, int]:
     return apparent, disk
 
 
+# -- 6: a shared queue (SPEC section 12) --------------------------------------------------------
+def bench_shared(report: Report, n: int, rounds: int, warmup: int) -> None:
+    """`status` through a shared supervisor's socket vs single-user `status`, same history of n jobs.
+
+    The shared home is root's (the command runs as root, through the socket like any user's: a
+    shared home's CLI never opens the database). Needs root: the row says so otherwise."""
+    if os.geteuid() != 0:
+        report.add("6 Shared queue", "`status` through the socket", "skipped (needs root)", "", "", "≤ 1.3×", "n/a")
+        return
+    single, shared = Home("single"), Home("shared")
+    for home in (single, shared):
+        home.configure(supervisor__idle_exit='"30m"')
+        fill_history(home, n)
+    single.start_supervisor()
+    os.chmod(shared.path, 0o755)
+    shared.jc("supervisor", "start", "--shared")
+    deadline = time.monotonic() + 20
+    while not (shared.path / "run" / "supervisor.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    cases = [("single", single), ("shared", shared)]
+    wall: dict[str, list[float]] = {"single": [], "shared": []}
+    rng = random.Random(6)
+    for r in range(warmup + rounds):
+        order = cases[:]
+        rng.shuffle(order)
+        for label, home in order:
+            w, _, proc = timed([*JOBCTL, "status"], home.env)
+            if proc.returncode != 0:
+                raise RuntimeError(f"status ({label}) exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+            if r >= warmup:
+                wall[label].append(w)
+    one, two = median(wall["single"]), median(wall["shared"])
+    report.add(
+        "6 Shared queue",
+        f"`status` through the shared supervisor's socket, {n:,} jobs in history (wall)",
+        ms(two),
+        f"{ms(one)} (single-user `status`, same history)",
+        f"{two / one:.2f}×",
+        "≤ 1.3×",
+        verdict(two / one <= 1.3),
+    )
+
+
 # -- results --------------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -997,7 +1040,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"), help="Markdown file to write")
     parser.add_argument(
         "--only",
-        default="cli,throughput,bytes,dispatch,footprint,accounting",
+        default="cli,throughput,bytes,dispatch,footprint,accounting,shared",
         help="comma-separated sections to run (default: all)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
@@ -1036,6 +1079,11 @@ def main() -> int:
         ("dispatch", "3 Dispatch", lambda: bench_dispatch(report, 5 if quick else 20, 1 if quick else 2)),
         ("footprint", "5 Supervisor", lambda: bench_footprint(report, 50 if quick else 200, 3.0 if quick else 10.0)),
         ("accounting", "6 Accounting", lambda: bench_accounting(report, 20 if quick else 50, 1 if quick else 3)),
+        (
+            "shared",
+            "7 Shared queue",
+            lambda: bench_shared(report, 1_000 if quick else 10_000, 5 if quick else 25, 1 if quick else 2),
+        ),
     ]
     try:
         for key, area, bench in sections:

@@ -37,6 +37,11 @@ class LaunchOptions:
     backend: str | None = None
     priority: int | None = None
     dry_run: bool = False
+    # A shared queue (jobctl/app/caller.py): the env the client resolved, the job files' texts it read
+    # as its user, and a check of each job spec before anything is recorded.
+    resolved_env: tuple[dict[str, str], list[str]] | None = None
+    texts: dict[str, str] | None = None
+    check: Any = None
     command: list[str] | None = None  # an ad-hoc command (`launch -- CMD ARG...`) instead of files
     queue: str | None = None
     hold: bool = False
@@ -80,7 +85,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
     from jobctl.jobfile.loader import apply_overrides, load_jobfile
 
     plan = LaunchPlan()
-    env_values, env_secret = parse_env(options)
+    env_values, env_secret = options.resolved_env if options.resolved_env is not None else parse_env(options)
     if options.backend is not None and options.backend not in BACKENDS:
         raise UsageError(f'--backend: expected "local" or "slurm", got "{options.backend}"')
     backends: dict[str, Backend] = {}
@@ -98,7 +103,11 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
     tasks: list[LaunchTask] = []
     now = time.time()
     for path in files or [queueing.ADHOC_PATH]:
-        loaded = queueing.adhoc_file(options.command) if options.command is not None else load_jobfile(path)
+        loaded = (
+            queueing.adhoc_file(options.command)
+            if options.command is not None
+            else load_jobfile(path, text=options.texts[path] if options.texts is not None else None)
+        )
         plan.warnings.extend(loaded.warnings)
         plan.problems.extend(loaded.problems)  # a workdir missing here, nothing to run, ...
         # --name on a file of several jobs (a pipeline) is a prefix: NAME-TASK, links between them kept
@@ -129,6 +138,8 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
             backend = options.backend or spec.backend or service.config.get("backend")
             spec.backend = backend
             refuse_control_characters(loaded.path, spec)
+            if options.check is not None:
+                options.check(spec)
             missing = [k for k, v in spec.envs.items() if v is None and k not in env_values]
             for key in missing:
                 text = f"{loaded.path}: envs.{key}: no value; pass --env {key}=... or --env-file"
@@ -283,6 +294,8 @@ def record(service: Service, tasks: list[LaunchTask], plan: LaunchPlan) -> list[
     now = time.time()
     ids: list[tuple[int, str]] = []
     umask = paths_mod.CALLER_UMASK if paths_mod.CALLER_UMASK is not None else _current_umask()
+    if service.umask is not None:  # a caller of a shared queue
+        umask = service.umask
     tokens: list[str] = []
     try:
         store = service.store
@@ -323,7 +336,7 @@ def _record(
         body = _spec_body(spec)
         digest = service.digest(body)
         spec_id = store.spec_id(digest, body)
-        envs_doc: dict[str, Any] = {"umask": umask}
+        envs_doc: dict[str, Any] = {"umask": umask, **service.record_extra}
         if task.env:
             envs_doc["env"] = task.env
         if task.secret_values:

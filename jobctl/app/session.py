@@ -63,6 +63,8 @@ class Service:
         self.user = current_user()
         self._started_supervisor = -10.0  # monotonic time this process last started one
         self.env_drop: set[str] = set()  # --env/--env-file names: a supervisor started now must not inherit them
+        self.umask: int | None = None  # the umask of a shared queue's caller (None: this process's)
+        self.record_extra: dict[str, Any] = {}  # kept in a job's envs document at launch (shared queue: run_as)
 
     @property
     def store(self) -> Store:
@@ -229,6 +231,9 @@ class Service:
             keep = {r.id for r in [r for r in rows if r.state in states.TERMINAL][:limit]}
             rows = [r for r in rows if r.state not in states.TERMINAL or r.id in keep]
         return rows
+
+    def row_by_id(self, job_id: int) -> Job | None:
+        return self.store.job(job_id)
 
     def spec_of(self, row: Job) -> dict[str, Any]:
         return dict(json.loads(self.store.spec_body(row.spec_id)))

@@ -58,10 +58,24 @@ def _paths():
     return paths.resolve()
 
 
-def _service():
+def _service(local: bool = False):
+    paths = _paths()
+    if paths.shared and not local:  # a shared queue (SPEC section 12): ask root's supervisor
+        from jobctl.app.remote import RemoteService
+
+        return RemoteService(paths)
     from jobctl.app.session import Service
 
-    return Service(_paths())
+    return Service(paths)
+
+
+def _bulk(svc, verb: str, jobs: Optional[list[str]], all_jobs: bool, action, **options):
+    """One action on every job named: here, or by the shared queue's supervisor for this caller."""
+    if getattr(svc, "remote", False):
+        return svc.bulk(verb, jobs or [], all_jobs, **options)
+    from jobctl.app import control
+
+    return control.bulk(svc, jobs or [], all_jobs, verb, action)
 
 
 def _err(text: str, style: str = "") -> None:
@@ -160,7 +174,10 @@ def launch(
         priority=priority,
         dry_run=dry_run,
     )
-    ids, plan = launch_mod.launch(service, files, options)
+    if getattr(service, "remote", False):
+        ids, plan = service.launch(files, options)
+    else:
+        ids, plan = launch_mod.launch(service, files, options)
     for warning in plan.warnings:
         _err(f"warning: {warning}", "yellow")
     if dry_run:
@@ -240,6 +257,8 @@ def status(
         bool, typer.Option("--expand", help="Every task of an array (default: one summary row per array).")
     ] = False,
     as_json: JsonOpt = False,
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="Only this user's jobs (a shared queue).")] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="Only your own jobs.")] = False,
 ) -> None:
     """Show jobs in a table: unfinished ones and the 20 newest finished ones, newest first.
 
@@ -255,12 +274,15 @@ def status(
         if not sep:
             raise UsageError(f"--label: expected k=v, got {item!r}")
         labels.append((key, value))
+    if user is not None and mine:
+        raise UsageError("--user and --mine do not go together (--mine is --user with your own name)")
     if queue is not None:
         from jobctl.app.queueing import queue_option
 
         queue_option(queue)
+    service = _service()
     output.status(
-        _service(),
+        service,
         jobs or [],
         all_jobs=all_jobs,
         state=state,
@@ -270,6 +292,7 @@ def status(
         as_json=as_json,
         queue=queue,
         expand=expand,
+        user=service.user if mine else user,
     )
 
 
@@ -289,7 +312,7 @@ def stop(
 
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = control.bulk(svc, jobs or [], all_jobs, "stop", lambda row: control.stop(svc, row, release))
+    results = _bulk(svc, "stop", jobs, all_jobs, lambda row: control.stop(svc, row, release), release=release)
     from jobctl.cli import output
 
     raise typer.Exit(output.report(results, as_json))
@@ -306,7 +329,7 @@ def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = control.bulk(svc, jobs or [], all_jobs, "start", lambda r: control.start(svc, r))
+    results = _bulk(svc, "start", jobs, all_jobs, lambda r: control.start(svc, r))
     raise typer.Exit(output.report(results, as_json))
 
 
@@ -321,7 +344,7 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = control.bulk(svc, jobs or [], all_jobs, "retry", lambda r: control.retry(svc, r))
+    results = _bulk(svc, "retry", jobs, all_jobs, lambda r: control.retry(svc, r))
     raise typer.Exit(output.report(results, as_json))
 
 
@@ -353,7 +376,12 @@ def kill(
             raise UsageError(f"--signal: {exc}") from None
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
+    if getattr(svc, "remote", False):
+        if signum is not None:
+            raise UsageError("kill --signal: not available on a shared queue (see docs/shared.md)")
+        results = svc.bulk("kill", jobs or [], all_jobs, grace=seconds)
+    else:
+        results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
     raise typer.Exit(output.report(results, as_json))
 
 
@@ -368,7 +396,7 @@ def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False)
 
     _check_selectors(jobs, all_jobs)
     svc = _service()
-    results = control.bulk(svc, jobs or [], all_jobs, "rm", lambda r: control.remove(svc, r))
+    results = _bulk(svc, "rm", jobs, all_jobs, lambda r: control.remove(svc, r))
     raise typer.Exit(output.report(results, as_json))
 
 
@@ -386,7 +414,9 @@ def prune(
 
     seconds = _duration_option("--older-than", older_than)
     assert seconds is not None  # the option has a default
-    raise typer.Exit(output.report(control.prune(_service(), seconds), as_json, quiet_empty=True))
+    svc = _service()
+    results = svc.prune(seconds) if getattr(svc, "remote", False) else control.prune(svc, seconds)
+    raise typer.Exit(output.report(results, as_json, quiet_empty=True))
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -405,7 +435,10 @@ def logs(
     """
     from jobctl.cli import output
 
-    output.logs(_service(), job, follow=follow, rank=rank, attempt=attempt, tail=tail, batch=batch)
+    svc = _service()
+    if getattr(svc, "remote", False):
+        svc.readable_job(job)  # the owner's (or an admin's): else `job 7 belongs to bob`, exit 1
+    output.logs(svc, job, follow=follow, rank=rank, attempt=attempt, tail=tail, batch=batch)
 
 
 @app.command()
@@ -432,9 +465,11 @@ def stats(
 
     Example: jobctl stats --since 7d --by label:team
     """
+    from jobctl.app.remote import refuse_shared
     from jobctl.cli import output
 
-    output.stats(_service(), _since_option(since), by, as_json)
+    refuse_shared(_paths(), "stats")  # root reads a shared queue's database directly
+    output.stats(_service(local=True), _since_option(since), by, as_json)
 
 
 def _since_option(value: Optional[str]) -> Optional[float]:
@@ -527,7 +562,8 @@ def config_set(
     value: Annotated[str, typer.Argument(help="A TOML value, e.g. 8, '\"32GiB\"' or '{H100 = 4}'.")],
 ) -> None:
     """Change one setting. Example: jobctl config set capacity.accelerators '{H100 = 4}'"""
-    service = _service()
+    _settings_owner()
+    service = _service(local=True)
     stored = service.config.set(key, value)
     service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
     _err(f"{key} = {json.dumps(stored)}")
@@ -536,7 +572,8 @@ def config_set(
 @config_app.command("unset")
 def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
     """Remove a setting from config.toml, so that it takes its default. Example: jobctl config unset capacity.cpus"""
-    service = _service()
+    _settings_owner()
+    service = _service(local=True)
     was_set = service.config.unset(key)
     if was_set:
         service.wake_supervisor(start=False)  # a running supervisor picks the change up at once
@@ -545,6 +582,13 @@ def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as d
 
     shown = unset_text(key) if default is None else json.dumps(default)
     _err(f"{key} = {shown} (default)" + ("" if was_set else "; it was not set"))
+
+
+def _settings_owner() -> None:
+    if _paths().shared and os.getuid() != 0:
+        from jobctl.errors import UnsafePath
+
+        raise UnsafePath("the settings of a shared queue are root's; ask its administrator to change them")
 
 
 @config_app.command("path")
@@ -557,20 +601,43 @@ supervisor_app = typer.Typer(help="The local supervisor that runs jobs. It start
 app.add_typer(supervisor_app, name="supervisor")
 
 
+SharedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--shared", help="A queue shared by the users of this machine (root only; JOBCTL_HOME such as /var/lib/jobctl)."
+    ),
+]
+
+
 @supervisor_app.command("run")
-def supervisor_run() -> None:
+def supervisor_run(shared: SharedOpt = False) -> None:
     """Run the supervisor in the foreground (for systemd). Example: jobctl supervisor run"""
+    paths = _paths()
+    if shared or paths.shared:
+        from jobctl.supervisor.shared import SharedSupervisor, setup_home
+
+        raise typer.Exit(SharedSupervisor(setup_home(paths) if shared else paths).run())
     from jobctl.supervisor.daemon import Supervisor
 
-    raise typer.Exit(Supervisor(_paths()).run())
+    raise typer.Exit(Supervisor(paths).run())
 
 
 @supervisor_app.command("start")
-def supervisor_start() -> None:
+def supervisor_start(shared: SharedOpt = False) -> None:
     """Start the supervisor in the background if it is not running. Example: jobctl supervisor start"""
     from jobctl.cli import output
 
-    output.supervisor_start(_service())
+    if _paths().shared and not shared and os.getuid() != 0:
+        from jobctl.errors import UnsafePath
+
+        raise UnsafePath("the supervisor of a shared queue is root's; ask its administrator to start it")
+    if shared:
+        from jobctl.supervisor.shared import running_shared, setup_home
+
+        setup_home(_paths())
+        if running_shared(_paths()) is False:  # this user's own supervisor runs here: the shared one takes over
+            output.supervisor_stop(_service(local=True))
+    output.supervisor_start(_service(local=True))
 
 
 @supervisor_app.command("stop")
@@ -578,7 +645,11 @@ def supervisor_stop() -> None:
     """Stop the supervisor; running jobs keep running. Example: jobctl supervisor stop"""
     from jobctl.cli import output
 
-    raise typer.Exit(output.supervisor_stop(_service()))
+    if _paths().shared and os.getuid() != 0:
+        from jobctl.errors import UnsafePath
+
+        raise UnsafePath("the supervisor of a shared queue is root's; only root stops it")
+    raise typer.Exit(output.supervisor_stop(_service(local=True)))
 
 
 @supervisor_app.command("status")
@@ -586,7 +657,10 @@ def supervisor_status(as_json: JsonOpt = False) -> None:
     """Show the supervisor's pid, uptime and capacity. Example: jobctl supervisor status --json"""
     from jobctl.cli import output
 
-    raise typer.Exit(output.supervisor_status(_service(), as_json))
+    svc = _service()
+    if getattr(svc, "remote", False):
+        raise typer.Exit(output.supervisor_status(svc, as_json, svc.call("supervisor")))
+    raise typer.Exit(output.supervisor_status(svc, as_json))
 
 
 # -- dashboard -----------------------------------------------------------------------------------
@@ -605,8 +679,10 @@ def dashboard(
 
     Example: jobctl dashboard --port 8765 --open
     """
+    from jobctl.app.remote import refuse_shared
     from jobctl.cli.dashboard.server import serve  # imported only here: no cost for other commands
 
+    refuse_shared(_paths(), "dashboard")  # root's only on a shared queue; its POSTs go through the socket
     raise typer.Exit(serve(_paths(), host, port, open_browser=open_browser, allow_control=allow_control))
 
 

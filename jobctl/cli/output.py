@@ -89,14 +89,18 @@ def status(
     as_json: bool,
     queue: str | None = None,
     expand: bool = False,
+    user: str | None = None,
 ) -> None:
+    """`user`: only that user's jobs (`--user NAME`, `--mine`)."""
     from jobctl.cli.views import cap_rows, job_json, status_table
 
     def rows():
         found = service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        if user is not None:  # status --user NAME, --mine (a shared queue)
+            found = [r for r in found if r.user == user]
         if queue is not None:  # status --queue NAME
             found = [r for r in found if r.queue == queue]
-        if not (as_json or expand or selectors):  # an array as one summary row (SPEC section 9)
+        if not (as_json or expand or selectors or getattr(service, "remote", False)):  # an array as one row (SPEC 9)
             from jobctl.cli.arrays import summarize
 
             found = summarize(service.store, found)
@@ -175,10 +179,8 @@ def _follow_jobs(service: Service, ids: list[int]) -> None:
 def _follow_one(service: Service, job_id: int, rank: int | None, from_start: bool) -> None:
     from jobctl.app.logs import follow, log_files
 
-    store = service.store
-
     def row() -> Job:
-        found = store.job(job_id)
+        found = service.row_by_id(job_id)  # through the socket in a shared queue
         if found is None:
             raise NotFound(f"job {job_id} was removed")
         return found
@@ -485,21 +487,22 @@ def _supervisor_info(service: Service) -> dict[str, Any] | None:
     return {"pid": pid, "started": info["started"], "proc": proc}
 
 
-def supervisor_status(service: Service, as_json: bool) -> int:
-    info = _supervisor_info(service)
-    capacity = None
-    try:
-        capacity = json.loads((service.paths.runtime / "capacity.json").read_text())
-    except (OSError, ValueError):
-        pass
-    running = info is not None
-    uptime = round(time.time() - info["started"], 1) if info else None
-    doc = {
-        "pid": info["pid"] if info else None,
-        "running": running,
-        "uptime_s": uptime,
-        "capacity": capacity,
-    }
+def supervisor_status(service: Service, as_json: bool, doc: dict[str, Any] | None = None) -> int:
+    """`doc`: what a shared queue's supervisor says of itself (its lock file is root's)."""
+    if doc is None:
+        info = _supervisor_info(service)
+        capacity = None
+        try:
+            capacity = json.loads((service.paths.runtime / "capacity.json").read_text())
+        except (OSError, ValueError):
+            pass
+        doc = {
+            "pid": info["pid"] if info else None,
+            "running": info is not None,
+            "uptime_s": round(time.time() - info["started"], 1) if info else None,
+            "capacity": capacity,
+        }
+    capacity, uptime = doc["capacity"], doc["uptime_s"]
     if as_json:
         dump(doc)
     else:

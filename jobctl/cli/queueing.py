@@ -14,11 +14,14 @@ queue_app = typer.Typer(help="Named queues: caps on how many of their jobs run a
 NameArg = Annotated[str, typer.Argument(help="A queue name (letters, digits, '.', '_', '-').")]
 
 
-def _service():
+def _service(command: str = "queue"):
+    from jobctl.app.remote import refuse_shared
     from jobctl.app.session import Service
     from jobctl.home import paths
 
-    return Service(paths.resolve())
+    resolved = paths.resolve()
+    refuse_shared(resolved, command)  # one line on a shared queue (docs/shared.md)
+    return Service(resolved)
 
 
 def _name(name: str) -> str:
@@ -209,7 +212,7 @@ def update(
         changes["labels"] = labels
     if not changes:
         raise UsageError("update: give at least one of --priority, --queue, --timeout, --retries, --label")
-    svc = _service()
+    svc = _service("update")
     results = control.bulk(svc, jobs or [], all_jobs, "update", lambda r: app_queueing.update(svc, r, changes))
     raise typer.Exit(output.report(results, as_json))
 

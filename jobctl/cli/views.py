@@ -97,7 +97,17 @@ STATE_STYLE = {
 COLUMNS = ("ID", "NAME", "STATUS", "RESOURCES", "SUBMITTED", "START TIME", "END TIME", "DURATION")
 # On a narrow terminal these columns are given up, first to last; ID, NAME and STATUS always stay,
 # and STATUS is never cut. See README: "The status table on a narrow terminal".
-DROP_ORDER = ("END TIME", "START TIME", "SUBMITTED", "DURATION", "RESOURCES")
+DROP_ORDER = ("END TIME", "START TIME", "SUBMITTED", "DURATION", "RESOURCES", "USER")
+# A queue of several users (SPEC section 12) shows whose each job is, after NAME.
+USER_COLUMNS = ("ID", "NAME", "USER", *COLUMNS[2:])
+
+
+def columns_for(rows: list[Job]) -> tuple[str, ...]:
+    """The table's columns: USER joins them when the jobs shown belong to more than one user."""
+    users = {row.user for row in rows}
+    return USER_COLUMNS if len(users) > 1 else COLUMNS
+
+
 NAME_COMFORT = 24  # names are shortened to this before any column is given up
 NAME_MIN = 10  # and down to this when nothing else is left to give up
 GAP = 2  # spaces between two columns
@@ -124,6 +134,7 @@ def table_cells(row: Job, now: float) -> dict[str, str]:
     return {
         "ID": str(row.id),
         "NAME": row.name,
+        "USER": row.user,
         "STATUS": states.status_text(row.state, row.detail),
         "RESOURCES": resources(row),
         "SUBMITTED": age(now - row.submitted_at),
@@ -133,9 +144,9 @@ def table_cells(row: Job, now: float) -> dict[str, str]:
     }
 
 
-def fit_columns(widths: dict[str, int], width: int | None) -> tuple[list[str], int]:
+def fit_columns(widths: dict[str, int], width: int | None, columns: tuple[str, ...] = COLUMNS) -> tuple[list[str], int]:
     """The columns to show and the NAME width, for a terminal `width` cells wide (None: no limit)."""
-    shown = list(COLUMNS)
+    shown = list(columns)
     full = widths["NAME"]
     if width is None:
         return shown, full
@@ -147,7 +158,8 @@ def fit_columns(widths: dict[str, int], width: int | None) -> tuple[list[str], i
     for col in DROP_ORDER:
         if total(comfort) <= width:
             break
-        shown.remove(col)
+        if col in shown:
+            shown.remove(col)
     name_width = max(min(full, width - total(0)), min(full, NAME_MIN))
     return shown, name_width
 
@@ -205,8 +217,9 @@ def status_table(
     for row, c in zip(rows, cells):
         if (row.message or "").endswith("showing the last known state"):  # Slurm did not answer
             c["STATUS"], stale = f"{c['STATUS']} (stale)", stale + 1
-    widths = {col: max([cells_of(col)] + [cells_of(c[col]) for c in cells]) for col in COLUMNS}
-    shown, name_width = fit_columns(widths, width)
+    columns = columns_for(rows)
+    widths = {col: max([cells_of(col)] + [cells_of(c[col]) for c in cells]) for col in columns}
+    shown, name_width = fit_columns(widths, width, columns)
     for c in cells:
         c["NAME"] = shorten(c["NAME"], name_width)
     widths["NAME"] = max([len("NAME")] + [cells_of(c["NAME"]) for c in cells])

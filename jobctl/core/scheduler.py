@@ -80,6 +80,7 @@ class Request:
     limit: float | None = None  # once started, it ends within this many seconds; None: unknown
     queue: str = "default"  # its named queue (SPEC section 9); see QueueLimit
     group: int | None = None  # its array (the array's first job ID), for the array's throttle
+    user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Running:
     ends_by: float | None = None  # a time by which it will have ended (its timeout); None: unknown
     queue: str = "default"
     group: int | None = None
+    user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
 
 
 @dataclass(frozen=True)
@@ -319,12 +321,18 @@ def schedule(
     now: float = 0.0,
     queues: dict[str, QueueLimit] | None = None,
     throttles: dict[int, int] | None = None,
+    users: UserPolicy | None = None,
 ) -> Decisions:
     """Decide which pending jobs start now, which running jobs to preempt, and why others wait.
 
     `queues`: the caps of named queues; `throttles`: array ID -> how many of its tasks may hold
     resources at once. A job held back by either waits with reason "queue_paused", "queue_full"
-    or "throttled" and is otherwise ignored (see `_Gate`)."""
+    or "throttled" and is otherwise ignored (see `_Gate`).
+
+    `users`: fair share between users and per-user caps (a shared queue); None: rank order alone.
+    The caps compose: a job starts only when its queue, its array and its user all let it; the
+    queue's and the array's verdicts are said first (reason "queue_paused", "queue_full",
+    "throttled"), then its user's ("user_limit")."""
     gate = _Gate(running, queues or {}, throttles or {})
     free = _Pool.of(capacity)
     free_sets = {name: set(indices) for name, indices in capacity.devices.items()}
@@ -346,13 +354,18 @@ def schedule(
         (job.ends_by, _held(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices))) for job in running
     ]  # and the jobs started in this call, appended below
 
-    for req in sorted(pending, key=rank_key):
+    order = sorted(pending, key=rank_key) if users is None else fair_order(pending, running, users)
+    caps = UserCaps(users, running) if users is not None else None
+    for req in order:
         if never_fits(req, capacity):
             out.waiting[req.job_id] = "resources"
             continue
         held_back = gate.why_not(req)
         if held_back is not None:
             out.waiting[req.job_id] = held_back
+            continue
+        if caps is not None and caps.over(req):  # waits for its own user's jobs; reserves nothing
+            out.waiting[req.job_id] = "user_limit"
             continue
         opts = _options(req)
         fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
@@ -378,6 +391,8 @@ def schedule(
                     pool.take(req.cpus, req.memory_mib, chosen)
             out.start.append((req.job_id, Allocation(req.cpus, req.memory_mib, chosen_name, devices)))
             gate.take(req, chosen)
+            if caps is not None:
+                caps.took(req, count if chosen_name is not None else 0)
             end = None if req.limit is None else now + req.limit
             held = [(chosen_name, count)] if chosen_name is not None else []
             holders.append((end, _held(req.cpus, req.memory_mib, held)))
@@ -413,3 +428,87 @@ def schedule(
                 out.behind[req.job_id] = first
         budget.take(req.cpus, req.memory_mib, reserve)
     return out
+
+
+# -- fair share and per-user caps (a shared queue, SPEC section 12) ------------------------------------
+#
+# Fair share changes only the order in which waiting jobs are looked at: priority still comes first,
+# and among jobs of equal priority the user with the least *charge* goes next, where a user's charge
+# is their recent usage (GPU-hours, then CPU-hours, decayed over a day: see jobctl/store/shared.py)
+# plus what their running jobs hold and what was picked for them earlier in this pass, each job
+# counted as CHARGE_HOURS of its GPUs and CPUs. So two users with equal usage alternate, and a user
+# with a 1,000-task array running goes after another user's single waiting job. Within one user the
+# rank order (priority, then submission) is kept. Everything after the order (fitting, backfill,
+# preemption) is unchanged.
+#
+# Per-user caps: a job whose user already runs `max_running` jobs, or whose GPUs would take the user
+# over `max_gpus`, waits with reason "user_limit" and reserves nothing (it is not the blocked job
+# that backfill protects: it waits for its own user's jobs, not for resources).
+
+CHARGE_HOURS = 1.0  # a running or just-picked job counts as this many hours of what it holds
+
+
+@dataclass(frozen=True)
+class UserPolicy:
+    usage: dict[str, tuple[float, float]] = field(default_factory=dict)  # user -> (GPU-hours, CPU-hours), decayed
+    max_gpus: int | None = None  # per user, held at once
+    max_running: int | None = None  # per user, at once
+
+
+def _gpu_count(req: Request) -> int:
+    return max((count for _, count in req.accelerators), default=0)
+
+
+def fair_order(pending: Sequence[Request], running: Sequence[Running], users: UserPolicy) -> list[Request]:
+    """The waiting jobs in the order fair share looks at them (see above)."""
+    charge: dict[str | None, list[float]] = {}
+
+    def of(user: str | None) -> list[float]:
+        if user not in charge:
+            gpu_h, cpu_h = users.usage.get(user or "", (0.0, 0.0))
+            charge[user] = [gpu_h, cpu_h]
+        return charge[user]
+
+    for job in running:
+        held = of(job.user)
+        held[0] += sum(len(i) for _, i in job.devices) * CHARGE_HOURS
+        held[1] += job.cpus * CHARGE_HOURS
+    levels: dict[int, dict[str | None, list[Request]]] = {}
+    for req in sorted(pending, key=rank_key):
+        levels.setdefault(req.priority, {}).setdefault(req.user, []).append(req)
+    out: list[Request] = []
+    for priority in sorted(levels, reverse=True):
+        queues = {user: list(reversed(reqs)) for user, reqs in levels[priority].items()}  # pop() takes the best
+        while queues:
+            user = min(queues, key=lambda u: (*of(u), rank_key(queues[u][-1])))
+            req = queues[user].pop()
+            if not queues[user]:
+                del queues[user]
+            out.append(req)
+            picked = of(user)
+            picked[0] += _gpu_count(req) * CHARGE_HOURS
+            picked[1] += req.cpus * CHARGE_HOURS
+    return out
+
+
+class UserCaps:
+    """What each user's running jobs (and the jobs started in this pass) count against the caps."""
+
+    def __init__(self, users: UserPolicy, running: Sequence[Running]):
+        self.users = users
+        self.jobs: dict[str | None, int] = {}
+        self.gpus: dict[str | None, int] = {}
+        for job in running:
+            self.jobs[job.user] = self.jobs.get(job.user, 0) + 1
+            self.gpus[job.user] = self.gpus.get(job.user, 0) + sum(len(i) for _, i in job.devices)
+
+    def over(self, req: Request) -> bool:
+        limit_jobs, limit_gpus = self.users.max_running, self.users.max_gpus
+        if limit_jobs is not None and self.jobs.get(req.user, 0) + 1 > limit_jobs:
+            return True
+        wanted = min((count for _, count in req.accelerators), default=0)
+        return limit_gpus is not None and wanted > 0 and self.gpus.get(req.user, 0) + wanted > limit_gpus
+
+    def took(self, req: Request, gpus: int) -> None:
+        self.jobs[req.user] = self.jobs.get(req.user, 0) + 1
+        self.gpus[req.user] = self.gpus.get(req.user, 0) + gpus

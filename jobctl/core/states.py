@@ -123,6 +123,7 @@ REASON_TEXT = {
     "resources": "resources",
     "priority": "priority",
     "preempting": "preempting",
+    "user_limit": "user limit",  # a shared queue: the user's own jobs hold limits.max_* (SPEC section 12)
 }
 
 # what `wait` and `launch --wait` exit with, by reason, when the job did not complete

@@ -75,6 +75,7 @@ class Engine:
         self._specs: dict[int, JobSpec] = {}
         self.paths = paths  # where the jobs' secrets files are (None: jobs without secrets only)
         self.sweeper = None
+        self.user_limits: tuple[int | None, int | None] = (None, None)  # limits.max_*_per_user (a shared queue)
         if paths is not None:
             from jobctl.home.secrets import Sweeper
 
@@ -342,7 +343,12 @@ class Engine:
         requests = [request_of(row, self.limit(db, row)) for row in pending]
         running = [running_of(row, self.ends_by(db, row)) for row in holding]
         assert self.capacity is not None, "an engine without a capacity does not schedule"
-        decisions = schedule(requests, running, self.capacity, now, gate.limits, queueing.throttles(rows + holding))
+        from jobctl.engine.fairshare import user_policy
+
+        users = user_policy(db, pending, holding, self.user_limits, now)  # fair share, per-user caps
+        decisions = schedule(
+            requests, running, self.capacity, now, gate.limits, queueing.throttles(rows + holding), users
+        )
         actions.more = (
             len(rows) >= QUEUE_WINDOW and bool(decisions.start) and "resources" not in decisions.waiting.values()
         )
@@ -457,6 +463,8 @@ class Engine:
             secrets_file=secrets_file,
             umask=envs.get("umask"),
             env=env,
+            run_as=envs.get("run_as"),
+            base_env=envs.get("base_env"),
         )
 
 

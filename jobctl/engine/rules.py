@@ -5,6 +5,7 @@ plan a local attempt's runner gets."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from jobctl.backends.local.plan import RunnerPlan
 from jobctl.core import states
@@ -65,6 +66,7 @@ def request_of(row: Job, limit: float | None = None) -> Request:
         limit,
         queue=row.queue,
         group=row.array_id,
+        user=row.user,
     )
 
 
@@ -85,6 +87,7 @@ def running_of(row: Job, ends_by: float | None = None) -> Running:
         ends_by=ends_by,
         queue=row.queue,
         group=row.array_id,
+        user=row.user,
     )
 
 
@@ -127,6 +130,8 @@ def build_runner_plan(
     secrets_file: str | None,
     umask: int | None,
     env: dict[str, str],
+    run_as: dict[str, Any] | None = None,
+    base_env: dict[str, str] | None = None,
 ) -> RunnerPlan:
     """What the runner of one local attempt runs (see jobctl/backends/local/plan.py)."""
     from jobctl.core.units import format_duration
@@ -152,6 +157,8 @@ def build_runner_plan(
         cgroup_pool=cgroup_pool,
         secrets_file=secrets_file,
         umask=umask,
+        run_as=run_as or None,
+        base_env=base_env if run_as else None,
     )
 
 

@@ -70,6 +70,14 @@ def _string(value: Any) -> str:
     return value
 
 
+def _whole(value: Any) -> int:
+    if isinstance(value, str):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError
+    return value
+
+
 def _notify_command(value: Any) -> str:
     from jobctl.core.notify import check_command
 
@@ -113,6 +121,18 @@ KEYS: dict[str, Key] = {
         _duration, 'a duration such as "60s"', "60s", "the supervisor exits after this long with nothing to do"
     ),
     "kill.grace": Key(_duration, 'a duration such as "10s"', "10s", "time between SIGTERM and SIGKILL"),
+    "shared.allowed_group": Key(
+        _string, "a Unix group name", None, "shared queue: only members of this group may use it (default: everyone)"
+    ),
+    "shared.admin_group": Key(
+        _string, "a Unix group name", None, "shared queue: members may control every user's jobs (root always may)"
+    ),
+    "limits.max_gpus_per_user": Key(
+        _whole, "a whole number >= 0", None, "GPUs one user's running jobs may hold at once (default: no limit)"
+    ),
+    "limits.max_running_per_user": Key(
+        _whole, "a whole number >= 0", None, "jobs of one user that may run at once (default: no limit)"
+    ),
     "retention.max_age": Key(
         _duration, 'a duration such as "30d"', None, "finished jobs older than this are forgotten, logs too"
     ),

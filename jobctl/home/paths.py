@@ -26,6 +26,12 @@ class Paths:
     state: Path  # logs
     config: Path  # config.toml
     runtime: Path  # supervisor socket, lock, pid
+    shared: bool = False  # a home of a shared queue (SPEC section 12): root's supervisor owns it
+
+    @property
+    def shared_marker(self) -> Path:
+        """The file that makes a home shared: readable by everyone, written by root (see jobctl/supervisor/shared.py)."""
+        return self.runtime / "shared.json"
 
     @property
     def db(self) -> Path:
@@ -86,6 +92,11 @@ class Paths:
 
     def check(self) -> None:
         """Refuse (UnsafePath, one line) a folder or file that someone else could change; missing ones pass."""
+        if self.shared and os.getuid() != 0:  # a user of a shared home reaches only its top and its socket folder
+            for folder in (self.config, self.runtime):
+                check_private(folder, folder=True)
+            check_private(self.shared_marker, folder=False)
+            return
         for folder in self.folders():
             check_private(folder, folder=True)
         for file in self.files():
@@ -174,7 +185,8 @@ def resolve(env: Mapping[str, str] | None = None) -> Paths:
     home = env.get("JOBCTL_HOME")
     if home:
         root = Path(home).expanduser().resolve()
-        paths = Paths(root / "data", root / "state", root, root / "run")
+        shared = os.path.exists(root / "run" / "shared.json")  # one stat: the home of a shared queue
+        paths = Paths(root / "data", root / "state", root, root / "run", shared)
         paths.check()
         return paths
     import platformdirs

@@ -24,6 +24,7 @@ from jobctl.store.jobs import JobQueries
 from jobctl.store.notifications import NotificationQueries, enqueue
 from jobctl.store.queues import QueueQueries
 from jobctl.store.records import TERMINAL_SQL, dumps, loads
+from jobctl.store.shared import SharedQueries
 from jobctl.store.usage import UsageQueries
 
 __all__ = ["DatabaseError", "MIGRATIONS", "SCHEMA_VERSION", "Store", "dumps", "explain", "loads", "transition"]
@@ -205,12 +206,19 @@ def _read_only_fs(path: Path) -> bool:
 
 
 class Store(
-    JobQueries, AttemptQueries, HistoryQueries, DashboardQueries, QueueQueries, NotificationQueries, UsageQueries
+    JobQueries,
+    AttemptQueries,
+    HistoryQueries,
+    DashboardQueries,
+    QueueQueries,
+    NotificationQueries,
+    UsageQueries,
+    SharedQueries,
 ):
     """One connection to the jobctl database. Cheap to open; not shared between processes.
 
     The named queries (jobctl/store/jobs.py, attempts.py, history.py, dashboard.py, queues.py,
-    notifications.py, usage.py) run on this connection, in
+    notifications.py, usage.py, shared.py) run on this connection, in
     whatever transaction the caller opened with `write()` or `read()`; every change of a job's
     state goes through `transition`.
     """

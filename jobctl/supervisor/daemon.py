@@ -284,6 +284,9 @@ class Supervisor:
             if self.config_stamp() != self.config_mtime:
                 self.engine.capacity = self.detect_capacity()
                 self.engine.grace = self.grace
+            from jobctl.engine.fairshare import limits_of
+
+            self.engine.user_limits = limits_of(self.config)  # limits.max_*_per_user
             slurm_wake = self.poll_slurm_upstreams()
             store = self.store
             with store.write():
@@ -447,7 +450,12 @@ def main() -> int:
     from jobctl.home import paths as paths_mod
 
     os.umask(0o077)
-    return Supervisor(paths_mod.resolve(), on_demand=True).run()
+    paths = paths_mod.resolve()
+    if paths.shared:  # a runner or a command started it again after a crash: the shared supervisor
+        from jobctl.supervisor.shared import SharedSupervisor
+
+        return SharedSupervisor(paths, on_demand=True).run()
+    return Supervisor(paths, on_demand=True).run()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ class RunnerPlan:
     cgroup_pool: str | None = None  # folder of the memory cgroup pool's lock files
     secrets_file: str | None = None  # the job's 0600 secrets file
     umask: int | None = None  # the launching user's umask
+    # A shared queue (docs/shared.md): who the workers run as (jobctl/backends/local/identity.py),
+    # and the environment the caller's client recorded at launch (never root's); None otherwise.
+    run_as: dict[str, Any] | None = None
+    base_env: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The plan.json document."""

@@ -139,6 +139,8 @@ class Runner:
         self.cgroup: Any = None  # a MemoryCgroup when the machine offers one
         self.meter: Any = None  # a UsageMeter once the workers are about to start (SPEC section 11)
         self.identity: dict[str, Any] = {}
+        self.run_as: Any = None  # a shared queue: the RunAs the workers run as (jobctl/backends/local/identity.py)
+        self.marks = attempt_dir  # where a worker leaves setup_failed.<rank> (a folder of the job's owner when shared)
         self.warned = False  # the job's warning signal (`signal: USR1@60s`) was sent this attempt
 
     # -- the tree ------------------------------------------------------------------------------
@@ -177,10 +179,17 @@ class Runner:
         if len(run.encode()) > ARG_LIMIT:
             run_file = str(self.dir / "run.sh")
             write_private(Path(run_file), run)
+            if self.run_as is not None:
+                self.run_as.give(path=run_file)
         if len(setup.encode()) > ARG_LIMIT:
             setup_file = str(self.dir / "setup.sh")
             write_private(Path(setup_file), setup)
+            if self.run_as is not None:
+                self.run_as.give(path=setup_file)
         base = dict(os.environ)
+        if self.run_as is not None:  # a shared queue: the caller's recorded environment, never root's
+            base = {str(k): str(v) for k, v in (plan.base_env or {}).items()}
+            base.update(self.run_as.env())
         base.update(plan.env or {})
         base.update(self.secrets())
         umask = plan.umask
@@ -208,13 +217,15 @@ class Runner:
             env = dict(base)
             env.update(plan.rank_env[rank])
             log = os.open(self.dir / f"rank{rank}.log", LOG_FLAGS, 0o600)
+            if self.run_as is not None:  # the job's owner's, 0600
+                self.run_as.give(fd=log)
             if setup:
                 argv = [
                     "bash",
                     "-c",
                     WORKER_SCRIPT,
                     "jobctl-worker",
-                    str(self.dir),
+                    str(self.marks),
                     str(rank),
                     setup,
                     run,
@@ -225,6 +236,17 @@ class Runner:
                 argv = ["bash", run_file]
             else:
                 argv = ["bash", "-c", run, "jobctl-run"]  # one bash per worker
+            if self.run_as is not None:
+                from jobctl.backends.local.identity import spawn_as
+
+                try:
+                    mask = os.umask(0o077)  # read the caller's umask (set by start_workers) and put it back
+                    os.umask(mask)
+                    pid = spawn_as(self.run_as, BASH, argv, env, log, plan.workdir, mask, WATCHED)
+                finally:
+                    os.close(log)
+                self.workers[pid] = rank
+                continue
             try:
                 pid = os.posix_spawn(
                     BASH,
@@ -249,6 +271,13 @@ class Runner:
             from jobctl.backends.local.gitworkdir import clone
 
             self.plan.workdir = str(clone(git["url"], git.get("ref"), self.dir / "workdir"))
+            if self.run_as is not None:  # the clone is the job's owner's
+                for folder, dirs, files in os.walk(self.plan.workdir):
+                    for name in [*dirs, *files]:
+                        os.lchown(os.path.join(folder, name), self.run_as.uid, self.run_as.gid)
+                os.lchown(self.plan.workdir, self.run_as.uid, self.run_as.gid)
+        if self.run_as is not None:
+            return  # each worker enters the workdir itself, as the job's owner (jobctl/backends/local/identity.py)
         os.chdir(self.plan.workdir)
 
     def reap(self) -> None:
@@ -383,7 +412,7 @@ class Runner:
         n = self.plan.num_nodes
         codes = [self.exits.get(rank) for rank in range(n)]
         failed = [c for c in codes if c != 0]
-        setup_failed = any((self.dir / f"setup_failed.{r}").exists() for r in range(n))
+        setup_failed = any(os.path.lexists(self.marks / f"setup_failed.{r}") for r in range(n))
         req = self.kill_request
         if req is None and self.cgroup is not None and self.cgroup.oom_killed():
             req = self.kill_request = {"reason": "out_of_memory", "grace": 0.0, "message": self.oom_message()}
@@ -412,6 +441,26 @@ class Runner:
         return result
 
 
+def shared_attempt(runner: Runner, attempt_dir: Path) -> None:
+    """A shared queue's attempt: its workers run as the job's owner, who gets a folder for the marks
+    they leave (the attempt folder itself stays root's, with the state files in it)."""
+    from jobctl.backends.local.identity import RunAs
+
+    try:
+        runner.run_as = RunAs.of(runner.plan.run_as)
+    except RuntimeError as exc:
+        runner.run_as = None
+        raise StartRefused(str(exc)) from None
+    marks = attempt_dir / "own"
+    marks.mkdir(mode=0o700)
+    runner.run_as.give(path=marks, mode=0o700)
+    runner.marks = marks
+
+
+class StartRefused(Exception):
+    """The attempt cannot start (its owner is gone); said in result.json as a start error."""
+
+
 def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
     """Body of the forked runner. Never returns: it ends the process with os._exit.
 
@@ -421,6 +470,9 @@ def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
     code = 0
     try:
         attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if plan.run_as:  # a shared queue: users reach their own logs (0600) through these folders
+            os.chmod(attempt_dir.parent, 0o711)
+            os.chmod(attempt_dir, 0o711)
         write_json(attempt_dir / "plan.json", plan.to_json())
         set_title(f"jobctl-runner job {plan.job_id} attempt {plan.attempt}")
         try:
@@ -467,6 +519,8 @@ def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
             pool = runner.plan.cgroup_pool
             runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan.memory_mib)) if pool else None
         try:
+            if plan.run_as:
+                shared_attempt(runner, attempt_dir)
             runner.chdir()
             from jobctl.backends.local.usage import UsageMeter, devices_of
 

@@ -206,6 +206,11 @@ def control(service: Service, job_id: int, verb: str) -> tuple[bool, list[dict[s
     """Run `jobctl VERB JOB` through the same functions as the CLI; (all ok, the `--json` report)."""
     from jobctl.app import control as actions
 
+    if service.paths.shared:  # a shared queue: the supervisor acts, with its ownership check (docs/shared.md)
+        from jobctl.app.remote import RemoteService
+
+        results = RemoteService(service.paths).bulk(verb, [str(job_id)], False)
+        return all(r.ok for r in results), [_result_doc(r) for r in results]
     act = {
         "stop": lambda r: actions.stop(service, r),
         "start": lambda r: actions.start(service, r),
@@ -213,8 +218,8 @@ def control(service: Service, job_id: int, verb: str) -> tuple[bool, list[dict[s
         "retry": lambda r: actions.retry(service, r),
     }[verb]
     results = actions.bulk(service, [str(job_id)], False, verb, act)
-    report = [
-        {"id": r.job_id, "name": r.name, "ok": r.ok, "message": r.message, "state": r.state, "selector": r.selector}
-        for r in results
-    ]
-    return all(r.ok for r in results), report
+    return all(r.ok for r in results), [_result_doc(r) for r in results]
+
+
+def _result_doc(r: Any) -> dict[str, Any]:
+    return {"id": r.job_id, "name": r.name, "ok": r.ok, "message": r.message, "state": r.state, "selector": r.selector}
