@@ -386,6 +386,8 @@ def serve(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C stops it even when the shell that started it ignored SIGINT (a background job of a script)
+    previous_int = signal.signal(signal.SIGINT, stop)
     started = time.monotonic()
     try:  # from here on, Ctrl-C (or SIGTERM) at any moment stops it cleanly
         bound_port = server.server_address[1]
@@ -412,6 +414,7 @@ def serve(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         server.server_close()
     sys.stderr.write(f"jobctl dashboard stopped after {int(time.monotonic() - started)} s\n")
     return 0
