@@ -79,6 +79,14 @@ def _interpreter_env(users: list[User]) -> tuple[str, dict[str, str]]:
     for python, extra in candidates:
         if all(works(python, extra, u) for u in users):
             return python, extra
+    # the checkout itself may be out of their reach (a clone under /root): a readable copy of the package
+    copy = Path(tempfile.mkdtemp(prefix="jobctl-shared-src-"))
+    os.chmod(copy, 0o755)
+    shutil.copytree(REPO / "jobctl", copy / "jobctl", ignore=shutil.ignore_patterns("__pycache__"))
+    for python in (sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3"):
+        extra = {"PYTHONPATH": f"{copy}:{site}"}
+        if all(works(python, extra, u) for u in users):
+            return python, extra
     pytest.skip(
         f"the test users cannot run jobctl from {REPO} with {sys.executable} or /usr/bin/python3 "
         "(a folder on the way is not readable by them); install jobctl where every user can read it"
