@@ -9,12 +9,18 @@ tests/helpers/cli.py). Everything else the tests share lives in the `helpers` pa
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import InProcessJobctl, Jobctl, stop_everything
+
+# A suite started as a background job of a script inherits SIGINT ignored, and so would every
+# process a test starts: the Ctrl-C tests would then test nothing. Run as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
