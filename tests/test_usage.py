@@ -531,7 +531,7 @@ def test_status_state_and_label_filters_pick_from_every_finished_job(jobctl, hom
     def ids(*args):
         return [r["id"] for r in json.loads(jobctl("status", *args, "--json", check=True).stdout)]
 
-    table = jobctl("status", "--state", "FAILED", check=True).stdout
+    table = jobctl("status", "--state", "FAILED", "--expand", check=True).stdout  # every task, not the summary row
     assert [line.split()[1] for line in table.splitlines() if "FAILED" in line] == ["bad-2", "bad-1", "bad-0"], table
     assert len(ids("--state", "FAILED", "--limit", "2")) == 2
     assert len(ids("--label", "kind=bad")) == 3
