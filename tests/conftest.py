@@ -8,6 +8,7 @@ tests/helpers/cli.py). Everything else the tests share lives in the `helpers` pa
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import tempfile
@@ -21,6 +22,11 @@ from helpers import InProcessJobctl, Jobctl, stop_everything
 # process a test starts: the Ctrl-C tests would then test nothing. Run as from a terminal.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# The width of whatever terminal runs the tests must not change what the commands print: tests that
+# want a width (the 80-column ones) set COLUMNS themselves.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobctl.core.resources import EPS
 from jobctl.core.scheduler import (
-    EPS,
     Allocation,
     Capacity,
     Decisions,
@@ -20,6 +19,12 @@ from jobctl.core.scheduler import (
     rank_key,
     schedule,
 )
+
+
+def replace(record, **changes):
+    """A copy of a scheduler record (a NamedTuple) with some fields changed."""
+    return record._replace(**changes)
+
 
 NAMES = ("H100", "A100")
 

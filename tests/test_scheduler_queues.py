@@ -3,12 +3,17 @@ hypothesis properties, over one decision and over a simulated run."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobctl.core.scheduler import EPS, Capacity, QueueLimit, Request, Running, schedule
+from jobctl.core.resources import EPS
+from jobctl.core.scheduler import Capacity, QueueLimit, Request, Running, schedule
+
+
+def replace(record, **changes):
+    """A copy of a scheduler record (a NamedTuple) with some fields changed."""
+    return record._replace(**changes)
+
 
 QUEUES = ("default", "gpu", "cpu")
 

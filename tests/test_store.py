@@ -60,14 +60,12 @@ def test_garbage_file_is_a_clear_error(tmp_path):
 
 def test_records_have_the_columns_of_their_tables(tmp_path):
     """A migration that adds a column must add the field too (records are read by column name)."""
-    import dataclasses
-
     from jobctl.store.records import Attempt, Event, Job, Worker
 
     store = Store(tmp_path / "db.sqlite")
     for record, table in ((Job, "jobs"), (Attempt, "attempts"), (Worker, "workers"), (Event, "events")):
         columns = [row[1] for row in store.conn.execute(f"PRAGMA table_info({table})")]
-        assert [f.name for f in dataclasses.fields(record)] == columns, table
+        assert list(record._fields) == columns, table
     store.close()
 
 
@@ -96,15 +94,13 @@ def _job(store: Store, state: str = "PENDING") -> int:
 
 
 def test_queries_return_frozen_typed_records(tmp_path):
-    import dataclasses
-
     from jobctl.store.records import Job
 
     store = Store(tmp_path / "db.sqlite")
     job_id = _job(store)
     job = store.job(job_id)
     assert isinstance(job, Job) and job.state == "PENDING" and job.num_nodes == 2 and job.submitted_at == 100.0
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         job.state = "ACTIVE"  # records are read-only
     assert [j.id for j in store.live_jobs()] == [job_id] and store.finished_jobs() == []
     assert store.has_live("local") and not store.has_live("slurm") and store.count_live("local") == 1

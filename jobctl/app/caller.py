@@ -143,7 +143,7 @@ class CallerService(Service):
 def row_doc(row: Job, caller: Caller) -> dict[str, Any]:
     """A job's row as sent to a caller: the `envs` document (env values, the secrets file) only to
     whoever may control the job."""
-    doc = asdict(row)
+    doc = row._asdict()
     if not caller.may_control(row):
         doc["envs"] = None
     return doc

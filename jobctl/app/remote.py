@@ -26,10 +26,7 @@ from jobctl.store.records import Job
 
 def job_of(doc: dict[str, Any]) -> Job:
     """A job record from the fields the supervisor sent (fields it did not send are None)."""
-    import dataclasses
-
-    values: dict[str, Any] = {f.name: doc.get(f.name) for f in dataclasses.fields(Job)}
-    return Job(**values)
+    return Job._make(doc.get(name) for name in Job._fields)
 
 
 def jobs_of(docs: list[dict[str, Any]]) -> list[Job]:

@@ -12,18 +12,17 @@ import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobctl.backends.base import Backend
 from jobctl.core import states
-from jobctl.engine.backends import backend_class
 from jobctl.errors import NotFound, UsageError
 from jobctl.home.paths import Paths
 from jobctl.store.database import Store
 from jobctl.store.records import Job, loads
 
 if TYPE_CHECKING:
+    from jobctl.backends.base import Backend
     from jobctl.home.config import Config
 
 
@@ -34,6 +33,14 @@ def current_user() -> str:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return os.environ.get("USER", str(os.getuid()))
+
+
+def backend_class(row: Job) -> type[Backend]:
+    """The backend class of a job (`jobctl/engine/backends.py`), imported on first use: `status` on
+    finished jobs never needs it."""
+    from jobctl.engine.backends import backend_class as pick
+
+    return pick(row)
 
 
 @dataclass
@@ -241,8 +248,8 @@ class Service:
     def details(self, row: Job) -> dict[str, Any]:
         store = self.store
         job_id = row.id
-        attempts = [asdict(a) for a in store.attempts(job_id)]
-        workers = [asdict(w) for w in store.workers(job_id)]
+        attempts = [a._asdict() for a in store.attempts(job_id)]
+        workers = [w._asdict() for w in store.workers(job_id)]
         for w in workers:
             w["log"] = str(self.paths.attempt_dir(job_id, w["attempt"]) / f"rank{w['rank']}.log")
         events = [

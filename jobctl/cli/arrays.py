@@ -7,8 +7,6 @@ would have shown; `status --expand` and `--json` list the tasks themselves.
 
 from __future__ import annotations
 
-import dataclasses
-
 from jobctl.core import states
 from jobctl.store.database import Store
 from jobctl.store.queues import ArrayStats
@@ -88,8 +86,7 @@ def summarize(store: Store, rows: list[Job]) -> list[Job]:
 
 def summary_row(task: Job, stats: ArrayStats) -> Job:
     """The summary row of an array: a task's record with the array's ID, name range, state and times."""
-    return dataclasses.replace(
-        task,
+    return task._replace(
         id=stats.array_id,
         name=f"{base_name(task)}[{stats.first_index}-{stats.last_index}]",
         state=summary_state(stats.counts),

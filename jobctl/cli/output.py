@@ -9,9 +9,8 @@ import sys
 import time
 from typing import Any
 
-from jobctl.app.session import ActionResult, Service, masked_envs
+from jobctl.app.session import ActionResult, Service, backend_class, masked_envs
 from jobctl.core import states
-from jobctl.engine.backends import backend_class, backend_for
 from jobctl.errors import NotFound, StateError, UsageError
 from jobctl.store.records import Job, loads
 
@@ -23,10 +22,11 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     no_color = bool(os.environ.get("NO_COLOR"))
-    out = Console(stderr=stderr, highlight=False, no_color=no_color, soft_wrap=False)
+    # stderr carries messages: one line each, never broken at the terminal's width (a script greps them)
+    out = Console(stderr=stderr, highlight=False, no_color=no_color, soft_wrap=stderr)
     if not out.is_terminal and not os.environ.get("COLUMNS"):
         # piped: never squeeze or cut columns, a script may parse them (unless COLUMNS asks for a width)
-        out = Console(stderr=stderr, highlight=False, no_color=True, soft_wrap=False, width=400)
+        out = Console(stderr=stderr, highlight=False, no_color=True, soft_wrap=stderr, width=400)
     return out
 
 
@@ -235,7 +235,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
     if not 1 <= n <= row.attempt:
         raise UsageError(f"--attempt: job {row.id} has attempts 1 to {row.attempt}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show
-        return print_logs([(0, backend_for(row, service).batch_log(row, n))], tail)
+        return print_logs([(0, _backend_for(row, service).batch_log(row, n))], tail)
     print_logs(log_files(service.paths.job_dir(row.id), n, row.num_nodes, rank), tail)
 
 
@@ -252,7 +252,7 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     masked_notify(spec)
     held = loads(row.alloc)
     doc = job_json(row)
-    details.update(backend_for(row, service).describe(row))
+    details.update(_backend_for(row, service).describe(row))
     if as_json:
         dump(describe_document(doc, spec, held, details))
         return
@@ -452,7 +452,7 @@ def describe_json(service: Service, row: Job) -> dict[str, Any]:
     details = service.details(row)
     spec["envs"] = masked_envs(spec, loads(row.envs, {}))
     masked_notify(spec)
-    details.update(backend_for(row, service).describe(row))
+    details.update(_backend_for(row, service).describe(row))
     return describe_document(job_json(row), spec, loads(row.alloc), details)
 
 
@@ -577,3 +577,9 @@ def supervisor_stop(service: Service) -> int:
         time.sleep(0.05)
     console(stderr=True).print(f"supervisor {info['pid']} stopped; running jobs keep running", markup=False)
     return 0
+
+
+def _backend_for(row: Job, service: Service) -> Any:
+    from jobctl.engine.backends import backend_for
+
+    return backend_for(row, service)

@@ -52,57 +52,39 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from jobctl.core.models import MIB_PER_GIB
+from jobctl.core.resources import (  # re-exported: the scheduler's inputs and outputs
+    EPS,
+    Allocation,
+    Capacity,
+    Option,
+    Pool,
+    Request,
+    Running,
+    never_fits,
+    options,
+    rank_key,
+)
 
-EPS = 1e-6  # CPU counts are floats: tolerate rounding when comparing them
-
-Option = tuple[str | None, int]  # an accelerator alternative (name, device count); (None, 0): none
-
-
-@dataclass(frozen=True)
-class Capacity:
-    cpus: float
-    memory_mib: int
-    devices: dict[str, tuple[int, ...]]  # accelerator name -> device indices
-
-
-@dataclass(frozen=True)
-class Request:
-    """A job waiting to start (PENDING, or SUSPENDED by the system after preemption)."""
-
-    job_id: int
-    priority: int  # higher first
-    order: float  # submission time; older (smaller) first; ties broken by job_id
-    cpus: float  # total for the job (all nodes)
-    memory_mib: int  # total
-    accelerators: tuple[tuple[str, int], ...] = ()  # alternatives ("any one of these"); (): none
-    limit: float | None = None  # once started, it ends within this many seconds; None: unknown
-    queue: str = "default"  # its named queue (SPEC section 9); see QueueLimit
-    group: int | None = None  # its array (the array's first job ID), for the array's throttle
-    user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
-
-
-@dataclass(frozen=True)
-class Running:
-    """A job holding resources now."""
-
-    job_id: int
-    priority: int
-    order: float
-    cpus: float
-    memory_mib: int
-    devices: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (name, indices) it holds
-    preemptible: bool = True  # False: frozen by a user, or already being terminated
-    releasing: bool = False  # True: already being terminated; its resources will free soon
-    ends_by: float | None = None  # a time by which it will have ended (its timeout); None: unknown
-    queue: str = "default"
-    group: int | None = None
-    user: str | None = None  # who launched it (fair share and per-user caps: see UserPolicy)
+__all__ = [  # the resource types are part of the scheduler's interface (defined in core/resources.py)
+    "Allocation",
+    "Capacity",
+    "Decisions",
+    "QueueLimit",
+    "Request",
+    "Running",
+    "UserCaps",
+    "UserPolicy",
+    "fair_order",
+    "never_fits",
+    "rank_key",
+    "reserved_start",
+    "schedule",
+]
 
 
-@dataclass(frozen=True)
-class QueueLimit:
+class QueueLimit(NamedTuple):
     """What one named queue lets its jobs hold at once (None: no cap), and whether it is paused."""
 
     max_running: int | None = None
@@ -156,14 +138,6 @@ class _Gate:
         self._add(req.queue, req.group, req.cpus, option[1] if option[0] is not None else 0)
 
 
-@dataclass(frozen=True)
-class Allocation:
-    cpus: float
-    memory_mib: int
-    accelerator: str | None
-    devices: tuple[int, ...]  # sorted device indices of that accelerator
-
-
 @dataclass
 class Decisions:
     start: list[tuple[int, Allocation]] = field(default_factory=list)  # in start order
@@ -174,84 +148,14 @@ class Decisions:
     reserved: tuple[int, float] | None = None  # (P, its reserved start) when known (EASY backfill)
 
 
-def rank_key(job: Request | Running) -> tuple[int, float, int]:
-    """Sort key: the smallest key ranks first."""
-    return (-job.priority, job.order, job.job_id)
-
-
-@dataclass
-class _Pool:
-    """An amount of resources (device counts per name); may go negative when used as a budget."""
-
-    cpus: float
-    memory_mib: int
-    devices: dict[str, int]
-
-    @classmethod
-    def of(cls, capacity: Capacity) -> _Pool:
-        counts = {name: len(indices) for name, indices in capacity.devices.items()}
-        return cls(capacity.cpus, capacity.memory_mib, counts)
-
-    def copy(self) -> _Pool:
-        return _Pool(self.cpus, self.memory_mib, dict(self.devices))
-
-    def fits(self, cpus: float, memory_mib: int, option: Option) -> bool:
-        name, count = option
-        return (
-            cpus <= self.cpus + EPS
-            and memory_mib <= self.memory_mib
-            and (name is None or count <= self.devices.get(name, 0))
-        )
-
-    def add(self, cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]], sign: int = 1) -> None:
-        self.cpus += sign * cpus
-        self.memory_mib += sign * memory_mib
-        for name, count in devices:
-            self.devices[name] = self.devices.get(name, 0) + sign * count
-
-    def add_running(self, job: Running, sign: int = 1) -> None:
-        self.add(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices), sign)
-
-    def take(self, cpus: float, memory_mib: int, option: Option) -> None:
-        name, count = option
-        self.add(cpus, memory_mib, [(name, count)] if name is not None else [], -1)
-
-
-def _options(req: Request) -> list[Option]:
-    return list(req.accelerators) if req.accelerators else [(None, 0)]
-
-
-def _gib(mib: float) -> str:
-    return f"{mib / MIB_PER_GIB:.1f} GiB"
-
-
-def never_fits(req: Request, capacity: Capacity) -> str | None:
-    """None if `req` could fit an empty machine, else a one-line reason naming the resource."""
-    reasons = []
-    if req.cpus > capacity.cpus + EPS:
-        reasons.append(f"needs {req.cpus:g} CPUs but capacity is {capacity.cpus:g} CPUs")
-    if req.memory_mib > capacity.memory_mib:
-        reasons.append(f"needs {_gib(req.memory_mib)} of memory but capacity is {_gib(capacity.memory_mib)}")
-    if req.accelerators:
-        empty = _Pool.of(capacity)
-        if not any(empty.fits(0, 0, opt) for opt in req.accelerators):
-            wanted = " or ".join(f"{count} {name}" for name, count in req.accelerators)
-            names = list(dict.fromkeys(name for name, _ in req.accelerators))
-            have = " and ".join(f"{len(capacity.devices.get(n, ()))} {n}" for n in names)
-            if len(names) == 1:
-                have = str(len(capacity.devices.get(names[0], ())))
-            reasons.append(f"needs {wanted} but this machine has {have}")
-    return "; ".join(reasons) or None
-
-
-def _plan_preemption(req: Request, free: _Pool, running: Sequence[Running]) -> tuple[list[Running], _Pool] | None:
+def _plan_preemption(req: Request, free: Pool, running: Sequence[Running]) -> tuple[list[Running], Pool] | None:
     """Victims that make the blocked `req` fit, and the pool it then fits in; None if impossible.
 
     An empty victim list means jobs already releasing will make room.
     """
-    opts = _options(req)
+    opts = options(req)
 
-    def fits(pool: _Pool) -> bool:
+    def fits(pool: Pool) -> bool:
         return any(pool.fits(req.cpus, req.memory_mib, o) for o in opts)
 
     pool = free.copy()
@@ -287,13 +191,13 @@ def _plan_preemption(req: Request, free: _Pool, running: Sequence[Running]) -> t
 
 
 def reserved_start(
-    req: Request, free: _Pool, holders: Iterable[tuple[float | None, _Pool]], now: float
-) -> tuple[float, _Pool] | None:
+    req: Request, free: Pool, holders: Iterable[tuple[float | None, Pool]], now: float
+) -> tuple[float, Pool] | None:
     """When the blocked `req` is sure to fit, and what it then leaves free; None if unknown.
 
     `free`: resources free now; `holders`: (end bound or None, resources) of what holds the rest.
     """
-    opts = _options(req)
+    opts = options(req)
     pool = free.copy()
     ends = sorted(((end, res) for end, res in holders if end is not None), key=lambda x: x[0])
     at = now
@@ -308,8 +212,8 @@ def reserved_start(
     return None
 
 
-def _held(cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]]) -> _Pool:
-    pool = _Pool(0.0, 0, {})
+def _held(cpus: float, memory_mib: int, devices: Iterable[tuple[str, int]]) -> Pool:
+    pool = Pool(0.0, 0, {})
     pool.add(cpus, memory_mib, devices)
     return pool
 
@@ -334,7 +238,7 @@ def schedule(
     queue's and the array's verdicts are said first (reason "queue_paused", "queue_full",
     "throttled"), then its user's ("user_limit")."""
     gate = _Gate(running, queues or {}, throttles or {})
-    free = _Pool.of(capacity)
+    free = Pool.of(capacity)
     free_sets = {name: set(indices) for name, indices in capacity.devices.items()}
     for job in running:
         free.add_running(job, -1)
@@ -343,13 +247,13 @@ def schedule(
     free_idx = {name: sorted(s) for name, s in free_sets.items()}  # lowest first
     free.devices = {name: len(idx) for name, idx in free_idx.items()}
 
-    empty = _Pool.of(capacity)
+    empty = Pool.of(capacity)
     out = Decisions()
-    budget: _Pool | None = None  # backfill budget, set at the first blocked job P
-    soon: _Pool | None = None  # what P leaves of free + releasing/preempted, when P is preempting
+    budget: Pool | None = None  # backfill budget, set at the first blocked job P
+    soon: Pool | None = None  # what P leaves of free + releasing/preempted, when P is preempting
     first: int | None = None  # P's job ID
     shadow: float | None = None  # P's reserved start, when known (EASY backfill)
-    extra: _Pool | None = None  # what P leaves free at its reserved start
+    extra: Pool | None = None  # what P leaves free at its reserved start
     holders = [
         (job.ends_by, _held(job.cpus, job.memory_mib, ((n, len(i)) for n, i in job.devices))) for job in running
     ]  # and the jobs started in this call, appended below
@@ -367,7 +271,7 @@ def schedule(
         if caps is not None and caps.over(req):  # waits for its own user's jobs; reserves nothing
             out.waiting[req.job_id] = "user_limit"
             continue
-        opts = _options(req)
+        opts = options(req)
         fit_now = [o for o in opts if free.fits(req.cpus, req.memory_mib, o)]
         if shadow is not None and extra is not None:  # EASY: ends before P's reserved start, or fits what P leaves
             ends_in_time = req.limit is not None and now + req.limit <= shadow
@@ -405,7 +309,7 @@ def schedule(
             victims = plan[0] if plan else []
             out.preempt = [v.job_id for v in victims]
             gone = {v.job_id for v in victims}
-            budget = _Pool.of(capacity)
+            budget = Pool.of(capacity)
             key = rank_key(req)
             for job in running:  # lower-ranked running jobs that keep their resources
                 if not job.releasing and job.job_id not in gone and rank_key(job) > key:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fractions import Fraction  # imported where memory is parsed: `status` never needs it
 
 MIB_PER_GIB = 1024
 MAX_MEMORY_MIB = 1 << 30  # 1 PiB: far beyond any machine, small enough to catch typos
@@ -19,19 +21,38 @@ MAX_DURATION_S = 365 * 86_400
 
 # Binary multiples in MiB. Decimal spellings (GB, G, ...) mean the same as the binary ones, as in
 # SkyPilot and Konduktor where "16GB" is 16 GiB of memory; the 7% between them never matters here.
-_MEMORY_UNITS: dict[str, Fraction] = {
-    letter + suffix: Fraction(1024) ** power
-    for power, letter in enumerate("kmgtp", start=-1)
-    for suffix in ("", "b", "i", "ib")
+_MEMORY_UNITS: dict[str, int] = {  # the power of 1024 of each unit, in MiB
+    letter + suffix: power for power, letter in enumerate("kmgtp", start=-1) for suffix in ("", "b", "i", "ib")
 }
 
 # At most 30 digits: a longer number is a mistake, and this keeps Fraction/int conversions cheap.
 _NUMBER = r"(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})"
 # Longer strings are refused before matching (which also keeps the regexes' backtracking cheap).
 _MAX_TEXT = 100
-_MEMORY_RE = re.compile(rf"\s*({_NUMBER})\s*([a-z]*)\s*(\+?)\s*", re.IGNORECASE)
-_CPUS_RE = re.compile(rf"\s*({_NUMBER})\s*(\+?)\s*")
-_DURATION_PART_RE = re.compile(rf"\s*({_NUMBER})\s*([smhd]?)", re.IGNORECASE)
+
+
+class _LazyPattern:
+    """A regular expression compiled on first use: `status` imports this module only to format."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, pattern: str, flags: int = 0):
+        self._args = (pattern, flags)
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, name: str) -> Any:  # fullmatch, match, pattern, ...
+        if self._compiled is None:
+            self._compiled = re.compile(*self._args)
+        return getattr(self._compiled, name)
+
+
+def _lazy(pattern: str, flags: int = 0) -> Any:
+    return _LazyPattern(pattern, flags)
+
+
+_MEMORY_RE: re.Pattern[str] = _lazy(rf"\s*({_NUMBER})\s*([a-z]*)\s*(\+?)\s*", re.IGNORECASE)
+_CPUS_RE: re.Pattern[str] = _lazy(rf"\s*({_NUMBER})\s*(\+?)\s*")
+_DURATION_PART_RE: re.Pattern[str] = _lazy(rf"\s*({_NUMBER})\s*([smhd]?)", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -86,6 +107,8 @@ def parse_memory(value: object, *, where_key: str = "memory") -> int:
     "4G", "4Gi", "1TiB", "1.5GiB", "4GiB+". `where_key` names the setting in the hint given when a
     bare number is implausibly large (someone who meant MiB).
     """
+    from fractions import Fraction
+
     expected = 'expected a size such as 4 (GiB), "512MiB", "4GiB" or "4+"'
     mib: Fraction | float  # a float only for ±inf, which the range checks below refuse
     if isinstance(value, int) and not isinstance(value, bool):
@@ -101,7 +124,7 @@ def parse_memory(value: object, *, where_key: str = "memory") -> int:
         unit = match.group(2).lower() if match else ""
         if not match or (unit and unit not in _MEMORY_UNITS):
             raise ValueError(f"{expected}, got {describe_value(value)}")
-        mib = Fraction(match.group(1)) * (_MEMORY_UNITS[unit] if unit else MIB_PER_GIB)
+        mib = Fraction(match.group(1)) * (Fraction(1024) ** _MEMORY_UNITS[unit] if unit else MIB_PER_GIB)
         unit_given = bool(unit)
     else:
         raise ValueError(f"{expected}, got {describe_value(value)}")
@@ -198,11 +221,11 @@ def format_duration(seconds: float) -> str:
 # -- accelerators ---------------------------------------------------------------------------------
 
 MAX_ACCELERATORS = 1024  # per node, per alternative
-ACCELERATOR_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+ACCELERATOR_NAME_RE: re.Pattern[str] = _lazy(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 ACCELERATOR_EXPECTED = 'expected an accelerator such as "H100" or "H100:8"'
 _FRACTION_PROBLEM = "expected a whole number of accelerators (fractions are not supported)"
-_COUNT_RE = re.compile(r"[0-9]{1,9}")
-_FRACTION_RE = re.compile(r"[0-9]*\.[0-9]+")
+_COUNT_RE: re.Pattern[str] = _lazy(r"[0-9]{1,9}")
+_FRACTION_RE: re.Pattern[str] = _lazy(r"[0-9]*\.[0-9]+")
 
 
 class FractionalAccelerators(ValueError):

@@ -11,7 +11,6 @@ that picks one by a job's backend name.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from jobctl.store.records import Job
 if TYPE_CHECKING:  # the rest is imported when used: `jobctl status` never needs it
     from jobctl.backends.local.backend import LocalBackend
     from jobctl.core.models import JobSpec, LaunchTask
-    from jobctl.core.scheduler import Capacity
+    from jobctl.core.resources import Capacity
 
 
 def backend_id(job_id: int, attempt: int) -> str:
@@ -57,7 +56,7 @@ class LocalJobs(Backend):
     def never_fits(
         self, task: LaunchTask, tasks: list[LaunchTask], warnings: list[str], env: dict[str, str]
     ) -> str | None:
-        from jobctl.core.scheduler import Request, never_fits
+        from jobctl.core.resources import Request, never_fits
 
         if self._capacity is None:  # detected once per launch
             from jobctl.backends.local import capacity
@@ -67,7 +66,7 @@ class LocalJobs(Backend):
         spec = task.spec
         n = spec.num_nodes
         accs = tuple((str(name).upper(), int(count) * n) for name, count in spec.accelerators)
-        upper = replace(self._capacity, devices={k.upper(): v for k, v in self._capacity.devices.items()})
+        upper = self._capacity._replace(devices={k.upper(): v for k, v in self._capacity.devices.items()})
         return never_fits(Request(0, 0, 0.0, task.cpus * n, task.memory_mib * n, accs), upper)
 
     def fit_hint(self, spec: JobSpec, why: str) -> str:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 APP = "jobctl"
 CALLER_UMASK: int | None = None  # the umask jobctl was started with (it then works under 077); jobs get it
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
+    """Where a home keeps its database, logs, settings and supervisor files."""
+
     data: Path  # the SQLite file lives here
     state: Path  # logs
     config: Path  # config.toml

@@ -8,7 +8,7 @@ Everything else the dashboard shows comes from the same service functions as the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from jobctl.store.base import Queries
 from jobctl.store.records import Attempt, Job, build, columns
@@ -17,8 +17,7 @@ _SPAN_COLUMNS = f"{columns(Attempt, 'a')}, {columns(Job, 'j')}"
 _ATTEMPT_WIDTH = len(columns(Attempt).split(", "))
 
 
-@dataclass(frozen=True)
-class AttemptSpan:
+class AttemptSpan(NamedTuple):
     """One attempt that started, with its job as it is now (the job's JSON columns stay text)."""
 
     attempt: Attempt
@@ -26,14 +25,13 @@ class AttemptSpan:
     started_at: float  # the attempt's start (`attempt.started_at`, never None here)
 
 
-@dataclass(frozen=True)
-class JobCount:
+class JobCount(NamedTuple):
     """Jobs submitted in a period with one (user, name, state)."""
 
     user: str
     name: str
     state: str
-    count: int
+    jobs: int  # how many jobs
     waited: float  # seconds from submission to the first start, summed over the started ones
     started: int  # how many of them started
 

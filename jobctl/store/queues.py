@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jobctl.store.base import JOB_COLUMNS, Queries
 from jobctl.store.records import TERMINAL_SQL, Job
@@ -24,8 +23,7 @@ if TYPE_CHECKING:  # the scheduler is imported only by the passes that use it, n
 DEFAULT_QUEUE = "default"
 
 
-@dataclass(frozen=True)
-class QueueRow:
+class QueueRow(NamedTuple):
     """One line of `queue list`."""
 
     name: str
@@ -37,8 +35,7 @@ class QueueRow:
     paused: bool
 
 
-@dataclass(frozen=True)
-class ArrayStats:
+class ArrayStats(NamedTuple):
     """One array of the status table: its tasks by state, index range, first start and last end."""
 
     array_id: int

@@ -1,6 +1,7 @@
 """The typed rows of the store: what every other layer reads instead of `sqlite3.Row`.
 
-Each record is a frozen dataclass whose fields are the columns of its table (see MIGRATIONS in
+Each record is a `NamedTuple` (immutable and cheap to build: the CLI imports and creates them on
+every command) whose fields are the columns of its table (see MIGRATIONS in
 `jobctl/store/database.py`), in column order. They are built only inside the store, from rows
 selected with the matching column list (`columns(Record)`). JSON columns (`accelerators`,
 `labels`, `envs`, `alloc`) stay text here; `loads` decodes them.
@@ -8,11 +9,9 @@ selected with the matching column list (`columns(Record)`). JSON columns (`accel
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from jobctl.core import states
 
@@ -20,8 +19,7 @@ from jobctl.core import states
 TERMINAL_SQL = "(" + ", ".join(f"'{state}'" for state in sorted(states.TERMINAL)) + ")"
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """One row of `jobs`."""
 
     id: int
@@ -59,8 +57,7 @@ class Job:
     notify: str | None  # JSON: the notification targets (core/notify.py), merged at launch
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One row of `attempts`."""
 
     job_id: int
@@ -74,8 +71,7 @@ class Attempt:
     usage: str | None  # JSON: what the attempt used (SPEC section 11; core/accounting.py's fields)
 
 
-@dataclass(frozen=True)
-class Worker:
+class Worker(NamedTuple):
     """One row of `workers`: one rank of one attempt."""
 
     job_id: int
@@ -86,8 +82,7 @@ class Worker:
     exit_code: int | None
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """One row of `events`: a recorded change of state."""
 
     id: int
@@ -100,8 +95,7 @@ class Event:
     message: str | None
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     """One row of `deps` with what is known of the job depended on (state None: it was removed)."""
 
     dep_id: int
@@ -112,8 +106,7 @@ class Dependency:
     backend_id: str | None
 
 
-@dataclass(frozen=True)
-class Notification:
+class Notification(NamedTuple):
     """One row of `notifications`: one delivery of the outbox (store/notifications.py)."""
 
     id: int
@@ -140,8 +133,7 @@ class Notification:
         return value if isinstance(value, dict) else {}
 
 
-@dataclass(frozen=True)
-class NotificationTry:
+class NotificationTry(NamedTuple):
     """One row of `notification_tries`: one try of a delivery (what `describe` shows)."""
 
     notification_id: int
@@ -150,15 +142,13 @@ class NotificationTry:
     message: str | None
 
 
-R = TypeVar("R")
-
-_FIELDS: dict[type, tuple[str, ...]] = {}
+R = TypeVar("R", bound=tuple[Any, ...])
 
 
 def fields_of(cls: type) -> tuple[str, ...]:
-    if cls not in _FIELDS:
-        _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return _FIELDS[cls]
+    """The field names of a record class, in column order."""
+    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
+    return fields
 
 
 def columns(cls: type, table: str = "") -> str:
@@ -169,19 +159,12 @@ def columns(cls: type, table: str = "") -> str:
 
 def build(cls: type[R], values: Sequence[Any]) -> R:
     """A record from one row selected with `columns(cls)` (no per-field checks: the schema types them)."""
-    record = object.__new__(cls)
-    record.__dict__.update(zip(fields_of(cls), values))  # frozen: __setattr__ refuses, the dict does not
-    return record
+    return tuple.__new__(cls, values)
 
 
 def build_all(cls: type[R], rows: Iterable[Sequence[Any]]) -> list[R]:
-    names = fields_of(cls)
-    out = []
-    for values in rows:
-        record = object.__new__(cls)
-        record.__dict__.update(zip(names, values))
-        out.append(record)
-    return out
+    new = tuple.__new__
+    return [new(cls, values) for values in rows]
 
 
 def dumps(value: Any) -> str | None:

@@ -9,14 +9,12 @@ dashboard's Usage page sum `usage_jobs_since` (app/reports.py).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobctl.store.base import Queries
 
 
-@dataclass(frozen=True)
-class JobUsage:
+class JobUsage(NamedTuple):
     """One job as `jobctl stats` sums it: who, what, its state, and the usage of each attempt."""
 
     id: int

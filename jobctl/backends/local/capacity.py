@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 
-from jobctl.core.scheduler import Capacity
+from jobctl.core.resources import Capacity
 from jobctl.home.config import Config
 
 

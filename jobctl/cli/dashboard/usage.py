@@ -41,10 +41,10 @@ def compute(service: Service, since_seconds: float, now: float | None = None) ->
     names: dict[str, dict[str, float]] = {}
     waited, started = 0.0, 0
     for count in service.store.jobs_since(since):
-        by_state[count.state] = by_state.get(count.state, 0) + count.count
+        by_state[count.state] = by_state.get(count.state, 0) + count.jobs
         for table, key in ((users, count.user), (names, count.name)):
             entry = table.setdefault(key, {"jobs": 0, "cpu_hours": 0.0, "gpu_hours": 0.0})
-            entry["jobs"] += count.count
+            entry["jobs"] += count.jobs
         waited += count.waited
         started += count.started
     days: dict[str, dict[str, float]] = {}
