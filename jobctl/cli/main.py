@@ -4,6 +4,8 @@ One chokepoint (`main`) maps every JobctlError to a red one-line message on stde
 code; `JOBCTL_DEBUG=1` shows the traceback instead. Data goes to stdout, everything else to stderr.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys

@@ -3,8 +3,6 @@ ever fit (`never_fits`). Pure, like the scheduler (`jobctl/core/scheduler.py`) t
 `launch` needs only this part, to refuse a job that no machine state would let start.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -82,11 +80,11 @@ class Pool:
         return f"Pool(cpus={self.cpus!r}, memory_mib={self.memory_mib!r}, devices={self.devices!r})"
 
     @classmethod
-    def of(cls, capacity: Capacity) -> Pool:
+    def of(cls, capacity: Capacity) -> "Pool":
         counts = {name: len(indices) for name, indices in capacity.devices.items()}
         return cls(capacity.cpus, capacity.memory_mib, counts)
 
-    def copy(self) -> Pool:
+    def copy(self) -> "Pool":
         return Pool(self.cpus, self.memory_mib, dict(self.devices))
 
     def fits(self, cpus: float, memory_mib: int, option: Option) -> bool:

@@ -9,8 +9,6 @@ root, see `trusted_owners`) and not writable by group or others. Anything else i
 line before a byte is read from it: whoever can change those folders could run code as their owner.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from pathlib import Path

@@ -6,8 +6,6 @@ Everything else the dashboard shows comes from the same service functions as the
 `Store` has these methods through `DashboardQueries`.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from jobctl.store.base import Queries

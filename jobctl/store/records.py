@@ -7,8 +7,6 @@ selected with the matching column list (`columns(Record)`). JSON columns (`accel
 `labels`, `envs`, `alloc`) stay text here; `loads` decodes them.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar

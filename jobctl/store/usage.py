@@ -6,8 +6,6 @@ gpu_memory_max_bytes. `Store` has these methods through `UsageQueries`; `jobctl 
 dashboard's Usage page sum `usage_jobs_since` (app/reports.py).
 """
 
-from __future__ import annotations
-
 import json
 from typing import Any, NamedTuple
 
