@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 from helpers import wait_until, write_job
 
@@ -64,15 +63,25 @@ def test_a_job_that_never_ran_has_no_usage(jobctl, tmp_path):
 
 def test_sampling_without_a_cgroup_measures_a_real_process_tree():
     """The runner's path where the machine offers no memory cgroup: psutil samples of the tree plus
-    getrusage of reaped children, against a real child that allocates 200 MiB and burns 1 CPU-second."""
-    meter = UsageMeter([], cgroup=None)
+    getrusage of reaped children, against a real child that allocates 200 MiB and burns 1 CPU-second.
+
+    The meter runs in a fresh interpreter, as in a runner: getrusage(RUSAGE_CHILDREN) keeps the
+    largest child a process ever reaped, so this test process (which has reaped others) would not do."""
     code = BURN.replace("300", "200").replace("2.0", "1.0") + "time.sleep(1.5)\n"
-    child = subprocess.Popen([sys.executable, "-c", code])
-    proc = psutil.Process(child.pid)
-    while child.poll() is None:
-        meter.sample([proc])
-        time.sleep(0.05)
-    usage = meter.result()
+    meter = f"""
+import json, subprocess, sys, time
+import psutil
+from jobctl.backends.local.usage import UsageMeter
+meter = UsageMeter([], cgroup=None)
+child = subprocess.Popen([sys.executable, "-c", {code!r}])
+proc = psutil.Process(child.pid)
+while child.poll() is None:
+    meter.sample([proc])
+    time.sleep(0.05)
+print(json.dumps(meter.result()))
+"""
+    out = subprocess.run([sys.executable, "-c", meter], capture_output=True, text=True, timeout=120, check=True)
+    usage = json.loads(out.stdout)
     assert abs(usage["max_rss_bytes"] - 200 * MIB) <= 0.15 * 200 * MIB, usage
     assert abs(usage["cpu_seconds"] - 1.0) <= 0.25, usage
     assert usage["wall_seconds"] >= 1.5

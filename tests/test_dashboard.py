@@ -344,10 +344,16 @@ def test_control_is_refused_without_the_flag_or_the_token(jobctl, dashboard, tmp
 def three_jobs_on_two_gpus(jobctl, tmp_path) -> list[int]:
     jobctl.config("capacity.accelerators", "{H100 = 2}")
     jobctl.config("capacity.cpus", "4")
+    # each holds its GPU until `go` exists: the first two run side by side and the third waits for
+    # one of theirs, however slow the launches are
+    gate = f"while [ ! -e {tmp_path}/go ]; do sleep 0.05; done"
     job = write_job(
-        tmp_path, "gpu-task", "resources: {accelerators: 'H100:1'}\nrun: echo $CUDA_VISIBLE_DEVICES; sleep 2\n"
+        tmp_path,
+        "gpu-task",
+        f"resources: {{accelerators: 'H100:1'}}\nrun: echo $CUDA_VISIBLE_DEVICES; {gate}; sleep 1\n",
     )
     ids = [jobctl.launch(job) for _ in range(3)]
+    (tmp_path / "go").touch()
     for job_id in ids:
         assert finished(jobctl, job_id, timeout=60)["state"] == "COMPLETED"
     return ids

@@ -21,10 +21,13 @@ def job_processes(jobctl, job_id: int) -> list[psutil.Process]:
 
 
 def test_stop_freezes_the_tree_and_start_resumes_it(jobctl, home):
-    path = write_job(home, "counter", "run: |\n  for i in $(seq 1 30); do echo $i; sleep 0.1; done\n")
+    # after 3 lines the job waits for the file `go`: it cannot finish before the test stops it
+    script = "for i in $(seq 1 30); do echo $i; [ $i = 3 ] && while [ ! -e go ]; do sleep 0.05; done; sleep 0.1; done"
+    path = write_job(home, "counter", f"workdir: {home}\nrun: |\n  {script}\n")
     job_id = jobctl.launch(path)
     jobctl.wait_state(job_id, "ACTIVE")
     wait_until(lambda: "3" in jobctl("logs", str(job_id)).stdout.split(), what="some output")
+    (home / "go").touch()
     proc = jobctl("stop", str(job_id))
     assert proc.returncode == 0, proc.stderr
     job = jobctl.job(job_id)
@@ -178,17 +181,19 @@ def test_timeout_fails_a_long_job_quickly(jobctl, home):
     assert proc.returncode == 124
     job = jobctl.job(int(proc.stdout))
     assert job["status"] == "FAILED (timed out)" and job["reason"] == "timed_out"
-    assert elapsed < 4.0, elapsed
+    assert elapsed < 15.0, elapsed  # ended by its 2 s timeout, long before its `sleep 60`
 
 
 def test_frozen_time_does_not_count_against_timeout(jobctl, home):
-    path = write_job(home, "pausable", "timeout: 3s\nrun: sleep 2\n")
+    # 7 s of work under a 10 s timeout, stopped right after it starts (a slow machine has 7 s for
+    # that) and frozen for 8 s: counted, the frozen time would make it time out
+    path = write_job(home, "pausable", "timeout: 10s\nrun: sleep 7\n")
     job_id = jobctl.launch(path)
     jobctl.wait_state(job_id, "ACTIVE")
     jobctl("stop", str(job_id), check=True)
-    time.sleep(2.5)  # frozen for longer than the remaining time
+    time.sleep(8)
     jobctl("start", str(job_id), check=True)
-    assert jobctl.wait_state(job_id, "COMPLETED", "FAILED", timeout=10)["state"] == "COMPLETED"
+    assert jobctl.wait_state(job_id, "COMPLETED", "FAILED", timeout=30)["state"] == "COMPLETED"
 
 
 def test_queue_timeout(jobctl, home):
@@ -202,14 +207,16 @@ def test_queue_timeout(jobctl, home):
 
 
 def test_chain_with_a_failed_head_fails_downstream_without_running(jobctl, home):
-    a = jobctl.launch(write_job(home, "a", "run: sleep 4; exit 1\n"))
+    # `a` fails once the file `go` exists: b and c are seen waiting on it first, however slow the machine
+    a = jobctl.launch(write_job(home, "a", f"run: while [ ! -e {home}/go ]; do sleep 0.05; done; exit 1\n"))
     b = jobctl.launch(write_job(home, "b", "depends_on: a\nrun: touch ran-b\n"))
     c = jobctl.launch(write_job(home, "c", f"depends_on: [{b}]\nrun: touch ran-c\n"))
     assert jobctl.job(b)["status"] == f"BLOCKED (after {a})"
     assert jobctl.job(c)["status"] == f"BLOCKED (after {b})"
+    (home / "go").touch()
     jobctl.wait_state(a, "FAILED")
     for job_id in (b, c):
-        job = jobctl.wait_state(job_id, "FAILED", timeout=5)
+        job = jobctl.wait_state(job_id, "FAILED", timeout=30)
         assert job["status"] == "FAILED (upstream failed)" and job["attempt"] == 0
     assert not (home / "ran-b").exists() and not (home / "ran-c").exists()
 

@@ -78,12 +78,16 @@ def test_priority_preempts_and_the_displaced_job_completes_later(jobctl, home):
     jobctl.config("capacity.cpus", "1")
     low = jobctl.launch(
         write_job(
-            home, "low", "resources: {cpus: 1}\nrun: |\n  echo start $JOBCTL_ATTEMPT\n  sleep 3\n  echo low done\n"
+            home,
+            "low",
+            # attempt 1 outlasts any slow machine (it is preempted long before); attempt 2 is short
+            "resources: {cpus: 1}\nrun: |\n  echo start $JOBCTL_ATTEMPT\n"
+            "  if [ $JOBCTL_ATTEMPT = 1 ]; then sleep 60; else sleep 1; fi\n  echo low done\n",
         )
     )
     jobctl.wait_state(low, "ACTIVE")
     high = jobctl.launch(write_job(home, "high", "priority: 10\nresources: {cpus: 1}\nrun: sleep 2; echo high done\n"))
-    job = jobctl.wait_state(low, "SUSPENDED", timeout=10)
+    job = jobctl.wait_state(low, "SUSPENDED", timeout=30)
     assert job["status"] == "SUSPENDED (by system)"
     jobctl.wait_state(high, "ACTIVE", "COMPLETED", timeout=15)
     high_job = jobctl.wait_state(high, "COMPLETED", timeout=15)

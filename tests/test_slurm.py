@@ -364,8 +364,8 @@ def test_kill_and_stop_release_run_the_jobs_term_trap(slurm, home):
     assert slurm("kill", str(a)).returncode == 0
     assert slurm("stop", "--release", str(b)).returncode == 0
     # the file exists as soon as the trap's redirection opened it: wait for what it wrote
-    wait_until(lambda: text(killed) == "got-term\n", timeout=20, what="the TERM trap to run on kill")
-    wait_until(lambda: text(released) == "got-term\n", timeout=20, what="the TERM trap to run on stop --release")
+    wait_until(lambda: text(killed) == "got-term\n", timeout=60, what="the TERM trap to run on kill")
+    wait_until(lambda: text(released) == "got-term\n", timeout=60, what="the TERM trap to run on stop --release")
 
 
 def text(path: Path) -> str | None:
