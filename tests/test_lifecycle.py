@@ -21,13 +21,14 @@ def job_processes(jobctl, job_id: int) -> list[psutil.Process]:
 
 
 def test_stop_freezes_the_tree_and_start_resumes_it(jobctl, home):
-    # after 3 lines the job waits for the file `go`: it cannot finish before the test stops it
-    script = "for i in $(seq 1 30); do echo $i; [ $i = 3 ] && while [ ! -e go ]; do sleep 0.05; done; sleep 0.1; done"
+    # after 3 lines the job waits for the file `go`, then counts on for 8 s: it is stopped mid-count
+    script = "for i in $(seq 1 30); do echo $i; [ $i = 3 ] && while [ ! -e go ]; do sleep 0.05; done; sleep 0.3; done"
     path = write_job(home, "counter", f"workdir: {home}\nrun: |\n  {script}\n")
     job_id = jobctl.launch(path)
     jobctl.wait_state(job_id, "ACTIVE")
     wait_until(lambda: "3" in jobctl("logs", str(job_id)).stdout.split(), what="some output")
     (home / "go").touch()
+    wait_until(lambda: "4" in jobctl("logs", str(job_id)).stdout.split(), what="the count going on")
     proc = jobctl("stop", str(job_id))
     assert proc.returncode == 0, proc.stderr
     job = jobctl.job(job_id)
