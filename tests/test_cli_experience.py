@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-from helpers import REPO, wait_until, write_job
+from helpers import REPO, InProcessJobctl, wait_until, write_job
 
 from jobctl.cli.completions import SHELLS, generate
 from jobctl.cli.main import app
@@ -179,3 +180,37 @@ def test_watch_redraws_in_place_and_follow_streams_under_tmux(jobctl, home):
         _tmux("send-keys", "-t", session, "C-c", "")
     finally:
         _tmux("kill-session", "-t", session)
+
+
+# -- found by using jobctl as a new user would -----------------------------------------------------
+def test_dry_run_in_a_new_home_creates_nothing(home):
+    fresh = home / "new-home"
+    jobctl_new = InProcessJobctl(fresh)
+    pipeline = REPO / "examples" / "pipeline.yaml"
+    proc = jobctl_new("launch", "--dry-run", str(pipeline))
+    assert proc.returncode == 0, proc.stderr
+    assert "prepare" in proc.stdout and "total" in proc.stdout
+    ghost = write_job(home, "ghost", "depends_on: [ghost-job]\nrun: 'true'\n")
+    proc = jobctl_new("launch", "--dry-run", str(ghost))
+    assert proc.returncode == 2 and "unknown job 'ghost-job'" in proc.stderr
+    assert not fresh.exists()  # "records nothing": not even an empty database
+
+
+def test_dry_run_table_fits_80_columns_and_says_each_problem_once(jobctl_inproc, home):
+    path = write_job(
+        home,
+        "pipe",
+        "name: pipe\n---\nname: prep\nenvs: {TOKEN: null}\nresources: {cpus: 64}\nrun: 'true'\n"
+        "---\nname: train\nenvs: {TOKEN: null}\nresources: {accelerators: H100:8}\nrun: 'true'\n",
+    )
+    proc = jobctl_inproc("launch", "--dry-run", str(path), env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    table = lines[: next(i for i, line in enumerate(lines) if "would refuse" in line)]
+    assert all(len(line) <= 80 for line in table), proc.stdout
+    rows = {cells[0]: cells for cells in (re.split(r"\s{2,}", line.strip()) for line in table[2:])}
+    assert rows["prep"][3] == "no" and rows["train"][3] == "no", proc.stdout
+    problems = [line for line in lines if "would refuse" in line]
+    assert sum("TOKEN" in p for p in problems) == 1, proc.stdout  # the file's problem, once
+    assert any("needs 64 CPUs" in p for p in problems) and any("8 H100" in p for p in problems)
+    assert all(len(p) > 80 for p in problems if "8 H100" in p)  # piped: one line per problem, unwrapped

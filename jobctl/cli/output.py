@@ -40,17 +40,34 @@ def print_plan(plan, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title="Plan (dry run: nothing recorded)", box=None, header_style="bold")
+    # FITS says yes or no; why not is said once below the table, so that the table stays narrow
+    # (a long reason in a cell wrapped into a column of short lines at 80 columns)
+    table = Table(
+        title="Plan (dry run: nothing recorded)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        padding=(0, 2, 0, 0),
+        header_style="bold",
+    )
     for col in ("NAME", "RESOURCES", "BACKEND", "FITS", "DEPENDS ON"):
         table.add_column(col)
+    problems = list(dict.fromkeys(plan.problems))  # a pipeline's tasks share their file's problems
     for job in plan.jobs:
         deps = ", ".join(str(d) for d in job["depends_on"]) or "-"
         name = job["name"] + (f" (x{job['array']})" if job["array"] else "")
-        table.add_row(name, job["resources"], job["backend"], "yes" if job["fits"] else f"no: {job['why_not']}", deps)
+        table.add_row(name, job["resources"], job["backend"], "yes" if job["fits"] else "no", deps)
+        if not job["fits"] and not any(job["why_not"] in problem for problem in problems):
+            problems.append(f"{job['name']} does not fit: {job['why_not']}")
     out = console()
     out.print(table)
-    for problem in plan.problems:
-        out.print(f"on this machine, a real launch would refuse: {problem}", style="yellow", markup=False)
+    for problem in problems:  # one line each when piped (a script greps them), wrapped on a terminal
+        out.print(
+            f"on this machine, a real launch would refuse: {problem}",
+            style="yellow",
+            markup=False,
+            soft_wrap=not out.is_terminal,
+        )
 
 
 def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False) -> int:
