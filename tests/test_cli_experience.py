@@ -214,3 +214,31 @@ def test_dry_run_table_fits_80_columns_and_says_each_problem_once(jobctl_inproc,
     assert sum("TOKEN" in p for p in problems) == 1, proc.stdout  # the file's problem, once
     assert any("needs 64 CPUs" in p for p in problems) and any("8 H100" in p for p in problems)
     assert all(len(p) > 80 for p in problems if "8 H100" in p)  # piped: one line per problem, unwrapped
+
+
+def test_an_unknown_job_is_said_the_same_way_by_every_command(jobctl_inproc):
+    for command in (["logs"], ["describe"], ["status"], ["kill"], ["stop"], ["start"], ["retry"], ["rm"]):
+        proc = jobctl_inproc(*command, "99")
+        assert proc.returncode == 1, (command, proc.stderr)
+        assert proc.stderr.strip() == "error: no job matches '99'", (command, proc.stderr)
+    proc = jobctl_inproc("update", "99", "--priority", "1")
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: no job matches '99'", proc.stderr
+
+
+def test_all_with_nothing_to_act_on_says_what_it_looked_for(jobctl_inproc):
+    expected = {
+        "kill": "no unfinished job to kill",
+        "stop": "no running or waiting job to stop",
+        "start": "no SUSPENDED job to start",
+        "retry": "no FAILED or KILLED job to retry",
+        "rm": "no finished job to remove",
+    }
+    for verb, text in expected.items():
+        proc = jobctl_inproc(verb, "--all")
+        assert proc.returncode == 0 and proc.stderr.strip() == text, (verb, proc.stderr)
+    proc = jobctl_inproc("update", "--all", "--priority", "1")
+    assert proc.returncode == 0 and proc.stderr.strip() == "no unfinished job to update", proc.stderr
+    proc = jobctl_inproc("prune", "--older-than", "2d")
+    assert proc.returncode == 0
+    assert proc.stderr.strip() == "nothing to prune: no finished job ended more than 2d ago"
+    assert jobctl_inproc("kill", "--all", "--json").stdout.strip() == "[]"  # JSON: the empty list, no words

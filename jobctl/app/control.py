@@ -274,7 +274,7 @@ def bulk(
     for sel in selectors:
         matched = service.select([sel], missing_ok=True)
         if not matched:
-            results.append(ActionResult(None, None, False, f"{sel}: no such job", None, sel))
+            results.append(ActionResult(None, None, False, f"no job matches {sel!r}", None, sel))
             continue
         rows = [r for r in matched if r.id not in seen]
         usable = [r for r in rows if applies(r)] if len(rows) > 1 else []

@@ -317,7 +317,7 @@ def stop(
     results = _bulk(svc, "stop", jobs, all_jobs, lambda row: control.stop(svc, row, release), release=release)
     from jobctl.cli import output
 
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="stop"))
 
 
 @app.command()
@@ -332,7 +332,7 @@ def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
     _check_selectors(jobs, all_jobs)
     svc = _service()
     results = _bulk(svc, "start", jobs, all_jobs, lambda r: control.start(svc, r))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="start"))
 
 
 @app.command()
@@ -347,7 +347,7 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
     _check_selectors(jobs, all_jobs)
     svc = _service()
     results = _bulk(svc, "retry", jobs, all_jobs, lambda r: control.retry(svc, r))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="retry"))
 
 
 @app.command()
@@ -384,7 +384,7 @@ def kill(
         results = svc.bulk("kill", jobs or [], all_jobs, grace=seconds)
     else:
         results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="kill"))
 
 
 @app.command()
@@ -399,7 +399,7 @@ def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False)
     _check_selectors(jobs, all_jobs)
     svc = _service()
     results = _bulk(svc, "rm", jobs, all_jobs, lambda r: control.remove(svc, r))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="rm"))
 
 
 @app.command()
@@ -418,7 +418,8 @@ def prune(
     assert seconds is not None  # the option has a default
     svc = _service()
     results = svc.prune(seconds) if getattr(svc, "remote", False) else control.prune(svc, seconds)
-    raise typer.Exit(output.report(results, as_json, quiet_empty=True))
+    nothing = f"nothing to prune: no finished job ended more than {older_than} ago"
+    raise typer.Exit(output.report(results, as_json, nothing=nothing))
 
 
 # -- reading -------------------------------------------------------------------------------------

@@ -70,7 +70,19 @@ def print_plan(plan, as_json: bool) -> None:
         )
 
 
-def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False) -> int:
+# What a bulk action says when `--all` found no job it applies to (kill --all on an idle queue)
+NOTHING = {
+    "stop": "no running or waiting job to stop",
+    "start": "no SUSPENDED job to start",
+    "retry": "no FAILED or KILLED job to retry",
+    "kill": "no unfinished job to kill",
+    "rm": "no finished job to remove",
+    "update": "no unfinished job to update",
+}
+
+
+def report(results: list[ActionResult], as_json: bool, nothing: str = "no jobs") -> int:
+    """Print one line per result on stderr (or one JSON list); `nothing`: the line when there is no result."""
     if as_json:
         dump(
             [
@@ -89,8 +101,8 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
         err = console(stderr=True)
         for r in results:
             err.print(r.message if r.ok else f"error: {r.message}", style=None if r.ok else "red", markup=False)
-        if not results and not quiet_empty:
-            err.print("no jobs", markup=False)
+        if not results:
+            err.print(NOTHING.get(nothing, nothing), markup=False)
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -214,7 +214,7 @@ def update(
         raise UsageError("update: give at least one of --priority, --queue, --timeout, --retries, --label")
     svc = _service("update")
     results = control.bulk(svc, jobs or [], all_jobs, "update", lambda r: app_queueing.update(svc, r, changes))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="update"))
 
 
 def register(app: typer.Typer) -> None:
