@@ -242,3 +242,17 @@ def test_all_with_nothing_to_act_on_says_what_it_looked_for(jobctl_inproc):
     assert proc.returncode == 0
     assert proc.stderr.strip() == "nothing to prune: no finished job ended more than 2d ago"
     assert jobctl_inproc("kill", "--all", "--json").stdout.strip() == "[]"  # JSON: the empty list, no words
+
+
+def test_ctrl_c_hint_is_one_short_line_even_for_an_array():
+    from jobctl.cli.main import interrupted_text
+
+    one = interrupted_text([12345])
+    assert one == "job 12345 keeps running; wait again: jobctl wait 12345; stop: jobctl kill 12345"
+    assert len(one) <= 80
+    many = interrupted_text(list(range(14, 214)))  # launch --array 200 --wait, then Ctrl-C
+    assert many == "200 jobs keep running; wait again: jobctl wait $(seq 14 213); stop: jobctl kill $(seq 14 213)"
+    assert interrupted_text([3, 7]) == "2 jobs keep running; wait again: jobctl wait 3 7; stop: jobctl kill 3 7"
+    # `wait` repeats what it was given, quoted for the shell
+    assert interrupted_text([5, 6, 9], ["sweep-*"]).endswith("jobctl wait 'sweep-*'; stop: jobctl kill 'sweep-*'")
+    assert "jobctl wait --all;" in interrupted_text([5, 6, 9], ["--all"])

@@ -216,8 +216,10 @@ def _split_command(args: list[str]) -> tuple[list[str], Optional[list[str]]]:
     return [], tail
 
 
-def _wait(service, ids: list[int], **kw) -> int:
-    """Wait for jobs; Ctrl-C leaves them running and says how to wait again or stop them (exit 130)."""
+def _wait(service, ids: list[int], again: Optional[list[str]] = None, **kw) -> int:
+    """Wait for jobs; Ctrl-C leaves them running and says how to wait again or stop them (exit 130).
+
+    `again`: the selectors to repeat in that hint (what `wait` was given; None: the job IDs)."""
     from jobctl.cli import output
 
     try:
@@ -225,19 +227,29 @@ def _wait(service, ids: list[int], **kw) -> int:
     except KeyboardInterrupt:
         if os.environ.get("JOBCTL_DEBUG") not in (None, "", "0"):
             raise
-        live = [str(i) for i in ids]
+        live = list(ids)
         try:
-            done = {r.id for r in service.select(live, missing_ok=True) if r.state in TERMINAL}
-            live = [i for i in live if int(i) not in done] or live
+            done = {r.id for r in service.select([str(i) for i in ids], missing_ok=True) if r.state in TERMINAL}
+            live = [i for i in ids if i not in done] or live
         except Exception:  # the database is busy or gone: name every job
             pass
-        text = " ".join(live)
-        verb = "keeps" if len(live) == 1 else "keep"
-        _err(
-            f"job{'s' if len(live) > 1 else ''} {', '.join(live)} {verb} running; `jobctl wait {text}` to wait again, "
-            f"`jobctl kill {text}` to stop {'it' if len(live) == 1 else 'them'}"
-        )
+        _err(interrupted_text(live, again))
         return 130
+
+
+def interrupted_text(live: list[int], again: Optional[list[str]] = None) -> str:
+    """One line after Ctrl-C: `job 12 keeps running; wait again: jobctl wait 12; stop: jobctl kill 12`.
+    Many jobs of one launch (an array) are named `$(seq FIRST LAST)`, not one by one."""
+    import shlex
+
+    if again:
+        sel = shlex.join(again)
+    elif len(live) > 3 and live == list(range(live[0], live[0] + len(live))):
+        sel = f"$(seq {live[0]} {live[-1]})"
+    else:
+        sel = " ".join(map(str, live))
+    who = f"job {live[0]} keeps" if len(live) == 1 else f"{len(live)} jobs keep"
+    return f"{who} running; wait again: jobctl wait {sel}; stop: jobctl kill {sel}"
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -518,7 +530,7 @@ def wait(
             raise typer.Exit(0)
     else:
         ids = [row.id for row in svc.select(jobs or [])]
-    raise typer.Exit(_wait(svc, ids, as_json=as_json, timeout=seconds))
+    raise typer.Exit(_wait(svc, ids, ["--all"] if all_jobs else jobs, as_json=as_json, timeout=seconds))
 
 
 def _duration_option(option: str, value: Optional[str]) -> Optional[float]:
