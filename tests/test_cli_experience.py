@@ -256,3 +256,54 @@ def test_ctrl_c_hint_is_one_short_line_even_for_an_array():
     # `wait` repeats what it was given, quoted for the shell
     assert interrupted_text([5, 6, 9], ["sweep-*"]).endswith("jobctl wait 'sweep-*'; stop: jobctl kill 'sweep-*'")
     assert "jobctl wait --all;" in interrupted_text([5, 6, 9], ["--all"])
+
+
+def test_queue_commands_name_themselves_and_catch_a_mistyped_queue(jobctl, jobctl_inproc):
+    proc = jobctl_inproc("queue", "set", "bad name", "--max-running", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: queue set: expected a queue name"), proc.stderr  # not "--queue:"
+    proc = jobctl_inproc("queue", "resume", "gpuu")
+    assert (
+        proc.returncode == 0 and proc.stderr.strip() == "queue gpuu is not paused (no job is in it and it has no cap)"
+    )
+    assert "gpuu" not in jobctl_inproc("queue", "list", check=True).stdout  # a typo records nothing
+    proc = jobctl_inproc("queue", "pause", "gpuu")
+    assert proc.returncode == 0 and "a new queue: no job is in it yet" in proc.stderr, proc.stderr
+    proc = jobctl_inproc("queue", "pause", "gpuu")
+    assert proc.stderr.strip() == "queue gpuu paused: no new job starts there; running ones go on"
+    proc = jobctl("queue", "resume", "gpuu", check=True)
+    assert proc.stderr.strip() == "queue gpuu resumed"
+    assert jobctl("queue", "resume", "gpuu", check=True).stderr.strip() == "queue gpuu is not paused"
+    jobctl_inproc("queue", "set", "one", "--cpus", "1", "--gpus", "1", check=True)
+    listed = jobctl_inproc("queue", "list", check=True).stdout
+    assert "(1 CPU, 1 GPU)" in listed, listed  # not "1 CPUs"
+
+
+def test_supervisor_status_fits_80_columns_and_counts_in_plain_words(jobctl):
+    jobctl("config", "set", "capacity.cpus", "1", check=True)
+    jobctl("config", "set", "capacity.accelerators", "{H100 = 2}", check=True)
+    jobctl("supervisor", "start", check=True)
+    text = wait_until(
+        lambda: (
+            (out := jobctl("supervisor", "status", env={"COLUMNS": "80"}, check=True).stdout)
+            and "capacity: 1 CPU," in out
+            and out
+        ),
+        30,
+        "the supervisor to say its capacity",
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("supervisor running: pid ") and len(lines) == 2, text
+    assert lines[1].startswith("capacity: 1 CPU, ") and lines[1].endswith(", 2 H100"), text
+    assert all(len(line) <= 80 for line in lines)
+
+
+def test_describe_timeline_says_a_reason_once(jobctl, home):
+    job = jobctl.launch(write_job(home, "held", "run: 'true'\n"), "--hold")
+    jobctl("update", str(job), "--priority", "5", check=True)
+    text = jobctl("describe", str(job), env={"COLUMNS": "200"}, check=True).stdout
+    events = text.split("Events:", 1)[1]
+    assert ", held at launch" in events, events
+    assert "held, held at launch" not in events and "updated, updated:" not in events, events
+    assert ", updated: priority 0 -> 5" in events, events
+    jobctl("kill", str(job), check=True)

@@ -270,6 +270,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
 
 def describe(service: Service, selector: str, as_json: bool) -> None:
     from jobctl.cli.views import clock_seconds, job_json, resources, seconds_text
+    from jobctl.core.units import count_text
 
     service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
@@ -325,7 +326,7 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("Not before", clock_seconds(row.start_at)))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
-        lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
+        lines.append(("Holding", f"{count_text(held['cpus'], 'CPU')}, {held['memory_mib']} MiB{devices}"))
     if details["depends_on"]:
         lines.append(("Depends on", ", ".join(f"{d['dep_id']} ({d['condition']})" for d in details["depends_on"])))
     if spec.get("envs"):
@@ -373,7 +374,10 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     timeline = []
     for e in details["events"]:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}"
-        extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
+        said = [x for x in (e["reason"], e["message"]) if x]
+        if len(said) == 2 and said[1].startswith(said[0]):  # `held at launch`, not `held, held at launch`
+            said = said[1:]
+        extra = "".join(f", {x}" for x in said)
         timeline.append((e["at"], f"{move}  by {e['actor'] or 'system'}{extra}"))
     timeline.extend(notification_events(details["notifications"]))  # deliveries, in time order
     timeline.sort(key=lambda item: item[0])
@@ -536,12 +540,9 @@ def supervisor_status(service: Service, as_json: bool, doc: dict[str, Any] | Non
         dump(doc)
     else:
         out = console()
-        if uptime is not None:
-            out.print(
-                f"supervisor running: pid {doc['pid']}, up {_uptime(uptime)}, capacity {_capacity_text(capacity)}",
-                markup=False,
-                highlight=False,
-            )
+        if uptime is not None:  # two short lines rather than one that an 80-column terminal breaks
+            out.print(f"supervisor running: pid {doc['pid']}, up {_uptime(uptime)}", markup=False, highlight=False)
+            out.print(f"capacity: {_capacity_text(capacity)}", markup=False, highlight=False)
         else:
             out.print("supervisor not running (it starts on demand)", markup=False)
     return 0
@@ -557,14 +558,16 @@ def _uptime(seconds: float) -> str:
 
 
 def _capacity_text(capacity: dict[str, Any] | None) -> str:
-    """`8 CPU, 31.2 GiB memory, H100 x4` from the supervisor's capacity.json."""
+    """`8 CPUs, 31.2 GiB memory, 4 H100` from the supervisor's capacity.json."""
+    from jobctl.core.units import count_text
+
     if not capacity:
         return "not known yet"
-    parts = [f"{capacity.get('cpus', 0):g} CPU"]
+    parts = [count_text(capacity.get("cpus", 0), "CPU")]
     if capacity.get("memory_mib") is not None:
         mib = capacity["memory_mib"]
         parts.append(f"{mib / 1024:.1f} GiB memory" if mib >= 1024 else f"{mib} MiB memory")
-    parts += [f"{name} x{count}" for name, count in (capacity.get("accelerators") or {}).items()]
+    parts += [f"{count} {name}" for name, count in (capacity.get("accelerators") or {}).items()]
     return ", ".join(parts)
 
 
