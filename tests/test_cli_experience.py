@@ -307,3 +307,29 @@ def test_describe_timeline_says_a_reason_once(jobctl, home):
     assert "held, held at launch" not in events and "updated, updated:" not in events, events
     assert ", updated: priority 0 -> 5" in events, events
     jobctl("kill", str(job), check=True)
+
+
+def test_follow_of_a_waiting_job_says_why_nothing_shows(jobctl, home):
+    jobctl("config", "set", "capacity.cpus", "1", check=True)
+    blocker = jobctl.launch(write_job(home, "blocker", "run: sleep 60\n"))
+    jobctl.wait_state(blocker, "ACTIVE", timeout=30)
+    err_path = home / "follow.err"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobctl", "launch", "--follow", "--", "echo", "from-the-job"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=jobctl.env,
+        )
+    try:
+        wait_until(lambda: "its output shows when it starts" in err_path.read_text(), 30, "the follower to say why")
+        line = next(x for x in err_path.read_text().splitlines() if "its output shows" in x)
+        assert line.endswith("is PENDING (resources); its output shows when it starts"), line
+        jobctl("kill", str(blocker), "--grace", "0", check=True)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "from-the-job" in out
+    assert err_path.read_text().count("its output shows") == 1  # said once, not on every poll

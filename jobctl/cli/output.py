@@ -199,6 +199,9 @@ def wait_and_report(
     return next((c for c in codes if c), 0)
 
 
+NOT_STARTED_HINT_S = 1.5  # `--follow`/`logs -f` of a job that has not started says why after this long
+
+
 def _follow_jobs(service: Service, ids: list[int]) -> None:
 
     for job_id in ids:
@@ -214,9 +217,15 @@ def _follow_one(service: Service, job_id: int, rank: int | None, from_start: boo
             raise NotFound(f"job {job_id} was removed")
         return found
 
+    since, said = time.monotonic(), [False]
+
     def files():
         r = row()
         if r.attempt == 0:
+            if not said[0] and r.state not in states.TERMINAL and time.monotonic() - since > NOT_STARTED_HINT_S:
+                said[0] = True  # once: following a job that waits must not look like a hang
+                status = states.status_text(r.state, r.detail)
+                console(stderr=True).print(f"job {job_id} is {status}; its output shows when it starts", markup=False)
             return None
         return log_files(service.paths.job_dir(job_id), r.attempt, r.num_nodes, rank)
 
