@@ -43,6 +43,9 @@ def test_every_command_has_help_with_an_example(jobctl_inproc, command):
     proc = jobctl_inproc(*command, "--help", check=True)
     assert "Usage:" in proc.stdout
     assert "Example" in proc.stdout, f"jobctl {' '.join(command)} --help has no example"
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "Example" in line)
+    assert lines[at + 1].strip() == "", proc.stdout  # the example is one line: never wrapped at 80 columns
     # every option is explained
     import typer.main
 
@@ -52,6 +55,8 @@ def test_every_command_has_help_with_an_example(jobctl_inproc, command):
     for param in cmd.params:
         if param.param_type_name == "option" and param.name not in ("help",):
             assert param.help, f"{' '.join(command)} {param.opts[0]} has no help"
+            if param.opts[0] == "--all":  # says what --all means for this command, not for every one
+                assert "rm:" not in param.help and "kill:" not in param.help, param.help
 
 
 def test_version(jobctl_inproc):

@@ -44,14 +44,18 @@ JobsArg = Annotated[
     ),
 ]
 OneJob = Annotated[str, typer.Argument(help="A job ID or name.", autocompletion=_complete_jobs)]
-AllOpt = Annotated[
-    bool,
-    typer.Option(
-        "--all",
-        help="Every job this command applies to (kill: unfinished ones; "
-        "rm: finished ones; retry: FAILED or KILLED ones).",
-    ),
-]
+
+
+# `--all` of each bulk action, saying which jobs it means there
+def _all_help(what: str) -> Any:
+    return typer.Option("--all", help=f"Every {what} (jobs in other states are skipped).")
+
+
+StopAll = Annotated[bool, _all_help("running or waiting job")]
+StartAll = Annotated[bool, _all_help("SUSPENDED job")]
+RetryAll = Annotated[bool, _all_help("FAILED or KILLED job")]
+KillAll = Annotated[bool, _all_help("unfinished job")]
+RmAll = Annotated[bool, _all_help("finished job")]
 
 
 def _paths():
@@ -315,7 +319,7 @@ def status(
 def stop(
     jobs: JobsArg = None,
     release: Annotated[bool, typer.Option("--release", help="Terminate and requeue instead of freezing.")] = False,
-    all_jobs: AllOpt = False,
+    all_jobs: StopAll = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Suspend jobs: freeze running ones (SIGSTOP), hold waiting ones.
@@ -333,7 +337,7 @@ def stop(
 
 
 @app.command()
-def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+def start(jobs: JobsArg = None, all_jobs: StartAll = False, as_json: JsonOpt = False) -> None:
     """Undo stop: resume a frozen job, or requeue a released or held one.
 
     Example: jobctl start 12
@@ -348,7 +352,7 @@ def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
 
 
 @app.command()
-def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+def retry(jobs: JobsArg = None, all_jobs: RetryAll = False, as_json: JsonOpt = False) -> None:
     """Queue a FAILED or KILLED job again, as a new attempt (earlier logs are kept).
 
     Example: jobctl retry 'sweep-*'
@@ -369,7 +373,7 @@ def kill(
     signal: Annotated[
         Optional[str], typer.Option("--signal", "-s", help="Send this signal first instead of SIGTERM (INT, USR1, 2).")
     ] = None,
-    all_jobs: AllOpt = False,
+    all_jobs: KillAll = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Kill jobs: SIGTERM to every process of the job, SIGKILL after the grace period.
@@ -400,7 +404,7 @@ def kill(
 
 
 @app.command()
-def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+def rm(jobs: JobsArg = None, all_jobs: RmAll = False, as_json: JsonOpt = False) -> None:
     """Forget finished jobs and delete their logs.
 
     Example: jobctl rm 12 13
@@ -558,7 +562,10 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("show")
 def config_show(as_json: JsonOpt = False) -> None:
-    """Show every setting with its value. Example: jobctl config show --json"""
+    """Show every setting with its value.
+
+    Example: jobctl config show --json
+    """
     from jobctl.cli import output
 
     output.config_show(_service().config, as_json)
@@ -566,7 +573,10 @@ def config_show(as_json: JsonOpt = False) -> None:
 
 @config_app.command("get")
 def config_get(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
-    """Print one setting. Example: jobctl config get defaults.memory"""
+    """Print one setting.
+
+    Example: jobctl config get defaults.memory
+    """
     value = _service().config.get(key)
     print(json.dumps(value) if not isinstance(value, str) else value)
 
@@ -576,7 +586,10 @@ def config_set(
     key: Annotated[str, typer.Argument(help="A dotted key such as capacity.accelerators.")],
     value: Annotated[str, typer.Argument(help="A TOML value, e.g. 8, '\"32GiB\"' or '{H100 = 4}'.")],
 ) -> None:
-    """Change one setting. Example: jobctl config set capacity.accelerators '{H100 = 4}'"""
+    """Change one setting.
+
+    Example: jobctl config set capacity.accelerators '{H100 = 4}'
+    """
     _settings_owner()
     service = _service(local=True)
     stored = service.config.set(key, value)
@@ -586,7 +599,10 @@ def config_set(
 
 @config_app.command("unset")
 def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
-    """Remove a setting from config.toml, so that it takes its default. Example: jobctl config unset capacity.cpus"""
+    """Remove a setting from config.toml, so that it takes its default.
+
+    Example: jobctl config unset capacity.cpus
+    """
     _settings_owner()
     service = _service(local=True)
     was_set = service.config.unset(key)
@@ -608,7 +624,10 @@ def _settings_owner() -> None:
 
 @config_app.command("path")
 def config_path() -> None:
-    """Print where config.toml lives. Example: $EDITOR "$(jobctl config path)" """
+    """Print where config.toml lives.
+
+    Example: $EDITOR "$(jobctl config path)"
+    """
     print(_paths().config_file)
 
 
@@ -626,7 +645,10 @@ SharedOpt = Annotated[
 
 @supervisor_app.command("run")
 def supervisor_run(shared: SharedOpt = False) -> None:
-    """Run the supervisor in the foreground (for systemd). Example: jobctl supervisor run"""
+    """Run the supervisor in the foreground (for systemd).
+
+    Example: jobctl supervisor run
+    """
     paths = _paths()
     if shared or paths.shared:
         from jobctl.supervisor.shared import SharedSupervisor, setup_home
@@ -639,7 +661,10 @@ def supervisor_run(shared: SharedOpt = False) -> None:
 
 @supervisor_app.command("start")
 def supervisor_start(shared: SharedOpt = False) -> None:
-    """Start the supervisor in the background if it is not running. Example: jobctl supervisor start"""
+    """Start the supervisor in the background if it is not running.
+
+    Example: jobctl supervisor start
+    """
     from jobctl.cli import output
 
     if _paths().shared and not shared and os.getuid() != 0:
@@ -657,7 +682,10 @@ def supervisor_start(shared: SharedOpt = False) -> None:
 
 @supervisor_app.command("stop")
 def supervisor_stop() -> None:
-    """Stop the supervisor; running jobs keep running. Example: jobctl supervisor stop"""
+    """Stop the supervisor; running jobs keep running.
+
+    Example: jobctl supervisor stop
+    """
     from jobctl.cli import output
 
     if _paths().shared and os.getuid() != 0:
@@ -669,7 +697,10 @@ def supervisor_stop() -> None:
 
 @supervisor_app.command("status")
 def supervisor_status(as_json: JsonOpt = False) -> None:
-    """Show the supervisor's pid, uptime and capacity. Example: jobctl supervisor status --json"""
+    """Show the supervisor's pid, uptime and capacity.
+
+    Example: jobctl supervisor status --json
+    """
     from jobctl.cli import output
 
     svc = _service()

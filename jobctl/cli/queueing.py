@@ -78,7 +78,10 @@ def queue_set(
         Optional[str], typer.Option(help='Accelerators its running jobs may hold ("none": no cap).')
     ] = None,
 ) -> None:
-    """Cap a queue. Example: jobctl queue set gpu --max-running 1"""
+    """Cap a queue.
+
+    Example: jobctl queue set gpu --max-running 1
+    """
 
     name = _name(name, "set")
     changes = {}
@@ -121,19 +124,28 @@ def _pause(name: str, paused: bool) -> None:
 
 @queue_app.command("pause")
 def queue_pause(name: NameArg) -> None:
-    """Start no more jobs of a queue (running ones go on). Example: jobctl queue pause default"""
+    """Start no more jobs of a queue (running ones go on).
+
+    Example: jobctl queue pause default
+    """
     _pause(name, True)
 
 
 @queue_app.command("resume")
 def queue_resume(name: NameArg) -> None:
-    """Undo `queue pause`. Example: jobctl queue resume default"""
+    """Undo `queue pause`.
+
+    Example: jobctl queue resume default
+    """
     _pause(name, False)
 
 
 @queue_app.command("list")
 def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
-    """Every queue: running and waiting jobs, its cap, paused or not. Example: jobctl queue list --json"""
+    """Every queue: running and waiting jobs, its cap, paused or not.
+
+    Example: jobctl queue list --json
+    """
     from jobctl.cli.output import console, dump
     from jobctl.core.units import count_text
 
