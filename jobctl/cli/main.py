@@ -352,7 +352,22 @@ def start(jobs: JobsArg = None, all_jobs: StartAll = False, as_json: JsonOpt = F
 
 
 @app.command()
-def retry(jobs: JobsArg = None, all_jobs: RetryAll = False, as_json: JsonOpt = False) -> None:
+def retry(
+    jobs: JobsArg = None,
+    all_jobs: RetryAll = False,
+    env: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--env",
+            "-e",
+            help="A secret again, KEY=VALUE or KEY from this environment (deleted when the job ended).",
+        ),
+    ] = None,
+    env_file: Annotated[
+        Optional[list[str]], typer.Option("--env-file", help="Secrets again, from a file of KEY=VALUE lines.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Queue a FAILED or KILLED job again, as a new attempt (earlier logs are kept).
 
     Example: jobctl retry 'sweep-*'
@@ -361,8 +376,18 @@ def retry(jobs: JobsArg = None, all_jobs: RetryAll = False, as_json: JsonOpt = F
     from jobctl.cli import output
 
     _check_selectors(jobs, all_jobs)
+    values = None
+    if env or env_file:  # secrets are deleted when a job ends: a retry may give them again
+        from jobctl.app.envfiles import parse_env
+        from jobctl.app.launch import LaunchOptions
+
+        values = parse_env(LaunchOptions(env=env, env_file=env_file))[0]
     svc = _service()
-    results = _bulk(svc, "retry", jobs, all_jobs, lambda r: control.retry(svc, r))
+    if values is not None and getattr(svc, "remote", False):
+        raise UsageError("retry --env/--env-file: not available on a shared queue; launch the job again")
+    if values:
+        svc.env_drop = set(values)  # a supervisor started now must not inherit them (see launch)
+    results = _bulk(svc, "retry", jobs, all_jobs, lambda r: control.retry(svc, r, values))
     raise typer.Exit(output.report(results, as_json, nothing="retry"))
 
 
