@@ -338,3 +338,16 @@ def test_follow_of_a_waiting_job_says_why_nothing_shows(jobctl, home):
             proc.kill()
     assert proc.returncode == 0 and "from-the-job" in out
     assert err_path.read_text().count("its output shows") == 1  # said once, not on every poll
+
+
+def test_describe_lists_envs_one_a_line_and_keeps_a_long_value_beside_its_key(jobctl, home):
+    long_value = "/opt/" + "x" * 120
+    job = write_job(home, "envs", "envs: {A: '1', TOKEN: null}\nrun: 'true'\n")
+    job_id = jobctl.launch(job, "--hold", "--env", f"LONGPATH={long_value}", "--env", "TOKEN=s3")
+    text = jobctl("describe", str(job_id), env={"COLUMNS": "80"}, check=True).stdout
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Envs:"))
+    envs = [lines[at][15:]] + [line[15:] for line in lines[at + 1 : at + 3]]
+    assert all(line.startswith(" " * 15) for line in lines[at + 1 : at + 3]), text
+    assert sorted(envs) == sorted(["A=1", "TOKEN=***", f"LONGPATH={long_value}"]), text
+    jobctl("kill", str(job_id), check=True)

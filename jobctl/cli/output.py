@@ -338,8 +338,8 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("Holding", f"{count_text(held['cpus'], 'CPU')}, {held['memory_mib']} MiB{devices}"))
     if details["depends_on"]:
         lines.append(("Depends on", ", ".join(f"{d['dep_id']} ({d['condition']})" for d in details["depends_on"])))
-    if spec.get("envs"):
-        lines.append(("Envs", ", ".join(f"{k}={v}" for k, v in spec["envs"].items())))
+    for i, (k, v) in enumerate((spec.get("envs") or {}).items()):  # one a line: a long PATH stays readable
+        lines.append(("Envs" if i == 0 else "", f"{k}={v}"))
     if spec.get("file_mounts"):
         lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
     if spec.get("ignored"):
@@ -352,8 +352,9 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     if details.get("slurm_out"):
         lines.append(("Slurm out", details["slurm_out"]["path"]))
         lines.extend(("", f"| {line}") for line in details["slurm_out"]["tail"])
-    for key, value in lines:
-        out.print(f"{key + ':':<14} {value}", markup=False, highlight=False)
+    for key, value in lines:  # a value of one long word (a PATH) stays beside its key, the terminal folds it
+        text = str(value)
+        out.print(f"{key + ':' if key else '':<14} {text}", markup=False, highlight=False, soft_wrap=" " not in text)
     if spec.get("setup"):
         out.print("\nSetup:", style="bold")
         out.print("  " + spec["setup"].strip().replace("\n", "\n  "), markup=False, highlight=False)
