@@ -351,3 +351,22 @@ def test_describe_lists_envs_one_a_line_and_keeps_a_long_value_beside_its_key(jo
     assert all(line.startswith(" " * 15) for line in lines[at + 1 : at + 3]), text
     assert sorted(envs) == sorted(["A=1", "TOKEN=***", f"LONGPATH={long_value}"]), text
     jobctl("kill", str(job_id), check=True)
+
+
+def test_wait_on_a_held_job_says_it_waits_for_start(jobctl, home):
+    job_id = jobctl.launch(write_job(home, "held", "run: 'true'\n"), "--hold")
+    err_path = home / "wait.err"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobctl", "wait", str(job_id)], stderr=err, text=True, env=jobctl.env
+        )
+    try:
+        wait_until(lambda: "waits for" in err_path.read_text(), 30, "the waiter to say why it waits")
+        jobctl("start", str(job_id), check=True)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = err_path.read_text().splitlines()
+    assert lines[0] == f"job {job_id} is SUSPENDED (held); it waits for: jobctl start {job_id}", lines
+    assert sum("waits for" in line for line in lines) == 1

@@ -175,8 +175,16 @@ def wait_and_report(
         spinner = console(stderr=True).status("waiting…")
         spinner.start()
     started = time.monotonic()
+    said: set[int] = set()
 
     def tick(rows):
+        for r in rows:  # a stopped or held job waits for `start`: say so once, or the wait looks hung
+            if r.state == states.SUSPENDED and r.id not in said:
+                said.add(r.id)
+                (spinner.console if spinner else console(stderr=True)).print(
+                    f"job {r.id} is {states.status_text(r.state, r.detail)}; it waits for: jobctl start {r.id}",
+                    markup=False,
+                )
         if spinner:
             text = ", ".join(f"{r.id} {states.status_text(r.state, r.detail)}" for r in rows[:3])
             spinner.update(f"{text}  {int(time.monotonic() - started)}s")
