@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -370,3 +371,17 @@ def test_wait_on_a_held_job_says_it_waits_for_start(jobctl, home):
     lines = err_path.read_text().splitlines()
     assert lines[0] == f"job {job_id} is SUSPENDED (held); it waits for: jobctl start {job_id}", lines
     assert sum("waits for" in line for line in lines) == 1
+
+
+def test_logs_of_a_job_that_never_ran_says_its_state(jobctl, home):
+    job_id = jobctl.launch(write_job(home, "held", "run: 'true'\n"), "--hold")
+    proc = jobctl("logs", str(job_id))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"error: job {job_id} has not started yet (SUSPENDED (held)); use -f to wait for its output"
+    )
+    jobctl("kill", str(job_id), check=True)
+    proc = jobctl("logs", str(job_id))
+    assert proc.returncode == 1
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert proc.stderr.strip() == f"error: job {job_id} ended without running: KILLED (by {me})"

@@ -277,7 +277,10 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
         return
     n = attempt if attempt is not None else row.attempt
     if n == 0:
-        raise StateError(f"job {row.id} has not started yet; use -f to wait for its output")
+        status = states.status_text(row.state, row.detail)
+        if row.state in states.TERMINAL:
+            raise StateError(f"job {row.id} ended without running: {status}")
+        raise StateError(f"job {row.id} has not started yet ({status}); use -f to wait for its output")
     if not 1 <= n <= row.attempt:
         raise UsageError(f"--attempt: job {row.id} has attempts 1 to {row.attempt}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show
