@@ -385,3 +385,11 @@ def test_logs_of_a_job_that_never_ran_says_its_state(jobctl, home):
     assert proc.returncode == 1
     me = pwd.getpwuid(os.getuid()).pw_name
     assert proc.stderr.strip() == f"error: job {job_id} ended without running: KILLED (by {me})"
+
+
+def test_dashboard_on_a_wrong_host_points_at_host_not_port(jobctl_inproc):
+    proc = jobctl_inproc("dashboard", "--host", "10.255.255.1", "--port", "0", timeout=30)
+    assert proc.returncode == 1
+    line = proc.stderr.strip()
+    assert line.startswith("error: cannot listen on 10.255.255.1:0: ") and "--port" not in line, line
+    assert line.endswith("(check --host: an address of this machine)"), line
