@@ -393,3 +393,11 @@ def test_dashboard_on_a_wrong_host_points_at_host_not_port(jobctl_inproc):
     line = proc.stderr.strip()
     assert line.startswith("error: cannot listen on 10.255.255.1:0: ") and "--port" not in line, line
     assert line.endswith("(check --host: an address of this machine)"), line
+
+
+def test_left_out_footer_fits_80_columns():
+    from jobctl.cli.views import more_text
+
+    text = more_text({"KILLED": 4, "COMPLETED": 3, "FAILED": 12})
+    assert text == "... and 19 more (12 FAILED, 4 KILLED, 3 COMPLETED): see --limit N, --state, --json"
+    assert len(more_text({"KILLED": 4, "COMPLETED": 3})) <= 80
