@@ -401,3 +401,10 @@ def test_left_out_footer_fits_80_columns():
     text = more_text({"KILLED": 4, "COMPLETED": 3, "FAILED": 12})
     assert text == "... and 19 more (12 FAILED, 4 KILLED, 3 COMPLETED): see --limit N, --state, --json"
     assert len(more_text({"KILLED": 4, "COMPLETED": 3})) <= 80
+
+
+def test_a_request_too_big_counts_cpus_in_plain_words(jobctl_inproc, home):
+    jobctl_inproc("config", "set", "capacity.cpus", "1", check=True)
+    proc = jobctl_inproc("launch", str(write_job(home, "two", "resources: {cpus: 2}\nrun: 'true'\n")))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("resources: two needs 2 CPUs but capacity is 1 CPU"), proc.stderr
