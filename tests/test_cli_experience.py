@@ -408,3 +408,13 @@ def test_a_request_too_big_counts_cpus_in_plain_words(jobctl_inproc, home):
     proc = jobctl_inproc("launch", str(write_job(home, "two", "resources: {cpus: 2}\nrun: 'true'\n")))
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("resources: two needs 2 CPUs but capacity is 1 CPU"), proc.stderr
+
+
+def test_an_empty_status_table_says_why_on_stderr(jobctl_inproc):
+    proc = jobctl_inproc("status", check=True)
+    assert proc.stdout.splitlines()[:2] == ["User: " + pwd.getpwuid(os.getuid()).pw_name, "Jobs"]
+    assert proc.stderr.strip() == "no jobs (start one with: jobctl launch job.yaml)"
+    assert jobctl_inproc("status", "--limit", "0", check=True).stderr.strip() == "no unfinished jobs"
+    proc = jobctl_inproc("status", "--state", "FAILED", check=True)
+    assert proc.stderr.strip() == "no job matches these filters"
+    assert jobctl_inproc("status", "--json", check=True).stderr == ""

@@ -150,7 +150,14 @@ def status(
         return status_table(found, service.user, width=out.width, left=left)
 
     if not watch:
-        out.print(table(rows()))
+        found = rows()
+        out.print(table(found))
+        if not found:  # an empty table alone reads like a fault: say why it is empty (stderr: not data)
+            if state or labels or queue is not None or user is not None:
+                why = "no job matches these filters"
+            else:
+                why = "no unfinished jobs" if limit == 0 else "no jobs (start one with: jobctl launch job.yaml)"
+            console(stderr=True).print(why, markup=False)
         return
     from rich.live import Live
 
