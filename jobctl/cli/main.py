@@ -360,11 +360,12 @@ def retry(
         typer.Option(
             "--env",
             "-e",
-            help="A secret again, KEY=VALUE or KEY from this environment (deleted when the job ended).",
+            help="A secret to give again: KEY=VALUE, or KEY from this environment (a job's secrets are "
+            "deleted when it ends).",
         ),
     ] = None,
     env_file: Annotated[
-        Optional[list[str]], typer.Option("--env-file", help="Secrets again, from a file of KEY=VALUE lines.")
+        Optional[list[str]], typer.Option("--env-file", help="Secrets to give again, from a file of KEY=VALUE lines.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
