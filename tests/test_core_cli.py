@@ -154,7 +154,7 @@ def test_dry_run_says_when_a_request_does_not_fit_and_real_launch_refuses(jobctl
     path = write_job(home, "big", "resources:\n  accelerators: H100:8\nrun: nvidia-smi\n")
     proc = jobctl_inproc("launch", "--dry-run", str(path))
     assert proc.returncode == 0
-    assert "H100" in proc.stdout and "no:" in proc.stdout
+    assert "H100" in proc.stdout and "no " in proc.stdout and "would refuse" in proc.stdout
     proc = jobctl_inproc("launch", str(path))
     assert proc.returncode == 2 and "H100" in proc.stderr
     assert count_jobs(home) == 0

@@ -172,6 +172,7 @@ def test_port_in_use_and_bad_port_are_one_line_errors(jobctl, dashboard):
     proc = jobctl("dashboard", "--port", str(d.port), timeout=30)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{d.port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert "(choose another with --port)" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = jobctl("dashboard", "--port", "70000")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

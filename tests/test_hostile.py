@@ -101,6 +101,9 @@ def test_a_home_that_is_a_file_is_a_clear_error(tmp_path):
     home.write_text("not a folder")
     proc = InProcessJobctl(home)("status")
     assert_clean_refusal(proc, code=1)
+    assert proc.stderr.strip() == (
+        f"error: {home}: exists and is not a folder (JOBCTL_HOME and its folders must be folders)"
+    )
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:

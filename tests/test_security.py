@@ -322,16 +322,32 @@ def test_secrets_never_outlive_the_job(jobctl, home, tmp_path):
     assert "***" in jobctl("describe", str(first), check=True).stdout
 
 
-def test_retry_of_a_finished_job_with_secrets_is_refused(jobctl, home, tmp_path):
-    job = write_job(tmp_path, "fail", "run: exit 3\n")
+def test_retry_of_a_finished_job_with_secrets_asks_for_them_again(jobctl, home, tmp_path):
+    job = write_job(tmp_path, "fail", f'run: echo "token=$TOKEN" > {tmp_path}/seen.$JOBCTL_ATTEMPT; exit 3\n')
     proc = jobctl("launch", str(job), "--env", "TOKEN", "--wait", env={"TOKEN": "abc-secret-77"})
     job_id = int(proc.stdout.split()[0])
     assert jobctl.state(job_id) == "FAILED"
     wait_until(lambda: not list((home / "data" / "secrets").glob("*.json")), 15, "the secrets file to go")
     proc = jobctl("retry", str(job_id))
     assert proc.returncode == 1
-    assert "TOKEN" in proc.stderr and "launch it again" in proc.stderr
+    assert proc.stderr.strip() == (
+        f"error: job {job_id}: its secrets (TOKEN) were deleted when it ended; give them again: "
+        f"jobctl retry {job_id} --env-file FILE (or --env NAME)"
+    )
     assert jobctl.state(job_id) == "FAILED"
+    # given again (here from a file): a new attempt with the new value, which again outlives nothing
+    env_file = tmp_path / "again.env"
+    env_file.write_text("TOKEN=new-secret-5e1d\nUNUSED=x\n")
+    proc = jobctl("retry", str(job_id), "--env-file", str(env_file))
+    assert proc.returncode == 0, proc.stderr
+    assert jobctl("wait", str(job_id), timeout=60).returncode == 3
+    assert jobctl.job(job_id)["attempt"] == 2
+    assert (tmp_path / "seen.2").read_text().strip() == "token=new-secret-5e1d"
+    wait_until(lambda: not list((home / "data" / "secrets").glob("*.json")), 15, "the new secrets file to go")
+    for path in home.rglob("*"):  # the database, its WAL, logs: never the value
+        if path.is_file() and not path.is_symlink():
+            assert b"new-secret-5e1d" not in path.read_bytes(), path
+    assert "TOKEN=***" in jobctl("describe", str(job_id), check=True).stdout
     proc = jobctl("launch", str(job), "--env", "PLAIN=1", "--wait")
     other = int(proc.stdout.split()[0])
     assert jobctl("retry", str(other)).returncode == 0  # a plain --env K=V is kept: retry works

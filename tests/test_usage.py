@@ -196,7 +196,7 @@ def test_bulk_kill_acts_on_live_jobs_and_reports_every_selector(jobctl, home):
     proc = jobctl("kill", "long1", "999", "--grace", "0")
     assert proc.returncode == 1, proc.stderr
     assert jobctl.state(long1) == "KILLED"
-    assert "999: no such job" in proc.stderr
+    assert "error: no job matches '999'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 2, proc.stderr
 
     # --all touches unfinished jobs only, silently skipping finished ones
@@ -217,7 +217,7 @@ def test_bulk_kill_acts_on_live_jobs_and_reports_every_selector(jobctl, home):
     results = json.loads(proc.stdout)
     assert [r["selector"] for r in results] == [str(long1), "999"]
     assert results[0]["ok"] and results[0]["id"] == long1
-    assert not results[1]["ok"] and results[1]["id"] is None and "no such job" in results[1]["message"]
+    assert not results[1]["ok"] and results[1]["id"] is None and "no job matches '999'" == results[1]["message"]
     jobctl("kill", str(long1), "--grace", "0")
 
     # a job named explicitly in a state the action does not fit is still refused (exit 1)
@@ -400,7 +400,10 @@ def test_ctrl_c_while_waiting_says_the_job_keeps_running(jobctl, home, how):
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert f"job {job} keeps running; `jobctl wait {job}` to wait again, `jobctl kill {job}` to stop it" in err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"job {job} keeps running; wait again: jobctl wait {job}; stop: jobctl kill {job}"
+    )
     assert jobctl.state(job) == "ACTIVE"
     jobctl("kill", str(job), "--grace", "0")
 

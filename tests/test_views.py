@@ -270,7 +270,7 @@ def test_a_long_table_says_how_many_rows_it_leaves_out(jobctl, tmp_path):
     rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
     assert len(rows) == 500
     assert any(line.split()[0] == str(running) for line in rows), "the running job must stay in view"
-    assert "... and 100 more (100 PENDING); use --limit N, --state or --json" in text
+    assert "... and 100 more (100 PENDING): see --limit N, --state, --json" in text
     assert len(json.loads(jobctl("status", "--json", check=True).stdout)) == 600
     full = jobctl("status", "--expand", "--limit", "1000", check=True).stdout
     assert "more" not in full and len([l for l in full.splitlines() if l.split()[:1] and l.split()[0].isdigit()]) == 600

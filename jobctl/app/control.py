@@ -16,7 +16,7 @@ from jobctl.backends.base import Backend
 from jobctl.core import states
 from jobctl.engine.backends import backend_class, backend_for
 from jobctl.store.database import Store
-from jobctl.store.records import Dependency, Job, loads
+from jobctl.store.records import Dependency, Job, dumps, loads
 
 
 def _result(row: Job, ok: bool, message: str, state: str | None = None) -> ActionResult:
@@ -97,28 +97,40 @@ def kill(service: Service, row: Job, grace: float | None = None, signum: int | N
     return _result(row, True, f"job {row.id} killed", states.KILLED)
 
 
-def retry(service: Service, row: Job) -> ActionResult:
+def retry(service: Service, row: Job, values: dict[str, str] | None = None) -> ActionResult:
     """Queue a FAILED or KILLED job again as a new attempt, with a fresh budget of automatic retries.
 
     Refused while a dependency it needs is itself FAILED or KILLED (retry that one first): a job
     queued again behind such a dependency would only fail again at once. Its dependents that failed
     only because of it (`FAILED (upstream failed)`) wait for it again (BLOCKED), down the chain.
+    `values`: secret values given again (`retry --env NAME`, `--env-file`), for a job whose secrets
+    file was deleted when it ended (SPEC section 14); names the job does not use are ignored.
     """
     if row.state not in (states.FAILED, states.KILLED):
         return _refuse(service, row, "only FAILED or KILLED jobs can be retried")
     if row.alloc is not None:
         return _result(row, False, f"job {row.id} is still stopping; try again in a moment", row.state)
-    from jobctl.home.secrets import path_of
+    from jobctl.home import secrets as secretfiles
 
-    secrets = path_of(service.paths, row.envs)
+    envs = loads(row.envs, {})
+    names = [str(n) for n in envs.get("secret") or []]
+    secrets = secretfiles.path_of(service.paths, row.envs)
+    given = {n: values[n] for n in names if values and n in values}
     if secrets is not None and not secrets.exists():  # removed when the job ended (SPEC section 14)
-        names = ", ".join(loads(row.envs, {}).get("secret") or [])
-        return _result(
-            row,
-            False,
-            f"job {row.id}: its secrets ({names}) were deleted when it ended; launch it again to give them anew",
-            row.state,
-        )
+        missing = [n for n in names if n not in given]
+        if missing:
+            return _result(
+                row,
+                False,
+                f"job {row.id}: its secrets ({', '.join(missing)}) were deleted when it ended; give them "
+                f"again: jobctl retry {row.id} --env-file FILE (or --env NAME)",
+                row.state,
+            )
+    elif given and secrets is not None:  # still there (another task of its array runs): new values win
+        try:
+            given = {**secretfiles.read(service.paths, row.envs), **given}
+        except FileNotFoundError:  # removed meanwhile: only what was given again
+            pass
     _backend(service, row).cancel_leftover(row)  # never a second copy beside one the backend still runs
     retries = int(service.spec_of(row).get("retries") or 0)
     attempt, last = row.attempt + 1, row.attempt + retries + 1
@@ -130,7 +142,7 @@ def retry(service: Service, row: Job) -> ActionResult:
             return _result(row, False, problem, row.state)
         after = _after(service, row)
         target = states.BLOCKED if after else states.PENDING
-        fields = {
+        fields: dict[str, object] = {
             "failures": 0,
             "ended_at": None,
             "exit_code": None,
@@ -138,6 +150,8 @@ def retry(service: Service, row: Job) -> ActionResult:
             "backend_id": None,
             "max_attempts": last,
         }
+        if given:  # a new secrets file, written inside the transaction (see jobctl/home/secrets.py)
+            fields["envs"] = dumps({**envs, "secrets": secretfiles.write(service.paths, given)})
         src = store.transition(
             row.id,
             target,
@@ -274,7 +288,7 @@ def bulk(
     for sel in selectors:
         matched = service.select([sel], missing_ok=True)
         if not matched:
-            results.append(ActionResult(None, None, False, f"{sel}: no such job", None, sel))
+            results.append(ActionResult(None, None, False, f"no job matches {sel!r}", None, sel))
             continue
         rows = [r for r in matched if r.id not in seen]
         usable = [r for r in rows if applies(r)] if len(rows) > 1 else []

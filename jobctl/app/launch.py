@@ -267,8 +267,12 @@ def launch(service: Service, files: list[str], options: LaunchOptions) -> tuple[
     if options.dry_run:
         # what is wrong with the launch itself (unknown depends_on, cycles) is refused as a real
         # launch would be (exit 2); what depends on this machine or on --env stays in plan.problems
+        copies = [replace(t, batch_deps=list(t.batch_deps)) for t in tasks]
+        if not service.paths.db.exists():  # a new home: nothing to depend on, and nothing is created
+            resolve_depends_on(NoJobs(), copies)
+            return [], plan
         with service.store.read():
-            resolve_depends_on(service.store, [replace(t, batch_deps=list(t.batch_deps)) for t in tasks])
+            resolve_depends_on(service.store, copies)
         return [], plan
     for problem in plan.problems:
         if ": resources:" in problem:
@@ -385,7 +389,17 @@ def _spec_body(spec: JobSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def resolve_depends_on(store: Store, tasks: list[LaunchTask]) -> list[list[tuple[int, str]]]:
+class NoJobs:
+    """What `resolve_depends_on` asks of a home without a database: no job is known there."""
+
+    def job(self, job_id: int) -> None:
+        return None
+
+    def latest_id_named(self, name: str) -> None:
+        return None
+
+
+def resolve_depends_on(store: Store | NoJobs, tasks: list[LaunchTask]) -> list[list[tuple[int, str]]]:
     """Turn `depends_on` names/IDs into job IDs; refuse unknown ones and cycles (names of this launch)."""
     batch_names = {t.spec.name: i for i, t in enumerate(tasks)}
     resolved: list[list[tuple[int, str]]] = []

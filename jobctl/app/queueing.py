@@ -75,13 +75,13 @@ def array_option(text: str) -> tuple[str, int | None]:
         raise UsageError(f"--array: {exc}") from None
 
 
-def queue_option(name: str | None) -> str | None:
+def queue_option(name: str | None, where: str = "--queue") -> str | None:
     if name is None:
         return None
     try:
         return parse.check_queue(name)
     except ValueError as exc:
-        raise UsageError(f"--queue: {exc}") from None
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def start_option(text: str | None, now: float, where: str = "--at") -> float | None:

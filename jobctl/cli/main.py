@@ -44,14 +44,18 @@ JobsArg = Annotated[
     ),
 ]
 OneJob = Annotated[str, typer.Argument(help="A job ID or name.", autocompletion=_complete_jobs)]
-AllOpt = Annotated[
-    bool,
-    typer.Option(
-        "--all",
-        help="Every job this command applies to (kill: unfinished ones; "
-        "rm: finished ones; retry: FAILED or KILLED ones).",
-    ),
-]
+
+
+# `--all` of each bulk action, saying which jobs it means there
+def _all_help(what: str) -> Any:
+    return typer.Option("--all", help=f"Every {what} (jobs in other states are skipped).")
+
+
+StopAll = Annotated[bool, _all_help("running or waiting job")]
+StartAll = Annotated[bool, _all_help("SUSPENDED job")]
+RetryAll = Annotated[bool, _all_help("FAILED or KILLED job")]
+KillAll = Annotated[bool, _all_help("unfinished job")]
+RmAll = Annotated[bool, _all_help("finished job")]
 
 
 def _paths():
@@ -216,8 +220,10 @@ def _split_command(args: list[str]) -> tuple[list[str], Optional[list[str]]]:
     return [], tail
 
 
-def _wait(service, ids: list[int], **kw) -> int:
-    """Wait for jobs; Ctrl-C leaves them running and says how to wait again or stop them (exit 130)."""
+def _wait(service, ids: list[int], again: Optional[list[str]] = None, **kw) -> int:
+    """Wait for jobs; Ctrl-C leaves them running and says how to wait again or stop them (exit 130).
+
+    `again`: the selectors to repeat in that hint (what `wait` was given; None: the job IDs)."""
     from jobctl.cli import output
 
     try:
@@ -225,19 +231,29 @@ def _wait(service, ids: list[int], **kw) -> int:
     except KeyboardInterrupt:
         if os.environ.get("JOBCTL_DEBUG") not in (None, "", "0"):
             raise
-        live = [str(i) for i in ids]
+        live = list(ids)
         try:
-            done = {r.id for r in service.select(live, missing_ok=True) if r.state in TERMINAL}
-            live = [i for i in live if int(i) not in done] or live
+            done = {r.id for r in service.select([str(i) for i in ids], missing_ok=True) if r.state in TERMINAL}
+            live = [i for i in ids if i not in done] or live
         except Exception:  # the database is busy or gone: name every job
             pass
-        text = " ".join(live)
-        verb = "keeps" if len(live) == 1 else "keep"
-        _err(
-            f"job{'s' if len(live) > 1 else ''} {', '.join(live)} {verb} running; `jobctl wait {text}` to wait again, "
-            f"`jobctl kill {text}` to stop {'it' if len(live) == 1 else 'them'}"
-        )
+        _err(interrupted_text(live, again))
         return 130
+
+
+def interrupted_text(live: list[int], again: Optional[list[str]] = None) -> str:
+    """One line after Ctrl-C: `job 12 keeps running; wait again: jobctl wait 12; stop: jobctl kill 12`.
+    Many jobs of one launch (an array) are named `$(seq FIRST LAST)`, not one by one."""
+    import shlex
+
+    if again:
+        sel = shlex.join(again)
+    elif len(live) > 3 and live == list(range(live[0], live[0] + len(live))):
+        sel = f"$(seq {live[0]} {live[-1]})"
+    else:
+        sel = " ".join(map(str, live))
+    who = f"job {live[0]} keeps" if len(live) == 1 else f"{len(live)} jobs keep"
+    return f"{who} running; wait again: jobctl wait {sel}; stop: jobctl kill {sel}"
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -303,7 +319,7 @@ def status(
 def stop(
     jobs: JobsArg = None,
     release: Annotated[bool, typer.Option("--release", help="Terminate and requeue instead of freezing.")] = False,
-    all_jobs: AllOpt = False,
+    all_jobs: StopAll = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Suspend jobs: freeze running ones (SIGSTOP), hold waiting ones.
@@ -317,11 +333,11 @@ def stop(
     results = _bulk(svc, "stop", jobs, all_jobs, lambda row: control.stop(svc, row, release), release=release)
     from jobctl.cli import output
 
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="stop"))
 
 
 @app.command()
-def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+def start(jobs: JobsArg = None, all_jobs: StartAll = False, as_json: JsonOpt = False) -> None:
     """Undo stop: resume a frozen job, or requeue a released or held one.
 
     Example: jobctl start 12
@@ -332,11 +348,27 @@ def start(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
     _check_selectors(jobs, all_jobs)
     svc = _service()
     results = _bulk(svc, "start", jobs, all_jobs, lambda r: control.start(svc, r))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="start"))
 
 
 @app.command()
-def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+def retry(
+    jobs: JobsArg = None,
+    all_jobs: RetryAll = False,
+    env: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--env",
+            "-e",
+            help="A secret to give again: KEY=VALUE, or KEY from this environment (a job's secrets are "
+            "deleted when it ends).",
+        ),
+    ] = None,
+    env_file: Annotated[
+        Optional[list[str]], typer.Option("--env-file", help="Secrets to give again, from a file of KEY=VALUE lines.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Queue a FAILED or KILLED job again, as a new attempt (earlier logs are kept).
 
     Example: jobctl retry 'sweep-*'
@@ -345,9 +377,19 @@ def retry(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = Fal
     from jobctl.cli import output
 
     _check_selectors(jobs, all_jobs)
+    values = None
+    if env or env_file:  # secrets are deleted when a job ends: a retry may give them again
+        from jobctl.app.envfiles import parse_env
+        from jobctl.app.launch import LaunchOptions
+
+        values = parse_env(LaunchOptions(env=env, env_file=env_file))[0]
     svc = _service()
-    results = _bulk(svc, "retry", jobs, all_jobs, lambda r: control.retry(svc, r))
-    raise typer.Exit(output.report(results, as_json))
+    if values is not None and getattr(svc, "remote", False):
+        raise UsageError("retry --env/--env-file: not available on a shared queue; launch the job again")
+    if values:
+        svc.env_drop = set(values)  # a supervisor started now must not inherit them (see launch)
+    results = _bulk(svc, "retry", jobs, all_jobs, lambda r: control.retry(svc, r, values))
+    raise typer.Exit(output.report(results, as_json, nothing="retry"))
 
 
 @app.command()
@@ -357,7 +399,7 @@ def kill(
     signal: Annotated[
         Optional[str], typer.Option("--signal", "-s", help="Send this signal first instead of SIGTERM (INT, USR1, 2).")
     ] = None,
-    all_jobs: AllOpt = False,
+    all_jobs: KillAll = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Kill jobs: SIGTERM to every process of the job, SIGKILL after the grace period.
@@ -384,11 +426,11 @@ def kill(
         results = svc.bulk("kill", jobs or [], all_jobs, grace=seconds)
     else:
         results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="kill"))
 
 
 @app.command()
-def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False) -> None:
+def rm(jobs: JobsArg = None, all_jobs: RmAll = False, as_json: JsonOpt = False) -> None:
     """Forget finished jobs and delete their logs.
 
     Example: jobctl rm 12 13
@@ -399,7 +441,7 @@ def rm(jobs: JobsArg = None, all_jobs: AllOpt = False, as_json: JsonOpt = False)
     _check_selectors(jobs, all_jobs)
     svc = _service()
     results = _bulk(svc, "rm", jobs, all_jobs, lambda r: control.remove(svc, r))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="rm"))
 
 
 @app.command()
@@ -418,7 +460,8 @@ def prune(
     assert seconds is not None  # the option has a default
     svc = _service()
     results = svc.prune(seconds) if getattr(svc, "remote", False) else control.prune(svc, seconds)
-    raise typer.Exit(output.report(results, as_json, quiet_empty=True))
+    nothing = f"nothing to prune: no finished job ended more than {older_than} ago"
+    raise typer.Exit(output.report(results, as_json, nothing=nothing))
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -517,7 +560,7 @@ def wait(
             raise typer.Exit(0)
     else:
         ids = [row.id for row in svc.select(jobs or [])]
-    raise typer.Exit(_wait(svc, ids, as_json=as_json, timeout=seconds))
+    raise typer.Exit(_wait(svc, ids, ["--all"] if all_jobs else jobs, as_json=as_json, timeout=seconds))
 
 
 def _duration_option(option: str, value: Optional[str]) -> Optional[float]:
@@ -545,7 +588,10 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("show")
 def config_show(as_json: JsonOpt = False) -> None:
-    """Show every setting with its value. Example: jobctl config show --json"""
+    """Show every setting with its value.
+
+    Example: jobctl config show --json
+    """
     from jobctl.cli import output
 
     output.config_show(_service().config, as_json)
@@ -553,7 +599,10 @@ def config_show(as_json: JsonOpt = False) -> None:
 
 @config_app.command("get")
 def config_get(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
-    """Print one setting. Example: jobctl config get defaults.memory"""
+    """Print one setting.
+
+    Example: jobctl config get defaults.memory
+    """
     value = _service().config.get(key)
     print(json.dumps(value) if not isinstance(value, str) else value)
 
@@ -563,7 +612,10 @@ def config_set(
     key: Annotated[str, typer.Argument(help="A dotted key such as capacity.accelerators.")],
     value: Annotated[str, typer.Argument(help="A TOML value, e.g. 8, '\"32GiB\"' or '{H100 = 4}'.")],
 ) -> None:
-    """Change one setting. Example: jobctl config set capacity.accelerators '{H100 = 4}'"""
+    """Change one setting.
+
+    Example: jobctl config set capacity.accelerators '{H100 = 4}'
+    """
     _settings_owner()
     service = _service(local=True)
     stored = service.config.set(key, value)
@@ -573,7 +625,10 @@ def config_set(
 
 @config_app.command("unset")
 def config_unset(key: Annotated[str, typer.Argument(help="A dotted key such as defaults.cpus.")]) -> None:
-    """Remove a setting from config.toml, so that it takes its default. Example: jobctl config unset capacity.cpus"""
+    """Remove a setting from config.toml, so that it takes its default.
+
+    Example: jobctl config unset capacity.cpus
+    """
     _settings_owner()
     service = _service(local=True)
     was_set = service.config.unset(key)
@@ -595,7 +650,10 @@ def _settings_owner() -> None:
 
 @config_app.command("path")
 def config_path() -> None:
-    """Print where config.toml lives. Example: $EDITOR "$(jobctl config path)" """
+    """Print where config.toml lives.
+
+    Example: $EDITOR "$(jobctl config path)"
+    """
     print(_paths().config_file)
 
 
@@ -613,7 +671,10 @@ SharedOpt = Annotated[
 
 @supervisor_app.command("run")
 def supervisor_run(shared: SharedOpt = False) -> None:
-    """Run the supervisor in the foreground (for systemd). Example: jobctl supervisor run"""
+    """Run the supervisor in the foreground (for systemd).
+
+    Example: jobctl supervisor run
+    """
     paths = _paths()
     if shared or paths.shared:
         from jobctl.supervisor.shared import SharedSupervisor, setup_home
@@ -626,7 +687,10 @@ def supervisor_run(shared: SharedOpt = False) -> None:
 
 @supervisor_app.command("start")
 def supervisor_start(shared: SharedOpt = False) -> None:
-    """Start the supervisor in the background if it is not running. Example: jobctl supervisor start"""
+    """Start the supervisor in the background if it is not running.
+
+    Example: jobctl supervisor start
+    """
     from jobctl.cli import output
 
     if _paths().shared and not shared and os.getuid() != 0:
@@ -644,7 +708,10 @@ def supervisor_start(shared: SharedOpt = False) -> None:
 
 @supervisor_app.command("stop")
 def supervisor_stop() -> None:
-    """Stop the supervisor; running jobs keep running. Example: jobctl supervisor stop"""
+    """Stop the supervisor; running jobs keep running.
+
+    Example: jobctl supervisor stop
+    """
     from jobctl.cli import output
 
     if _paths().shared and os.getuid() != 0:
@@ -656,7 +723,10 @@ def supervisor_stop() -> None:
 
 @supervisor_app.command("status")
 def supervisor_status(as_json: JsonOpt = False) -> None:
-    """Show the supervisor's pid, uptime and capacity. Example: jobctl supervisor status --json"""
+    """Show the supervisor's pid, uptime and capacity.
+
+    Example: jobctl supervisor status --json
+    """
     from jobctl.cli import output
 
     svc = _service()

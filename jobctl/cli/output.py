@@ -40,20 +40,49 @@ def print_plan(plan, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title="Plan (dry run: nothing recorded)", box=None, header_style="bold")
+    # FITS says yes or no; why not is said once below the table, so that the table stays narrow
+    # (a long reason in a cell wrapped into a column of short lines at 80 columns)
+    table = Table(
+        title="Plan (dry run: nothing recorded)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        padding=(0, 2, 0, 0),
+        header_style="bold",
+    )
     for col in ("NAME", "RESOURCES", "BACKEND", "FITS", "DEPENDS ON"):
         table.add_column(col)
+    problems = list(dict.fromkeys(plan.problems))  # a pipeline's tasks share their file's problems
     for job in plan.jobs:
         deps = ", ".join(str(d) for d in job["depends_on"]) or "-"
         name = job["name"] + (f" (x{job['array']})" if job["array"] else "")
-        table.add_row(name, job["resources"], job["backend"], "yes" if job["fits"] else f"no: {job['why_not']}", deps)
+        table.add_row(name, job["resources"], job["backend"], "yes" if job["fits"] else "no", deps)
+        if not job["fits"] and not any(job["why_not"] in problem for problem in problems):
+            problems.append(f"{job['name']} does not fit: {job['why_not']}")
     out = console()
     out.print(table)
-    for problem in plan.problems:
-        out.print(f"on this machine, a real launch would refuse: {problem}", style="yellow", markup=False)
+    for problem in problems:  # one line each when piped (a script greps them), wrapped on a terminal
+        out.print(
+            f"on this machine, a real launch would refuse: {problem}",
+            style="yellow",
+            markup=False,
+            soft_wrap=not out.is_terminal,
+        )
 
 
-def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False) -> int:
+# What a bulk action says when `--all` found no job it applies to (kill --all on an idle queue)
+NOTHING = {
+    "stop": "no running or waiting job to stop",
+    "start": "no SUSPENDED job to start",
+    "retry": "no FAILED or KILLED job to retry",
+    "kill": "no unfinished job to kill",
+    "rm": "no finished job to remove",
+    "update": "no unfinished job to update",
+}
+
+
+def report(results: list[ActionResult], as_json: bool, nothing: str = "no jobs") -> int:
+    """Print one line per result on stderr (or one JSON list); `nothing`: the line when there is no result."""
     if as_json:
         dump(
             [
@@ -72,8 +101,8 @@ def report(results: list[ActionResult], as_json: bool, quiet_empty: bool = False
         err = console(stderr=True)
         for r in results:
             err.print(r.message if r.ok else f"error: {r.message}", style=None if r.ok else "red", markup=False)
-        if not results and not quiet_empty:
-            err.print("no jobs", markup=False)
+        if not results:
+            err.print(NOTHING.get(nothing, nothing), markup=False)
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -121,7 +150,14 @@ def status(
         return status_table(found, service.user, width=out.width, left=left)
 
     if not watch:
-        out.print(table(rows()))
+        found = rows()
+        out.print(table(found))
+        if not found:  # an empty table alone reads like a fault: say why it is empty (stderr: not data)
+            if state or labels or queue is not None or user is not None:
+                why = "no job matches these filters"
+            else:
+                why = "no unfinished jobs" if limit == 0 else "no jobs (start one with: jobctl launch job.yaml)"
+            console(stderr=True).print(why, markup=False)
         return
     from rich.live import Live
 
@@ -146,8 +182,16 @@ def wait_and_report(
         spinner = console(stderr=True).status("waiting…")
         spinner.start()
     started = time.monotonic()
+    said: set[int] = set()
 
     def tick(rows):
+        for r in rows:  # a stopped or held job waits for `start`: say so once, or the wait looks hung
+            if r.state == states.SUSPENDED and r.id not in said:
+                said.add(r.id)
+                (spinner.console if spinner else console(stderr=True)).print(
+                    f"job {r.id} is {states.status_text(r.state, r.detail)}; it waits for: jobctl start {r.id}",
+                    markup=False,
+                )
         if spinner:
             text = ", ".join(f"{r.id} {states.status_text(r.state, r.detail)}" for r in rows[:3])
             spinner.update(f"{text}  {int(time.monotonic() - started)}s")
@@ -170,6 +214,9 @@ def wait_and_report(
     return next((c for c in codes if c), 0)
 
 
+NOT_STARTED_HINT_S = 1.5  # `--follow`/`logs -f` of a job that has not started says why after this long
+
+
 def _follow_jobs(service: Service, ids: list[int]) -> None:
 
     for job_id in ids:
@@ -185,9 +232,15 @@ def _follow_one(service: Service, job_id: int, rank: int | None, from_start: boo
             raise NotFound(f"job {job_id} was removed")
         return found
 
+    since, said = time.monotonic(), [False]
+
     def files():
         r = row()
         if r.attempt == 0:
+            if not said[0] and r.state not in states.TERMINAL and time.monotonic() - since > NOT_STARTED_HINT_S:
+                said[0] = True  # once: following a job that waits must not look like a hang
+                status = states.status_text(r.state, r.detail)
+                console(stderr=True).print(f"job {job_id} is {status}; its output shows when it starts", markup=False)
             return None
         return log_files(service.paths.job_dir(job_id), r.attempt, r.num_nodes, rank)
 
@@ -231,7 +284,10 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
         return
     n = attempt if attempt is not None else row.attempt
     if n == 0:
-        raise StateError(f"job {row.id} has not started yet; use -f to wait for its output")
+        status = states.status_text(row.state, row.detail)
+        if row.state in states.TERMINAL:
+            raise StateError(f"job {row.id} ended without running: {status}")
+        raise StateError(f"job {row.id} has not started yet ({status}); use -f to wait for its output")
     if not 1 <= n <= row.attempt:
         raise UsageError(f"--attempt: job {row.id} has attempts 1 to {row.attempt}")
     if batch:  # Slurm's output of the batch script: where errors before or around the workers show
@@ -241,6 +297,7 @@ def logs(service: Service, selector: str, *, follow: bool, rank, attempt, tail, 
 
 def describe(service: Service, selector: str, as_json: bool) -> None:
     from jobctl.cli.views import clock_seconds, job_json, resources, seconds_text
+    from jobctl.core.units import count_text
 
     service.refresh_local()  # the true end of a job that ended while no supervisor ran
     row = service.job(selector)
@@ -296,11 +353,11 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
         lines.append(("Not before", clock_seconds(row.start_at)))
     if held:
         devices = f", {held['accelerator']} {held['devices']}" if held.get("devices") else ""
-        lines.append(("Holding", f"{held['cpus']:g} CPU, {held['memory_mib']} MiB{devices}"))
+        lines.append(("Holding", f"{count_text(held['cpus'], 'CPU')}, {held['memory_mib']} MiB{devices}"))
     if details["depends_on"]:
         lines.append(("Depends on", ", ".join(f"{d['dep_id']} ({d['condition']})" for d in details["depends_on"])))
-    if spec.get("envs"):
-        lines.append(("Envs", ", ".join(f"{k}={v}" for k, v in spec["envs"].items())))
+    for i, (k, v) in enumerate((spec.get("envs") or {}).items()):  # one a line: a long PATH stays readable
+        lines.append(("Envs" if i == 0 else "", f"{k}={v}"))
     if spec.get("file_mounts"):
         lines.append(("File mounts", ", ".join(f"{k} <- {v}" for k, v in spec["file_mounts"].items())))
     if spec.get("ignored"):
@@ -313,8 +370,9 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     if details.get("slurm_out"):
         lines.append(("Slurm out", details["slurm_out"]["path"]))
         lines.extend(("", f"| {line}") for line in details["slurm_out"]["tail"])
-    for key, value in lines:
-        out.print(f"{key + ':':<14} {value}", markup=False, highlight=False)
+    for key, value in lines:  # a value of one long word (a PATH) stays beside its key, the terminal folds it
+        text = str(value)
+        out.print(f"{key + ':' if key else '':<14} {text}", markup=False, highlight=False, soft_wrap=" " not in text)
     if spec.get("setup"):
         out.print("\nSetup:", style="bold")
         out.print("  " + spec["setup"].strip().replace("\n", "\n  "), markup=False, highlight=False)
@@ -344,7 +402,10 @@ def describe(service: Service, selector: str, as_json: bool) -> None:
     timeline = []
     for e in details["events"]:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}"
-        extra = "".join(f", {x}" for x in (e["reason"], e["message"]) if x)
+        said = [x for x in (e["reason"], e["message"]) if x]
+        if len(said) == 2 and said[1].startswith(said[0]):  # `held at launch`, not `held, held at launch`
+            said = said[1:]
+        extra = "".join(f", {x}" for x in said)
         timeline.append((e["at"], f"{move}  by {e['actor'] or 'system'}{extra}"))
     timeline.extend(notification_events(details["notifications"]))  # deliveries, in time order
     timeline.sort(key=lambda item: item[0])
@@ -507,12 +568,9 @@ def supervisor_status(service: Service, as_json: bool, doc: dict[str, Any] | Non
         dump(doc)
     else:
         out = console()
-        if uptime is not None:
-            out.print(
-                f"supervisor running: pid {doc['pid']}, up {_uptime(uptime)}, capacity {_capacity_text(capacity)}",
-                markup=False,
-                highlight=False,
-            )
+        if uptime is not None:  # two short lines rather than one that an 80-column terminal breaks
+            out.print(f"supervisor running: pid {doc['pid']}, up {_uptime(uptime)}", markup=False, highlight=False)
+            out.print(f"capacity: {_capacity_text(capacity)}", markup=False, highlight=False)
         else:
             out.print("supervisor not running (it starts on demand)", markup=False)
     return 0
@@ -528,14 +586,16 @@ def _uptime(seconds: float) -> str:
 
 
 def _capacity_text(capacity: dict[str, Any] | None) -> str:
-    """`8 CPU, 31.2 GiB memory, H100 x4` from the supervisor's capacity.json."""
+    """`8 CPUs, 31.2 GiB memory, 4 H100` from the supervisor's capacity.json."""
+    from jobctl.core.units import count_text
+
     if not capacity:
         return "not known yet"
-    parts = [f"{capacity.get('cpus', 0):g} CPU"]
+    parts = [count_text(capacity.get("cpus", 0), "CPU")]
     if capacity.get("memory_mib") is not None:
         mib = capacity["memory_mib"]
         parts.append(f"{mib / 1024:.1f} GiB memory" if mib >= 1024 else f"{mib} MiB memory")
-    parts += [f"{name} x{count}" for name, count in (capacity.get("accelerators") or {}).items()]
+    parts += [f"{count} {name}" for name, count in (capacity.get("accelerators") or {}).items()]
     return ", ".join(parts)
 
 

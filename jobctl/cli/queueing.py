@@ -24,10 +24,10 @@ def _service(command: str = "queue"):
     return Service(resolved)
 
 
-def _name(name: str) -> str:
+def _name(name: str, command: str) -> str:
     from jobctl.app.queueing import queue_option
 
-    return queue_option(name) or name
+    return queue_option(name, where=f"queue {command}") or name
 
 
 def _err(text: str) -> None:
@@ -78,9 +78,12 @@ def queue_set(
         Optional[str], typer.Option(help='Accelerators its running jobs may hold ("none": no cap).')
     ] = None,
 ) -> None:
-    """Cap a queue. Example: jobctl queue set gpu --max-running 1"""
+    """Cap a queue.
 
-    name = _name(name)
+    Example: jobctl queue set gpu --max-running 1
+    """
+
+    name = _name(name, "set")
     changes = {}
     for key, option, text, parse in (
         ("max_running", "--max-running", max_running, _positive_int),
@@ -102,30 +105,49 @@ def queue_set(
 
 def _pause(name: str, paused: bool) -> None:
 
-    name = _name(name)
+    name = _name(name, "pause" if paused else "resume")
     service = _service()
     with service.store.write():
+        before = {q.name: q for q in service.store.list_queues()}.get(name)
+        if before is None and not paused:  # nothing to resume: do not record a queue for a typo
+            _err(f"queue {name} is not paused (no job is in it and it has no cap)")
+            return
         service.store.set_queue(name, {"paused": int(paused)})
     service.wake_supervisor(start=not paused)
-    _err(f"queue {name} paused: no new job starts there; running ones go on" if paused else f"queue {name} resumed")
+    if not paused:
+        _err(f"queue {name} resumed" if before is not None and before.paused else f"queue {name} is not paused")
+    elif before is None:  # queues are made by use: say so, in case the name was mistyped
+        _err(f"queue {name} paused (a new queue: no job is in it yet); no new job will start there")
+    else:
+        _err(f"queue {name} paused: no new job starts there; running ones go on")
 
 
 @queue_app.command("pause")
 def queue_pause(name: NameArg) -> None:
-    """Start no more jobs of a queue (running ones go on). Example: jobctl queue pause default"""
+    """Start no more jobs of a queue (running ones go on).
+
+    Example: jobctl queue pause default
+    """
     _pause(name, True)
 
 
 @queue_app.command("resume")
 def queue_resume(name: NameArg) -> None:
-    """Undo `queue pause`. Example: jobctl queue resume default"""
+    """Undo `queue pause`.
+
+    Example: jobctl queue resume default
+    """
     _pause(name, False)
 
 
 @queue_app.command("list")
 def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
-    """Every queue: running and waiting jobs, its cap, paused or not. Example: jobctl queue list --json"""
+    """Every queue: running and waiting jobs, its cap, paused or not.
+
+    Example: jobctl queue list --json
+    """
     from jobctl.cli.output import console, dump
+    from jobctl.core.units import count_text
 
     service = _service()
     service.refresh_local()
@@ -149,7 +171,10 @@ def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print one J
     rows = [("QUEUE", "RUNNING", "WAITING", "MAX RUNNING", "PAUSED")]
     for q in found:
         cap = "-" if q.max_running is None else str(q.max_running)
-        extra = [f"{q.cpus:g} CPUs" if q.cpus is not None else "", f"{q.gpus} GPUs" if q.gpus is not None else ""]
+        extra = [
+            count_text(q.cpus, "CPU") if q.cpus is not None else "",
+            count_text(q.gpus, "GPU") if q.gpus is not None else "",
+        ]
         extra = [e for e in extra if e]
         if extra:
             cap += f" ({', '.join(extra)})"
@@ -214,7 +239,7 @@ def update(
         raise UsageError("update: give at least one of --priority, --queue, --timeout, --retries, --label")
     svc = _service("update")
     results = control.bulk(svc, jobs or [], all_jobs, "update", lambda r: app_queueing.update(svc, r, changes))
-    raise typer.Exit(output.report(results, as_json))
+    raise typer.Exit(output.report(results, as_json, nothing="update"))
 
 
 def register(app: typer.Typer) -> None:

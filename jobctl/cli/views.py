@@ -187,7 +187,7 @@ def cap_rows(rows: list[Job], cap: int) -> tuple[list[Job], dict[str, int]]:
 def more_text(left: dict[str, int]) -> str:
     total = sum(left.values())
     by_state = ", ".join(f"{n} {state}" for state, n in sorted(left.items(), key=lambda kv: -kv[1]))
-    return f"... and {total} more ({by_state}); use --limit N, --state or --json to see them"
+    return f"... and {total} more ({by_state}): see --limit N, --state, --json"  # fits 80 columns
 
 
 def status_table(

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from jobctl.core.models import MIB_PER_GIB
+from jobctl.core.units import count_text
 
 EPS = 1e-6  # CPU counts are floats: tolerate rounding when comparing them
 
@@ -121,7 +122,7 @@ def never_fits(req: Request, capacity: Capacity) -> str | None:
     """None if `req` could fit an empty machine, else a one-line reason naming the resource."""
     reasons = []
     if req.cpus > capacity.cpus + EPS:
-        reasons.append(f"needs {req.cpus:g} CPUs but capacity is {capacity.cpus:g} CPUs")
+        reasons.append(f"needs {count_text(req.cpus, 'CPU')} but capacity is {count_text(capacity.cpus, 'CPU')}")
     if req.memory_mib > capacity.memory_mib:
         reasons.append(f"needs {_gib(req.memory_mib)} of memory but capacity is {_gib(capacity.memory_mib)}")
     if req.accelerators:

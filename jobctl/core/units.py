@@ -186,6 +186,11 @@ def _duration_text(text: str) -> float | None:
     return seconds if units_seen else None
 
 
+def count_text(count: float, word: str) -> str:
+    """`1 CPU`, `2 CPUs`, `0.5 CPUs`, `4 GPUs`: a count and its noun, plural unless exactly one."""
+    return f"{count:g} {word}" if count == 1 else f"{count:g} {word}s"
+
+
 def format_gib(mib: int | float) -> str:
     """MiB as GiB for the status table: 1024 -> "1", 512 -> "0.5", 100 -> "0.1" (≤ 2 decimals)."""
     gib = mib / MIB_PER_GIB

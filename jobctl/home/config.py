@@ -215,7 +215,8 @@ class Config:
             return spec.parse(value)
         except (ValueError, TypeError) as exc:
             why = f": {exc}" if key.startswith("notify.") and str(exc) else ""  # which state, which scheme
-            raise UsageError(f"{where}: {key}: expected {spec.form}, got {value!r}{why}") from None
+            prefix = f"{where}: " if where else ""  # `config set` names no file: the key is what was typed
+            raise UsageError(f"{prefix}{key}: expected {spec.form}, got {value!r}{why}") from None
 
     def get(self, key: str) -> Any:
         if key not in KEYS:
@@ -244,7 +245,7 @@ class Config:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        value = self._check(key, value)
+        value = self._check(key, value, where="")
         self.values[key] = value
         self._write()
         return value

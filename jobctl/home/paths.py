@@ -153,10 +153,10 @@ def check_private(path: Path, *, folder: bool, private: bool = False) -> bool:
     hint = "jobctl refuses folders and files another user could change (see README: Security)"
     if stat.S_ISLNK(st.st_mode):
         raise UnsafePath(f"{path}: is a symbolic link where a {'folder' if folder else 'file'} was expected; {hint}")
-    if folder and not stat.S_ISDIR(st.st_mode):
-        raise UnsafePath(f"{path}: exists and is not a folder; {hint}")
+    if folder and not stat.S_ISDIR(st.st_mode):  # a mistake more often than an attack: say only what it is
+        raise UnsafePath(f"{path}: exists and is not a folder (JOBCTL_HOME and its folders must be folders)")
     if not folder and not stat.S_ISREG(st.st_mode):
-        raise UnsafePath(f"{path}: is not a regular file; {hint}")
+        raise UnsafePath(f"{path}: is not a regular file (jobctl keeps its state in regular files there)")
     if st.st_uid not in trusted_owners():
         raise UnsafePath(f"{path}: owned by {_owner_name(st.st_uid)}, not by you; {hint}")
     if st.st_mode & (0o077 if private else 0o022):

@@ -378,9 +378,11 @@ def serve(
     try:
         server = Dashboard((host, port), paths, token, allow_control)
     except OSError as exc:
-        raise JobctlError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port)"
-        ) from None
+        import errno
+
+        taken = exc.errno in (errno.EADDRINUSE, errno.EACCES)  # else the address itself is wrong
+        hint = "choose another with --port" if taken else "check --host: an address of this machine"
+        raise JobctlError(f"cannot listen on {host}:{port}: {exc.strerror or exc} ({hint})") from None
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
