@@ -617,7 +617,7 @@ def test_never_fits_messages():
     cap = Capacity(2, 2048, {"A100": (0, 1, 2, 3)})
     assert never_fits(Request(1, 0, 0, 1, 1024), cap) is None
     assert never_fits(Request(1, 0, 0, 64, 0), cap) == "needs 64 CPUs but capacity is 2 CPUs"
-    assert never_fits(Request(1, 0, 0, 1, 4096), cap) == ("needs 4.0 GiB of memory but capacity is 2.0 GiB")
+    assert never_fits(Request(1, 0, 0, 1, 4096), cap) == ("needs 4 GiB of memory but capacity is 2 GiB")
     assert never_fits(Request(1, 0, 0, 1, 0, (("H100", 8),)), cap) == ("needs 8 H100 but this machine has 0")
     assert never_fits(Request(1, 0, 0, 1, 0, (("H100", 8), ("A100", 8))), cap) == (
         "needs 8 H100 or 8 A100 but this machine has 0 H100 and 4 A100"

@@ -115,7 +115,9 @@ def options(req: Request) -> list[Option]:
 
 
 def _gib(mib: float) -> str:
-    return f"{mib / MIB_PER_GIB:.1f} GiB"
+    """4 GiB, 0.5 GiB, 1.3 GiB: one decimal at most, none when it is 0."""
+    text = f"{mib / MIB_PER_GIB:.1f}"
+    return f"{text[:-2] if text.endswith('.0') else text} GiB"
 
 
 def never_fits(req: Request, capacity: Capacity) -> str | None:
