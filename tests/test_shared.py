@@ -17,9 +17,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import wait_until
 from helpers.shared import NEEDS_ROOT, User, job_file, one_line_error, own_folder, proc_ids
@@ -357,6 +359,86 @@ def test_kill_9_of_the_shared_supervisor_loses_nothing_and_runs_nothing_twice(sh
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_a_job_that_ends_while_no_shared_supervisor_lives_keeps_its_exit_code(shared, users):
+    alice, _ = users
+    folder = own_folder(alice)
+    go = folder / "go"
+    job_id = shared.launch(
+        alice, job_file(alice, folder, "across", f"run: while [ ! -e {go} ]; do sleep 0.05; done; exit 4\n")
+    )[0]
+    wait_until(lambda: shared.job(alice, job_id)["state"] == "ACTIVE", 20, "the job running")
+    pid = shared.supervisor_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: shared.supervisor_pid() != pid, what="the supervisor gone")
+    runner = json.loads((shared.home / "state" / "logs" / str(job_id) / "1" / "runner.json").read_text())
+    assert psutil.pid_exists(runner["pid"])  # the job goes on without a supervisor
+    go.touch()
+    # nobody restarts it here: the runner, as its job ends with none listening, starts the next one
+    wait_until(lambda: shared.supervisor_pid() not in (None, pid), 30, "a supervisor started by the runner")
+    proc = shared.as_user(alice, "wait", str(job_id))
+    assert proc.returncode == 4, (proc.stdout, proc.stderr)  # the job's own exit code, kept
+    doc = shared.job(alice, job_id)
+    assert (doc["status"], doc["exit_code"], doc["attempt"]) == ("FAILED (exit 4)", 4, 1)
+    assert json.loads((shared.home / "run" / "supervisor.lock").read_text()).get("shared") is True
+
+
+def test_launches_racing_kill_9_of_the_shared_supervisor_lose_nothing(shared, users):
+    rng = random.Random(5)
+    ledgers = {}
+    files = {}
+    for user in users:
+        folder = own_folder(user)
+        ledgers[user.name] = folder / "ledger"
+        files[user.name] = job_file(
+            user, folder, "quick", f"resources: {{cpus: 1}}\nrun: echo $JOBCTL_JOB_ID >> {ledgers[user.name]}\n"
+        )
+    printed: dict[int, str] = {}
+    failed = kills = 0
+    for _ in range(3):
+        # launches keep coming, one every 0.25 s for 4 s; the supervisor is killed somewhere in the
+        # middle and restarted (as systemd's Restart=always would) while they go on
+        launches, restart = [], None
+        start = time.monotonic()
+        kill_at = start + rng.uniform(0.8, 2.5)
+        while time.monotonic() < start + 4:
+            user = rng.choice(users)
+            launches.append((user, shared.start_as_user(user, "launch", str(files[user.name]))))
+            pid = shared.supervisor_pid()
+            if restart is None and time.monotonic() >= kill_at and pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                wait_until(lambda: shared.supervisor_pid() != pid, what="the supervisor gone")
+                kills += 1
+                restart = threading.Thread(target=shared.root, args=("supervisor", "start"), kwargs={"check": True})
+                restart.start()
+            time.sleep(0.25)  # the pace of the launches
+        assert restart is not None
+        restart.join()
+        for user, proc in launches:
+            out, err = proc.communicate(timeout=120)
+            if proc.returncode == 0:
+                (job_id,) = map(int, out.split())
+                printed[job_id] = user.name
+            else:  # while no supervisor answered: one line, exit 1, nothing half-done
+                failed += 1
+                assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, (proc.returncode, err)
+                assert "Traceback" not in err
+    assert kills == 3 and printed, (kills, printed, failed)
+    wait_until(lambda: all(j["state"] == "COMPLETED" for j in shared.jobs()), 60, "every recorded job done")
+    jobs = {j["id"]: j for j in shared.jobs()}
+    assert set(printed) <= set(jobs)  # every launch that said yes has its job
+    for job_id, job in jobs.items():
+        assert job["attempt"] == 1 and job["exit_code"] == 0, job
+        if job_id in printed:
+            assert job["user"] == printed[job_id]
+    for user in users:
+        ran = sorted(map(int, ledgers[user.name].read_text().split())) if ledgers[user.name].exists() else []
+        mine = sorted(i for i, j in jobs.items() if j["user"] == user.name)
+        assert ran == mine, "each recorded job ran exactly once, as its owner"
+    with sqlite3.connect(shared.home / "data" / "jobctl.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 def test_groups_of_the_owner_are_the_jobs_groups(shared, users):
     alice, _ = users
     group = f"jcgrp{os.getpid() % 100000}"
@@ -413,20 +495,3 @@ def test_status_shows_a_user_column_and_filters_by_user(shared, users):
     theirs = json.loads(shared.as_user(alice, "status", "--user", bob.name, "--json", check=True).stdout)
     assert {j["id"] for j in theirs} == {b}
     one_line_error(shared.as_user(alice, "status", "--mine", "--user", bob.name), 2, "--mine")
-
-
-def test_commands_a_shared_queue_does_not_serve_are_refused_with_one_line(shared, users):
-    alice, _ = users
-    job_id = shared.launch(alice, job_file(alice, own_folder(alice), "held", "run: sleep 60\n"))[0]
-    for command, words in (
-        (["queue", "list"], "jobctl queue: not available on a shared queue"),
-        (["queue", "pause", "gpu"], "jobctl queue: not available on a shared queue"),
-        (["update", str(job_id), "--priority", "5"], "jobctl update: not available on a shared queue"),
-        (["stats"], "jobctl stats: not available on a shared queue"),
-        (["dashboard", "--port", "0"], "jobctl dashboard: not available on a shared queue"),
-        (["kill", "--signal", "USR1", str(job_id)], "kill --signal: not available on a shared queue"),
-    ):
-        one_line_error(shared.as_user(alice, *command), 2, words)
-    assert shared.job(alice, job_id)["state"] in ("PENDING", "ACTIVE")  # nothing was done to the job
-    root_stats = shared.root("stats", "--json")
-    assert root_stats.returncode == 0, root_stats.stderr  # root reads the database directly

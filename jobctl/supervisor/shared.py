@@ -456,7 +456,7 @@ def _stats(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
             "cpu_seconds": g.cpu_seconds,
             "gpu_seconds": g.gpu_seconds,
             "peak_memory_bytes": g.peak_memory_bytes,
-            "waits": [round(w, 3) for w in g.waits],
+            "waits": g.waits,
         }
         for g in svc.usage_groups(since, check_by(by))
     ]

@@ -138,6 +138,20 @@ class Shared:
             )
         return proc
 
+    def start_as_user(self, user: User, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+        """The CLI as `user`, not waited for (read it with communicate())."""
+        return subprocess.Popen(
+            [self.python, "-m", "jobctl", *args],
+            user=user.uid,
+            group=user.gid,
+            extra_groups=list(os.getgrouplist(user.name, user.gid)),
+            env=self.user_env(user),
+            cwd=str(cwd or user.home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def launch(self, user: User, path: Path, *args: str) -> list[int]:
         proc = self.as_user(user, "launch", str(path), *args, check=True, cwd=path.parent)
         return [int(x) for x in proc.stdout.split()]
@@ -190,3 +204,53 @@ def proc_ids(pid: int) -> tuple[list[int], list[int]]:
     uid = next(line for line in text.splitlines() if line.startswith("Uid:")).split()[1:]
     gid = next(line for line in text.splitlines() if line.startswith("Gid:")).split()[1:]
     return [int(x) for x in uid], [int(x) for x in gid]
+
+
+RAW_ASK = r"""
+import json, socket, struct, sys
+path = sys.argv[1]
+def ask(payload):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(path)
+    body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+    s.sendall(struct.pack(">I", len(body)) + body)
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    if len(data) < 4:
+        return {"closed": True}
+    return json.loads(data[4:4 + struct.unpack(">I", data[:4])[0]])
+print(json.dumps([ask(p) for p in json.load(sys.stdin)]))
+"""
+
+
+def raw_requests(queue: Shared, user: User, requests: list) -> list[dict]:
+    """Send each request (an object, or a string sent as the body as it is) on the socket as `user`,
+    one connection each, as a hostile client would; the supervisor's responses, in order."""
+    proc = subprocess.run(
+        [queue.python, "-c", RAW_ASK, str(queue.home / "run" / "supervisor.sock")],
+        input=json.dumps(requests),
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def refused(answer: dict, code: int, *words: str) -> None:
+    """A one-line refusal with this exit code, saying these words."""
+    assert answer.get("ok") is False, answer
+    assert answer.get("exit_code") == code, answer
+    assert "\n" not in answer["error"], answer
+    for word in words:
+        assert word in answer["error"], (word, answer)
