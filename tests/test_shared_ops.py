@@ -367,3 +367,50 @@ def test_stats_show_everyones_usage_to_every_user(shared, users):
 def test_the_dashboard_of_a_shared_queue_stays_roots(shared, users):
     alice, _ = users
     one_line_error(shared.as_user(alice, "dashboard", "--port", "0"), 2, "not available on a shared queue but to root")
+
+
+# -- forks under load --------------------------------------------------------------------------------------
+def test_runners_start_and_end_while_requests_keep_every_request_thread_busy(shared, users):
+    """Runners are forked while request threads look users up, read the database and answer; every
+    job starts, runs once and is recorded (a fork that inherited a held lock would hang its runner)."""
+    import threading
+
+    from jobctl.shared import protocol
+
+    alice, _ = users
+    folder = own_folder(alice)
+    ledger = folder / "ledger"
+    path = job_file(alice, folder, "many", f"resources: {{cpus: 1}}\nrun: echo $JOBCTL_JOB_ID >> {ledger}\n")
+    stop = threading.Event()
+    answered = [0] * 6
+    errors: list[str] = []
+
+    def hammer(slot: int) -> None:
+        socket_path = str(shared.home / "run" / "supervisor.sock")
+        while not stop.is_set():
+            op, args = (("status_rows", {"all_jobs": True}), ("ping", {}), ("queue", {"verb": "list"}))[slot % 3]
+            try:
+                response = protocol.request(socket_path, op, args, timeout=30)
+            except (OSError, protocol.ProtocolError) as exc:
+                errors.append(f"{op}: {exc}")
+                return
+            if not response["ok"]:
+                errors.append(f"{op}: {response}")
+                return
+            answered[slot] += 1
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(len(answered))]
+    for t in threads:
+        t.start()
+    try:
+        ids = shared.launch(alice, path, "--array", "24")
+        wait_until(lambda: all(j["state"] == "COMPLETED" for j in shared.jobs()), 90, "every task done")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors[:3]
+    assert all(answered), answered  # every client was answered all along
+    assert sorted(map(int, ledger.read_text().split())) == sorted(ids)  # each ran exactly once
+    crashes = "".join(p.read_text() for p in (shared.home / "state" / "logs").rglob("runner-error.log"))
+    assert not crashes, crashes
