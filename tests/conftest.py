@@ -87,7 +87,7 @@ def shared(interpreter):
     queue.root("supervisor", "start", "--shared", check=True)
     from helpers import wait_until
 
-    wait_until(queue.supervisor_pid, what="the shared supervisor")
+    wait_until(queue.supervisor_pid, 30, "the shared supervisor")
     yield queue
     stop_everything(home)
     shutil.rmtree(home, ignore_errors=True)
