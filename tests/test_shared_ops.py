@@ -176,6 +176,26 @@ def test_kill_with_a_signal_reaches_the_owners_job_and_is_refused_for_anyone_els
     assert shared.job(alice, job_id)["status"] == f"KILLED (by {alice.name})"
 
 
+def test_kill_signal_is_never_replaced_by_the_default_term_of_a_pass_running_meanwhile(shared, users):
+    """Each request wakes the supervisor's loop; a pass that saw the job just recorded KILLED must not
+    send its own TERM before the request sends its signal (the two never interleave)."""
+    alice, _ = users
+    folder = own_folder(alice)
+    jobs = {}
+    for i in range(6):
+        got, ready = folder / f"got{i}", folder / f"ready{i}"
+        job_id = shared.launch(alice, job_file(alice, folder, f"t{i}", TRAPS.format(got=got, ready=ready)))[0]
+        jobs[job_id] = (got, ready)
+    for _, ready in jobs.values():
+        wait_until(ready.exists, 30, "the job's traps")
+    for job_id in jobs:
+        proc = shared.as_user(alice, "kill", "--signal", "INT", "--grace", "1s", str(job_id))
+        assert proc.returncode == 0, proc.stderr
+    wait_until(lambda: all(shared.job(alice, i)["state"] == "KILLED" for i in jobs), 30, "the jobs killed")
+    firsts = {job_id: got.read_text().split()[:1] for job_id, (got, _) in jobs.items()}
+    assert all(first == ["INT"] for first in firsts.values()), firsts
+
+
 # -- launch -- CMD ----------------------------------------------------------------------------------------
 def test_an_adhoc_command_runs_as_the_caller_in_their_folder_with_the_allowed_environment(shared, users):
     alice, _ = users

@@ -36,6 +36,7 @@ from jobctl.shared import protocol
 from jobctl.supervisor.daemon import Supervisor
 
 WORKERS = 16  # requests served at once; each holds a thread for at most protocol.READ_TIMEOUT while it reads
+ACTING = frozenset({"control", "prune"})  # ops that change jobs and signal their runners: never during a pass
 
 
 def setup_home(paths: Paths) -> Paths:
@@ -143,6 +144,15 @@ class SharedSupervisor(Supervisor):
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="request")
         self.local = threading.local()
         self.gate = ForkGate()
+        # A control request (its state change, then its signal or kill.json) and a pass of the engine
+        # never interleave: a pass that saw a job just recorded KILLED would send the default
+        # TERM-then-KILL itself, before the request could write its `kill --signal`. Status and
+        # other reads never take it. Taken before the gate, in both places (one order: no deadlock).
+        self.acting = threading.Lock()
+
+    def tick(self):
+        with self.acting:
+            return super().tick()
 
     def act(self, actions: Any) -> None:
         """Start runners (forks) only while no request thread is working: see ForkGate."""
@@ -214,7 +224,7 @@ class SharedSupervisor(Supervisor):
                     self.poke()
                     return
                 op, args = protocol.check_request(message)
-                with self.gate.working():
+                with self.acting if op in ACTING else contextlib.nullcontext(), self.gate.working():
                     result = self.handle(peer, op, args)
                 response: dict[str, Any] = {"version": protocol.VERSION, "ok": True, "result": result}
             except protocol.ProtocolError as exc:
