@@ -9,8 +9,10 @@ tests/helpers/cli.py). Everything else the tests share lives in the `helpers` pa
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,3 +48,51 @@ def jobctl(home: Path) -> Jobctl:
 @pytest.fixture
 def jobctl_inproc(home: Path) -> InProcessJobctl:
     return InProcessJobctl(home)
+
+
+# -- a queue shared by a team (tests/helpers/shared.py): two real users, root's shared supervisor ------
+@pytest.fixture(scope="module")
+def users():
+    from helpers.shared import add_user
+
+    tag = f"{os.getpid() % 100000}{random.randrange(100)}"
+    made = []
+    try:
+        for who in ("a", "b"):
+            made.append(add_user(f"jc{who}{tag}"))
+        yield made
+    finally:
+        for user in made:
+            subprocess.run(["pkill", "-KILL", "-u", str(user.uid)], capture_output=True)  # by uid: only theirs
+            subprocess.run(["userdel", "-r", user.name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def interpreter(users):
+    from helpers.shared import interpreter_env
+
+    made: list[Path] = []  # a readable copy of the package, when the checkout is out of the users' reach
+    try:
+        yield interpreter_env(users, made)
+    finally:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def shared(interpreter):
+    from helpers.shared import Shared
+
+    home = Path(tempfile.mkdtemp(prefix="jcs-", dir="/tmp"))
+    os.chmod(home, 0o755)  # users reach the socket folder and their logs through it
+    queue = Shared(home, interpreter)
+    queue.root("config", "set", "capacity.cpus", "8", check=True)
+    queue.root("config", "set", "capacity.memory", '"16GiB"', check=True)
+    queue.root("config", "set", "capacity.accelerators", "{H100 = 4}", check=True)
+    queue.root("supervisor", "start", "--shared", check=True)
+    from helpers import wait_until
+
+    wait_until(queue.supervisor_pid, 30, "the shared supervisor")
+    yield queue
+    stop_everything(home)
+    shutil.rmtree(home, ignore_errors=True)

@@ -2,9 +2,9 @@
 
 The tests create two users (useradd, unique names, removed at teardown), start root's shared
 supervisor on a home of their own, and run the real CLI as each user (setuid child processes).
-They need root; elsewhere they skip and say why. The users run jobctl from this checkout with an
-interpreter they can execute (the virtualenv's, or the system's with the virtualenv's packages on
-PYTHONPATH); when neither works the tests skip and say so.
+They need root; elsewhere they skip and say why. The fixtures (`users`, `shared`) are in
+tests/conftest.py, the helpers in tests/helpers/shared.py; the commands of everyday queueing on a
+shared queue (update, kill --signal, launch --, queue, stats, arrays) are in tests/test_shared_ops.py.
 """
 
 from __future__ import annotations
@@ -12,218 +12,21 @@ from __future__ import annotations
 import grp
 import json
 import os
-import pwd
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import sysconfig
-import tempfile
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
-from helpers import REPO, wait_until
-from helpers import stop_everything as _stop_everything
+from helpers import wait_until
+from helpers.shared import NEEDS_ROOT, User, job_file, one_line_error, own_folder, proc_ids
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("useradd") is None,
-    reason="needs root and useradd: the shared queue runs jobs as real users (CI runs these as root)",
-)
-
-
-@dataclass
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: Path
-
-
-def _add_user(name: str) -> User:
-    subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True, capture_output=True)
-    entry = pwd.getpwnam(name)
-    return User(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
-
-
-def _interpreter_env(users: list[User]) -> tuple[str, dict[str, str]]:
-    """An interpreter and PYTHONPATH with which every user can run this checkout's jobctl."""
-    site = sysconfig.get_paths()["purelib"]
-    candidates = [
-        (sys.executable, {"PYTHONPATH": str(REPO)}),
-        (os.path.realpath(sys.executable), {"PYTHONPATH": f"{REPO}:{site}"}),
-        ("/usr/bin/python3", {"PYTHONPATH": f"{REPO}:{site}"}),
-    ]
-
-    def works(python: str, extra: dict[str, str], u: User) -> bool:
-        try:
-            return (
-                subprocess.run(
-                    [python, "-m", "jobctl", "--version"],
-                    user=u.uid,
-                    group=u.gid,
-                    extra_groups=[],
-                    env={"PATH": "/usr/bin:/bin", "HOME": str(u.home), **extra},
-                    cwd="/",
-                    capture_output=True,
-                ).returncode
-                == 0
-            )
-        except OSError:  # the interpreter itself is out of the user's reach
-            return False
-
-    for python, extra in candidates:
-        if all(works(python, extra, u) for u in users):
-            return python, extra
-    # the checkout itself may be out of their reach (a clone under /root): a readable copy of the package
-    copy = Path(tempfile.mkdtemp(prefix="jobctl-shared-src-"))
-    os.chmod(copy, 0o755)
-    shutil.copytree(REPO / "jobctl", copy / "jobctl", ignore=shutil.ignore_patterns("__pycache__"))
-    for python in (sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3"):
-        extra = {"PYTHONPATH": f"{copy}:{site}"}
-        if all(works(python, extra, u) for u in users):
-            return python, extra
-    pytest.skip(
-        f"the test users cannot run jobctl from {REPO} with {sys.executable} or /usr/bin/python3 "
-        "(a folder on the way is not readable by them); install jobctl where every user can read it"
-    )
-
-
-@pytest.fixture(scope="module")
-def users():
-    tag = f"{os.getpid() % 100000}{random.randrange(100)}"
-    made = []
-    try:
-        for who in ("a", "b"):
-            made.append(_add_user(f"jc{who}{tag}"))
-        yield made
-    finally:
-        for user in made:
-            subprocess.run(["pkill", "-KILL", "-u", str(user.uid)], capture_output=True)  # by uid: only theirs
-            subprocess.run(["userdel", "-r", user.name], capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def interpreter(users):
-    return _interpreter_env(users)
-
-
-class Shared:
-    """A shared home, root's supervisor on it, and the CLI as root or as a user."""
-
-    def __init__(self, home: Path, interpreter):
-        self.home = home
-        self.python, self.extra = interpreter
-
-    def root(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        env = {**os.environ, "JOBCTL_HOME": str(self.home), "NO_COLOR": "1"}
-        env.pop("JOBCTL_DEBUG", None)
-        proc = subprocess.run(
-            [sys.executable, "-m", "jobctl", *args], env=env, capture_output=True, text=True, timeout=60
-        )
-        if check and proc.returncode:
-            raise AssertionError(f"root: jobctl {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def as_user(
-        self, user: User, *args: str, check: bool = False, cwd: Path | None = None, env: dict | None = None
-    ) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [self.python, "-m", "jobctl", *args],
-            user=user.uid,
-            group=user.gid,
-            extra_groups=list(os.getgrouplist(user.name, user.gid)),
-            env={
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "HOME": str(user.home),
-                "USER": user.name,
-                "JOBCTL_HOME": str(self.home),
-                "NO_COLOR": "1",
-                **self.extra,
-                **(env or {}),
-            },
-            cwd=str(cwd or user.home),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if check and proc.returncode:
-            raise AssertionError(
-                f"{user.name}: jobctl {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    def launch(self, user: User, path: Path, *args: str) -> list[int]:
-        proc = self.as_user(user, "launch", str(path), *args, check=True, cwd=path.parent)
-        return [int(x) for x in proc.stdout.split()]
-
-    def job(self, user: User, job_id: int) -> dict:
-        return json.loads(self.as_user(user, "describe", str(job_id), "--json", check=True).stdout)
-
-    def jobs(self) -> list[dict]:
-        return json.loads(self.root("status", "--all", "--json", check=True).stdout)
-
-    def supervisor_pid(self) -> int | None:
-        try:
-            info = json.loads((self.home / "run" / "supervisor.lock").read_text() or "{}")
-            proc = psutil.Process(info["pid"])
-            if abs(proc.create_time() - info["started"]) < 2 and proc.status() != psutil.STATUS_ZOMBIE:
-                return info["pid"]
-        except (OSError, ValueError, KeyError, psutil.Error):
-            pass
-        return None
-
-
-@pytest.fixture
-def shared(interpreter):
-    home = Path(tempfile.mkdtemp(prefix="jcs-", dir="/tmp"))
-    os.chmod(home, 0o755)  # users reach the socket folder and their logs through it
-    queue = Shared(home, interpreter)
-    queue.root("config", "set", "capacity.cpus", "8", check=True)
-    queue.root("config", "set", "capacity.memory", '"16GiB"', check=True)
-    queue.root("config", "set", "capacity.accelerators", "{H100 = 4}", check=True)
-    queue.root("supervisor", "start", "--shared", check=True)
-    wait_until(queue.supervisor_pid, what="the shared supervisor")
-    yield queue
-    _stop_everything(home)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def own_folder(user: User) -> Path:
-    """A folder of the user's, for job files and what jobs write."""
-    folder = Path(tempfile.mkdtemp(prefix=f"jcs-{user.name}-", dir="/tmp"))
-    os.chown(folder, user.uid, user.gid)
-    os.chmod(folder, 0o755)
-    return folder
-
-
-def job_file(user: User, folder: Path, name: str, text: str) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(text)
-    os.chown(path, user.uid, user.gid)
-    return path
-
-
-def one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
-
-
-def proc_ids(pid: int) -> tuple[list[int], list[int]]:
-    """The Uid and Gid lines of /proc/PID/status: real, effective, saved, filesystem."""
-    text = Path(f"/proc/{pid}/status").read_text()
-    uid = next(line for line in text.splitlines() if line.startswith("Uid:")).split()[1:]
-    gid = next(line for line in text.splitlines() if line.startswith("Gid:")).split()[1:]
-    return [int(x) for x in uid], [int(x) for x in gid]
+pytestmark = NEEDS_ROOT
 
 
 # -- Done when: two users, four GPUs, jobs as their owners -----------------------------------------------
@@ -556,6 +359,86 @@ def test_kill_9_of_the_shared_supervisor_loses_nothing_and_runs_nothing_twice(sh
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_a_job_that_ends_while_no_shared_supervisor_lives_keeps_its_exit_code(shared, users):
+    alice, _ = users
+    folder = own_folder(alice)
+    go = folder / "go"
+    job_id = shared.launch(
+        alice, job_file(alice, folder, "across", f"run: while [ ! -e {go} ]; do sleep 0.05; done; exit 4\n")
+    )[0]
+    wait_until(lambda: shared.job(alice, job_id)["state"] == "ACTIVE", 20, "the job running")
+    pid = shared.supervisor_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: shared.supervisor_pid() != pid, what="the supervisor gone")
+    runner = json.loads((shared.home / "state" / "logs" / str(job_id) / "1" / "runner.json").read_text())
+    assert psutil.pid_exists(runner["pid"])  # the job goes on without a supervisor
+    go.touch()
+    # nobody restarts it here: the runner, as its job ends with none listening, starts the next one
+    wait_until(lambda: shared.supervisor_pid() not in (None, pid), 30, "a supervisor started by the runner")
+    proc = shared.as_user(alice, "wait", str(job_id))
+    assert proc.returncode == 4, (proc.stdout, proc.stderr)  # the job's own exit code, kept
+    doc = shared.job(alice, job_id)
+    assert (doc["status"], doc["exit_code"], doc["attempt"]) == ("FAILED (exit 4)", 4, 1)
+    assert json.loads((shared.home / "run" / "supervisor.lock").read_text()).get("shared") is True
+
+
+def test_launches_racing_kill_9_of_the_shared_supervisor_lose_nothing(shared, users):
+    rng = random.Random(5)
+    ledgers = {}
+    files = {}
+    for user in users:
+        folder = own_folder(user)
+        ledgers[user.name] = folder / "ledger"
+        files[user.name] = job_file(
+            user, folder, "quick", f"resources: {{cpus: 1}}\nrun: echo $JOBCTL_JOB_ID >> {ledgers[user.name]}\n"
+        )
+    printed: dict[int, str] = {}
+    failed = kills = 0
+    for _ in range(3):
+        # launches keep coming, one every 0.25 s for 4 s; the supervisor is killed somewhere in the
+        # middle and restarted (as systemd's Restart=always would) while they go on
+        launches, restart = [], None
+        start = time.monotonic()
+        kill_at = start + rng.uniform(0.8, 2.5)
+        while time.monotonic() < start + 4:
+            user = rng.choice(users)
+            launches.append((user, shared.start_as_user(user, "launch", str(files[user.name]))))
+            pid = shared.supervisor_pid()
+            if restart is None and time.monotonic() >= kill_at and pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                wait_until(lambda: shared.supervisor_pid() != pid, what="the supervisor gone")
+                kills += 1
+                restart = threading.Thread(target=shared.root, args=("supervisor", "start"), kwargs={"check": True})
+                restart.start()
+            time.sleep(0.25)  # the pace of the launches
+        assert restart is not None
+        restart.join()
+        for user, proc in launches:
+            out, err = proc.communicate(timeout=120)
+            if proc.returncode == 0:
+                (job_id,) = map(int, out.split())
+                printed[job_id] = user.name
+            else:  # while no supervisor answered: one line, exit 1, nothing half-done
+                failed += 1
+                assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, (proc.returncode, err)
+                assert "Traceback" not in err
+    assert kills == 3 and printed, (kills, printed, failed)
+    wait_until(lambda: all(j["state"] == "COMPLETED" for j in shared.jobs()), 60, "every recorded job done")
+    jobs = {j["id"]: j for j in shared.jobs()}
+    assert set(printed) <= set(jobs)  # every launch that said yes has its job
+    for job_id, job in jobs.items():
+        assert job["attempt"] == 1 and job["exit_code"] == 0, job
+        if job_id in printed:
+            assert job["user"] == printed[job_id]
+    for user in users:
+        ran = sorted(map(int, ledgers[user.name].read_text().split())) if ledgers[user.name].exists() else []
+        mine = sorted(i for i, j in jobs.items() if j["user"] == user.name)
+        assert ran == mine, "each recorded job ran exactly once, as its owner"
+    with sqlite3.connect(shared.home / "data" / "jobctl.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 def test_groups_of_the_owner_are_the_jobs_groups(shared, users):
     alice, _ = users
     group = f"jcgrp{os.getpid() % 100000}"
@@ -612,20 +495,3 @@ def test_status_shows_a_user_column_and_filters_by_user(shared, users):
     theirs = json.loads(shared.as_user(alice, "status", "--user", bob.name, "--json", check=True).stdout)
     assert {j["id"] for j in theirs} == {b}
     one_line_error(shared.as_user(alice, "status", "--mine", "--user", bob.name), 2, "--mine")
-
-
-def test_commands_a_shared_queue_does_not_serve_are_refused_with_one_line(shared, users):
-    alice, _ = users
-    job_id = shared.launch(alice, job_file(alice, own_folder(alice), "held", "run: sleep 60\n"))[0]
-    for command, words in (
-        (["queue", "list"], "jobctl queue: not available on a shared queue"),
-        (["queue", "pause", "gpu"], "jobctl queue: not available on a shared queue"),
-        (["update", str(job_id), "--priority", "5"], "jobctl update: not available on a shared queue"),
-        (["stats"], "jobctl stats: not available on a shared queue"),
-        (["dashboard", "--port", "0"], "jobctl dashboard: not available on a shared queue"),
-        (["kill", "--signal", "USR1", str(job_id)], "kill --signal: not available on a shared queue"),
-    ):
-        one_line_error(shared.as_user(alice, *command), 2, words)
-    assert shared.job(alice, job_id)["state"] in ("PENDING", "ACTIVE")  # nothing was done to the job
-    root_stats = shared.root("stats", "--json")
-    assert root_stats.returncode == 0, root_stats.stderr  # root reads the database directly

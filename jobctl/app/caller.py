@@ -180,16 +180,93 @@ def control(
         action = lambda row: control_mod.retry(svc, row)  # noqa: E731
     elif verb == "kill":
         grace = options.get("grace")
-        if grace is not None and (not isinstance(grace, (int, float)) or grace < 0):
+        if grace is not None and (
+            not isinstance(grace, (int, float)) or isinstance(grace, bool) or not 0 <= grace <= 86400 * 365
+        ):
             raise UsageError("--grace: expected a duration")
-        action = lambda row: control_mod.kill(svc, row, grace)  # noqa: E731
+        signum = kill_signal(options.get("signal"))
+        action = lambda row: control_mod.kill(svc, row, grace, signum)  # noqa: E731
     elif verb == "rm":
         action = lambda row: control_mod.remove(svc, row)  # noqa: E731
+    elif verb == "update":
+        from jobctl.app.queueing import update
+
+        changes = update_changes(options.get("changes"))
+        action = lambda row: update(svc, row, changes)  # noqa: E731
     else:
         raise UsageError(f"unknown action {verb[:40]!r}")
     if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
         raise UsageError("selectors: expected a list of strings")
     return control_mod.bulk(svc, selectors, bool(all_jobs), verb, guarded(svc, action))
+
+
+def kill_signal(value: Any) -> int | None:
+    """`kill --signal`: a signal number of this system, or None for the default TERM-then-KILL."""
+    if value is None:
+        return None
+    from jobctl.core.queueing import parse_signal
+
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UsageError("--signal: expected a signal number")
+    try:
+        return parse_signal(value)
+    except ValueError as exc:
+        raise UsageError(f"--signal: {exc}") from None
+
+
+UPDATE_KEYS = ("priority", "queue", "timeout", "retries", "labels")
+
+
+def update_changes(doc: Any) -> dict[str, Any]:
+    """The changes of an `update` request, checked as the CLI checks its options (one line otherwise)."""
+    import math
+
+    from jobctl.app.queueing import queue_option
+
+    if not isinstance(doc, dict) or not doc:
+        raise UsageError("update: changes: expected an object of --priority, --queue, --timeout, --retries, --label")
+    unknown = [k for k in doc if k not in UPDATE_KEYS]
+    if unknown:
+        raise UsageError(f"update: {str(unknown[0])[:40]!r}: not something update changes")
+
+    def whole(key: str, value: Any, lo: int, hi: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise UsageError(f"--{key}: expected a whole number from {lo} to {hi}")
+        return value
+
+    changes: dict[str, Any] = {}
+    if "priority" in doc:
+        changes["priority"] = whole("priority", doc["priority"], -1_000_000, 1_000_000)
+    if "retries" in doc:
+        changes["retries"] = whole("retries", doc["retries"], 0, 1000)
+    if "queue" in doc:
+        if not isinstance(doc["queue"], str):
+            raise UsageError("--queue: expected a queue name")
+        changes["queue"] = queue_option(doc["queue"])
+    if "timeout" in doc:
+        timeout = doc["timeout"]
+        if timeout is not None and (
+            not isinstance(timeout, (int, float))
+            or isinstance(timeout, bool)
+            or not math.isfinite(timeout)
+            or not 0 < timeout <= 86400 * 3650
+        ):
+            raise UsageError("--timeout: expected a duration in seconds, or null for no limit")
+        changes["timeout"] = None if timeout is None else float(timeout)
+    if "labels" in doc:
+        labels = doc["labels"]
+        if not isinstance(labels, dict) or not labels or len(labels) > 1000:
+            raise UsageError("--label: expected an object of k=v labels")
+        for key, value in labels.items():
+            if not key or not isinstance(value, str) or len(key) > 256 or len(value) > 4096:
+                raise UsageError("--label: expected k=v, a key of at most 256 characters and a value of 4096")
+            if any(ch in CONTROL for ch in key + value):
+                raise UsageError(f"--label: {key[:40]!r}: holds a control character")
+        changes["labels"] = dict(labels)
+    return changes
+
+
+CONTROL = {chr(c) for c in range(32)} | {chr(127)}
 
 
 def prune(svc: CallerService, older_than: float) -> list[ActionResult]:
@@ -199,6 +276,26 @@ def prune(svc: CallerService, older_than: float) -> list[ActionResult]:
 
     rows = [r for r in svc.store.prunable(time.time() - older_than) if svc.caller.may_control(r)]
     return [control_mod.remove(svc, row) for row in rows]
+
+
+def queue_op(svc: CallerService, verb: Any, name: Any, changes: Any) -> Any:
+    """`queue list` for everyone; `queue set|pause|resume` for root and members of shared.admin_group."""
+    from jobctl.app.queueing import queue_changes, queue_doc, queue_option
+
+    if verb == "list":
+        return [queue_doc(q) for q in svc.queue_rows()]
+    if verb != "set":
+        raise UsageError(f"queue: unknown action {str(verb)[:40]!r} (list or set)")
+    if not isinstance(name, str):
+        raise UsageError("queue: name: expected a queue name")
+    name = queue_option(name)
+    if not svc.caller.admin:
+        group = svc.config.get("shared.admin_group")
+        who = f"root or a member of group {group} (shared.admin_group)" if group else "root"
+        raise Refused(f"queue {name}: only {who} changes the queues of a shared queue")
+    checked = queue_changes(changes)
+    svc.set_queue(name, checked)
+    return {"name": name, "changes": checked}
 
 
 def readable_job(svc: CallerService, selector: str) -> Job:
@@ -241,7 +338,7 @@ def check_job_file(path: str, caller: Caller) -> None:
         )
 
 
-def check_workdir(path: str, caller: Caller) -> None:
+def check_workdir(path: str, caller: Caller, what: str = "workdir") -> None:
     """Refuse a workdir that is, or passes through, a symbolic link into another user's files, or a
     folder of another user the caller cannot enter (the job would run there as the caller)."""
     if caller.uid == 0:
@@ -264,7 +361,7 @@ def check_workdir(path: str, caller: Caller) -> None:
                 owner = None
             if owner not in (caller.uid, 0):
                 raise UsageError(
-                    f"workdir: {path}: {current} is a symbolic link to {target}, owned by "
+                    f"{what}: {path}: {current} is a symbolic link to {target}, owned by "
                     f"{_owner_text(owner) if owner is not None else 'nobody it can check'}; "
                     "a shared queue runs jobs only in folders of their owner"
                 )
@@ -276,15 +373,53 @@ def check_workdir(path: str, caller: Caller) -> None:
         return
     bits = stat.S_IXGRP if st.st_gid in caller.groups else stat.S_IXOTH
     if not st.st_mode & bits:
-        raise UsageError(f"workdir: {path}: a folder of {_owner_text(st.st_uid)} that you cannot enter")
+        raise UsageError(f"{what}: {path}: a folder of {_owner_text(st.st_uid)} that you cannot enter")
+
+
+COMMAND_WORDS = 4096  # words of an ad-hoc command (the request's size caps their length)
+
+
+def adhoc_command(value: Any) -> list[str] | None:
+    """`launch -- CMD ARG...`: the command's words (None: a launch of job files)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > COMMAND_WORDS
+        or not all(isinstance(w, str) and "\0" not in w for w in value)
+        or not value[0]
+    ):
+        raise UsageError("launch --: expected the command as a list of words (no NUL characters)")
+    return value
+
+
+def adhoc_cwd(value: Any, caller: Caller) -> str:
+    """The folder an ad-hoc command runs in: the caller's current folder, checked as a workdir is
+    (no symbolic link into another user's files, no folder of another user they cannot enter)."""
+    from jobctl.jobfile.loader import workdir_problem
+
+    if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value or len(value) > 4096:
+        raise UsageError("launch --: cwd: expected the absolute path of the current folder")
+    path = os.path.normpath(value)
+    if any(ch in CONTROL for ch in path):
+        raise UsageError("launch --: the current folder's path holds a control character; run it from another folder")
+    check_workdir(path, caller, "launch --: the current folder")
+    problem = workdir_problem(path)
+    if problem:
+        raise UsageError(f"launch --: the current folder: {problem}")
+    return path
 
 
 def launch(svc: CallerService, args: dict[str, Any]) -> dict[str, Any]:
     from jobctl.app import launch as launch_mod
 
     caller = svc.caller
+    command = adhoc_command(args.get("command"))
     files = args.get("files")
-    if (
+    if command is not None and files:
+        raise UsageError("launch: give job files or a command after --, not both")
+    if command is None and (
         not isinstance(files, list)
         or not files
         or not all(
@@ -292,6 +427,7 @@ def launch(svc: CallerService, args: dict[str, Any]) -> dict[str, Any]:
         )
     ):
         raise UsageError("launch: expected files as [{path, text}]")
+    files = files or []
     texts: dict[str, str] = {}
     for f in files:
         if not os.path.isabs(f["path"]):
@@ -334,6 +470,12 @@ def launch(svc: CallerService, args: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"--env: {key[:40]!r}: not a variable name")
     options.resolved_env = (env, secret)
     options.texts = texts
+    given = args.get("base_env")
+    environ = base_env(given) if isinstance(given, dict) else {}
+    if command is not None:  # in the caller's folder, with the caller's PATH and virtualenv (allow-listed)
+        options.command = command
+        options.cwd = adhoc_cwd(args.get("cwd"), caller)
+        options.environ = environ
 
     def check(spec: Any) -> None:
         from jobctl.engine.backends import backend_class
@@ -348,10 +490,8 @@ def launch(svc: CallerService, args: dict[str, Any]) -> dict[str, Any]:
     options.check = check
     umask = args.get("umask")
     svc.umask = umask if isinstance(umask, int) and 0 <= umask <= 0o777 else 0o022
-    given = args.get("base_env")
-    environ: dict[str, str] = given if isinstance(given, dict) else {}
     svc.record_extra = (
-        {"run_as": {"uid": caller.uid, "gid": caller.gid, "user": caller.name}, "base_env": base_env(environ)}
+        {"run_as": {"uid": caller.uid, "gid": caller.gid, "user": caller.name}, "base_env": environ}
         if caller.uid != 0
         else {}  # root's jobs run as root, as in single-user mode
     )

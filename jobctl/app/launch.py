@@ -46,6 +46,9 @@ class LaunchOptions:
     queue: str | None = None
     hold: bool = False
     at: str | None = None  # start time (SPEC section 9)
+    # An ad-hoc command on a shared queue: the caller's folder and (allow-listed) environment, not the supervisor's
+    cwd: str | None = None
+    environ: dict[str, str] | None = None
 
 
 __all__ = [
@@ -104,7 +107,7 @@ def build_plan(service: Service, files: list[str], options: LaunchOptions) -> tu
     now = time.time()
     for path in files or [queueing.ADHOC_PATH]:
         loaded = (
-            queueing.adhoc_file(options.command)
+            queueing.adhoc_file(options.command, options.cwd, options.environ)
             if options.command is not None
             else load_jobfile(path, text=options.texts[path] if options.texts is not None else None)
         )

@@ -4,6 +4,7 @@ array throttles, and the `update` and `queue` commands.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -58,12 +59,18 @@ def caller_env(environ: dict[str, str] | None = None) -> dict[str, str | None]:
     }
 
 
-def adhoc_file(argv: list[str]) -> LoadedFile:
+def adhoc_file(argv: list[str], cwd: str | None = None, environ: dict[str, str] | None = None) -> LoadedFile:
     """An ad-hoc command as a loaded job file of one task: bash runs it in this directory with this
-    shell's PATH and virtualenv/conda variables; its words are quoted so that bash sees them as typed."""
+    shell's PATH and virtualenv/conda variables; its words are quoted so that bash sees them as typed.
+    A shared queue's supervisor passes the caller's folder and environment (`cwd`, `environ`)."""
     if not argv or not argv[0]:
         raise UsageError("launch --: give a command after -- (e.g. jobctl launch -- python train.py)")
-    spec = JobSpec(name=command_name(argv), run=shlex.join(argv), workdir=os.getcwd(), envs=dict(caller_env()))
+    spec = JobSpec(
+        name=command_name(argv),
+        run=shlex.join(argv),
+        workdir=cwd or os.getcwd(),
+        envs=dict(caller_env(environ)),
+    )
     spec.source = None
     return LoadedFile(path=ADHOC_PATH, tasks=[spec])
 
@@ -127,6 +134,50 @@ def record_fields(store: Store, task: LaunchTask, job_ids: list[int]) -> None:
         array_throttle=task.throttle,
         is_array=task.indices not in (None, [None]),
     )
+
+
+# -- queue list and set --------------------------------------------------------------------------------
+QUEUE_FIELDS = ("queue", "running", "waiting", "max_running", "cpus", "gpus", "paused")
+
+
+def queue_doc(q: Any) -> dict[str, Any]:
+    """A queue as `queue list --json` shows it (and as a shared queue's socket sends it)."""
+    return {
+        "queue": q.name,
+        "running": q.running,
+        "waiting": q.waiting,
+        "max_running": q.max_running,
+        "cpus": q.cpus,
+        "gpus": q.gpus,
+        "paused": q.paused,
+    }
+
+
+def queue_row(doc: dict[str, Any]) -> Any:
+    from jobctl.store.queues import QueueRow
+
+    fields: dict[str, Any] = {("name" if k == "queue" else k): doc.get(k) for k in QUEUE_FIELDS}
+    return QueueRow(**fields)
+
+
+def queue_changes(doc: Any) -> dict[str, Any]:
+    """The caps of a `queue set|pause|resume` request, checked as the CLI checks its options."""
+    if not isinstance(doc, dict) or not doc:
+        raise UsageError("queue set: expected changes of max_running, cpus, gpus or paused")
+    changes: dict[str, Any] = {}
+    for key, value in doc.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if key == "max_running" and (value is None or (number and value == int(value) and 1 <= value <= 1_000_000)):
+            changes[key] = None if value is None else int(value)
+        elif key == "gpus" and (value is None or (number and value == int(value) and 0 <= value <= 1_000_000)):
+            changes[key] = None if value is None else int(value)
+        elif key == "cpus" and (value is None or (number and 0 < value <= 100_000)):
+            changes[key] = None if value is None else float(value)
+        elif key == "paused" and value in (0, 1) and not isinstance(value, float):
+            changes[key] = int(value)
+        else:
+            raise UsageError(f"queue set: {str(key)[:40]}: not a cap it takes, or out of range")
+    return changes
 
 
 # -- update ------------------------------------------------------------------------------------------

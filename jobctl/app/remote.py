@@ -178,7 +178,29 @@ class RemoteService:
                 self._config = RemoteConfig(doc["path"], doc["values"])
         return self._config
 
+    def array_stats(self, array_ids: Any) -> dict[int, Any]:
+        """Per array: its tasks by state... (status's summary rows), counted by the supervisor."""
+        from jobctl.store.queues import ArrayStats
+
+        docs = self.call("array_stats", ids=sorted(array_ids))
+        return {d["array_id"]: ArrayStats(**d) for d in docs}
+
+    def queue_rows(self) -> list[Any]:
+        from jobctl.app.queueing import queue_row
+
+        return [queue_row(d) for d in self.call("queue", verb="list")]
+
+    def usage_groups(self, since: float | None, by: str) -> list[Any]:
+        """`stats` of a shared queue: everyone's usage, as `sacct -a`/`sreport` show on a cluster."""
+        from jobctl.app.reports import Group
+
+        return [Group(**d) for d in self.call("stats", timeout=300.0, since=since, by=by)]
+
     # -- acting ----------------------------------------------------------------------------------------
+    def set_queue(self, name: str, changes: dict[str, Any], start: bool = False) -> None:
+        """`queue set|pause|resume`: root's or an admin's (the supervisor says no to anyone else)."""
+        self.call("queue", verb="set", name=name, changes=changes)
+
     def bulk(self, verb: str, selectors: list[str], all_jobs: bool, **options: Any) -> list[ActionResult]:
         docs = self.call("control", verb=verb, selectors=list(selectors), all_jobs=all_jobs, options=options)
         return [ActionResult(**d) for d in docs]
@@ -193,8 +215,6 @@ class RemoteService:
         from jobctl.home import paths as paths_mod
         from jobctl.jobfile.yamlnodes import read_source
 
-        if getattr(options, "command", None) is not None:
-            raise UsageError("launch -- COMMAND: not available on a shared queue; put the command in a job file")
         env, secret = parse_env(options)
         sent = []
         for path in files:
@@ -227,30 +247,23 @@ class RemoteService:
             env=env,
             secret=secret,
             umask=umask,
-            cwd=os.getcwd(),
+            cwd=os.getcwd(),  # where an ad-hoc command runs (checked there as a workdir is)
             base_env=base_env(dict(os.environ)),  # PATH, the virtualenv...: never the shell's tokens
+            **({"command": list(options.command)} if getattr(options, "command", None) is not None else {}),
         )
         plan = LaunchPlan(**doc["plan"])
         return doc["ids"], plan
 
 
-# What a shared queue does not offer through its socket (docs/shared.md, "What crosses the socket").
-NOT_SHARED = {
-    "queue": "named queues are set up by root with the queue's own config (a shared queue's database is root's)",
-    "update": "change a waiting job by removing it and launching it again",
-    "stats": "ask root, whose CLI may read the database (`sudo jobctl stats`)",
-    "dashboard": "run it as root (`sudo jobctl dashboard`); its control buttons act as the supervisor allows you",
-}
-
-
 def refuse_shared(paths: Paths, command: str) -> None:
-    """One line and exit 2 for a command a shared queue does not serve (root is not refused for
-    `stats` and `dashboard`, which read the database directly)."""
-    if not paths.shared:
+    """One line and exit 2 for the dashboard of a shared queue, unless root runs it (it reads the
+    database directly; its control buttons go through the socket). See docs/shared.md."""
+    if not paths.shared or os.getuid() == 0:
         return
-    if os.getuid() == 0 and command in ("stats", "dashboard"):
-        return
-    raise UsageError(f"jobctl {command}: not available on a shared queue; {NOT_SHARED[command]} (see docs/shared.md)")
+    raise UsageError(
+        f"jobctl {command}: not available on a shared queue but to root (`sudo jobctl dashboard`); "
+        "status, describe, logs and stats show the same (see docs/shared.md)"
+    )
 
 
 def check_own_file(path: str) -> None:

@@ -276,6 +276,30 @@ class Service:
             "notifications": notification_details(store, job_id),
         }
 
+    # -- named queues, arrays, usage (a shared queue's RemoteService answers the same calls) ------------
+    def queue_rows(self) -> list[Any]:
+        """`queue list`: every queue with its running and waiting jobs, caps and pause."""
+        self.refresh_local()
+        return self.store.list_queues()
+
+    def set_queue(self, name: str, changes: dict[str, Any], start: bool = False) -> None:
+        """`queue set|pause|resume`: the next pass of the supervisor uses the new caps."""
+        with self.store.write():
+            self.store.set_queue(name, changes)
+        self.wake_supervisor(start=start)
+
+    def array_stats(self, array_ids: Any) -> dict[int, Any]:
+        """Per array: its tasks by state, index range, first start and last end (status's summary rows)."""
+        return self.store.array_stats(array_ids)
+
+    def usage_groups(self, since: float | None, by: str) -> list[Any]:
+        """`stats`: usage summed per group (SPEC section 11)."""
+        from jobctl.app.reports import stats
+
+        self.refresh_local()  # jobs that ended while no supervisor ran count with their usage
+        with self.store.read():
+            return stats(self.store, since, by)
+
     def wait_for(self, job_ids: list[int], timeout: float | None = None, on_tick=None) -> list[Job]:
         """Block until every job is terminal (polling the database with a growing interval)."""
         delay, deadline = 0.02, None if timeout is None else time.monotonic() + timeout

@@ -7,8 +7,9 @@ would have shown; `status --expand` and `--json` list the tasks themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from jobctl.core import states
-from jobctl.store.database import Store
 from jobctl.store.queues import ArrayStats
 from jobctl.store.records import Job
 
@@ -64,12 +65,13 @@ def base_name(row: Job) -> str:
     return name[: -len(suffix)] if index is not None and name.endswith(suffix) else name
 
 
-def summarize(store: Store, rows: list[Job]) -> list[Job]:
-    """The rows with the tasks of each array replaced by one summary row, where its newest task was."""
+def summarize(array_stats: Callable[[set[int]], dict[int, ArrayStats]], rows: list[Job]) -> list[Job]:
+    """The rows with the tasks of each array replaced by one summary row, where its newest task was.
+    `array_stats`: the service's (the database's, or a shared queue's supervisor's)."""
     ids = {r.array_id for r in rows if r.array_id is not None}
     if not ids:
         return rows
-    stats = store.array_stats(ids)
+    stats = array_stats(ids)
     out: list[Job] = []
     done: set[int] = set()
     for row in rows:

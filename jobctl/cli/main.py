@@ -421,9 +421,7 @@ def kill(
     _check_selectors(jobs, all_jobs)
     svc = _service()
     if getattr(svc, "remote", False):
-        if signum is not None:
-            raise UsageError("kill --signal: not available on a shared queue (see docs/shared.md)")
-        results = svc.bulk("kill", jobs or [], all_jobs, grace=seconds)
+        results = svc.bulk("kill", jobs or [], all_jobs, grace=seconds, signal=signum)
     else:
         results = control.bulk(svc, jobs or [], all_jobs, "kill", lambda r: control.kill(svc, r, seconds, signum))
     raise typer.Exit(output.report(results, as_json, nothing="kill"))
@@ -510,11 +508,11 @@ def stats(
 
     Example: jobctl stats --since 7d --by label:team
     """
-    from jobctl.app.remote import refuse_shared
     from jobctl.cli import output
 
-    refuse_shared(_paths(), "stats")  # root reads a shared queue's database directly
-    output.stats(_service(local=True), _since_option(since), by, as_json)
+    # a shared queue: through its supervisor's socket (everyone sees everyone's usage, as with sacct -a),
+    # except for root, who reads the database directly (the supervisor need not run)
+    output.stats(_service(local=os.getuid() == 0), _since_option(since), by, as_json)
 
 
 def _since_option(value: Optional[str]) -> Optional[float]:

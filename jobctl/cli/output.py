@@ -129,10 +129,10 @@ def status(
             found = [r for r in found if r.user == user]
         if queue is not None:  # status --queue NAME
             found = [r for r in found if r.queue == queue]
-        if not (as_json or expand or selectors or getattr(service, "remote", False)):  # an array as one row (SPEC 9)
+        if not (as_json or expand or selectors):  # an array as one row (SPEC 9)
             from jobctl.cli.arrays import summarize
 
-            found = summarize(service.store, found)
+            found = summarize(service.array_stats, found)
         return found
 
     if as_json:
@@ -418,13 +418,10 @@ def stats(service: Service, since: float | None, by: str, as_json: bool) -> None
     from rich.table import Table
 
     from jobctl.app.reports import Group, bytes_text, check_by, seconds_text
-    from jobctl.app.reports import stats as compute
     from jobctl.cli.views import clock, iso
 
     check_by(by)
-    service.refresh_local()  # jobs that ended while no supervisor ran count with their usage
-    with service.store.read():
-        groups = compute(service.store, since, by)
+    groups = service.usage_groups(since, by)
     total = Group("TOTAL")
     for g in groups:
         total.jobs += g.jobs

@@ -14,13 +14,16 @@ queue_app = typer.Typer(help="Named queues: caps on how many of their jobs run a
 NameArg = Annotated[str, typer.Argument(help="A queue name (letters, digits, '.', '_', '-').")]
 
 
-def _service(command: str = "queue"):
-    from jobctl.app.remote import refuse_shared
-    from jobctl.app.session import Service
+def _service():
     from jobctl.home import paths
 
     resolved = paths.resolve()
-    refuse_shared(resolved, command)  # one line on a shared queue (docs/shared.md)
+    if resolved.shared:  # a shared queue: its supervisor answers for the caller (docs/shared.md)
+        from jobctl.app.remote import RemoteService
+
+        return RemoteService(resolved)
+    from jobctl.app.session import Service
+
     return Service(resolved)
 
 
@@ -95,10 +98,7 @@ def queue_set(
             changes[key] = value
     if not changes:
         raise UsageError("queue set: give --max-running, --cpus or --gpus (see 'jobctl queue set --help')")
-    service = _service()
-    with service.store.write():
-        service.store.set_queue(name, changes)
-    service.wake_supervisor(start=False)
+    _service().set_queue(name, changes, start=False)
     said = ", ".join(f"{k.replace('_', '-')} {'none' if v is None else f'{v:g}'}" for k, v in changes.items())
     _err(f"queue {name}: {said}")
 
@@ -107,13 +107,11 @@ def _pause(name: str, paused: bool) -> None:
 
     name = _name(name, "pause" if paused else "resume")
     service = _service()
-    with service.store.write():
-        before = {q.name: q for q in service.store.list_queues()}.get(name)
-        if before is None and not paused:  # nothing to resume: do not record a queue for a typo
-            _err(f"queue {name} is not paused (no job is in it and it has no cap)")
-            return
-        service.store.set_queue(name, {"paused": int(paused)})
-    service.wake_supervisor(start=not paused)
+    before = {q.name: q for q in service.queue_rows()}.get(name)
+    if before is None and not paused:  # nothing to resume: do not record a queue for a typo
+        _err(f"queue {name} is not paused (no job is in it and it has no cap)")
+        return
+    service.set_queue(name, {"paused": int(paused)}, start=not paused)
     if not paused:
         _err(f"queue {name} resumed" if before is not None and before.paused else f"queue {name} is not paused")
     elif before is None:  # queues are made by use: say so, in case the name was mistyped
@@ -146,27 +144,13 @@ def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print one J
 
     Example: jobctl queue list --json
     """
+    from jobctl.app.queueing import queue_doc
     from jobctl.cli.output import console, dump
     from jobctl.core.units import count_text
 
-    service = _service()
-    service.refresh_local()
-    found = service.store.list_queues()
+    found = _service().queue_rows()
     if as_json:
-        dump(
-            [
-                {
-                    "queue": q.name,
-                    "running": q.running,
-                    "waiting": q.waiting,
-                    "max_running": q.max_running,
-                    "cpus": q.cpus,
-                    "gpus": q.gpus,
-                    "paused": q.paused,
-                }
-                for q in found
-            ]
-        )
+        dump([queue_doc(q) for q in found])
         return
     rows = [("QUEUE", "RUNNING", "WAITING", "MAX RUNNING", "PAUSED")]
     for q in found:
@@ -237,8 +221,11 @@ def update(
         changes["labels"] = labels
     if not changes:
         raise UsageError("update: give at least one of --priority, --queue, --timeout, --retries, --label")
-    svc = _service("update")
-    results = control.bulk(svc, jobs or [], all_jobs, "update", lambda r: app_queueing.update(svc, r, changes))
+    svc = _service()
+    if getattr(svc, "remote", False):  # the owner's jobs only (or an admin's): the supervisor checks
+        results = svc.bulk("update", jobs or [], all_jobs, changes=changes)
+    else:
+        results = control.bulk(svc, jobs or [], all_jobs, "update", lambda r: app_queueing.update(svc, r, changes))
     raise typer.Exit(output.report(results, as_json, nothing="update"))
 
 

@@ -78,7 +78,7 @@ def receive(sock: socket.socket, limit: int = MAX_MESSAGE) -> dict[str, Any] | N
     """One message; None for a wake-up (`w`, then the end of the connection). Raises ProtocolError."""
     first = sock.recv(HEADER.size)
     if not first:
-        raise ProtocolError("empty request")
+        raise ProtocolError("nothing received")
     if first == b"w":
         more = sock.recv(1)
         if not more:
@@ -135,7 +135,13 @@ def request(path: str, op: str, args: dict[str, Any] | None = None, timeout: flo
             )
         send(sock, {"version": VERSION, "op": op, "args": args or {}}, MAX_MESSAGE)
         sock.settimeout(timeout)
-        response = receive(sock, MAX_RESPONSE)
+        try:
+            response = receive(sock, MAX_RESPONSE)
+        except ProtocolError as exc:  # the supervisor died (kill -9, a restart) while it answered
+            raise ProtocolError(
+                f"the supervisor closed the connection without a complete answer ({exc}); it may have "
+                "restarted meanwhile: `jobctl status` shows whether this was done"
+            ) from None
     if response is None or not isinstance(response.get("ok"), bool):
         raise ProtocolError("the supervisor's answer is not a response")
     return response

@@ -36,6 +36,7 @@ from jobctl.shared import protocol
 from jobctl.supervisor.daemon import Supervisor
 
 WORKERS = 16  # requests served at once; each holds a thread for at most protocol.READ_TIMEOUT while it reads
+ACTING = frozenset({"control", "prune"})  # ops that change jobs and signal their runners: never during a pass
 
 
 def setup_home(paths: Paths) -> Paths:
@@ -91,12 +92,75 @@ def running_shared(paths: Paths) -> bool | None:
         os.close(fd)
 
 
+class ForkGate:
+    """No fork while a request is being answered.
+
+    The main loop forks a runner per attempt (`LocalBackend.start`) and the child goes on in Python
+    (it sets the job's owner's groups with the password database, writes files and JSON), while the
+    request threads look users up (getpwuid, getgrouplist), use SQLite and print tracebacks. A child
+    forked while another thread holds one of those locks would inherit it held, by a thread that
+    does not exist in the child, and hang. So a request thread holds the gate (shared) while it does
+    anything but wait on its socket, and the main loop takes it (exclusive, new requests wait) around
+    its forks; reading and writing the socket stay outside, so a slow client never delays a start.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._working = 0
+        self._forking = False
+
+    @contextlib.contextmanager
+    def working(self):
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._working -= 1
+                if not self._working:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def forking(self):
+        with self._cond:
+            self._forking = True
+            while self._working:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._forking = False
+                self._cond.notify_all()
+
+
 class SharedSupervisor(Supervisor):
     def __init__(self, paths: Paths, on_demand: bool = False):
         super().__init__(paths, on_demand)
         self.idle_exit = 365 * 86400.0  # a team's queue: always there (systemd restarts it if it dies)
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="request")
         self.local = threading.local()
+        self.gate = ForkGate()
+        # A control request (its state change, then its signal or kill.json) and a pass of the engine
+        # never interleave: a pass that saw a job just recorded KILLED would send the default
+        # TERM-then-KILL itself, before the request could write its `kill --signal`. Status and
+        # other reads never take it. Taken before the gate, in both places (one order: no deadlock).
+        self.acting = threading.Lock()
+
+    def tick(self):
+        with self.acting:
+            return super().tick()
+
+    def act(self, actions: Any) -> None:
+        """Start runners (forks) only while no request thread is working: see ForkGate."""
+        if not actions.start:
+            super().act(actions)
+            return
+        with self.gate.forking():
+            super().act(actions)
 
     # -- the socket ------------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -160,7 +224,8 @@ class SharedSupervisor(Supervisor):
                     self.poke()
                     return
                 op, args = protocol.check_request(message)
-                result = self.handle(peer, op, args)
+                with self.acting if op in ACTING else contextlib.nullcontext(), self.gate.working():
+                    result = self.handle(peer, op, args)
                 response: dict[str, Any] = {"version": protocol.VERSION, "ok": True, "result": result}
             except protocol.ProtocolError as exc:
                 response = {"version": protocol.VERSION, "ok": False, "error": f"bad request: {exc}", "exit_code": 2}
@@ -174,8 +239,9 @@ class SharedSupervisor(Supervisor):
                     "exit_code": 2,
                 }
             except Exception as exc:  # noqa: BLE001 - logged; the caller gets one line, the queue goes on
-                traceback.print_exc()
-                sys.stderr.flush()
+                with self.gate.working():  # stderr's lock is not held across a fork
+                    traceback.print_exc()
+                    sys.stderr.flush()
                 response = {
                     "version": protocol.VERSION,
                     "ok": False,
@@ -349,6 +415,63 @@ def _supervisor(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
     }
 
 
+def _array_stats(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
+    ids = args.get("ids")
+    if (
+        not isinstance(ids, list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        or len(ids) > 100_000
+    ):
+        raise UsageError("ids: expected a list of array IDs")
+    return [
+        {
+            "array_id": s.array_id,
+            "counts": s.counts,
+            "first_index": s.first_index,
+            "last_index": s.last_index,
+            "started_at": s.started_at,
+            "ended_at": s.ended_at,
+            "tasks": s.tasks,
+        }
+        for s in svc.array_stats(ids).values()
+    ]
+
+
+def _queue(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
+    from jobctl.app.caller import queue_op
+
+    return queue_op(svc, args.get("verb"), args.get("name"), args.get("changes"))
+
+
+def _stats(sup: SharedSupervisor, svc: Any, args: dict[str, Any]) -> Any:
+    """Everyone's usage for every caller (as sacct -a and sreport show it on a shared cluster)."""
+    import math
+
+    from jobctl.app.reports import check_by
+
+    since, by = args.get("since"), args.get("by")
+    if since is not None and (
+        not isinstance(since, (int, float)) or isinstance(since, bool) or not math.isfinite(since)
+    ):
+        raise UsageError("since: expected epoch seconds")
+    if not isinstance(by, str) or len(by) > 256:
+        raise UsageError("by: expected user, queue, name or label:KEY")
+    return [
+        {
+            "key": g.key,
+            "jobs": g.jobs,
+            "completed": g.completed,
+            "failed": g.failed,
+            "killed": g.killed,
+            "cpu_seconds": g.cpu_seconds,
+            "gpu_seconds": g.gpu_seconds,
+            "peak_memory_bytes": g.peak_memory_bytes,
+            "waits": g.waits,
+        }
+        for g in svc.usage_groups(since, check_by(by))
+    ]
+
+
 HANDLERS = {
     "ping": _ping,
     "status_rows": _status_rows,
@@ -362,4 +485,7 @@ HANDLERS = {
     "launch": _launch,
     "config": _config,
     "supervisor": _supervisor,
+    "array_stats": _array_stats,
+    "queue": _queue,
+    "stats": _stats,
 }
