@@ -179,8 +179,12 @@ class Supervisor:
 
         import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
 
-        import jobctl.backends.local.cgroups  # noqa: F401 - likewise
         import jobctl.backends.local.usage  # noqa: F401 - likewise
+        from jobctl.backends.local.cgroups import MemoryCgroup
+        from jobctl.backends.local.runner import libc
+
+        MemoryCgroup.warm()  # likewise: the runners' cgroups and C library, found once here
+        libc()
 
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 
@@ -412,7 +416,8 @@ class Supervisor:
     def check_memory(self, holding) -> None:
         """Kill a job whose process tree uses more memory than it asked for (SPEC section 7).
 
-        One pass over /proc for all jobs: a map of parent -> children, then each runner's tree.
+        Each runner's tree is walked through /proc's children files (jobctl/backends/local/proctree.py);
+        without them, one pass over /proc for all jobs: a map of parent -> children, then each tree.
         """
         import psutil
 
@@ -427,16 +432,23 @@ class Supervisor:
                     roots[pid] = (bid, row.memory_mib * row.num_nodes)
         if not roots:
             return
+        from jobctl.backends.local import proctree
+
+        walk = proctree.available()
         kids: dict[int, list[psutil.Process]] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            kids.setdefault(proc.info["ppid"], []).append(proc)
+        if not walk:  # no children files in /proc: one scan of every process
+            for proc in psutil.process_iter(["ppid"]):
+                kids.setdefault(proc.info["ppid"], []).append(proc)
         for root, (bid, limit) in roots.items():
-            used, stack = 0, list(kids.get(root, []))
-            while stack:
-                proc = stack.pop()
-                stack.extend(kids.get(proc.pid, []))
-                with contextlib.suppress(psutil.Error):
-                    used += proc.memory_info().rss
+            if walk:
+                used = proctree.tree_rss(root)  # only this job's processes
+            else:
+                used, stack = 0, list(kids.get(root, []))
+                while stack:
+                    proc = stack.pop()
+                    stack.extend(kids.get(proc.pid, []))
+                    with contextlib.suppress(psutil.Error):
+                        used += proc.memory_info().rss
             used_mib = used / (1024 * 1024)
             if used_mib > limit:
                 message = (
