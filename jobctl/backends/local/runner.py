@@ -84,14 +84,18 @@ class Home:
     """The jobctl home, resolved only when a runner has to start a supervisor (rarely: none listens),
     from the folder the runner started in, since JOBCTL_HOME may be a relative path."""
 
-    def __init__(self, cwd: str):
-        self.cwd = cwd
+    def __init__(self) -> None:
+        try:
+            self.cwd: str | None = os.getcwd()
+        except OSError:  # a folder removed meanwhile: only an absolute JOBCTL_HOME resolves
+            self.cwd = None
 
     def resolve(self) -> Any:
         try:
             from jobctl.home.paths import resolve
 
-            os.chdir(self.cwd)
+            if self.cwd is not None:
+                os.chdir(self.cwd)
             return resolve()
         except Exception:  # noqa: BLE001 - the next jobctl command starts one as well
             return None
@@ -503,7 +507,7 @@ def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
             os.chmod(attempt_dir, 0o711)
         write_json(attempt_dir / "plan.json", plan.to_json())
         set_title(f"jobctl-runner job {plan.job_id} attempt {plan.attempt}")
-        home = Home(os.getcwd())  # resolved only if needed, from here (JOBCTL_HOME may be relative)
+        home = Home()  # resolved only if needed, from here (JOBCTL_HOME may be relative)
         os.setsid()
         try:
             libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
