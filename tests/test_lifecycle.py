@@ -21,7 +21,7 @@ def job_processes(jobctl, job_id: int) -> list[psutil.Process]:
 
 
 def test_stop_freezes_the_tree_and_start_resumes_it(jobctl, home):
-    path = write_job(home, "counter", "run: |\n  for i in $(seq 1 30); do echo $i; sleep 0.1; done\n")
+    path = write_job(home, "counter", "run: |\n  for i in $(seq 1 30); do echo $i; sleep 0.3; done\n")
     job_id = jobctl.launch(path)
     jobctl.wait_state(job_id, "ACTIVE")
     wait_until(lambda: "3" in jobctl("logs", str(job_id)).stdout.split(), what="some output")

@@ -42,6 +42,16 @@ def peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
+def _process_start() -> float:
+    """When this process started (as psutil computes it for any PID), else now."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - /proc unreadable: the time of the call is close enough
+        return time.time()
+
+
 class Supervisor:
     def __init__(self, paths: Paths, on_demand: bool = False):
         self.paths = paths
@@ -52,7 +62,7 @@ class Supervisor:
         self.children: set[int] = set()
         self.runner_pids: dict[str, int] = {}  # backend id -> runner pid, read once from runner.json
         self.stop_requested = False
-        self.started = time.time()
+        self.started = _process_start()  # what checkers compare with the PID's start: exact even on a slow start
         self.slurm_next = 0.0  # when to look at Slurm again for local jobs waiting on Slurm jobs
         from jobctl.supervisor.retention import Retention
 
