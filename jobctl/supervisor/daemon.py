@@ -43,12 +43,17 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 def _process_start() -> float:
-    """When this process started (as psutil computes it for any PID), else now."""
+    """When this process started, as psutil computes it for any PID (the start in clock ticks after boot
+    from /proc/self/stat, plus the boot time from /proc/stat), without importing psutil before the lock
+    is taken; else now."""
     try:
-        import psutil
-
-        return float(psutil.Process().create_time())
-    except Exception:  # noqa: BLE001 - /proc unreadable: the time of the call is close enough
+        with open("/proc/self/stat", "rb") as handle:
+            stat = handle.read()
+        ticks = float(stat[stat.rindex(b")") + 2 :].split()[19])  # field 22, starttime
+        with open("/proc/stat", "rb") as handle:
+            booted = next(float(line.split()[1]) for line in handle if line.startswith(b"btime"))
+        return ticks / os.sysconf("SC_CLK_TCK") + booted
+    except (OSError, ValueError, IndexError, StopIteration):
         return time.time()
 
 
