@@ -213,7 +213,7 @@ class Service:
             if self.refresh(rows):  # mirror Slurm here too (one batched query)
                 rows = [store.job(r.id) or r for r in rows]
         else:
-            cheap = collapse_arrays and not wanted and not labels and not store.has_live("slurm")
+            cheap = collapse_arrays and not wanted and not labels
             live = store.live_jobs_collapsed() if cheap else store.live_jobs()
             if self.refresh(live):  # Slurm is the source of truth: mirror it in one batched query
                 live = store.live_jobs()

@@ -46,12 +46,13 @@ class JobQueries(Queries):
         return self._jobs(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {LIVE} ORDER BY +id DESC")
 
     def live_jobs_collapsed(self) -> list[Job]:
-        """Like `live_jobs`, but of each array only its newest unfinished task: what the status table
-        needs to show an array as one summary row (SPEC section 9) without building a record for each
-        of 10,000 waiting tasks."""
+        """Like `live_jobs`, but of each local array only its newest unfinished task: what the status
+        table needs to show an array as one summary row (SPEC section 9) without building a record for
+        each of 10,000 waiting tasks. Slurm tasks all stay: `status` mirrors each of them from Slurm."""
         return self._jobs(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {LIVE} AND (array_id IS NULL OR id IN"
-            f" (SELECT MAX(id) FROM jobs WHERE {LIVE} AND array_id IS NOT NULL GROUP BY array_id)) ORDER BY +id DESC"
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {LIVE} AND (array_id IS NULL OR backend != 'local' OR id IN"
+            f" (SELECT MAX(id) FROM jobs WHERE {LIVE} AND array_id IS NOT NULL AND backend = 'local'"
+            " GROUP BY array_id)) ORDER BY +id DESC"
         )
 
     def finished_jobs(self, only: Iterable[str] = (), limit: int | None = None) -> list[Job]:
