@@ -193,7 +193,10 @@ class Service:
         state: list[str] | None,
         labels: list[tuple[str, str]] | None,
         limit: int | None,
+        collapse_arrays: bool = False,
     ) -> list[Job]:
+        """The jobs `status` shows. `collapse_arrays`: the caller shows each array as one summary row
+        (jobctl/cli/arrays.py), so of an array's unfinished tasks only the newest is needed."""
         store = self.store
         wanted = {s.upper() for s in state or []}
         unknown = wanted - set(states.ALL_STATES)
@@ -217,7 +220,8 @@ class Service:
             if self.refresh(rows):  # mirror Slurm here too (one batched query)
                 rows = [store.job(r.id) or r for r in rows]
         else:
-            live = store.live_jobs()
+            cheap = collapse_arrays and not wanted and not labels
+            live = store.live_jobs_collapsed() if cheap else store.live_jobs()
             if self.refresh(live):  # Slurm is the source of truth: mirror it in one batched query
                 live = store.live_jobs()
             # scan from the newest row down: the newest finished jobs sit at the top of the table

@@ -124,12 +124,16 @@ def status(
     from jobctl.cli.views import cap_rows, job_json, status_table
 
     def rows():
-        found = service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit)
+        collapse = not (as_json or expand or selectors)
+        # the database can hand over one task per array (a shared queue's supervisor sends them all)
+        local = not getattr(service, "remote", False)
+        extra = {"collapse_arrays": True} if collapse and local and user is None and queue is None else {}
+        found = service.status_rows(selectors, all_jobs=all_jobs, state=state, labels=labels, limit=limit, **extra)
         if user is not None:  # status --user NAME, --mine (a shared queue)
             found = [r for r in found if r.user == user]
         if queue is not None:  # status --queue NAME
             found = [r for r in found if r.queue == queue]
-        if not (as_json or expand or selectors):  # an array as one row (SPEC 9)
+        if collapse:  # an array as one row (SPEC 9)
             from jobctl.cli.arrays import summarize
 
             found = summarize(service.array_stats, found)

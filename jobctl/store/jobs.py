@@ -4,6 +4,7 @@ not a change of state (those go through `transition`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from jobctl.core import states
 from jobctl.store.base import JOB_COLUMNS, JOB_COLUMNS_J, Queries
@@ -43,6 +44,16 @@ class JobQueries(Queries):
     def live_jobs(self) -> list[Job]:
         """Every unfinished job, newest first (through the partial index of live jobs)."""
         return self._jobs(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {LIVE} ORDER BY +id DESC")
+
+    def live_jobs_collapsed(self) -> list[Job]:
+        """Like `live_jobs`, but of each local array only its newest unfinished task: what the status
+        table needs to show an array as one summary row (SPEC section 9) without building a record for
+        each of 10,000 waiting tasks. Slurm tasks all stay: `status` mirrors each of them from Slurm."""
+        return self._jobs(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {LIVE} AND (array_id IS NULL OR backend != 'local' OR id IN"
+            f" (SELECT MAX(id) FROM jobs WHERE {LIVE} AND array_id IS NOT NULL AND backend = 'local'"
+            " GROUP BY array_id)) ORDER BY +id DESC"
+        )
 
     def finished_jobs(self, only: Iterable[str] = (), limit: int | None = None) -> list[Job]:
         """Finished jobs, newest first: those in `only` (states; all terminal ones when empty), at most `limit`."""
@@ -176,6 +187,43 @@ class JobQueries(Queries):
             (job_id, submitted_at, user),
         )
         return job_id
+
+    def create_jobs(
+        self, names: list[tuple[str, int | None]], *, user: str, submitted_at: float, **fields: Any
+    ) -> list[int]:
+        """New jobs in CREATED, one per (name, array index), alike in every other field (the keywords of
+        `create_job`), each with its first event; returns their IDs, in order. One statement per table
+        however many (the tasks of an array); the caller holds the write lock, so the IDs are the next ones."""
+        row = self.conn.execute(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),"
+            " COALESCE((SELECT MAX(id) FROM jobs), 0))"
+        ).fetchone()
+        first = int(row[0]) + 1
+        ids = list(range(first, first + len(names)))
+        keys = (
+            "spec_id",
+            "priority",
+            "cpus",
+            "memory_mib",
+            "accelerators",
+            "num_nodes",
+            "labels",
+            "envs",
+            "backend",
+            "max_attempts",
+            "queue_deadline",
+        )
+        common = tuple(fields[k] for k in keys)
+        self.conn.executemany(
+            f"INSERT INTO jobs (id, name, state, array_index, user, submitted_at, {', '.join(keys)})"
+            f" VALUES (?, ?, '{states.CREATED}', ?, ?, ?, {', '.join('?' * len(keys))})",
+            [(job_id, name, index, user, submitted_at, *common) for job_id, (name, index) in zip(ids, names)],
+        )
+        self.conn.executemany(
+            f"INSERT INTO events (job_id, at, from_state, to_state, actor) VALUES (?, ?, NULL, '{states.CREATED}', ?)",
+            [(job_id, submitted_at, user) for job_id in ids],
+        )
+        return ids
 
     def set_wait_reason(self, job_id: int, reason: str | None, detail: str | None, message: str | None) -> None:
         """Why a waiting job waits (its reason, STATUS bracket and message), its state unchanged."""

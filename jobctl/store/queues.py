@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from jobctl.core import states
 from jobctl.store.base import JOB_COLUMNS, Queries
 from jobctl.store.records import TERMINAL_SQL, Job
 
@@ -221,19 +222,25 @@ class QueueQueries(Queries):
         out: dict[int, ArrayStats] = {}
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
             marks = ", ".join("?" * len(chunk))
-            counts: dict[int, dict[str, int]] = {}
-            for array_id, state, n in self._tuples(
-                f"SELECT array_id, state, COUNT(*) FROM jobs WHERE array_id IN ({marks}) GROUP BY array_id, state",
+            groups: dict[int, list[tuple[str, int, int, int, float | None, float | None]]] = {}
+            for array_id, state, n, lo, hi, started, ended in self._tuples(  # one pass over the tasks
+                f"SELECT array_id, state, COUNT(*), MIN(array_index), MAX(array_index), MIN(started_at),"
+                f" MAX(ended_at) FROM jobs WHERE array_id IN ({marks}) GROUP BY array_id, state",
                 chunk,
             ):
-                counts.setdefault(array_id, {})[state] = n
-            for array_id, lo, hi, started, ended, total, live in self._tuples(
-                f"SELECT array_id, MIN(array_index), MAX(array_index), MIN(started_at), MAX(ended_at), COUNT(*),"
-                f" SUM(state NOT IN {TERMINAL_SQL}) FROM jobs WHERE array_id IN ({marks}) GROUP BY array_id",
-                chunk,
-            ):
+                groups.setdefault(array_id, []).append((state, n, lo, hi, started, ended))
+            for array_id, rows in groups.items():
+                starts = [r[4] for r in rows if r[4] is not None]
+                ends = [r[5] for r in rows if r[5] is not None]
+                live = any(r[0] not in states.TERMINAL for r in rows)
                 out[array_id] = ArrayStats(
-                    array_id, counts.get(array_id, {}), lo, hi, started, ended if not live else None, total
+                    array_id,
+                    {r[0]: r[1] for r in rows},
+                    min(r[2] for r in rows),
+                    max(r[3] for r in rows),
+                    min(starts) if starts else None,
+                    max(ends) if ends and not live else None,
+                    sum(r[1] for r in rows),
                 )
         return out
 

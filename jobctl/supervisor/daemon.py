@@ -42,6 +42,21 @@ def peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
+def _process_start() -> float:
+    """When this process started, as psutil computes it for any PID (the start in clock ticks after boot
+    from /proc/self/stat, plus the boot time from /proc/stat), without importing psutil before the lock
+    is taken; else now."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            stat = handle.read()
+        ticks = float(stat[stat.rindex(b")") + 2 :].split()[19])  # field 22, starttime
+        with open("/proc/stat", "rb") as handle:
+            booted = next(float(line.split()[1]) for line in handle if line.startswith(b"btime"))
+        return ticks / os.sysconf("SC_CLK_TCK") + booted
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
 class Supervisor:
     def __init__(self, paths: Paths, on_demand: bool = False):
         self.paths = paths
@@ -52,7 +67,7 @@ class Supervisor:
         self.children: set[int] = set()
         self.runner_pids: dict[str, int] = {}  # backend id -> runner pid, read once from runner.json
         self.stop_requested = False
-        self.started = time.time()
+        self.started = _process_start()  # what checkers compare with the PID's start: exact even on a slow start
         self.slurm_next = 0.0  # when to look at Slurm again for local jobs waiting on Slurm jobs
         from jobctl.supervisor.retention import Retention
 
@@ -179,8 +194,12 @@ class Supervisor:
 
         import psutil  # noqa: F401 - imported once here, so a forked runner starts without the cost
 
-        import jobctl.backends.local.cgroups  # noqa: F401 - likewise
         import jobctl.backends.local.usage  # noqa: F401 - likewise
+        from jobctl.backends.local.cgroups import MemoryCgroup
+        from jobctl.backends.local.runner import libc
+
+        MemoryCgroup.warm()  # likewise: the runners' cgroups and C library, found once here
+        libc()
 
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 
@@ -412,7 +431,8 @@ class Supervisor:
     def check_memory(self, holding) -> None:
         """Kill a job whose process tree uses more memory than it asked for (SPEC section 7).
 
-        One pass over /proc for all jobs: a map of parent -> children, then each runner's tree.
+        Each runner's tree is walked through /proc's children files (jobctl/backends/local/proctree.py);
+        without them, one pass over /proc for all jobs: a map of parent -> children, then each tree.
         """
         import psutil
 
@@ -427,16 +447,23 @@ class Supervisor:
                     roots[pid] = (bid, row.memory_mib * row.num_nodes)
         if not roots:
             return
+        from jobctl.backends.local import proctree
+
+        walk = proctree.available()
         kids: dict[int, list[psutil.Process]] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            kids.setdefault(proc.info["ppid"], []).append(proc)
+        if not walk:  # no children files in /proc: one scan of every process
+            for proc in psutil.process_iter(["ppid"]):
+                kids.setdefault(proc.info["ppid"], []).append(proc)
         for root, (bid, limit) in roots.items():
-            used, stack = 0, list(kids.get(root, []))
-            while stack:
-                proc = stack.pop()
-                stack.extend(kids.get(proc.pid, []))
-                with contextlib.suppress(psutil.Error):
-                    used += proc.memory_info().rss
+            if walk:
+                used = proctree.tree_rss(root)  # only this job's processes
+            else:
+                used, stack = 0, list(kids.get(root, []))
+                while stack:
+                    proc = stack.pop()
+                    stack.extend(kids.get(proc.pid, []))
+                    with contextlib.suppress(psutil.Error):
+                        used += proc.memory_info().rss
             used_mib = used / (1024 * 1024)
             if used_mib > limit:
                 message = (

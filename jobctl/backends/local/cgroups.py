@@ -49,8 +49,18 @@ class MemoryCgroup:
         self.lock_fd = lock_fd
         self.oom_base = self._oom_count()
 
-    @staticmethod
-    def _parents() -> list[tuple[Path, int]]:
+    _found: list[tuple[Path, int]] | None = None  # set by `warm`: the supervisor's, which its runners start in
+
+    @classmethod
+    def warm(cls) -> None:
+        """Read this process's cgroups once, for the runners it forks from now on (one file read fewer each)."""
+        cls._found = None
+        cls._found = cls._parents()
+
+    @classmethod
+    def _parents(cls) -> list[tuple[Path, int]]:
+        if cls._found is not None:
+            return list(cls._found)
         own = _own_cgroups()
         found = []
         if "memory" in own:

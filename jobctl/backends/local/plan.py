@@ -39,8 +39,8 @@ class RunnerPlan:
     base_env: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The plan.json document."""
-        return dataclasses.asdict(self)
+        """The plan.json document (its values are plain JSON already: no deep copy needed)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> RunnerPlan:

@@ -80,6 +80,27 @@ def notify(sock_path: str) -> bool:
         return False
 
 
+class Home:
+    """The jobctl home, resolved only when a runner has to start a supervisor (rarely: none listens),
+    from the folder the runner started in, since JOBCTL_HOME may be a relative path."""
+
+    def __init__(self) -> None:
+        try:
+            self.cwd: str | None = os.getcwd()
+        except OSError:  # a folder removed meanwhile: only an absolute JOBCTL_HOME resolves
+            self.cwd = None
+
+    def resolve(self) -> Any:
+        try:
+            from jobctl.home.paths import resolve
+
+            if self.cwd is not None:
+                os.chdir(self.cwd)
+            return resolve()
+        except Exception:  # noqa: BLE001 - the next jobctl command starts one as well
+            return None
+
+
 def tell_supervisor(plan: RunnerPlan, home: Any) -> None:
     """The attempt has ended: make sure a supervisor records it and moves the queue on (SPEC section 7).
 
@@ -90,6 +111,10 @@ def tell_supervisor(plan: RunnerPlan, home: Any) -> None:
         return
     if notify(plan.socket) or home is None:
         return
+    if isinstance(home, Home):
+        home = home.resolve()
+        if home is None:
+            return
     try:
         from jobctl.home.launcher import start_if_absent
 
@@ -99,6 +124,14 @@ def tell_supervisor(plan: RunnerPlan, home: Any) -> None:
 
 
 PR_SET_NAME = 15
+_LIBC: list[Any] = []
+
+
+def libc() -> Any:
+    """The C library, loaded once (the supervisor loads it before it forks: runners inherit it)."""
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def set_title(title: str) -> None:
@@ -110,8 +143,7 @@ def set_title(title: str) -> None:
     """
     raw = title.encode()
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw.split()[0][:15]), 0, 0, 0)  # its first word
+        libc().prctl(PR_SET_NAME, ctypes.c_char_p(raw.split()[0][:15]), 0, 0, 0)  # its first word
         with open("/proc/self/stat", "rb") as handle:
             stat = handle.read()
         fields = stat[stat.rindex(b")") + 2 :].split()  # fields from the third (state) on
@@ -475,16 +507,10 @@ def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
             os.chmod(attempt_dir, 0o711)
         write_json(attempt_dir / "plan.json", plan.to_json())
         set_title(f"jobctl-runner job {plan.job_id} attempt {plan.attempt}")
-        try:
-            from jobctl.home.paths import resolve
-
-            home = resolve()  # before the chdir into the job's workdir (JOBCTL_HOME may be relative)
-        except Exception:  # noqa: BLE001 - only needed to start a supervisor at the end
-            home = None
+        home = Home()  # resolved only if needed, from here (JOBCTL_HOME may be relative)
         os.setsid()
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         except (OSError, AttributeError):
             pass
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
