@@ -29,6 +29,10 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 # want a width (the 80-column ones) set COLUMNS themselves.
 for _name in ("COLUMNS", "LINES"):
     os.environ.pop(_name, None)
+# Every test starts real `python -m jobctl` processes: with PYTHONDONTWRITEBYTECODE set (as some
+# shells and CI images do), each would compile jobctl's modules again, a few hundred ms per call.
+# They run with the bytecode cache, as an installed jobctl does.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture
