@@ -25,7 +25,7 @@ from typing import Any
 from jobctl.app.session import ActionResult, Service
 from jobctl.errors import JobctlError, NotFound, UsageError
 from jobctl.home.paths import Paths
-from jobctl.shared.protocol import Peer
+from jobctl.shared.protocol import LAUNCH_OPTIONS, Peer
 from jobctl.store.database import Store, loads
 from jobctl.store.records import Job
 
@@ -435,24 +435,10 @@ def launch(svc: CallerService, args: dict[str, Any]) -> dict[str, Any]:
         check_job_file(f["path"], caller)
         texts[f["path"]] = f["text"]
     opts = args.get("options") or {}
-    allowed = (
-        "name",
-        "cpus",
-        "memory",
-        "gpus",
-        "num_nodes",
-        "array",
-        "backend",
-        "priority",
-        "dry_run",
-        "queue",
-        "hold",
-        "at",
-    )
     options = launch_mod.LaunchOptions()
     if not isinstance(opts, dict):
         raise UsageError("launch: options: expected an object")
-    for key in allowed:
+    for key in LAUNCH_OPTIONS:
         value = opts.get(key)
         wanted = int if key in ("num_nodes", "priority") else bool if key in ("dry_run", "hold") else str
         if value is not None and (not isinstance(value, wanted) or (wanted is int and isinstance(value, bool))):

@@ -21,6 +21,7 @@ from typing import Any
 from jobctl.app.session import ActionResult, LaunchPlan, current_user
 from jobctl.errors import JobctlError, NotFound, UsageError
 from jobctl.home.paths import Paths
+from jobctl.shared.protocol import LAUNCH_OPTIONS
 from jobctl.store.records import Job
 
 
@@ -227,23 +228,7 @@ class RemoteService:
             "launch",
             timeout=300.0,
             files=sent,
-            options={
-                k: getattr(options, k)
-                for k in (
-                    "name",
-                    "cpus",
-                    "memory",
-                    "gpus",
-                    "num_nodes",
-                    "array",
-                    "backend",
-                    "priority",
-                    "dry_run",
-                    "queue",
-                    "hold",
-                    "at",
-                )
-            },
+            options={k: getattr(options, k) for k in LAUNCH_OPTIONS},
             env=env,
             secret=secret,
             umask=umask,

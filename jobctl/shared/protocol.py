@@ -30,6 +30,21 @@ MAX_RESPONSE = 256 << 20  # bytes: what a client accepts back (a status of every
 READ_TIMEOUT = 10.0  # seconds for a whole request to arrive
 HEADER = struct.Struct(">I")
 IDENTITY_KEYS = ("uid", "gid", "user", "pid", "groups")  # the kernel says who the caller is, never the caller
+# the launch options a client sends with its job files (`launch` op), and all the supervisor reads
+LAUNCH_OPTIONS = (
+    "name",
+    "cpus",
+    "memory",
+    "gpus",
+    "num_nodes",
+    "array",
+    "backend",
+    "priority",
+    "dry_run",
+    "queue",
+    "hold",
+    "at",
+)
 
 
 class ProtocolError(Exception):
