@@ -150,20 +150,25 @@ class Supervisor:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def drain(self) -> None:
+        """Empty the wake-up pipe, then take every waiting connection (`accepted`)."""
         with contextlib.suppress(BlockingIOError, InterruptedError):
             while os.read(self.wake_r, 4096):
                 pass
         while True:
             try:
                 conn, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # none waiting (BlockingIOError), or one that went away
                 break
-            with conn:
-                if peer_uid(conn) != os.getuid():
-                    continue  # only the owning user may talk to this supervisor
-                conn.setblocking(False)
-                with contextlib.suppress(OSError):
-                    conn.recv(64)
+            self.accepted(conn)
+
+    def accepted(self, conn: socket.socket) -> None:
+        """A connection is a wake-up call from the owning user's CLI: read it and close it."""
+        with conn:
+            if peer_uid(conn) != os.getuid():
+                return  # only the owning user may talk to this supervisor
+            conn.setblocking(False)
+            with contextlib.suppress(OSError):
+                conn.recv(64)
 
     def reap(self) -> None:
         while self.children:

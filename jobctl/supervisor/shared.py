@@ -191,19 +191,10 @@ class SharedSupervisor(Supervisor):
         with contextlib.suppress(OSError):
             os.write(self.wake_w, b"x")
 
-    def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError, InterruptedError):
-            while os.read(self.wake_r, 4096):
-                pass
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            conn.setblocking(True)
-            self.pool.submit(self.serve, conn)
+    def accepted(self, conn: socket.socket) -> None:
+        """A request: answered by a request thread (`serve`)."""
+        conn.setblocking(True)
+        self.pool.submit(self.serve, conn)
 
     # -- one request -------------------------------------------------------------------------------------
     def store_for_thread(self):
