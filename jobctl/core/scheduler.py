@@ -146,6 +146,8 @@ class Decisions:
     waiting: dict[int, str] = field(default_factory=dict)
     behind: dict[int, int] = field(default_factory=dict)  # "priority" job ID -> the blocked job P
     reserved: tuple[int, float] | None = None  # (P, its reserved start) when known (EASY backfill)
+    blocked: int | None = None  # P, the first blocked job (it alone may preempt and is planned for)
+    free: Pool | None = field(default=None, compare=False, repr=False)  # what the starts leave free
 
 
 def _plan_preemption(req: Request, free: Pool, running: Sequence[Running]) -> tuple[list[Running], Pool] | None:
@@ -331,6 +333,7 @@ def schedule(
             if fit_now and first is not None:  # first is set with budget
                 out.behind[req.job_id] = first
         budget.take(req.cpus, req.memory_mib, reserve)
+    out.blocked, out.free = first, free
     return out
 
 

@@ -16,7 +16,7 @@ from jobctl.backends.local.backend import LocalBackend, backend_id
 from jobctl.backends.local.plan import RunnerPlan
 from jobctl.core import states
 from jobctl.core.models import JobSpec
-from jobctl.core.scheduler import Allocation, Capacity, schedule
+from jobctl.core.scheduler import Allocation, Capacity, Decisions, UserPolicy, schedule
 from jobctl.engine.rules import (
     build_runner_plan,
     dependency_outcome,
@@ -41,6 +41,7 @@ __all__ = [
 RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before attempt 2, 3, ...
 NEVER_STARTED_AFTER = 10.0
 QUEUE_WINDOW = 64  # waiting jobs the scheduler looks at in one pass, best-ranked first
+FIRST_LOOK = 8  # the window's head, decided first (see Engine.start_waiting)
 # Past its timeout a job still gets the kill grace, and a moment to be seen ending: the end bounds
 # that backfill plans with (scheduler.py) add both, to running jobs and to candidates alike.
 END_SLACK = 5.0
@@ -52,6 +53,7 @@ class Actions:
     cancel: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # bid, reason, grace, message
     next_wake: float | None = None
     more: bool = False  # the scheduler saw a full window and room may be left: pass again at once
+    looked: int = 0  # waiting jobs the pass read and scheduled in full (the window's head, or all of it)
 
     def wake_at(self, when: float) -> None:
         self.next_wake = when if self.next_wake is None else min(self.next_wake, when)
@@ -76,6 +78,8 @@ class Engine:
         self.paths = paths  # where the jobs' secrets files are (None: jobs without secrets only)
         self.sweeper = None
         self.user_limits: tuple[int | None, int | None] = (None, None)  # limits.max_*_per_user (a shared queue)
+        self.first_look = FIRST_LOOK  # the window's head (see start_waiting); QUEUE_WINDOW: always all of it
+        self.settled: set[str] = set()  # single-node attempts seen running with their worker's PID (see tick)
         if paths is not None:
             from jobctl.home.secrets import Sweeper
 
@@ -87,10 +91,15 @@ class Engine:
         return self._specs[spec_id]
 
     # -- the pass --------------------------------------------------------------------------------
-    def tick(self, db: Store, now: float, own: dict[str, int]) -> Actions:
-        """`own`: backend id -> PID of the runners this supervisor forked and that still live."""
+    def tick(self, db: Store, now: float, own: dict[str, int], busy: frozenset[str] = frozenset()) -> Actions:
+        """`own`: backend id -> PID of the runners this supervisor forked and that still live.
+
+        `busy`: attempts of `own` whose runner has said nothing since it was handed them (a slot runner
+        says when its attempt ends; it dies, or it is not busy). Such an attempt, single-node, already
+        seen running with its worker's PID, is not read again: nothing in its files can have changed
+        that the pass acts on (an end, a rank's exit, a lost runner all come with a word or a SIGCHLD)."""
         actions = Actions()
-        self.record_attempts(db, now, own, actions)
+        self.record_attempts(db, now, own, actions, busy=busy)
         self.settle_dependencies(db, now)
         self.expire(db, now, actions)
         self.start_waiting(db, now, actions)
@@ -108,12 +117,24 @@ class Engine:
         self.record_attempts(db, now, {}, Actions(), ended_only=True)
 
     def record_attempts(
-        self, db: Store, now: float, own: dict[str, int], actions: Actions, ended_only: bool = False
+        self,
+        db: Store,
+        now: float,
+        own: dict[str, int],
+        actions: Actions,
+        ended_only: bool = False,
+        busy: frozenset[str] = frozenset(),
     ) -> None:
         """Each job in its own savepoint: a job whose files are garbage (or any error while handling
         one job) fails that job alone, never the whole pass."""
+        settled = self.settled
+        held = set()
         for job in self.holding(db):
-            if ended_only and not (self.backend.attempt_dir(backend_id(job.id, job.attempt)) / "result.json").exists():
+            bid = backend_id(job.id, job.attempt)
+            held.add(bid)
+            if bid in busy and bid in settled and job.state == states.ACTIVE:
+                continue
+            if ended_only and not (self.backend.attempt_dir(bid) / "result.json").exists():
                 continue
             try:
                 with db.savepoint("observe_job"):
@@ -124,6 +145,8 @@ class Engine:
                         self._lose(db, job, now, actions, exc, own)
                 except Exception:  # noqa: BLE001 - left as it was; logged, and the pass goes on
                     _log_exception()
+        if not ended_only:
+            settled &= held
 
     def _lose(
         self,
@@ -187,6 +210,8 @@ class Engine:
                 self._requeue_unstarted(db, job, now)
             return
         if obs.state in ("ACTIVE", "FAILING"):
+            if obs.state == "ACTIVE" and job.num_nodes == 1 and all(w.pid for w in obs.workers):
+                self.settled.add(bid)
             ending = self._ending_reason(job)
             if ending:  # recorded as ending, yet its attempt runs: the signal may have been lost, send it again
                 actions.cancel.append((bid, ending, self.grace, None))
@@ -324,31 +349,36 @@ class Engine:
     def start_waiting(self, db: Store, now: float, actions: Actions) -> None:
         # The queue window: the best-ranked waiting jobs (an index keeps this cheap however long the
         # queue and the history are). Jobs beyond it wait for a later pass; rank order is kept.
+        #
+        # The pass first decides for the window's head alone (FIRST_LOOK jobs). The scheduler is greedy in
+        # rank order, so the head's decisions are those the whole window would get; the rest of the window
+        # is then read as light rows, and when none of it could start (nothing it asks for fits what the
+        # head's starts leave free, a blocked job already holds the reservation, no queue cap, throttle
+        # or second user to weigh) each of those jobs just waits for resources, as a pass over the whole
+        # window would have said. Otherwise the pass decides again over the whole window.
         from jobctl.engine import queueing
 
         holding = self.holding(db)
         memo = self.__dict__.setdefault("queueing_memo", {})  # what the last pass said, see queueing.prepare
         gate = queueing.prepare(db, now, holding, actions, memo)  # start times, paused/full queues, throttles
-        rows = db.startable_window("local", now, QUEUE_WINDOW, gate.closed_queues, gate.closed_arrays)
-        rows += db.preempted_waiting("local")
-        pending = []
-        for row in rows:
-            if row.state == states.RETRYING and row.not_before is not None and row.not_before > now:
-                actions.wake_at(row.not_before)
-                continue
-            pending.append(row)
-        if not pending:
+        preempted = db.preempted_waiting("local")
+        size = QUEUE_WINDOW if preempted else min(self.first_look, QUEUE_WINDOW)
+        rows = db.startable_window("local", now, size, gate.closed_queues, gate.closed_arrays)
+        decided = self._decide(db, now, actions, rows + preempted, holding, gate)
+        waits: list[tuple[int, str, str | None, str | None]] = []
+        if len(rows) == size < QUEUE_WINDOW:
+            rest = db.window_rest("local", now, size, QUEUE_WINDOW - size, gate.closed_queues, gate.closed_arrays)
+            only_waits = decided is not None and self._rest_only_waits(decided, rest, gate, now, actions, waits)
+            if not only_waits:
+                waits.clear()
+                rows = db.startable_window("local", now, QUEUE_WINDOW, gate.closed_queues, gate.closed_arrays)
+                decided = self._decide(db, now, actions, rows + preempted, holding, gate)
+        actions.looked = len(rows) + len(preempted)
+        for job_id, reason, detail, message in waits:
+            db.set_wait_reason(job_id, reason, detail, message)
+        if decided is None:
             return
-        by_id = {row.id: row for row in pending}
-        requests = [request_of(row, self.limit(db, row)) for row in pending]
-        running = [running_of(row, self.ends_by(db, row)) for row in holding]
-        assert self.capacity is not None, "an engine without a capacity does not schedule"
-        from jobctl.engine.fairshare import user_policy
-
-        users = user_policy(db, pending, holding, self.user_limits, now)  # fair share, per-user caps
-        decisions = schedule(
-            requests, running, self.capacity, now, gate.limits, queueing.throttles(rows + holding), users
-        )
+        by_id, decisions, _ = decided
         actions.more = (
             len(rows) >= QUEUE_WINDOW and bool(decisions.start) and "resources" not in decisions.waiting.values()
         )
@@ -404,6 +434,74 @@ class Engine:
                 message,
             ):
                 db.set_wait_reason(job_id, why, detail, message)
+
+    def _decide(
+        self, db: Store, now: float, actions: Actions, rows: list[Job], holding: list[Job], gate: Any
+    ) -> tuple[dict[int, Job], Decisions, UserPolicy | None] | None:
+        """The scheduler's decisions for these waiting rows (None: none may start now)."""
+        from jobctl.engine import queueing
+
+        pending = []
+        for row in rows:
+            if row.state == states.RETRYING and row.not_before is not None and row.not_before > now:
+                actions.wake_at(row.not_before)
+                continue
+            pending.append(row)
+        if not pending:
+            return None
+        by_id = {row.id: row for row in pending}
+        requests = [request_of(row, self.limit(db, row)) for row in pending]
+        running = [running_of(row, self.ends_by(db, row)) for row in holding]
+        assert self.capacity is not None, "an engine without a capacity does not schedule"
+        from jobctl.engine.fairshare import user_policy
+
+        users = user_policy(db, pending, holding, self.user_limits, now)  # fair share, per-user caps
+        decisions = schedule(
+            requests, running, self.capacity, now, gate.limits, queueing.throttles(rows + holding), users
+        )
+        return by_id, decisions, users
+
+    @staticmethod
+    def _rest_only_waits(
+        decided: tuple[dict[int, Job], Decisions, UserPolicy | None],
+        rest: list[Any],
+        gate: Any,
+        now: float,
+        actions: Actions,
+        waits: list[tuple[int, str, str | None, str | None]],
+    ) -> bool:
+        """Whether every job of the window's rest can only wait for resources after the head's decisions
+        (see start_waiting); when so, the wait reasons that change are added to `waits`."""
+        from jobctl.engine import queueing
+
+        by_id, decisions, users = decided
+        free = decisions.free
+        if users is not None or decisions.blocked is None or free is None:
+            return False  # fair share reorders; without a blocked job, the next one would plan for itself
+        user = next(iter(by_id.values())).user
+        retry_at = []
+        for row in rest:
+            if row.state == states.RETRYING and row.not_before is not None and row.not_before > now:
+                retry_at.append(row.not_before)  # not a candidate now: it wakes the supervisor later
+                continue
+            if (
+                row.user != user
+                or row.queue in gate.limits
+                or row.array_throttle is not None
+                or free.fits(row.cpus, row.memory_mib, (None, 0))
+            ):
+                return False
+            if row.state != states.PENDING:
+                continue
+            message = row.message
+            if (message or "").startswith("waits behind job") or row.reason in queueing.HELD_BACK:
+                message = None  # no longer true
+            detail = states.REASON_TEXT.get("resources", "resources")
+            if (row.reason, row.detail, row.message) != ("resources", detail, message):
+                waits.append((row.id, "resources", detail, message))
+        for when in retry_at:
+            actions.wake_at(when)
+        return True
 
     def limit(self, db: Store, row: Job) -> float | None:
         """How long a waiting job may hold resources once started (None: no timeout)."""

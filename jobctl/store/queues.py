@@ -61,6 +61,23 @@ _UPDATE_COLUMN = {
 }
 
 
+class WindowRow(NamedTuple):
+    """A waiting job past the head of the supervisor's queue window: what a pass needs to know that it
+    can only wait (see `window_rest`)."""
+
+    id: int
+    state: str
+    reason: str | None
+    detail: str | None
+    message: str | None
+    cpus: float  # all nodes together
+    memory_mib: int  # all nodes together
+    queue: str
+    array_throttle: int | None
+    user: str
+    not_before: float | None
+
+
 class QueueQueries(Queries):
     # -- queues -------------------------------------------------------------------------------------
     def queue_limits(self) -> dict[str, QueueLimit]:
@@ -116,20 +133,27 @@ class QueueQueries(Queries):
         Jobs whose start time has not come, whose queue is paused or full, or whose array is at its
         throttle are left out here, so that however many of them there are, they never crowd the
         jobs that could start out of the window."""
-        queues, arrays = sorted(set(closed_queues)), sorted(set(closed_arrays))
-        sql = (
-            f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_queue WHERE state IN ('PENDING', 'RETRYING')"
-            " AND backend = ? AND (start_at IS NULL OR start_at <= ?)"
+        sql, args = _window(JOB_COLUMNS, backend, now, closed_queues, closed_arrays)
+        return self._jobs(sql + " LIMIT ?", (*args, size))
+
+    def window_rest(
+        self,
+        backend: str,
+        now: float,
+        skip: int,
+        size: int,
+        closed_queues: Iterable[str],
+        closed_arrays: Iterable[int],
+    ) -> list[WindowRow]:
+        """The next `size` jobs of the window after its first `skip`, in the same order, as WindowRows."""
+        columns = (
+            "id, state, reason, detail, message, cpus * num_nodes, memory_mib * num_nodes, queue, array_throttle,"
+            " user, not_before"
         )
-        args: list[Any] = [backend, now]
-        if queues:
-            sql += f" AND queue NOT IN ({', '.join('?' * len(queues))})"
-            args += queues
-        if arrays:
-            sql += f" AND (array_id IS NULL OR array_id NOT IN ({', '.join('?' * len(arrays))}))"
-            args += arrays
-        sql += " ORDER BY priority DESC, submitted_at, id LIMIT ?"
-        return self._jobs(sql, (*args, size))
+        sql, args = _window(columns, backend, now, closed_queues, closed_arrays)
+        rows = self._tuples(sql + " LIMIT ? OFFSET ?", (*args, size, skip))
+        new = tuple.__new__
+        return [new(WindowRow, row) for row in rows]
 
     def scheduled(self, backend: str, now: float) -> tuple[list[Job], float | None]:
         """PENDING jobs of a backend whose start time is still to come and that do not say so yet,
@@ -280,3 +304,22 @@ class QueueQueries(Queries):
                 f"SELECT MIN(ended_at) FROM jobs WHERE state IN {TERMINAL_SQL} AND ended_at >= ?", (after,)
             ).fetchone()[0]
         return None if value is None else float(value)
+
+
+def _window(
+    columns: str, backend: str, now: float, closed_queues: Iterable[str], closed_arrays: Iterable[int]
+) -> tuple[str, list[Any]]:
+    """The query of the supervisor's queue window, best-ranked first (see `startable_window`)."""
+    queues, arrays = sorted(set(closed_queues)), sorted(set(closed_arrays))
+    sql = (
+        f"SELECT {columns} FROM jobs INDEXED BY jobs_queue WHERE state IN ('PENDING', 'RETRYING')"
+        " AND backend = ? AND (start_at IS NULL OR start_at <= ?)"
+    )
+    args: list[Any] = [backend, now]
+    if queues:
+        sql += f" AND queue NOT IN ({', '.join('?' * len(queues))})"
+        args += queues
+    if arrays:
+        sql += f" AND (array_id IS NULL OR array_id NOT IN ({', '.join('?' * len(arrays))}))"
+        args += arrays
+    return sql + " ORDER BY priority DESC, submitted_at, id", args

@@ -19,6 +19,7 @@ import socket
 import struct
 import sys
 import time
+from typing import Any
 
 from jobctl.backends.local import capacity as capacity_mod
 from jobctl.backends.local.backend import LocalBackend
@@ -69,6 +70,7 @@ class Supervisor:
         self.stop_requested = False
         self.started = _process_start()  # what checkers compare with the PID's start: exact even on a slow start
         self.slurm_next = 0.0  # when to look at Slurm again for local jobs waiting on Slurm jobs
+        self.runners: Any = None  # the slot runners (backends/local/slots.py), made when the loop starts
         from jobctl.supervisor.retention import Retention
 
         self.retention = Retention(paths)
@@ -180,8 +182,16 @@ class Supervisor:
             if pid == 0:
                 return
             self.children.discard(pid)
+            if self.runners is not None:
+                self.runners.drop(pid)
             for bid in [b for b, p in self.runner_pids.items() if p == pid]:
                 del self.runner_pids[bid]
+
+    def busy_children(self) -> bool:
+        """Children that are not idle slot runners (those are let go when the supervisor leaves)."""
+        if self.runners is None:
+            return bool(self.children)
+        return any(pid not in self.runners.slots or self.runners.slots[pid].bid is not None for pid in self.children)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -208,7 +218,7 @@ class Supervisor:
 
         gc.freeze()  # what exists now is never collected: forked runners share those pages untouched
 
-        self.backend = LocalBackend(self.paths.logs)
+        self.backend = LocalBackend(self.paths.logs, self.make_pool())
         self.notifier = Notifier()
         self.engine = Engine(
             self.backend,
@@ -220,6 +230,13 @@ class Supervisor:
         )
         self.loop()
         return 0
+
+    def make_pool(self) -> Any:
+        """The long-lived runners that run short attempts in turn (backends/local/slots.py)."""
+        from jobctl.backends.local.slots import RunnerPool
+
+        self.runners = RunnerPool(str(self.paths.socket))
+        return self.runners
 
     def loop(self) -> None:
         """Tick on events (a CLI wake-up, a runner's note, SIGCHLD) and timers, never on a fast clock.
@@ -253,7 +270,11 @@ class Supervisor:
                         if mono >= next_liveness:
                             next_liveness = mono + LIVENESS_CHECK_EVERY
                         deadlines.append(next_liveness)
-                if live or self.children:
+                if self.runners is not None:
+                    trim = self.runners.trim(mono)  # idle slot runners go after a few seconds
+                    if trim is not None:
+                        deadlines.append(trim)
+                if live or self.busy_children():
                     idle_since = mono
                 else:
                     left = self.idle_exit - (mono - idle_since)
@@ -266,12 +287,18 @@ class Supervisor:
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 with contextlib.suppress(InterruptedError):
                     watched: list[socket.socket | int] = [self.listener, self.wake_r]
+                    if self.runners is not None:
+                        watched += self.runners.sockets()
                     ready, _, _ = select.select(watched, [], [], timeout)
+                if self.runners is not None and ready:
+                    self.runners.heard(ready)  # attempts that ended: the pass below records them
                 self.drain()
                 mono = time.monotonic()
                 due = next_wake is not None and time.time() >= next_wake
                 need_tick = bool(ready) or due or bool(holding and mono >= next_liveness > 0)
         finally:
+            if self.runners is not None:
+                self.runners.close()
             self.mark(exiting=True)
             self.unbind()
             self.store.close(checkpoint=True)  # leaves a self-contained database file behind
@@ -315,12 +342,15 @@ class Supervisor:
             store = self.store
             with store.write():
                 own = {bid: pid for bid, pid in self.runner_pids.items() if pid in self.children}
-                actions = self.engine.tick(store, time.time(), own)
+                busy = self.runners.busy() if self.runners is not None else frozenset()
+                actions = self.engine.tick(store, time.time(), own, busy)
                 if slurm_wake:  # a local job waits for a Slurm job: look at Slurm again soon
                     actions.next_wake = min(actions.next_wake or slurm_wake, slurm_wake)
                 live = store.count_live("local")
                 live += store.pending_notifications()  # undelivered notifications keep the supervisor up
                 holding = self.engine.holding(store)
+            held = {f"{row.id}/{row.attempt}" for row in holding}
+            self.runner_pids = {b: p for b, p in self.runner_pids.items() if b in held}
             self.act(actions)
             try:
                 retention = self.retention.run(self.store, self.config, time.time())  # SPEC section 9

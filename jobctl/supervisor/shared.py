@@ -150,6 +150,10 @@ class SharedSupervisor(Supervisor):
         # other reads never take it. Taken before the gate, in both places (one order: no deadlock).
         self.acting = threading.Lock()
 
+    def make_pool(self) -> Any:
+        """None: a shared queue's attempts run as their owners, each in a runner of its own."""
+        return None
+
     def tick(self):
         with self.acting:
             return super().tick()

@@ -43,12 +43,12 @@ class SupervisorPass:
         self.engine = Engine(self.backend, capacity, str(self.paths.socket), grace, None, paths=self.paths)
         self.own: dict[str, int] = {}  # backend id -> PID of the runners forked here and not reaped yet
 
-    def submit(self, text: str, name: str, priority: int | None = None) -> list[int]:
+    def submit(self, text: str, name: str, priority: int | None = None, array: str | None = None) -> list[int]:
         """Record the jobs of one job file, as `jobctl launch FILE` does, without waking a supervisor."""
         from jobctl.app.launch import LaunchOptions, build_plan, record
 
         path = write_job(self.home, name, text)
-        plan, tasks = build_plan(self.service, [str(path)], LaunchOptions(priority=priority))
+        plan, tasks = build_plan(self.service, [str(path)], LaunchOptions(priority=priority, array=array))
         assert not plan.problems, plan.problems
         return [job_id for job_id, _ in record(self.service, tasks, plan)]
 

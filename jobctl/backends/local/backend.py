@@ -6,6 +6,7 @@ are reused) and reads back what they wrote. It never writes the database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 from jobctl.backends.base import Observation, WorkerObservation
 from jobctl.backends.local.plan import RunnerPlan
-from jobctl.backends.local.runner import BadStateFile, read_json, run_attempt, write_json
+from jobctl.backends.local.runner import FROZEN_MARK, BadStateFile, read_json, run_attempt, write_json
 from jobctl.errors import BackendError
 
 OUTCOMES = (
@@ -37,8 +38,9 @@ def backend_id(job_id: int, attempt: int) -> str:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, logs: Path):
+    def __init__(self, logs: Path, pool: Any = None):
         self.logs = logs
+        self.pool = pool  # a supervisor's RunnerPool (slots.py): attempts go to its long-lived runners
 
     def attempt_dir(self, bid: str) -> Path:
         job, attempt = bid.split("/")
@@ -46,8 +48,13 @@ class LocalBackend:
 
     # -- starting ------------------------------------------------------------------------------
     def start(self, bid: str, plan: RunnerPlan) -> int:
-        """Fork a runner for one attempt; returns its PID. The caller reaps it (SIGCHLD)."""
+        """Start the attempt in a runner; returns the runner's PID. The caller reaps it (SIGCHLD).
+
+        With a pool, one of its slot runners runs it (a shared queue's attempts, which run as their
+        owners, keep a runner each); else a runner is forked for this attempt alone."""
         folder = self.attempt_dir(bid)
+        if self.pool is not None and not plan.run_as:
+            return int(self.pool.start(bid, folder, plan))
         pid = os.fork()
         if pid == 0:  # the child: never returns
             try:
@@ -86,9 +93,16 @@ class LocalBackend:
         return True
 
     def suspend(self, bid: str) -> None:
+        """Freeze the attempt: the `frozen` mark in its folder, then SIGUSR1 (the runner acts on the mark,
+        so a signal that comes late, when the runner already runs another attempt, does nothing)."""
+        mark = self.attempt_dir(bid) / FROZEN_MARK
+        with contextlib.suppress(FileExistsError, FileNotFoundError):
+            os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         self._signal(bid, signal.SIGUSR1)
 
     def resume(self, bid: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.attempt_dir(bid) / FROZEN_MARK)
         self._signal(bid, signal.SIGUSR2)
 
     def cancel(

@@ -48,6 +48,7 @@ class MemoryCgroup:
         self.version = version
         self.lock_fd = lock_fd
         self.oom_base = self._oom_count()
+        self.limit: str | None = None  # the memory limit last written, in bytes
 
     _found: list[tuple[Path, int]] | None = None  # set by `warm`: the supervisor's, which its runners start in
 
@@ -94,7 +95,9 @@ class MemoryCgroup:
                         raise OSError("slot still has processes")  # left by a runner killed with -9
                     cls._configure(path, version, limit)
                     (path / "cgroup.procs").write_text(str(os.getpid()))
-                    return cls(path, version, fd)
+                    claimed = cls(path, version, fd)
+                    claimed.limit = limit
+                    return claimed
                 except OSError:
                     os.close(fd)
                     if not path.exists():
@@ -162,6 +165,31 @@ class MemoryCgroup:
             return int((self.path / name).read_text()) // (1024 * 1024)
         except (OSError, ValueError):
             return None
+
+    def reset(self, pool_dir: Path, limit_mib: int) -> bool:
+        """Set the limit for this runner's next attempt (a slot runner keeps its cgroup): False when it
+        cannot be reused (another pool, or the cgroup cannot be written) and must be given back.
+
+        A lower limit is written while this process is outside the cgroup: the kernel may have to
+        reclaim to meet it, and must find nothing of ours to kill when it cannot."""
+        if not self.path.name.startswith(_prefix(pool_dir)):
+            return False
+        limit = str(limit_mib * 1024 * 1024)
+        try:
+            if limit != self.limit:
+                lower = self.limit is None or int(limit) < int(self.limit)
+                if lower:
+                    (self.path.parent / "cgroup.procs").write_text(str(os.getpid()))
+                self._configure(self.path, self.version, limit)
+                if lower:
+                    (self.path / "cgroup.procs").write_text(str(os.getpid()))
+                self.limit = limit
+            elif self.version == 1:
+                self._configure(self.path, self.version, limit)  # resets the v1 counters
+        except OSError:
+            return False
+        self.oom_base = self._oom_count()
+        return True
 
     def release(self) -> None:
         """Move this process back to the parent and give the slot back (the cgroup stays for reuse)."""

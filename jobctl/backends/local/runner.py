@@ -58,6 +58,7 @@ if [ -n "$6" ]; then exec bash "$6"; fi
 exec bash -c "$4" jobctl-run
 """
 ARG_LIMIT = 100_000  # bytes: a longer script goes through a file (Linux caps one argument at 128 KiB)
+FROZEN_MARK = "frozen"
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -174,6 +175,10 @@ class Runner:
         self.run_as: Any = None  # a shared queue: the RunAs the workers run as (jobctl/backends/local/identity.py)
         self.marks = attempt_dir  # where a worker leaves setup_failed.<rank> (a folder of the job's owner when shared)
         self.warned = False  # the job's warning signal (`signal: USR1@60s`) was sent this attempt
+        # A slot runner (slots.py) runs attempts one after another: a late signal can be meant for an
+        # attempt that already ended, so it acts only on what this attempt's own files ask for.
+        self.slot = False
+        self.child_peak = 0  # the largest peak RSS (bytes) of a process reaped in this attempt (wait4)
 
     # -- the tree ------------------------------------------------------------------------------
     def descendants(self) -> list[Any]:
@@ -315,11 +320,12 @@ class Runner:
     def reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            self.child_peak = max(self.child_peak, usage.ru_maxrss * 1024)  # Linux: KiB
             rank = self.workers.pop(pid, None)
             if rank is None:
                 continue  # an orphaned descendant re-parented to us
@@ -328,6 +334,13 @@ class Runner:
             if self.workers:  # others still run: say so now (the last one's end is in result.json)
                 write_json(self.dir / f"rank{rank}.exit", {"exit_code": code, "ended_at": time.time()})
                 notify(self.plan.socket)
+
+    def reap_all(self) -> None:
+        """Wait until every process of the attempt is reaped (after a SIGKILL of the tree)."""
+        while self.descendants():
+            signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+            self.reap()
+        self.reap()
 
     def active_seconds(self) -> float:
         frozen = self.frozen_total + (time.monotonic() - self.frozen_since if self.frozen_since else 0.0)
@@ -361,6 +374,11 @@ class Runner:
         self.signal_tree(signal.SIGCONT)  # a frozen process must wake to see SIGTERM
         self.frozen_since = None
 
+    def freeze_asked(self) -> bool:
+        """Whether this attempt is to be frozen: the `frozen` mark that `stop` leaves in the attempt folder
+        before it signals (and `start` removes before it signals), so a late signal changes nothing."""
+        return os.path.lexists(self.dir / FROZEN_MARK)
+
     def handle(self, sig: int) -> None:
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
@@ -369,14 +387,18 @@ class Runner:
                 reason, message = str(req.get("reason", "killed")), req.get("message")
                 signum = req.get("signal")
                 signum = signum if isinstance(signum, int) and 0 < signum < signal.NSIG else None
+                if self.slot and not req:
+                    return  # no request for this attempt: the signal was meant for an earlier one
             except (BadStateFile, TypeError, ValueError):
                 grace, reason, message = float(self.plan.grace), "killed", None
                 signum = None
             self.request_end(reason, grace, message if isinstance(message, str) else None, signum)
         elif sig == signal.SIGUSR1 and self.frozen_since is None and self.kill_request is None:
+            if not self.freeze_asked():
+                return
             self.frozen_since = time.monotonic()
             self.signal_tree(signal.SIGSTOP)
-        elif sig == signal.SIGUSR2 and self.frozen_since is not None:
+        elif sig == signal.SIGUSR2 and self.frozen_since is not None and not self.freeze_asked():
             self.signal_tree(signal.SIGCONT)
             self.frozen_total += time.monotonic() - self.frozen_since
             self.frozen_since = None
@@ -467,7 +489,7 @@ class Runner:
         }
         if self.meter is not None:
             try:
-                result["usage"] = self.meter.result(self.active_seconds())
+                result["usage"] = self.meter.result(self.active_seconds(), self.child_peak)
             except Exception:  # noqa: BLE001 - accounting never costs the job its result
                 pass
         return result
@@ -493,97 +515,151 @@ class StartRefused(Exception):
     """The attempt cannot start (its owner is gone); said in result.json as a start error."""
 
 
-def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
-    """Body of the forked runner. Never returns: it ends the process with os._exit.
+def become_runner() -> None:
+    """Its own session, a child subreaper, the watched signals blocked (taken with sigtimedwait)."""
+    os.setsid()
+    try:
+        libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+    for sig in WATCHED:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def process_identity() -> dict[str, Any]:
+    """What runner.json says of this process: its PID and its start, which together never repeat."""
+    import psutil
+
+    return {"pid": os.getpid(), "start": psutil.Process().create_time()}
+
+
+class CgroupHolder:
+    """The memory cgroup of a runner's attempts: claimed per attempt and given back at its end (a runner
+    of one attempt), or kept and set to each attempt's limit in turn (a slot runner, see slots.py)."""
+
+    def __init__(self, keep: bool):
+        self.keep = keep
+        self.cgroup: Any = None
+
+    def claim(self, plan: RunnerPlan) -> Any:
+        if not plan.memory_mib or not plan.cgroup_pool:
+            self.release()  # an attempt without a limit runs outside the cgroup
+            return None
+        from jobctl.backends.local.cgroups import MemoryCgroup
+
+        pool, limit = Path(plan.cgroup_pool), int(plan.memory_mib)
+        if self.cgroup is not None and not self.cgroup.reset(pool, limit):
+            self.release()
+        if self.cgroup is None:
+            self.cgroup = MemoryCgroup.claim(pool, limit)
+        return self.cgroup
+
+    def attempt_ended(self) -> None:
+        if not self.keep:
+            self.release()
+
+    def release(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.release()
+            self.cgroup = None
+
+
+def ended_before_start(request: dict[str, Any], plan: RunnerPlan) -> dict[str, Any]:
+    return {
+        "outcome": request.get("reason", "killed"),
+        "message": request.get("message"),
+        "exit_codes": [None] * int(plan.num_nodes),
+        "failed": 0,
+        "exit_code": None,
+        "ended_at": time.time(),
+    }
+
+
+def one_attempt(
+    attempt_dir: Path, plan: RunnerPlan, identity: dict[str, Any], cgroups: CgroupHolder, slot: bool = False
+) -> None:
+    """Run one attempt to its end and write its result.json; the caller is a runner already
+    (`become_runner`). Raises only when the attempt's files cannot be written: then no result.json
+    exists and the runner must exit, so that the attempt is seen as lost.
 
     The attempt folder and plan.json are made here, not in the supervisor: file system work is off
     the supervisor's path, which is shared by every job.
     """
+    attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if plan.run_as:  # a shared queue: users reach their own logs (0600) through these folders
+        os.chmod(attempt_dir.parent, 0o711)
+        os.chmod(attempt_dir, 0o711)
+    write_json(attempt_dir / "plan.json", plan.to_json())
+    write_json(attempt_dir / "runner.json", identity)
+    # A kill that raced the start wrote kill.json before it could signal us (no runner.json yet):
+    # look for it only now, after runner.json, so that one of the two sides always sees the other.
+    request = read_json(attempt_dir / "kill.json")
+    if request is not None:
+        write_json(attempt_dir / "result.json", ended_before_start(request, plan))
+        return
+    runner = Runner(attempt_dir, plan)
+    runner.identity = identity
+    runner.slot = slot
+    if plan.memory_mib:
+        runner.cgroup = cgroups.claim(plan)
+    try:
+        if plan.run_as:
+            shared_attempt(runner, attempt_dir)
+        runner.chdir()
+        from jobctl.backends.local.usage import UsageMeter, devices_of
+
+        if os.environ.get("JOBCTL_ACCOUNTING") != "0":  # 0: off, only to measure what it costs
+            runner.meter = UsageMeter(devices_of(runner.plan), runner.cgroup)
+        runner.start_workers()
+    except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
+        runner.signal_tree(signal.SIGKILL)
+        runner.reap_all()
+        cgroups.attempt_ended()
+        write_json(
+            attempt_dir / "result.json",
+            {
+                "outcome": "start_error",
+                "message": f"could not start the job: {exc}",
+                "exit_codes": [],
+                "failed": 0,
+                "exit_code": None,
+                "ended_at": time.time(),
+            },
+        )
+        return
+    runner.loop()
+    result = runner.result()
+    cgroups.attempt_ended()
+    write_json(attempt_dir / "result.json", result)
+
+
+def log_crash(attempt_dir: Path) -> None:
+    """The runner's own failure, in the attempt folder (its traceback): best effort."""
+    import traceback
+
+    with (
+        contextlib.suppress(OSError),
+        os.fdopen(os.open(attempt_dir / "runner-error.log", LOG_FLAGS, 0o600), "a") as handle,
+    ):
+        traceback.print_exc(file=handle)
+
+
+def run_attempt(attempt_dir: Path, plan: RunnerPlan) -> None:
+    """Body of a runner forked for one attempt. Never returns: it ends the process with os._exit."""
     code = 0
     try:
-        attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if plan.run_as:  # a shared queue: users reach their own logs (0600) through these folders
-            os.chmod(attempt_dir.parent, 0o711)
-            os.chmod(attempt_dir, 0o711)
-        write_json(attempt_dir / "plan.json", plan.to_json())
         set_title(f"jobctl-runner job {plan.job_id} attempt {plan.attempt}")
         home = Home()  # resolved only if needed, from here (JOBCTL_HOME may be relative)
-        os.setsid()
+        become_runner()
+        cgroups = CgroupHolder(keep=False)
         try:
-            libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-        signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
-        for sig in WATCHED:
-            signal.signal(sig, signal.SIG_DFL)
-        import psutil
-
-        identity = {"pid": os.getpid(), "start": psutil.Process().create_time()}
-        write_json(attempt_dir / "runner.json", identity)
-        # A kill that raced the start wrote kill.json before it could signal us (no runner.json yet):
-        # look for it only now, after runner.json, so that one of the two sides always sees the other.
-        request = read_json(attempt_dir / "kill.json")
-        if request is not None:
-            write_json(
-                attempt_dir / "result.json",
-                {
-                    "outcome": request.get("reason", "killed"),
-                    "message": request.get("message"),
-                    "exit_codes": [None] * int(plan.num_nodes),
-                    "failed": 0,
-                    "exit_code": None,
-                    "ended_at": time.time(),
-                },
-            )
-            tell_supervisor(plan, home)
-            return
-        runner = Runner(attempt_dir, plan)
-        runner.identity = identity
-        if runner.plan.memory_mib:
-            from jobctl.backends.local.cgroups import MemoryCgroup
-
-            pool = runner.plan.cgroup_pool
-            runner.cgroup = MemoryCgroup.claim(Path(pool), int(runner.plan.memory_mib)) if pool else None
-        try:
-            if plan.run_as:
-                shared_attempt(runner, attempt_dir)
-            runner.chdir()
-            from jobctl.backends.local.usage import UsageMeter, devices_of
-
-            if os.environ.get("JOBCTL_ACCOUNTING") != "0":  # 0: off, only to measure what it costs
-                runner.meter = UsageMeter(devices_of(runner.plan), runner.cgroup)
-            runner.start_workers()
-        except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
-            runner.signal_tree(signal.SIGKILL)
-            if runner.cgroup is not None:
-                runner.cgroup.release()
-            write_json(
-                attempt_dir / "result.json",
-                {
-                    "outcome": "start_error",
-                    "message": f"could not start the job: {exc}",
-                    "exit_codes": [],
-                    "failed": 0,
-                    "exit_code": None,
-                    "ended_at": time.time(),
-                },
-            )
-            tell_supervisor(runner.plan, home)
-            return
-        runner.loop()
-        result = runner.result()
-        if runner.cgroup is not None:
-            runner.cgroup.release()
-        write_json(attempt_dir / "result.json", result)
-        tell_supervisor(runner.plan, home)
+            one_attempt(attempt_dir, plan, process_identity(), cgroups)
+        finally:
+            cgroups.release()
+        tell_supervisor(plan, home)
     except BaseException:  # noqa: BLE001 - the runner must always leave a trace and exit
-        import traceback
-
         code = 70
-        with (
-            contextlib.suppress(OSError),
-            os.fdopen(os.open(attempt_dir / "runner-error.log", LOG_FLAGS, 0o600), "a") as handle,
-        ):
-            traceback.print_exc(file=handle)
+        log_crash(attempt_dir)
     finally:
         os._exit(code)

@@ -9,8 +9,8 @@
   (`memory.max_usage_in_bytes` is reset when a v1 cgroup is claimed; a reused v2 cgroup's
   `memory.peak` counts only when it rose above what it was at the claim), and then nothing is
   sampled. Otherwise the larger of the tree's summed RSS, sampled by the runner once a second
-  from the first second on, and the largest single process's peak RSS from `getrusage` (exact,
-  also for a process that lived less than a sample).
+  from the first second on, and the largest single process's peak RSS from `wait4` as the runner
+  reaps each process (exact, also for a process that lived less than a sample).
 - GPUs: gpu_seconds = devices held x wall time; with `nvidia-smi`, utilisation and memory of the
   held devices sampled every `GPU_SAMPLE_EVERY` seconds (`gpu_util_avg`, `gpu_memory_max_bytes`).
 
@@ -145,9 +145,13 @@ class UsageMeter:
         if mems:
             self.gpu_mem_max = max(self.gpu_mem_max or 0, sum(mems))
 
-    def result(self, wall_seconds: float | None = None) -> dict[str, Any]:
+    def result(self, wall_seconds: float | None = None, reaped_peak: int | None = None) -> dict[str, Any]:
+        """`reaped_peak`: the largest peak RSS of the processes the runner reaped in this attempt (from
+        wait4); without it, getrusage's, which is the largest of every child this process ever had."""
         wall = time.monotonic() - self.started if wall_seconds is None else wall_seconds
         cpu_total, child_peak = _children_times()
+        if reaped_peak is not None:
+            child_peak = reaped_peak
         cpu = cpu_total - self.cpu_base
         cg_cpu = cgroup_cpu_seconds(self.cgroup)
         if cg_cpu is not None and self.cg_cpu_base is not None:
