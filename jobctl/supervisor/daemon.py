@@ -422,8 +422,10 @@ class Supervisor:
             except OSError as exc:  # no fork possible now: the runner never started, say so
                 from jobctl.backends.local.runner import write_json
 
+                folder = self.paths.attempt_dir(job_id, attempt)
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # a runner makes it, and none ran
                 write_json(
-                    self.paths.attempt_dir(job_id, attempt) / "result.json",
+                    folder / "result.json",
                     {
                         "outcome": "start_error",
                         "message": f"could not start a runner: {exc.strerror}",

@@ -54,7 +54,10 @@ class LocalBackend:
         owners, keep a runner each); else a runner is forked for this attempt alone."""
         folder = self.attempt_dir(bid)
         if self.pool is not None and not plan.run_as:
-            return int(self.pool.start(bid, folder, plan))
+            try:
+                return int(self.pool.start(bid, folder, plan))
+            except OSError:
+                pass  # no slot runner took it: a runner of its own then
         pid = os.fork()
         if pid == 0:  # the child: never returns
             try:

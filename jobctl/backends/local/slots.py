@@ -49,6 +49,7 @@ from jobctl.backends.local.runner import (
 IDLE_TITLE = "jobctl-runner idle"
 KEEP_IDLE = 5.0  # seconds an idle slot runner is kept for the next attempt
 MAX_IDLE = 8  # idle slot runners kept at most
+SEND_TIMEOUT = 10.0  # seconds for an idle runner to read an attempt handed to it
 
 
 def serve(sock: socket.socket, supervisor_socket: str) -> None:
@@ -69,6 +70,8 @@ def serve(sock: socket.socket, supervisor_socket: str) -> None:
             if not line:  # the supervisor died: whatever it had not seen yet, a live one must
                 tell_supervisor(RunnerPlan(0, 0, 1, "", socket=supervisor_socket), home)
                 return
+            if not line.endswith(b"\n"):
+                return  # the supervisor gave up handing us this attempt (see RunnerPool.start)
             message = json.loads(line)
             if message.get("exit"):
                 return
@@ -118,7 +121,11 @@ class RunnerPool:
         for _ in range(2):
             slot = self._idle() or self._fork()
             try:
-                slot.sock.sendall(line)
+                slot.sock.settimeout(SEND_TIMEOUT)  # a long script fills the socket's buffer: it reads as we send
+                try:
+                    slot.sock.sendall(line)
+                finally:
+                    slot.sock.setblocking(False)
             except OSError:
                 self.drop(slot.pid)  # it died meanwhile: its SIGCHLD comes; try a fresh one
                 continue
