@@ -42,6 +42,7 @@ RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before attempt 2, 3, ...
 NEVER_STARTED_AFTER = 10.0
 QUEUE_WINDOW = 64  # waiting jobs the scheduler looks at in one pass, best-ranked first
 FIRST_LOOK = 8  # the window's head, decided first (see Engine.start_waiting)
+FIRST_SIGHT = 0.5  # seconds after its start when a busy slot runner's attempt is first read (see tick)
 # Past its timeout a job still gets the kill grace, and a moment to be seen ending: the end bounds
 # that backfill plans with (scheduler.py) add both, to running jobs and to candidates alike.
 END_SLACK = 5.0
@@ -95,9 +96,10 @@ class Engine:
         """`own`: backend id -> PID of the runners this supervisor forked and that still live.
 
         `busy`: attempts of `own` whose runner has said nothing since it was handed them (a slot runner
-        says when its attempt ends; it dies, or it is not busy). Such an attempt, single-node, already
-        seen running with its worker's PID, is not read again: nothing in its files can have changed
-        that the pass acts on (an end, a rank's exit, a lost runner all come with a word or a SIGCHLD)."""
+        says when its attempt ends; it dies, or it is not busy). Such an attempt is read once, FIRST_SIGHT
+        after its start (to record its worker's PID), and then, single-node, not again: nothing in its
+        files can have changed that the pass acts on (an end, a lost runner come with a word or a
+        SIGCHLD; a rank's exit, with a word on the socket, is read because multi-node attempts are)."""
         actions = Actions()
         self.record_attempts(db, now, own, actions, busy=busy)
         self.settle_dependencies(db, now)
@@ -132,8 +134,13 @@ class Engine:
         for job in self.holding(db):
             bid = backend_id(job.id, job.attempt)
             held.add(bid)
-            if bid in busy and bid in settled and job.state == states.ACTIVE:
-                continue
+            if bid in busy and job.state == states.ACTIVE:
+                if bid in settled:
+                    continue
+                seen = (job.started_at or 0.0) + FIRST_SIGHT
+                if now < seen:  # most short attempts end before then, and say so: one read, at their end
+                    actions.wake_at(seen)
+                    continue
             if ended_only and not (self.backend.attempt_dir(bid) / "result.json").exists():
                 continue
             try:
