@@ -8,7 +8,6 @@ after the commit (forking runners, signalling) is returned as a list of actions.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,20 +186,9 @@ class Engine:
             now=now,
             fields={"failures": job.failures + 1},
         )
-        actions.cancel.append((bid, "worker_lost", 0.0, message))
-        if bid in own:
-            import contextlib
-            import signal
-
-            from jobctl.backends.local.runner import write_json
-
-            with contextlib.suppress(OSError):
-                write_json(
-                    self.backend.attempt_dir(bid) / "kill.json",
-                    {"reason": "worker_lost", "grace": 0.0, "message": message},
-                )
-            with contextlib.suppress(OSError):
-                os.kill(own[bid], signal.SIGTERM)
+        # Its runner may live on (the files were garbage, not the runner): it is asked to end the attempt,
+        # whichever process records the loss (a command's record_ended as well as the supervisor).
+        self.backend.abandon(bid, message, own.get(bid))
 
     def _observe_one(self, db: Store, job: Job, now: float, own: dict[str, int], actions: Actions) -> None:
         bid = backend_id(job.id, job.attempt)

@@ -130,6 +130,20 @@ class LocalBackend:
             write_json(folder / "kill.json", request)
         return self._signal(bid, signal.SIGTERM)
 
+    def abandon(self, bid: str, message: str, pid: int | None = None) -> None:
+        """The attempt is recorded lost (its files could not be read): ask its runner to end it at once,
+        whatever its files say. `pid`: the runner, when it is the caller's own unreaped child; else the
+        one runner.json names, if it is still that process."""
+        folder = self.attempt_dir(bid)
+        with contextlib.suppress(OSError):
+            write_json(folder / "kill.json", {"reason": "worker_lost", "grace": 0.0, "message": message})
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            return
+        with contextlib.suppress(BackendError):
+            self._signal(bid, signal.SIGTERM)
+
     # -- observing -----------------------------------------------------------------------------
     def observe(self, bid: str, num_nodes: int | None = None) -> Observation:
         """What the attempt's files say. Raises BadStateFile when one of them is not what the runner writes."""
