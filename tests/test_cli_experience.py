@@ -18,13 +18,13 @@ import pytest
 from helpers import REPO, InProcessJobctl, wait_until, write_job
 
 from jobctl.cli.completions import SHELLS, generate
-from jobctl.cli.main import app
+from jobctl.cli.main import build_app
 
 
 def all_commands():
     import typer.main
 
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build_app())
     out = []
 
     def walk(cmd, path):
@@ -50,7 +50,7 @@ def test_every_command_has_help_with_an_example(jobctl_inproc, command):
     # every option is explained
     import typer.main
 
-    cmd = typer.main.get_command(app)
+    cmd = typer.main.get_command(build_app())
     for part in command:
         cmd = cmd.commands[part]
     for param in cmd.params:
@@ -251,7 +251,7 @@ def test_all_with_nothing_to_act_on_says_what_it_looked_for(jobctl_inproc):
 
 
 def test_ctrl_c_hint_is_one_short_line_even_for_an_array():
-    from jobctl.cli.main import interrupted_text
+    from jobctl.cli.commands import interrupted_text
 
     one = interrupted_text([12345])
     assert one == "job 12345 keeps running; wait again: jobctl wait 12345; stop: jobctl kill 12345"
