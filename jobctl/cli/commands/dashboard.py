@@ -1,4 +1,4 @@
-"""`jobctl dashboard`: a local web page of jobs (imported only by this command)."""
+"""`jobctl dashboard`: a local web page of jobs (the page itself, jobctl/cli/dashboard/, is imported only when it runs)."""
 
 from __future__ import annotations
 
