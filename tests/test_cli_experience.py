@@ -18,13 +18,13 @@ import pytest
 from helpers import REPO, InProcessJobctl, wait_until, write_job
 
 from jobctl.cli.completions import SHELLS, generate
-from jobctl.cli.main import app
+from jobctl.cli.main import build_app
 
 
 def all_commands():
     import typer.main
 
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build_app())
     out = []
 
     def walk(cmd, path):
@@ -50,7 +50,7 @@ def test_every_command_has_help_with_an_example(jobctl_inproc, command):
     # every option is explained
     import typer.main
 
-    cmd = typer.main.get_command(app)
+    cmd = typer.main.get_command(build_app())
     for part in command:
         cmd = cmd.commands[part]
     for param in cmd.params:
@@ -58,6 +58,52 @@ def test_every_command_has_help_with_an_example(jobctl_inproc, command):
             assert param.help, f"{' '.join(command)} {param.opts[0]} has no help"
             if param.opts[0] == "--all":  # says what --all means for this command, not for every one
                 assert "rm:" not in param.help and "kill:" not in param.help, param.help
+
+
+def test_the_table_of_commands_lists_every_command_in_the_order_of_help():
+    """`COMMANDS` in jobctl/cli/main.py is what `jobctl --help` lists, in its order."""
+    import typer.main
+
+    from jobctl.cli.main import COMMANDS
+
+    assert list(typer.main.get_command(build_app()).commands) == list(COMMANDS)
+    assert list(typer.main.get_command(build_app(["stop", "queue"])).commands) == ["stop", "queue"]
+
+
+COMMAND_MODULES = {
+    ("status",): "status",
+    ("status", "--json"): "status",
+    ("launch", "--dry-run", "-"): "launch",
+    ("stop", "--all"): "control",
+    ("wait", "--all"): "reports",
+    ("config", "path"): "config",
+    ("--version",): None,  # no command: the whole app, every module
+    ("queue", "list"): "queueing",
+    ("stauts",): None,  # a typo: the whole app, for "did you mean"
+}
+
+
+def test_a_typed_command_imports_only_its_own_module(jobctl):
+    """Start-up latency: `jobctl status` imports jobctl/cli/commands/status.py and no other command."""
+    from jobctl.cli.main import COMMANDS
+
+    every = {f"jobctl.cli.commands.{target.partition(':')[0]}" for target in COMMANDS.values()}
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('MODULES=%s\\n' % ' '.join(sorted("
+        "m for m in sys.modules if m.startswith('jobctl.cli.commands.')))))\n"
+        "sys.argv = ['jobctl'] + sys.argv[1:]\n"
+        "from jobctl.cli.main import main\n"
+        "main()\n"
+    )
+    for args, module in COMMAND_MODULES.items():
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, env=jobctl.env, timeout=60, input=""
+        )
+        line = next((x for x in proc.stderr.splitlines() if x.startswith("MODULES=")), None)
+        assert line is not None, (args, proc.stderr)
+        expected = {f"jobctl.cli.commands.{module}"} if module else every
+        assert set(line.removeprefix("MODULES=").split()) == expected, (args, proc.stderr)
 
 
 def test_version(jobctl_inproc):
@@ -251,7 +297,7 @@ def test_all_with_nothing_to_act_on_says_what_it_looked_for(jobctl_inproc):
 
 
 def test_ctrl_c_hint_is_one_short_line_even_for_an_array():
-    from jobctl.cli.main import interrupted_text
+    from jobctl.cli.commands import interrupted_text
 
     one = interrupted_text([12345])
     assert one == "job 12345 keeps running; wait again: jobctl wait 12345; stop: jobctl kill 12345"

@@ -7,24 +7,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from jobctl.cli.commands import check_selectors, open_service
 from jobctl.errors import UsageError
 
 queue_app = typer.Typer(help="Named queues: caps on how many of their jobs run at once, pause and resume.")
 
 NameArg = Annotated[str, typer.Argument(help="A queue name (letters, digits, '.', '_', '-').")]
-
-
-def _service():
-    from jobctl.home import paths
-
-    resolved = paths.resolve()
-    if resolved.shared:  # a shared queue: its supervisor answers for the caller (docs/shared.md)
-        from jobctl.app.remote import RemoteService
-
-        return RemoteService(resolved)
-    from jobctl.app.session import Service
-
-    return Service(resolved)
 
 
 def _name(name: str, command: str) -> str:
@@ -98,7 +86,7 @@ def queue_set(
             changes[key] = value
     if not changes:
         raise UsageError("queue set: give --max-running, --cpus or --gpus (see 'jobctl queue set --help')")
-    _service().set_queue(name, changes, start=False)
+    open_service().set_queue(name, changes, start=False)
     said = ", ".join(f"{k.replace('_', '-')} {'none' if v is None else f'{v:g}'}" for k, v in changes.items())
     _err(f"queue {name}: {said}")
 
@@ -106,7 +94,7 @@ def queue_set(
 def _pause(name: str, paused: bool) -> None:
 
     name = _name(name, "pause" if paused else "resume")
-    service = _service()
+    service = open_service()
     before = {q.name: q for q in service.queue_rows()}.get(name)
     if before is None and not paused:  # nothing to resume: do not record a queue for a typo
         _err(f"queue {name} is not paused (no job is in it and it has no cap)")
@@ -148,7 +136,7 @@ def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print one J
     from jobctl.cli.output import console, dump
     from jobctl.core.units import count_text
 
-    found = _service().queue_rows()
+    found = open_service().queue_rows()
     if as_json:
         dump([queue_doc(q) for q in found])
         return
@@ -192,10 +180,7 @@ def update(
     from jobctl.cli import output
     from jobctl.core.units import parse_duration
 
-    if jobs and all_jobs:
-        raise UsageError("give job selectors or --all, not both")
-    if not jobs and not all_jobs:
-        raise UsageError("name at least one job (an ID, a name or a glob such as 'sweep-*'), or use --all")
+    check_selectors(jobs, all_jobs)
     changes: dict[str, Any] = {}
     if priority is not None:
         changes["priority"] = priority
@@ -221,14 +206,9 @@ def update(
         changes["labels"] = labels
     if not changes:
         raise UsageError("update: give at least one of --priority, --queue, --timeout, --retries, --label")
-    svc = _service()
+    svc = open_service()
     if getattr(svc, "remote", False):  # the owner's jobs only (or an admin's): the supervisor checks
         results = svc.bulk("update", jobs or [], all_jobs, changes=changes)
     else:
         results = control.bulk(svc, jobs or [], all_jobs, "update", lambda r: app_queueing.update(svc, r, changes))
     raise typer.Exit(output.report(results, as_json, nothing="update"))
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(queue_app, name="queue")
-    app.command()(update)
