@@ -45,5 +45,10 @@ class RunnerPlan:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> RunnerPlan:
         """A plan from plan.json; keys it does not know are ignored, missing ones take their default."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = _FIELDS.get(cls)
+        if known is None:
+            known = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
         return cls(**{key: value for key, value in doc.items() if key in known})
+
+
+_FIELDS: dict[type, frozenset[str]] = {}  # a plan's field names, found once (a slot runner reads a plan per attempt)

@@ -126,6 +126,7 @@ def tell_supervisor(plan: RunnerPlan, home: Any) -> None:
 
 PR_SET_NAME = 15
 _LIBC: list[Any] = []
+_ARGS: list[int] = []  # [pid, arg_start, arg_end] of this process, read once (a slot runner sets its title often)
 
 
 def libc() -> Any:
@@ -145,10 +146,12 @@ def set_title(title: str) -> None:
     raw = title.encode()
     try:
         libc().prctl(PR_SET_NAME, ctypes.c_char_p(raw.split()[0][:15]), 0, 0, 0)  # its first word
-        with open("/proc/self/stat", "rb") as handle:
-            stat = handle.read()
-        fields = stat[stat.rindex(b")") + 2 :].split()  # fields from the third (state) on
-        start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end (fields 48 and 49)
+        if not _ARGS or _ARGS[0] != os.getpid():
+            with open("/proc/self/stat", "rb") as handle:
+                stat = handle.read()
+            fields = stat[stat.rindex(b")") + 2 :].split()  # fields from the third (state) on
+            _ARGS[:] = [os.getpid(), int(fields[45]), int(fields[46])]  # arg_start and arg_end (fields 48, 49)
+        start, end = _ARGS[1], _ARGS[2]
         size = end - start
         if start <= 0 or size < 2:
             return
@@ -178,6 +181,7 @@ class Runner:
         # A slot runner (slots.py) runs attempts one after another: a late signal can be meant for an
         # attempt that already ended, so it acts only on what this attempt's own files ask for.
         self.slot = False
+        self.environ: dict[str, str] | None = None  # a slot runner's environment, copied once (else os.environ)
         self.child_peak = 0  # the largest peak RSS (bytes) of a process reaped in this attempt (wait4)
 
     # -- the tree ------------------------------------------------------------------------------
@@ -223,7 +227,7 @@ class Runner:
             write_private(Path(setup_file), setup)
             if self.run_as is not None:
                 self.run_as.give(path=setup_file)
-        base = dict(os.environ)
+        base = dict(self.environ if self.environ is not None else os.environ)
         if self.run_as is not None:  # a shared queue: the caller's recorded environment, never root's
             base = {str(k): str(v) for k, v in (plan.base_env or {}).items()}
             base.update(self.run_as.env())
@@ -577,7 +581,12 @@ def ended_before_start(request: dict[str, Any], plan: RunnerPlan) -> dict[str, A
 
 
 def one_attempt(
-    attempt_dir: Path, plan: RunnerPlan, identity: dict[str, Any], cgroups: CgroupHolder, slot: bool = False
+    attempt_dir: Path,
+    plan: RunnerPlan,
+    identity: dict[str, Any],
+    cgroups: CgroupHolder,
+    slot: bool = False,
+    environ: dict[str, str] | None = None,
 ) -> None:
     """Run one attempt to its end and write its result.json; the caller is a runner already
     (`become_runner`). Raises only when the attempt's files cannot be written: then no result.json
@@ -601,6 +610,7 @@ def one_attempt(
     runner = Runner(attempt_dir, plan)
     runner.identity = identity
     runner.slot = slot
+    runner.environ = environ
     if plan.memory_mib:
         runner.cgroup = cgroups.claim(plan)
     try:

@@ -64,6 +64,7 @@ def serve(sock: socket.socket, supervisor_socket: str) -> None:
             signal.set_wakeup_fd(-1)  # the supervisor's, closed here
         become_runner()
         identity = process_identity()
+        environ = dict(os.environ)  # the supervisor's, as a runner of one attempt would copy it each time
         reader = sock.makefile("rb")
         while True:
             line = reader.readline()
@@ -79,7 +80,7 @@ def serve(sock: socket.socket, supervisor_socket: str) -> None:
             set_title(f"jobctl-runner job {plan.job_id} attempt {plan.attempt}")
             while signal.sigtimedwait(WATCHED, 0) is not None:
                 pass  # signals meant for earlier attempts: their files decide, and those attempts ended
-            one_attempt(folder, plan, identity, cgroups, slot=True)
+            one_attempt(folder, plan, identity, cgroups, slot=True, environ=environ)
             set_title(IDLE_TITLE)
             try:
                 sock.sendall(f"done {bid}\n".encode())
