@@ -346,7 +346,7 @@ class Supervisor:
                 actions = self.engine.tick(store, time.time(), own, busy)
                 if slurm_wake:  # a local job waits for a Slurm job: look at Slurm again soon
                     actions.next_wake = min(actions.next_wake or slurm_wake, slurm_wake)
-                live = store.count_live("local")
+                live = int(store.has_live("local"))  # whether, not how many: O(1) however long the queue
                 live += store.pending_notifications()  # undelivered notifications keep the supervisor up
                 holding = self.engine.holding(store)
             held = {f"{row.id}/{row.attempt}" for row in holding}
@@ -457,7 +457,7 @@ class Supervisor:
         self.mark(exiting=True)
         self.unbind()
         with self.store.write():
-            live = self.store.count_live("local")
+            live = int(self.store.has_live("local"))
             live += self.store.pending_notifications()
         if live:
             self.bind()
