@@ -149,14 +149,14 @@ class LocalBackend:
         """What the attempt's files say. Raises BadStateFile when one of them is not what the runner writes."""
         folder = self.attempt_dir(bid)
         n = num_nodes or _int((read_json(folder / "plan.json") or {}).get("num_nodes", 1), "plan.json")
-        workers = self._workers(folder, n)
         result = _checked_result(read_json(folder / "result.json"))
+        workers = self._workers(folder, n, result)
         if result is None:
             alive = self.runner_alive(bid)
             if alive is False:  # it may have written its result and exited since we looked
                 result = _checked_result(read_json(folder / "result.json"))
                 if result is not None:
-                    return _finished(bid, result, n, self._workers(folder, n))
+                    return _finished(bid, result, n, self._workers(folder, n, result))
             if alive is False:
                 _end_orphans(bid, self.runner(bid))  # workers of a runner that died (kill -9) may live on
                 for w in workers:
@@ -183,8 +183,12 @@ class LocalBackend:
         return _finished(bid, result, n, workers)
 
     @staticmethod
-    def _workers(folder: Path, n: int) -> list[WorkerObservation]:
+    def _workers(folder: Path, n: int, result: dict[str, Any] | None = None) -> list[WorkerObservation]:
+        """Each rank: running, or exited with its code; its PID from runner.json, or from result.json
+        when the attempt ended before runner.json named its workers."""
         pids = (_checked_runner(read_json(folder / "runner.json")) or {}).get("workers") or {}
+        if not pids and result is not None:
+            pids = result.get("workers") or {}
         workers = []
         for rank in range(n):
             done = read_json(folder / f"rank{rank}.exit")
@@ -296,13 +300,17 @@ def _checked_runner(info: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     if _int(info.get("pid"), "runner.json: pid") <= 0 or _number(info.get("start"), "runner.json: start") is None:
         raise BadStateFile("runner.json: pid or start missing")
-    workers = info.get("workers")
+    _checked_workers(info.get("workers"), "runner.json")
+    return info
+
+
+def _checked_workers(workers: Any, where: str) -> None:
+    """A `workers` field: {rank: pid}, or absent."""
     if workers is not None:
         if not isinstance(workers, dict) or not all(k.isdigit() for k in workers):
-            raise BadStateFile("runner.json: workers: expected a mapping of rank to pid")
+            raise BadStateFile(f"{where}: workers: expected a mapping of rank to pid")
         for rank, pid in workers.items():
-            _int(pid, f"runner.json: workers.{rank}")
-    return info
+            _int(pid, f"{where}: workers.{rank}")
 
 
 def _checked_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -318,6 +326,7 @@ def _checked_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
         _int(code, "result.json: exit_codes", none=True)
     _int(result.get("exit_code"), "result.json: exit_code", none=True)
     _int(result.get("failed", 0), "result.json: failed")
+    _checked_workers(result.get("workers"), "result.json")
     _number(result.get("ended_at"), "result.json: ended_at")
     if result.get("message") is not None and not isinstance(result["message"], str):
         raise BadStateFile("result.json: message: expected text")

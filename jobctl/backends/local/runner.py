@@ -10,7 +10,8 @@ Files in the attempt folder:
   plan.json            what to run (written by the runner itself, first thing after the fork); it holds
                        secret names and the path of the job's secrets file, never a secret value
   runner.json          {"pid", "start"}: written first thing, before any worker starts; then again
-                       with "workers": {rank: pid} once they are started
+                       with "workers": {rank: pid} once they have run WORKERS_AFTER (a shorter
+                       attempt names them in result.json only)
   rank<N>.log          the worker's stdout and stderr
   rank<N>.exit         {"exit_code", "ended_at"}: written when a worker exits while others still run
                        (every exit code is in result.json at the end)
@@ -57,6 +58,7 @@ fi
 if [ -n "$6" ]; then exec bash "$6"; fi
 exec bash -c "$4" jobctl-run
 """
+WORKERS_AFTER = 0.2  # seconds: runner.json names the workers of an attempt that runs longer than this
 ARG_LIMIT = 100_000  # bytes: a longer script goes through a file (Linux caps one argument at 128 KiB)
 FROZEN_MARK = "frozen"
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -183,6 +185,8 @@ class Runner:
         self.slot = False
         self.environ: dict[str, str] | None = None  # a slot runner's environment, copied once (else os.environ)
         self.child_peak = 0  # the largest peak RSS (bytes) of a process reaped in this attempt (wait4)
+        self.pids: dict[str, int] = {}  # rank -> worker PID, as started
+        self.pids_due: float | None = None  # when runner.json is to name the workers (None: done, or none yet)
 
     # -- the tree ------------------------------------------------------------------------------
     def descendants(self) -> list[Any]:
@@ -239,8 +243,10 @@ class Runner:
             self._spawn_all(base, run, setup, run_file, setup_file)
         finally:
             os.umask(old_umask)
-        # the workers' PIDs join the runner's identity (one file fewer per job)
-        write_json(self.dir / "runner.json", {**self.identity, "workers": {str(r): p for p, r in self.workers.items()}})
+        # The workers' PIDs join the runner's identity once they have run WORKERS_AFTER (see `loop`); a
+        # shorter attempt says them in result.json: two files fewer to make for a short job.
+        self.pids = {str(r): p for p, r in self.workers.items()}
+        self.pids_due = time.monotonic() + WORKERS_AFTER
 
     def secrets(self) -> dict[str, str]:
         """The job's secret values, from its 0600 secrets file (removed when the job ends)."""
@@ -411,6 +417,13 @@ class Runner:
         timeout = self.plan.timeout
         while self.workers or (self.kill_request and self.descendants()):
             wait = 1.0
+            if self.pids_due is not None:
+                due = self.pids_due - time.monotonic()
+                if due <= 0:
+                    write_json(self.dir / "runner.json", {**self.identity, "workers": self.pids})
+                    self.pids_due = None
+                else:
+                    wait = min(wait, due)
             if self.kill_deadline is not None:
                 left = self.kill_deadline - time.monotonic()
                 if left <= 0:
@@ -490,6 +503,7 @@ class Runner:
             "failed": len(failed),
             "exit_code": exit_code,
             "ended_at": time.time(),
+            "workers": self.pids,
         }
         if self.meter is not None:
             try:
