@@ -16,7 +16,9 @@ What a runner of one attempt guarantees still holds, attempt by attempt:
   attempt ended finds no such file in the next attempt's folder and changes nothing.
 - Every process of an attempt is reaped (or killed) before the next attempt starts.
 - If its supervisor is gone when an attempt ends, the runner tells (or starts) the next one, as a runner
-  of one attempt does, and exits; it exits as well when its supervisor goes away while it waits.
+  of one attempt does, and exits. When its supervisor dies while it waits, it does the same (that
+  supervisor may have died before reading the runner's last word); a supervisor that leaves in good
+  order says so first, and its idle runners just exit.
 
 Lines from the supervisor: {"bid", "dir", "plan"} (run this attempt) or {"exit": true}. Line from the
 runner: "done <bid>".
