@@ -36,6 +36,7 @@ def clone(url: str, ref: str | None, dest: Path, timeout: float = CLONE_TIMEOUT)
                 text=True,
                 errors="replace",
                 env=env,
+                cwd=dest.parent,  # never the caller's folder, which may be gone
                 timeout=timeout,
                 check=False,
             )

@@ -83,6 +83,7 @@ def serve(sock: socket.socket, supervisor_socket: str) -> None:
             while signal.sigtimedwait(WATCHED, 0) is not None:
                 pass  # signals meant for earlier attempts: their files decide, and those attempts ended
             one_attempt(folder, plan, identity, cgroups, slot=True, environ=environ)
+            leave_workdir(home.cwd)
             set_title(IDLE_TITLE)
             try:
                 sock.sendall(f"done {bid}\n".encode())
@@ -97,6 +98,19 @@ def serve(sock: socket.socket, supervisor_socket: str) -> None:
     finally:
         cgroups.release()
         os._exit(code)
+
+
+def leave_workdir(start: str | None) -> None:
+    """Back to the folder the runner started in (else /), as a runner forked for the next attempt would
+    be: the attempt entered its workdir, which may be removed (`rm` of a git workdir's job) or unmounted
+    while this runner waits, and the next attempt must not run from there."""
+    for folder in (start, "/"):
+        if folder:
+            try:
+                os.chdir(folder)
+                return
+            except OSError:
+                continue
 
 
 class Slot:
