@@ -41,3 +41,81 @@ def test_a_git_workdir_job_runs_after_the_last_jobs_folder_was_removed(jobctl, h
     result = json.loads((home / "state" / "logs" / str(b) / "1" / "result.json").read_text())
     assert result["outcome"] == "completed"
     assert runner_of(home, b)["pid"] > 0
+
+
+SUPERVISOR_SIDE = r"""
+import json, os, sys, time
+from pathlib import Path
+from jobctl.backends.local.backend import LocalBackend
+from jobctl.backends.local.plan import RunnerPlan
+from jobctl.backends.local.slots import RunnerPool
+
+logs, action = Path(sys.argv[1]), sys.argv[2]
+pool = RunnerPool(str(logs / "no-supervisor.sock"))
+backend = LocalBackend(logs, pool)
+plan = RunnerPlan(7, 1, 1, "sleep 2; echo ran", rank_env=[{}], workdir=str(logs), supervisor_pid=os.getpid())
+if action == "stop":
+    backend.suspend("7/1")  # `jobctl stop` of a job the supervisor recorded ACTIVE, before its runner began
+print(backend.start("7/1", plan), flush=True)
+result = logs / "7" / "1" / "result.json"
+deadline = time.monotonic() + 60
+while not result.exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+pool.close()
+"""
+
+
+def stopped(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False  # it ended: it was not frozen
+
+
+def test_a_stop_that_comes_before_the_runner_began_still_freezes_the_job(tmp_path):
+    """The supervisor commits ACTIVE and only then hands the attempt to a runner: a `stop` in between finds
+    no runner to signal (and maybe no attempt folder yet). The runner must honour the freeze it was not
+    told about by a signal, as it honours a kill.json written before it began."""
+    import sys
+    import time
+
+    import psutil
+    from helpers import wait_until
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR_SIDE, str(logs), "stop"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        folder = logs / "7" / "1"
+        runner = wait_until(
+            lambda: (folder / "runner.json").exists() and json.loads((folder / "runner.json").read_text()),
+            30,
+            "the runner to begin",
+        )
+        workers = wait_until(
+            lambda: [p for p in psutil.Process(runner["pid"]).children(recursive=True)], 30, "the workers"
+        )
+        try:
+            wait_until(lambda: all(stopped(p) for p in workers), 15, "the job's processes frozen")
+        except AssertionError:
+            info = []
+            for p in [psutil.Process(runner["pid"]), *workers]:
+                try:
+                    info.append((p.pid, p.status(), open(f"/proc/{p.pid}/stat").read()[:60]))
+                except Exception as exc:
+                    info.append((p.pid, repr(exc)))
+            raise AssertionError(f"not frozen: {info}") from None
+        time.sleep(2.5)  # longer than the job runs when not frozen
+        assert not (folder / "result.json").exists(), "the job ran to its end while SUSPENDED"
+        # `jobctl start`: the mark goes, then SIGUSR2
+        from jobctl.backends.local.backend import LocalBackend
+
+        LocalBackend(logs).resume("7/1")
+        wait_until((folder / "result.json").exists, 30, "the job to end once resumed")
+        assert json.loads((folder / "result.json").read_text())["outcome"] == "completed"
+    finally:
+        proc.wait(timeout=60)

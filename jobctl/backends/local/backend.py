@@ -98,8 +98,10 @@ class LocalBackend:
     def suspend(self, bid: str) -> None:
         """Freeze the attempt: the `frozen` mark in its folder, then SIGUSR1 (the runner acts on the mark,
         so a signal that comes late, when the runner already runs another attempt, does nothing)."""
-        mark = self.attempt_dir(bid) / FROZEN_MARK
-        with contextlib.suppress(FileExistsError, FileNotFoundError):
+        folder = self.attempt_dir(bid)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # the runner may not have made it yet (see cancel)
+        mark = folder / FROZEN_MARK
+        with contextlib.suppress(FileExistsError):
             os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         self._signal(bid, signal.SIGUSR1)
 

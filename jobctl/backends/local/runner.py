@@ -216,6 +216,24 @@ class Runner:
             except psutil.Error:
                 pass
 
+    def freeze_tree(self) -> None:
+        """SIGSTOP every process of the attempt. One may fork while the tree is read, and its child would
+        run on unseen: read the tree again until it holds no process not stopped yet (a process that has
+        SIGSTOP pending forks no more, so each new reading finds fewer new ones)."""
+        import psutil
+
+        stopped: set[Any] = set()
+        while True:
+            fresh = [proc for proc in self.descendants() if proc not in stopped]
+            if not fresh:
+                return
+            for proc in fresh:
+                stopped.add(proc)
+                try:
+                    proc.send_signal(signal.SIGSTOP)
+                except psutil.Error:
+                    pass
+
     # -- life ----------------------------------------------------------------------------------
     def start_workers(self) -> None:
         plan = self.plan
@@ -407,7 +425,7 @@ class Runner:
             if not self.freeze_asked():
                 return
             self.frozen_since = time.monotonic()
-            self.signal_tree(signal.SIGSTOP)
+            self.freeze_tree()
         elif sig == signal.SIGUSR2 and self.frozen_since is not None and not self.freeze_asked():
             self.signal_tree(signal.SIGCONT)
             self.frozen_total += time.monotonic() - self.frozen_since
@@ -636,6 +654,9 @@ def one_attempt(
         if os.environ.get("JOBCTL_ACCOUNTING") != "0":  # 0: off, only to measure what it costs
             runner.meter = UsageMeter(devices_of(runner.plan), runner.cgroup)
         runner.start_workers()
+        # A `stop` that raced the start left its mark before it could signal us (no runner.json yet): as
+        # with kill.json, look for it only now, after runner.json, so one of the two sides sees the other.
+        runner.handle(signal.SIGUSR1)  # freezes the workers only if the `frozen` mark is there
     except Exception as exc:  # noqa: BLE001 - a bad workdir, a missing bash, a bad plan
         runner.signal_tree(signal.SIGKILL)
         runner.reap_all()
