@@ -6,6 +6,7 @@ directory, its files). Real supervisors, real runners, real processes.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -119,3 +120,16 @@ def test_a_stop_that_comes_before_the_runner_began_still_freezes_the_job(tmp_pat
         assert json.loads((folder / "result.json").read_text())["outcome"] == "completed"
     finally:
         proc.wait(timeout=60)
+
+
+def test_a_job_gets_sigpipe_as_in_a_shell(jobctl, home):
+    """Python ignores SIGPIPE (and SIGXFSZ), and an ignored signal stays ignored across exec: a worker
+    must get them back at their default, or `yes | head -1` says "Broken pipe" and pipelines misbehave."""
+    job = write_job(home, "pipe", "run: |\n  yes | head -1\n  grep SigIgn /proc/self/status\n")
+    a = jobctl.launch(job)
+    assert jobctl("wait", str(a), timeout=60).returncode == 0
+    out = jobctl("logs", str(a), check=True).stdout
+    assert "Broken pipe" not in out, out
+    ignored = int(next(line for line in out.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), f"{sig.name} is ignored in the job: {out}"

@@ -42,6 +42,9 @@ __all__ = ["BadStateFile", "read_json", "run_attempt", "write_json", "write_priv
 PR_SET_CHILD_SUBREAPER = 36
 BASH = "/bin/bash" if os.path.exists("/bin/bash") else "/usr/bin/bash"
 WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP}
+# What a worker gets back at its default: the watched signals, and those Python ignores (an ignored
+# signal stays ignored across exec: `yes | head -1` would say "Broken pipe"), as subprocess does.
+WORKER_DEFAULTS = WATCHED | {signal.SIGPIPE, signal.SIGXFSZ}
 
 # Runs setup then run, in the job's workdir; the scripts come as arguments ($3, $4), so nothing
 # is written to disk for them; a script too long for one argument comes as a file ($5, $6), named
@@ -307,7 +310,7 @@ class Runner:
                 try:
                     mask = os.umask(0o077)  # read the caller's umask (set by start_workers) and put it back
                     os.umask(mask)
-                    pid = spawn_as(self.run_as, BASH, argv, env, log, plan.workdir, mask, WATCHED)
+                    pid = spawn_as(self.run_as, BASH, argv, env, log, plan.workdir, mask, WORKER_DEFAULTS)
                 finally:
                     os.close(log)
                 self.workers[pid] = rank
@@ -324,7 +327,7 @@ class Runner:
                         (os.POSIX_SPAWN_CLOSE, log),
                     ],
                     setsigmask=(),
-                    setsigdef=tuple(WATCHED),
+                    setsigdef=tuple(WORKER_DEFAULTS),
                 )
             finally:
                 os.close(log)
