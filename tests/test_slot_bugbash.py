@@ -133,3 +133,17 @@ def test_a_job_gets_sigpipe_as_in_a_shell(jobctl, home):
     ignored = int(next(line for line in out.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         assert not ignored & (1 << (sig - 1)), f"{sig.name} is ignored in the job: {out}"
+
+
+def test_a_run_script_over_128_kib_runs_with_a_setup(jobctl, home):
+    """A script longer than one argument may be (Linux: 128 KiB) goes through a file; with a setup the
+    worker must not pass it as an argument as well."""
+    lines = "\n".join(f"  X{i}=1" for i in range(20000))  # about 190 KB
+    job = write_job(home, "huge", f"setup: echo setup-ok\nrun: |\n{lines}\n  echo run-done\n")
+    assert job.stat().st_size > 150_000
+    a = jobctl.launch(job)
+    jobctl("wait", str(a), timeout=60)
+    done = jobctl.job(a)
+    assert done["state"] == "COMPLETED", done.get("message")
+    out = jobctl("logs", str(a), check=True).stdout
+    assert "setup-ok" in out and "run-done" in out

@@ -295,8 +295,8 @@ class Runner:
                     "jobctl-worker",
                     str(self.marks),
                     str(rank),
-                    setup,
-                    run,
+                    "" if setup_file else setup,  # a script in a file is not an argument as well
+                    "" if run_file else run,
                     setup_file,
                     run_file,
                 ]
