@@ -420,20 +420,12 @@ class Supervisor:
             try:
                 pid = self.backend.start(f"{job_id}/{attempt}", plan)
             except OSError as exc:  # no fork possible now: the runner never started, say so
-                from jobctl.backends.local.runner import write_json
+                from jobctl.backends.local.runner import unstarted_result, write_json
 
                 folder = self.paths.attempt_dir(job_id, attempt)
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # a runner makes it, and none ran
                 write_json(
-                    folder / "result.json",
-                    {
-                        "outcome": "start_error",
-                        "message": f"could not start a runner: {exc.strerror}",
-                        "exit_codes": [],
-                        "failed": 0,
-                        "exit_code": None,
-                        "ended_at": time.time(),
-                    },
+                    folder / "result.json", unstarted_result("start_error", f"could not start a runner: {exc.strerror}")
                 )
                 continue
             self.children.add(pid)

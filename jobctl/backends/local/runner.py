@@ -604,11 +604,12 @@ class CgroupHolder:
             self.cgroup = None
 
 
-def ended_before_start(request: dict[str, Any], plan: RunnerPlan) -> dict[str, Any]:
+def unstarted_result(outcome: str, message: str | None, ranks: int = 0) -> dict[str, Any]:
+    """result.json of an attempt that started no worker (killed before its start, or unable to start)."""
     return {
-        "outcome": request.get("reason", "killed"),
-        "message": request.get("message"),
-        "exit_codes": [None] * int(plan.num_nodes),
+        "outcome": outcome,
+        "message": message,
+        "exit_codes": [None] * ranks,
         "failed": 0,
         "exit_code": None,
         "ended_at": time.time(),
@@ -640,7 +641,10 @@ def one_attempt(
     # look for it only now, after runner.json, so that one of the two sides always sees the other.
     request = read_json(attempt_dir / "kill.json")
     if request is not None:
-        write_json(attempt_dir / "result.json", ended_before_start(request, plan))
+        write_json(
+            attempt_dir / "result.json",
+            unstarted_result(request.get("reason", "killed"), request.get("message"), int(plan.num_nodes)),
+        )
         return
     runner = Runner(attempt_dir, plan)
     runner.identity = identity
@@ -664,17 +668,7 @@ def one_attempt(
         runner.signal_tree(signal.SIGKILL)
         runner.reap_all()
         cgroups.attempt_ended()
-        write_json(
-            attempt_dir / "result.json",
-            {
-                "outcome": "start_error",
-                "message": f"could not start the job: {exc}",
-                "exit_codes": [],
-                "failed": 0,
-                "exit_code": None,
-                "ended_at": time.time(),
-            },
-        )
+        write_json(attempt_dir / "result.json", unstarted_result("start_error", f"could not start the job: {exc}"))
         return
     runner.loop()
     result = runner.result()
